@@ -1,0 +1,118 @@
+package inventory
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors. Every error a strategy returns for one of these conditions
+// satisfies errors.Is with the matching sentinel; detail travels in the typed
+// errors below, which unwrap to them.
+var (
+	// ErrInvalidRequest reports input that breaks the rules of Request.Validate
+	// or of a stock administration call. Nothing was changed.
+	ErrInvalidRequest = errors.New("inventory: invalid request")
+
+	// ErrInsufficientStock reports that a line asked for more units than were
+	// available. Nothing was changed. See InsufficientStockError.
+	ErrInsufficientStock = errors.New("inventory: insufficient stock")
+
+	// ErrUnknownSKU reports a SKU the store has never been stocked with.
+	// Nothing was changed.
+	ErrUnknownSKU = errors.New("inventory: unknown sku")
+
+	// ErrNotFound reports a reservation ID the store does not know.
+	ErrNotFound = errors.New("inventory: reservation not found")
+
+	// ErrConflict reports a reservation ID reused with other lines than the
+	// first request that used it. Nothing was changed.
+	ErrConflict = errors.New("inventory: reservation id reused with other lines")
+
+	// ErrNotHeld reports a Commit or Release of a reservation that is no longer
+	// held: commit after release or expiry, release after commit or expiry.
+	// See StateError.
+	ErrNotHeld = errors.New("inventory: reservation not held")
+
+	// ErrContended reports that a lock could not be had in time (a lock
+	// timeout, NOWAIT, or a distributed lock wait). Nothing was changed; the
+	// caller may retry.
+	ErrContended = errors.New("inventory: contended")
+
+	// ErrOutcomeUnknown reports that the store may or may not have applied the
+	// change, for example because the connection died after COMMIT was sent.
+	// Retry the same call with the same ID to learn which: Reserve, Commit and
+	// Release are idempotent.
+	ErrOutcomeUnknown = errors.New("inventory: outcome unknown")
+)
+
+// InsufficientStockError names the line that could not be held.
+// It unwraps to ErrInsufficientStock.
+type InsufficientStockError struct {
+	SKU       string
+	Requested int64
+	Available int64 // as seen by the strategy when it refused; may be stale
+}
+
+func (e *InsufficientStockError) Error() string {
+	return fmt.Sprintf("inventory: insufficient stock for sku %q: requested %d, available %d", e.SKU, e.Requested, e.Available)
+}
+
+// Unwrap returns ErrInsufficientStock.
+func (e *InsufficientStockError) Unwrap() error { return ErrInsufficientStock }
+
+// UnknownSKUError names a SKU the store does not know.
+// It unwraps to ErrUnknownSKU.
+type UnknownSKUError struct {
+	SKU string
+}
+
+func (e *UnknownSKUError) Error() string {
+	return fmt.Sprintf("inventory: unknown sku %q", e.SKU)
+}
+
+// Unwrap returns ErrUnknownSKU.
+func (e *UnknownSKUError) Unwrap() error { return ErrUnknownSKU }
+
+// StateError reports an operation refused because of the state a reservation
+// is in. It unwraps to ErrNotHeld.
+type StateError struct {
+	ID    string
+	Op    string // "commit" or "release"
+	State State  // the state the reservation is in
+}
+
+func (e *StateError) Error() string {
+	return fmt.Sprintf("inventory: cannot %s reservation %q: it is %s", e.Op, e.ID, e.State)
+}
+
+// Unwrap returns ErrNotHeld.
+func (e *StateError) Unwrap() error { return ErrNotHeld }
+
+// ValidationError says which field of a request is invalid and why.
+// It unwraps to ErrInvalidRequest.
+type ValidationError struct {
+	Field  string // for example "ID", "Lines[3].SKU", "TTL"
+	Reason string
+}
+
+func (e *ValidationError) Error() string {
+	return fmt.Sprintf("inventory: invalid request: %s: %s", e.Field, e.Reason)
+}
+
+// Unwrap returns ErrInvalidRequest.
+func (e *ValidationError) Unwrap() error { return ErrInvalidRequest }
+
+// OutcomeUnknownError wraps the transport error after which the outcome of a
+// change is unknown. It unwraps to both ErrOutcomeUnknown and Err.
+type OutcomeUnknownError struct {
+	Op  string // "reserve", "commit", "release", ...
+	ID  string
+	Err error
+}
+
+func (e *OutcomeUnknownError) Error() string {
+	return fmt.Sprintf("inventory: outcome of %s %q unknown, retry with the same id: %v", e.Op, e.ID, e.Err)
+}
+
+// Unwrap returns ErrOutcomeUnknown and the underlying error.
+func (e *OutcomeUnknownError) Unwrap() []error { return []error{ErrOutcomeUnknown, e.Err} }

@@ -1,0 +1,150 @@
+package inventory
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"time"
+)
+
+// Limits enforced by Request.Validate and by stock administration.
+const (
+	MaxIDLen  = 128           // bytes in a reservation ID
+	MaxSKULen = 128           // bytes in a SKU
+	MaxLines  = 100           // lines in one request
+	MaxQty    = 1_000_000_000 // units in one line
+	MaxStock  = 1 << 53       // units of one SKU a store may hold (available + held + sold)
+)
+
+// Line asks for Qty units of one SKU.
+type Line struct {
+	SKU string
+	Qty int64
+}
+
+// Request asks to hold every line of a cart, or none of them.
+type Request struct {
+	// ID is the idempotency key of the reservation (an order or checkout
+	// attempt). Required, 1..MaxIDLen bytes.
+	ID string
+	// Lines are held all together or not at all. 1..MaxLines lines, each SKU
+	// once. Their order does not matter.
+	Lines []Line
+	// TTL is how long the hold lasts unless committed. 0 means the strategy's
+	// default.
+	TTL time.Duration
+}
+
+// State is the state of a reservation.
+type State int
+
+// The states of a reservation. A reservation starts Held and moves once, to
+// one of the other three, which are final.
+const (
+	Held      State = iota + 1 // units are taken from available and wait for Commit or Release
+	Committed                  // units are sold
+	Released                   // units went back to stock by Release
+	Expired                    // units went back to stock because the TTL passed
+)
+
+var stateNames = [...]string{"invalid", "held", "committed", "released", "expired"}
+
+// String returns the lower-case name of the state.
+func (s State) String() string {
+	if s < Held || s > Expired {
+		return stateNames[0]
+	}
+	return stateNames[s]
+}
+
+// Reservation is the record of a request the store accepted.
+type Reservation struct {
+	ID        string
+	Lines     []Line // sorted by SKU
+	State     State
+	ExpiresAt time.Time // when a Held reservation stops holding its units
+}
+
+// Reserver holds stock for carts and settles the holds. Every strategy in
+// this module implements it, and every implementation keeps this contract,
+// which strategytest.RunConformance checks:
+//
+//   - Reserve is all-or-nothing across the lines of a request. Strategies
+//     lock or update lines in sorted SKU order, so crossing carts never
+//     deadlock. A refused line makes Reserve fail with an error that
+//     errors.Is ErrInsufficientStock (an *InsufficientStockError naming the
+//     SKU) or ErrUnknownSKU, and nothing changes.
+//   - Reserve is idempotent on Request.ID: the same ID with the same lines
+//     returns the first reservation, in whatever state it is now, and changes
+//     nothing; with other lines it fails with ErrConflict. Concurrent
+//     submissions of one ID take stock once.
+//   - Commit moves Held to Committed (the units are sold); Release moves Held
+//     to Released (the units return to available). Each is idempotent on its
+//     own final state and fails with ErrNotHeld (a *StateError) on any other:
+//     commit after release or expiry, release after commit or expiry. An
+//     unknown ID fails with ErrNotFound. A held reservation whose TTL has
+//     passed is expired: Commit and Release refuse it even before a sweep.
+//   - For every SKU, at every quiet point: available + held + sold equals
+//     the stock set plus the units added. Available never drops below zero.
+//   - Invalid input fails with ErrInvalidRequest and changes nothing.
+//   - A cancelled context, a cut connection or a crash at any point leaves
+//     no partial state: a reservation happened whole or not at all. When a
+//     strategy cannot tell which, it returns ErrOutcomeUnknown, and a retry
+//     with the same ID settles it.
+//   - Available reports the units of a SKU that can still be reserved, or
+//     ErrUnknownSKU.
+type Reserver interface {
+	Reserve(ctx context.Context, req Request) (Reservation, error)
+	Commit(ctx context.Context, id string) error
+	Release(ctx context.Context, id string) error
+	Available(ctx context.Context, sku string) (int64, error)
+}
+
+// Stocker administers stock. Every strategy implements it.
+type Stocker interface {
+	// SetStock sets the available units of sku, creating the SKU if it is
+	// new. Units already held or sold are not affected. available must be in
+	// 0..MaxStock, else ErrInvalidRequest.
+	SetStock(ctx context.Context, sku string, available int64) error
+	// AddStock adds delta units (negative to remove) to the available units of
+	// sku and returns the new number. It never drives available below zero:
+	// removing more than is available fails with ErrInsufficientStock and
+	// changes nothing. An unknown sku fails with ErrUnknownSKU.
+	AddStock(ctx context.Context, sku string, delta int64) (int64, error)
+}
+
+// Expirer returns the units of holds whose TTL has passed. Every strategy
+// implements it; a Sweeper calls it periodically.
+type Expirer interface {
+	// ExpireDue moves at most limit Held reservations whose ExpiresAt has
+	// passed to Expired, returns their units to stock, and reports how many it
+	// expired. It is safe to call from many goroutines and processes at once:
+	// no hold is expired twice. limit must be positive.
+	ExpireDue(ctx context.Context, limit int) (int, error)
+}
+
+// Strategy is everything a strategy offers: reservations, stock
+// administration, expiry, and lookup of a reservation by ID.
+type Strategy interface {
+	Reserver
+	Stocker
+	Expirer
+	// Lookup returns the reservation with the given ID, or ErrNotFound.
+	Lookup(ctx context.Context, id string) (Reservation, error)
+}
+
+// SortLines returns a copy of lines sorted by SKU.
+func SortLines(lines []Line) []Line {
+	out := slices.Clone(lines)
+	slices.SortFunc(out, func(a, b Line) int { return cmp.Compare(a.SKU, b.SKU) })
+	return out
+}
+
+// SameLines reports whether a and b ask for the same units of the same SKUs,
+// in any order. Both must be valid (each SKU once).
+func SameLines(a, b []Line) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	return slices.Equal(SortLines(a), SortLines(b))
+}

@@ -1,0 +1,68 @@
+package strategytest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/oversell/inventory"
+)
+
+// Harness is one isolated strategy instance and the means to drive it. A
+// HarnessMaker returns a new one for every subtest.
+type Harness struct {
+	// Strategy is a fresh instance with a namespace of its own (its own
+	// schema, key prefix or process state) and no SKUs. Required.
+	Strategy inventory.Strategy
+
+	// NewID returns a new request ID the strategy accepts. A strategy that
+	// checks tokens hands out issued tokens here. Default: 32 random hex
+	// characters.
+	NewID func(ctx context.Context) (string, error)
+
+	// Advance moves the clock the strategy reads reservation TTLs from (see
+	// Clock) forward by d. Nil means the strategy reads the wall clock, and
+	// the suite sleeps instead, with TTLs kept short.
+	Advance func(d time.Duration)
+}
+
+// HarnessMaker returns a new Harness for the test t, or skips t. It registers
+// the cleanup of what it made with t.Cleanup.
+type HarnessMaker func(ctx context.Context, t *testing.T) *Harness
+
+// Clock is a manual clock for strategies whose options take a
+// `Now func() time.Time`. It starts at a fixed instant and moves only when
+// Advance is called. It is safe for concurrent use.
+type Clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// NewClock returns a Clock reading 2030-01-01T00:00:00Z.
+func NewClock() *Clock {
+	return &Clock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+}
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock forward by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// RandomID returns 32 random hex characters.
+func RandomID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

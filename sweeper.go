@@ -1,0 +1,104 @@
+package inventory
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+)
+
+// SweeperOptions configures a Sweeper. A nil *SweeperOptions takes every
+// default.
+type SweeperOptions struct {
+	// Interval is the pause between sweeps. Default: 10s.
+	Interval time.Duration
+	// Jitter spreads sweeps of many processes apart: each pause is Interval
+	// plus or minus a random part of up to Jitter*Interval. Default: 0.2.
+	// Negative means none.
+	Jitter float64
+	// BatchSize is the limit passed to each ExpireDue call. A sweep keeps
+	// calling ExpireDue while full batches come back. Default: 500.
+	BatchSize int
+	// Logger receives a record per sweep that expired holds and per failure.
+	// Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// Sweeper returns the units of abandoned holds to stock by calling ExpireDue
+// periodically. Many sweepers, in many processes, may run against the same
+// store at once: every Expirer expires each hold at most once.
+type Sweeper struct {
+	exp       Expirer
+	interval  time.Duration
+	jitter    float64
+	batchSize int
+	log       *slog.Logger
+}
+
+// NewSweeper returns a Sweeper for e. Call Run to start it.
+func NewSweeper(e Expirer, opts *SweeperOptions) *Sweeper {
+	s := &Sweeper{exp: e, interval: 10 * time.Second, jitter: 0.2, batchSize: 500, log: slog.Default()}
+	if opts != nil {
+		if opts.Interval > 0 {
+			s.interval = opts.Interval
+		}
+		if opts.Jitter > 0 {
+			s.jitter = min(opts.Jitter, 1)
+		} else if opts.Jitter < 0 {
+			s.jitter = 0
+		}
+		if opts.BatchSize > 0 {
+			s.batchSize = opts.BatchSize
+		}
+		if opts.Logger != nil {
+			s.log = opts.Logger
+		}
+	}
+	return s
+}
+
+// Run sweeps until ctx ends, then returns ctx's error. A failed sweep is
+// logged and tried again at the next interval.
+func (s *Sweeper) Run(ctx context.Context) error {
+	t := time.NewTimer(s.pause())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
+			s.log.WarnContext(ctx, "inventory: sweep failed", slog.Any("error", err))
+		}
+		t.Reset(s.pause())
+	}
+}
+
+// Sweep expires every hold that is due now, in batches, and returns how many
+// it expired. It stops at the first error, returning the count so far.
+func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
+	total := 0
+	for {
+		n, err := s.exp.ExpireDue(ctx, s.batchSize)
+		total += n
+		if err != nil {
+			return total, err
+		}
+		if n < s.batchSize {
+			break
+		}
+	}
+	if total > 0 {
+		s.log.InfoContext(ctx, "inventory: expired holds", slog.Int("count", total))
+	}
+	return total, nil
+}
+
+func (s *Sweeper) pause() time.Duration {
+	if s.jitter == 0 {
+		return s.interval
+	}
+	f := 1 + s.jitter*(2*rand.Float64()-1)
+	return time.Duration(float64(s.interval) * f)
+}

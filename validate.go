@@ -1,0 +1,103 @@
+package inventory
+
+import (
+	"fmt"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Validate checks a request against the limits every strategy enforces:
+// ID 1..MaxIDLen bytes; 1..MaxLines lines; each SKU valid (see ValidateSKU)
+// and present once; each Qty in 1..MaxQty; TTL >= 0. The error is a
+// *ValidationError that errors.Is ErrInvalidRequest.
+func (r Request) Validate() error {
+	if err := ValidateID(r.ID); err != nil {
+		return err
+	}
+	if len(r.Lines) == 0 {
+		return &ValidationError{Field: "Lines", Reason: "no lines"}
+	}
+	if len(r.Lines) > MaxLines {
+		return &ValidationError{Field: "Lines", Reason: fmt.Sprintf("%d lines, at most %d allowed", len(r.Lines), MaxLines)}
+	}
+	if r.TTL < 0 {
+		return &ValidationError{Field: "TTL", Reason: "negative"}
+	}
+	seen := make(map[string]struct{}, len(r.Lines))
+	for i, l := range r.Lines {
+		if err := validateSKU(fmt.Sprintf("Lines[%d].SKU", i), l.SKU); err != nil {
+			return err
+		}
+		if _, dup := seen[l.SKU]; dup {
+			return &ValidationError{Field: fmt.Sprintf("Lines[%d].SKU", i), Reason: fmt.Sprintf("sku %q appears more than once", l.SKU)}
+		}
+		seen[l.SKU] = struct{}{}
+		if l.Qty < 1 || l.Qty > MaxQty {
+			return &ValidationError{Field: fmt.Sprintf("Lines[%d].Qty", i), Reason: fmt.Sprintf("%d is outside 1..%d", l.Qty, MaxQty)}
+		}
+	}
+	return nil
+}
+
+// ValidateID checks a reservation ID: 1..MaxIDLen bytes.
+func ValidateID(id string) error {
+	switch {
+	case id == "":
+		return &ValidationError{Field: "ID", Reason: "empty"}
+	case len(id) > MaxIDLen:
+		return &ValidationError{Field: "ID", Reason: fmt.Sprintf("%d bytes, at most %d allowed", len(id), MaxIDLen)}
+	}
+	return nil
+}
+
+// ValidateSKU checks a SKU: 1..MaxSKULen bytes of valid UTF-8 with no control
+// characters.
+func ValidateSKU(sku string) error { return validateSKU("SKU", sku) }
+
+func validateSKU(field, sku string) error {
+	switch {
+	case sku == "":
+		return &ValidationError{Field: field, Reason: "empty"}
+	case len(sku) > MaxSKULen:
+		return &ValidationError{Field: field, Reason: fmt.Sprintf("%d bytes, at most %d allowed", len(sku), MaxSKULen)}
+	case !utf8.ValidString(sku):
+		return &ValidationError{Field: field, Reason: "not valid UTF-8"}
+	}
+	for _, r := range sku {
+		if unicode.IsControl(r) {
+			return &ValidationError{Field: field, Reason: fmt.Sprintf("control character %U", r)}
+		}
+	}
+	return nil
+}
+
+// ValidateStock checks the arguments of Stocker.SetStock.
+func ValidateStock(sku string, available int64) error {
+	if err := ValidateSKU(sku); err != nil {
+		return err
+	}
+	if available < 0 || available > MaxStock {
+		return &ValidationError{Field: "available", Reason: fmt.Sprintf("%d is outside 0..%d", available, int64(MaxStock))}
+	}
+	return nil
+}
+
+// ValidateDelta checks the arguments of Stocker.AddStock. The result of
+// adding delta must still be checked against MaxStock by the strategy.
+func ValidateDelta(sku string, delta int64) error {
+	if err := ValidateSKU(sku); err != nil {
+		return err
+	}
+	if delta < -MaxStock || delta > MaxStock {
+		return &ValidationError{Field: "delta", Reason: fmt.Sprintf("%d is outside -%d..%d", delta, int64(MaxStock), int64(MaxStock))}
+	}
+	return nil
+}
+
+// ValidateLimit checks the limit given to Expirer.ExpireDue.
+func ValidateLimit(limit int) error {
+	if limit <= 0 {
+		return &ValidationError{Field: "limit", Reason: fmt.Sprintf("%d is not positive", limit)}
+	}
+	return nil
+}

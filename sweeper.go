@@ -57,10 +57,10 @@ func NewSweeper(e Expirer, opts *SweeperOptions) *Sweeper {
 	return s
 }
 
-// Run sweeps until ctx ends, then returns ctx's error. A failed sweep is
-// logged and tried again at the next interval.
+// Run sweeps at once and then every interval until ctx ends, then returns
+// ctx's error. A failed sweep is logged and tried again at the next interval.
 func (s *Sweeper) Run(ctx context.Context) error {
-	t := time.NewTimer(s.pause())
+	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
 		select {
@@ -68,8 +68,8 @@ func (s *Sweeper) Run(ctx context.Context) error {
 			return ctx.Err()
 		case <-t.C:
 		}
-		if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
-			s.log.WarnContext(ctx, "inventory: sweep failed", slog.Any("error", err))
+		if n, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
+			s.log.WarnContext(ctx, "inventory: sweep failed", slog.Int("expired", n), slog.Any("error", err))
 		}
 		t.Reset(s.pause())
 	}

@@ -25,7 +25,8 @@ func (r Request) Validate() error {
 	}
 	seen := make(map[string]struct{}, len(r.Lines))
 	for i, l := range r.Lines {
-		if err := validateSKU(fmt.Sprintf("Lines[%d].SKU", i), l.SKU); err != nil {
+		if err := ValidateSKU(l.SKU); err != nil {
+			err.(*ValidationError).Field = fmt.Sprintf("Lines[%d].SKU", i)
 			return err
 		}
 		if _, dup := seen[l.SKU]; dup {
@@ -52,9 +53,8 @@ func ValidateID(id string) error {
 
 // ValidateSKU checks a SKU: 1..MaxSKULen bytes of valid UTF-8 with no control
 // characters.
-func ValidateSKU(sku string) error { return validateSKU("SKU", sku) }
-
-func validateSKU(field, sku string) error {
+func ValidateSKU(sku string) error {
+	const field = "SKU"
 	switch {
 	case sku == "":
 		return &ValidationError{Field: field, Reason: "empty"}

@@ -1,0 +1,439 @@
+package memory
+
+import (
+	"cmp"
+	"container/heap"
+	"context"
+	"fmt"
+	"hash/maphash"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/oversell/inventory"
+)
+
+// DefaultTTL is the hold lifetime of a request whose TTL is 0, unless
+// Options.DefaultTTL says otherwise.
+const DefaultTTL = 15 * time.Minute
+
+// Options configures a Reserver. A nil *Options takes every default.
+type Options struct {
+	// DefaultTTL is the hold lifetime of a request whose TTL is 0. Zero or
+	// negative means the default. Default: 15m.
+	DefaultTTL time.Duration
+	// Now returns the current time. Reservations expire by it, so tests can
+	// drive expiry with a manual clock. Default: time.Now.
+	Now func() time.Time
+}
+
+// numShards is the number of reservation shards; a power of two.
+const numShards = 64
+
+// cacheLine is the size the hot structures are padded to, so that locks
+// taken by different cores do not share a cache line.
+const cacheLine = 64
+
+// Reserver is the in-process strategy. It is safe for concurrent use. Make
+// one with New; the zero value is not usable.
+type Reserver struct {
+	ttl  time.Duration
+	now  func() time.Time
+	seed maphash.Seed
+
+	// shards hold the reservations, sharded by a hash of the ID. Each shard
+	// is also the expiry queue of its Held reservations.
+	shards []shard
+
+	skuMu sync.RWMutex // guards skus: read lock to look up, write lock to add
+	skus  map[string]*stock
+
+	// nextShard spreads the shard ExpireDue starts from, so that sweepers
+	// with small limits serve every shard.
+	nextShard atomic.Uint32
+}
+
+var _ inventory.Strategy = (*Reserver)(nil)
+
+// New returns an empty Reserver: no SKUs, no reservations.
+func New(opts *Options) *Reserver {
+	r := &Reserver{
+		ttl:    DefaultTTL,
+		now:    time.Now,
+		seed:   maphash.MakeSeed(),
+		shards: make([]shard, numShards),
+		skus:   make(map[string]*stock),
+	}
+	if opts != nil {
+		if opts.DefaultTTL > 0 {
+			r.ttl = opts.DefaultTTL
+		}
+		if opts.Now != nil {
+			r.now = opts.Now
+		}
+	}
+	for i := range r.shards {
+		r.shards[i].res = make(map[string]*reservation)
+	}
+	return r
+}
+
+// stock is one SKU. Lock order: a reservation shard, then the stocks of a
+// reservation in sorted SKU order.
+type stock struct {
+	stockState
+	_ [cacheLine - unsafe.Sizeof(stockState{})%cacheLine]byte
+}
+
+type stockState struct {
+	mu sync.Mutex
+	// available is written only under mu; Available reads it without mu.
+	available atomic.Int64
+	name      string
+}
+
+// shard holds the reservations whose ID hashes to it, and a min-heap by
+// ExpiresAt of those that are Held.
+type shard struct {
+	shardState
+	_ [cacheLine - unsafe.Sizeof(shardState{})%cacheLine]byte
+}
+
+type shardState struct {
+	mu  sync.Mutex
+	res map[string]*reservation
+	due dueHeap
+}
+
+// entry is one line of a reservation.
+type entry struct {
+	sku string
+	qty int64
+	s   *stock // nil while a requested SKU is unknown
+}
+
+// reservation is guarded by the mutex of its shard.
+type reservation struct {
+	id        string
+	entries   []entry // sorted by SKU
+	one       [1]entry
+	state     inventory.State
+	expiresAt time.Time
+	dueIdx    int // index in shard.due while Held
+}
+
+func (r *Reserver) shard(id string) *shard {
+	return &r.shards[maphash.String(r.seed, id)&(numShards-1)]
+}
+
+func (r *Reserver) lookupSKU(sku string) *stock {
+	r.skuMu.RLock()
+	s := r.skus[sku]
+	r.skuMu.RUnlock()
+	return s
+}
+
+// Reserve holds every line of req, or none; see inventory.Reserver. The
+// same ID again returns the reservation as it is now when the lines are the
+// same, and fails with ErrConflict otherwise. Concurrent calls with one ID
+// take stock once.
+func (r *Reserver) Reserve(ctx context.Context, req inventory.Request) (inventory.Reservation, error) {
+	if err := req.Validate(); err != nil {
+		return inventory.Reservation{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return inventory.Reservation{}, err
+	}
+	sh := r.shard(req.ID)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if res, ok := sh.res[req.ID]; ok {
+		if !res.sameLines(req.Lines) {
+			return inventory.Reservation{}, fmt.Errorf("memory: reservation %q: %w", req.ID, inventory.ErrConflict)
+		}
+		return res.snapshot(), nil
+	}
+
+	res := &reservation{state: inventory.Held}
+	if len(req.Lines) == 1 {
+		res.entries = res.one[:]
+	} else {
+		res.entries = make([]entry, len(req.Lines))
+	}
+	r.skuMu.RLock()
+	for i, l := range req.Lines {
+		s := r.skus[l.SKU]
+		res.entries[i] = entry{sku: l.SKU, qty: l.Qty, s: s}
+		if s != nil {
+			res.entries[i].sku = s.name // keep no reference to the caller's memory
+		}
+	}
+	r.skuMu.RUnlock()
+	if len(res.entries) > 1 {
+		slices.SortFunc(res.entries, compareEntries)
+	}
+	// Take the stocks in sorted order; the first refused line decides.
+	for i := range res.entries {
+		e := &res.entries[i]
+		if e.s == nil {
+			unlockStocks(res.entries[:i])
+			return inventory.Reservation{}, &inventory.UnknownSKUError{SKU: e.sku}
+		}
+		e.s.mu.Lock()
+		if avail := e.s.available.Load(); avail < e.qty {
+			unlockStocks(res.entries[:i+1])
+			return inventory.Reservation{}, &inventory.InsufficientStockError{SKU: e.sku, Requested: e.qty, Available: avail}
+		}
+	}
+	for _, e := range res.entries {
+		e.s.available.Add(-e.qty)
+		e.s.mu.Unlock()
+	}
+
+	ttl := req.TTL
+	if ttl == 0 {
+		ttl = r.ttl
+	}
+	res.id = req.ID
+	res.expiresAt = r.now().Add(ttl)
+	sh.res[res.id] = res
+	heap.Push(&sh.due, res)
+	return res.snapshot(), nil
+}
+
+// Commit sells the units of a Held reservation; see inventory.Reserver.
+func (r *Reserver) Commit(ctx context.Context, id string) error {
+	return r.settle(ctx, id, "commit", inventory.Committed)
+}
+
+// Release returns the units of a Held reservation to stock; see
+// inventory.Reserver.
+func (r *Reserver) Release(ctx context.Context, id string) error {
+	return r.settle(ctx, id, "release", inventory.Released)
+}
+
+func (r *Reserver) settle(ctx context.Context, id, op string, to inventory.State) error {
+	if err := inventory.ValidateID(id); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	sh := r.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	res, ok := sh.res[id]
+	if !ok {
+		return notFound(id)
+	}
+	switch res.state {
+	case to:
+		return nil
+	case inventory.Held:
+		if r.now().Before(res.expiresAt) {
+			sh.settle(res, to)
+			return nil
+		}
+		sh.settle(res, inventory.Expired)
+	}
+	return &inventory.StateError{ID: res.id, Op: op, State: res.state}
+}
+
+// settle moves a Held reservation to its final state, returning its units
+// to stock unless it is Committed. sh.mu must be held.
+func (sh *shard) settle(res *reservation, to inventory.State) {
+	if to != inventory.Committed {
+		// Lock every stock before changing any, so that no Reserve sees
+		// some lines returned and others not.
+		for _, e := range res.entries {
+			e.s.mu.Lock()
+		}
+		for _, e := range res.entries {
+			e.s.available.Add(e.qty)
+		}
+		unlockStocks(res.entries)
+	}
+	res.state = to
+	heap.Remove(&sh.due, res.dueIdx)
+}
+
+// ExpireDue expires at most limit Held reservations whose ExpiresAt is not
+// after now and returns their units to stock; see inventory.Expirer.
+func (r *Reserver) ExpireDue(ctx context.Context, limit int) (int, error) {
+	if err := inventory.ValidateLimit(limit); err != nil {
+		return 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	now := r.now()
+	start := r.nextShard.Add(1)
+	n := 0
+	for i := uint32(0); i < numShards && n < limit; i++ {
+		sh := &r.shards[(start+i)&(numShards-1)]
+		sh.mu.Lock()
+		for n < limit && len(sh.due) > 0 && !sh.due[0].expiresAt.After(now) {
+			sh.settle(sh.due[0], inventory.Expired)
+			n++
+		}
+		sh.mu.Unlock()
+	}
+	return n, nil
+}
+
+// Lookup returns the reservation with the given ID as recorded, or an error
+// that errors.Is inventory.ErrNotFound. A Held reservation past its
+// ExpiresAt reads Held until a Commit, Release or ExpireDue expires it.
+func (r *Reserver) Lookup(ctx context.Context, id string) (inventory.Reservation, error) {
+	if err := inventory.ValidateID(id); err != nil {
+		return inventory.Reservation{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return inventory.Reservation{}, err
+	}
+	sh := r.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	res, ok := sh.res[id]
+	if !ok {
+		return inventory.Reservation{}, notFound(id)
+	}
+	return res.snapshot(), nil
+}
+
+// Available returns the units of sku that can be reserved now.
+func (r *Reserver) Available(ctx context.Context, sku string) (int64, error) {
+	if err := inventory.ValidateSKU(sku); err != nil {
+		return 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s := r.lookupSKU(sku)
+	if s == nil {
+		return 0, &inventory.UnknownSKUError{SKU: sku}
+	}
+	return s.available.Load(), nil
+}
+
+// SetStock sets the available units of sku, creating it if it is new; see
+// inventory.Stocker.
+func (r *Reserver) SetStock(ctx context.Context, sku string, available int64) error {
+	if err := inventory.ValidateStock(sku, available); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s := r.lookupSKU(sku)
+	if s == nil {
+		r.skuMu.Lock()
+		if s = r.skus[sku]; s == nil {
+			s = &stock{}
+			s.name = strings.Clone(sku)
+			r.skus[s.name] = s
+		}
+		r.skuMu.Unlock()
+	}
+	s.mu.Lock()
+	s.available.Store(available)
+	s.mu.Unlock()
+	return nil
+}
+
+// AddStock adds delta units to the available units of sku and returns the
+// new number; see inventory.Stocker. A result above inventory.MaxStock fails
+// with ErrInvalidRequest and changes nothing.
+func (r *Reserver) AddStock(ctx context.Context, sku string, delta int64) (int64, error) {
+	if err := inventory.ValidateDelta(sku, delta); err != nil {
+		return 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s := r.lookupSKU(sku)
+	if s == nil {
+		return 0, &inventory.UnknownSKUError{SKU: sku}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	avail := s.available.Load()
+	n := avail + delta
+	switch {
+	case n < 0:
+		return 0, &inventory.InsufficientStockError{SKU: sku, Requested: -delta, Available: avail}
+	case n > inventory.MaxStock:
+		return 0, &inventory.ValidationError{Field: "delta", Reason: fmt.Sprintf("%d available plus %d exceeds %d", avail, delta, int64(inventory.MaxStock))}
+	}
+	s.available.Store(n)
+	return n, nil
+}
+
+// sameLines reports whether lines, valid and in any order, ask for the
+// units res holds.
+func (res *reservation) sameLines(lines []inventory.Line) bool {
+	if len(lines) != len(res.entries) {
+		return false
+	}
+	for _, l := range lines {
+		i, ok := slices.BinarySearchFunc(res.entries, l.SKU, func(e entry, sku string) int { return cmp.Compare(e.sku, sku) })
+		if !ok || res.entries[i].qty != l.Qty {
+			return false
+		}
+	}
+	return true
+}
+
+// snapshot returns a copy of res that shares no memory the caller could
+// change.
+func (res *reservation) snapshot() inventory.Reservation {
+	lines := make([]inventory.Line, len(res.entries))
+	for i, e := range res.entries {
+		lines[i] = inventory.Line{SKU: e.sku, Qty: e.qty}
+	}
+	return inventory.Reservation{ID: res.id, Lines: lines, State: res.state, ExpiresAt: res.expiresAt}
+}
+
+func compareEntries(a, b entry) int { return cmp.Compare(a.sku, b.sku) }
+
+func unlockStocks(entries []entry) {
+	for _, e := range entries {
+		e.s.mu.Unlock()
+	}
+}
+
+func notFound(id string) error {
+	return fmt.Errorf("memory: reservation %q: %w", id, inventory.ErrNotFound)
+}
+
+// dueHeap is a min-heap of Held reservations by ExpiresAt, for
+// container/heap. Each reservation knows its index, so a settled one leaves
+// the heap at once.
+type dueHeap []*reservation
+
+func (h dueHeap) Len() int           { return len(h) }
+func (h dueHeap) Less(i, j int) bool { return h[i].expiresAt.Before(h[j].expiresAt) }
+func (h dueHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].dueIdx = i
+	h[j].dueIdx = j
+}
+
+func (h *dueHeap) Push(x any) {
+	res := x.(*reservation)
+	res.dueIdx = len(*h)
+	*h = append(*h, res)
+}
+
+func (h *dueHeap) Pop() any {
+	old := *h
+	n := len(old) - 1
+	res := old[n]
+	old[n] = nil
+	res.dueIdx = -1
+	*h = old[:n]
+	return res
+}

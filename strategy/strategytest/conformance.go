@@ -551,7 +551,7 @@ var behaviours = []behaviour{
 	{"HammerManySKUs", func(ctx context.Context, t *testing.T, s *suite) {
 		rep, err := Hammer(ctx, HammerConfig{
 			Strategy: s.Strategy, NewID: s.NewID, Advance: s.Advance,
-			Workers: 64, SKUs: 20, Stock: 60, MaxQty: 3, MaxLines: 5, OpsPerWorker: 40,
+			Workers: 64, SKUs: 20, Stock: 250, MaxQty: 3, MaxLines: 5, OpsPerWorker: 40,
 		})
 		require.NoError(t, err)
 		t.Log(rep)

@@ -2,6 +2,7 @@ package strategytest
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -508,6 +509,40 @@ var behaviours = []behaviour{
 		wg.Wait()
 		assert.Equal(t, 40, total)
 		s.assertAvailable(ctx, t, map[string]int64{"a": 100})
+	}},
+	{"SweepersReturnAbandonedHoldsOnce", func(ctx context.Context, t *testing.T, s *suite) {
+		s.stock(ctx, t, map[string]int64{"a": 100, "b": 100})
+		var abandoned, committed []inventory.Reservation
+		for i := range 30 {
+			r := s.reserve(ctx, t, s.ttl(), line("a", 1), line("b", 2))
+			if i%3 == 0 {
+				require.NoError(t, s.Strategy.Commit(ctx, r.ID))
+				committed = append(committed, r)
+			} else {
+				abandoned = append(abandoned, r)
+			}
+		}
+		s.passTTL()
+		quiet := slog.New(slog.DiscardHandler)
+		var wg sync.WaitGroup
+		counts := make([]int, 2)
+		for i := range counts {
+			sw := inventory.NewSweeper(s.Strategy, &inventory.SweeperOptions{BatchSize: 4 + i, Logger: quiet})
+			wg.Go(func() {
+				n, err := sw.Sweep(ctx)
+				assert.NoError(t, err)
+				counts[i] = n
+			})
+		}
+		wg.Wait()
+		assert.Equal(t, len(abandoned), counts[0]+counts[1], "two sweepers together expire each abandoned hold once")
+		s.assertAvailable(ctx, t, map[string]int64{"a": 90, "b": 80})
+		for _, r := range abandoned {
+			s.assertState(ctx, t, r.ID, inventory.Expired)
+		}
+		for _, r := range committed {
+			s.assertState(ctx, t, r.ID, inventory.Committed)
+		}
 	}},
 	{"CancelledContextChangesNothing", func(ctx context.Context, t *testing.T, s *suite) {
 		s.stock(ctx, t, map[string]int64{"a": 10})

@@ -37,7 +37,7 @@ const (
 )
 
 // MaxConns is the size of the pool shared by the tests of one test binary.
-const MaxConns = 24
+const MaxConns = 16
 
 var (
 	pgOnce sync.Once

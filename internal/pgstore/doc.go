@@ -1,0 +1,86 @@
+// Package pgstore is the PostgreSQL layer the PostgreSQL strategies share,
+// written once: the schema and its migrations, the reservation ledger, and
+// every operation but the one in which the strategies differ, the step of
+// Reserve that takes units from stock.
+//
+// # Schema
+//
+// One schema per installation (Options.Schema, default "inventory"), always
+// quoted, so any name PostgreSQL can hold is safe. Tables:
+//
+//   - stock (sku, available, fence): available carries CHECK (available >= 0)
+//     as a last line of defence that a correct strategy never trips. fence
+//     is the fencing token of the last writer under a distributed lock; only
+//     the redislock strategy uses it, the others leave it at 0.
+//   - reservation (id, state, expires_at, created_at): id is the primary key
+//     and the idempotency key; state holds inventory.State values. A partial
+//     index on expires_at of held rows makes ExpireDue cheap.
+//   - reservation_line (reservation_id, sku, qty).
+//   - the function reserve_abort(code), which raises an error with a given
+//     SQLSTATE so that a pipelined batch rolls back whole.
+//
+// SKUs and IDs use COLLATE "C": PostgreSQL then orders SKUs byte by byte, as
+// Go does, so every statement that locks stock rows "in SKU order" (from Go
+// or with ORDER BY sku) locks them in the same order, and crossing carts do
+// not deadlock.
+//
+// Store.Migrate applies the embedded migrations in one transaction under a
+// transaction-level advisory lock, so processes may migrate at once; DDL
+// returns the same SQL for users who run their own migration tool.
+//
+// # Reserve and its extension point
+//
+// Store.Reserve validates the request, then sends one pipelined batch:
+//
+//  1. the statement that records the reservation and its lines
+//     (INSERT ... ON CONFLICT (id) DO NOTHING). It comes first so that the
+//     ledger rows are written before any stock row is locked, and so that a
+//     duplicate ID aborts the batch before stock is touched: the primary key
+//     makes a concurrent duplicate wait for the first transaction, and
+//     Reserve then returns the first reservation (or ErrConflict).
+//  2. the statements of the strategy's Step, queued by Step.Queue on the same
+//     batch, with the lines sorted by SKU.
+//
+// When Step.Queue returns no Finish, the batch is its own implicit
+// transaction: one round trip, committed by the server when the batch ends,
+// the stock UPDATE being the last statement, so a hot row is locked only
+// while the server finishes the batch. A refusing statement must raise an
+// error (RefusableSQL, QueueRefusable); the sqlcond strategy works so.
+//
+// When Step.Queue returns a Finish, the batch begins an explicit transaction
+// (READ COMMITTED). After it has run, Finish checks in Go what it read and
+// queues the writes on a second batch, which the store sends with COMMIT at
+// its end: row locks taken by the first batch are held for that one round
+// trip. The pessimistic strategy queues SELECT ... FOR UPDATE, and its
+// Finish checks the rows and queues the UPDATE.
+//
+// A step for a distributed lock (redislock) takes its locks before calling
+// Reserve and releases them after; its Queue reads the rows and their fence
+// with a plain SELECT, and its Finish checks the stock and queues
+// "SET available = available - n, fence = token" with a WHERE that holds only
+// while the row's fence is older than the lock's token, built with GuardSQL
+// and queued with QueueGuarded, so that the reservation rolls back with the
+// step's own error when a newer lock holder has written the row. Table gives
+// it the quoted table names; RefusedError or the inventory errors carry its
+// refusals.
+//
+// # Cost
+//
+// Reserve: one round trip for a step without Finish; with one, three (the
+// first batch; Finish's writes and COMMIT; and an empty statement that hands
+// the connection back to the pool, after the locks are gone). Commit: one
+// statement. Release: a lookup and one batch. ExpireDue: three round trips
+// for up to limit holds. Every statement is prepared once per connection by
+// pgx's statement cache.
+//
+// # Failures
+//
+// Errors satisfy errors.Is with the inventory sentinels. lock_not_available
+// (55P03) and serialization_failure (40001) become inventory.ErrContended.
+// When a commit was sent but its answer lost (the connection died, or the
+// context ended while waiting), the error is an *inventory.OutcomeUnknownError:
+// every operation is idempotent, so the caller retries with the same ID. A
+// call that fails before its commit is sent changed nothing: its transaction
+// never commits. A context ending mid-call closes that connection (pgx's
+// default), and an open transaction is rolled back on a fresh context.
+package pgstore

@@ -1,0 +1,246 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/oversell/inventory"
+)
+
+// Step is the step of Store.Reserve that takes the units of a request from
+// stock: the part in which the PostgreSQL strategies differ. The store does
+// the rest (validation, the ledger, idempotency, commit, errors).
+type Step interface {
+	// Queue queues on b the statements that take the units of lines, or
+	// read and lock their rows. lines are valid and sorted by SKU. b already
+	// holds the statement that records the reservation, and the queued
+	// statements run after it in the same transaction. Their results are
+	// read through the callbacks of pgx.QueuedQuery (Exec, Query, QueryRow);
+	// an error a callback returns rolls the reservation back and is returned
+	// by Reserve (see Reserve for the errors a step may return).
+	//
+	// Queue returns the function that completes the step once b has run, or
+	// nil when the queued statements take the units by themselves. With nil,
+	// b runs in one round trip as one implicit transaction, which commits
+	// unless a statement fails: a statement that refuses a line must then
+	// raise an error, so build it with GuardSQL and queue it with
+	// QueueRefusable or QueueGuarded.
+	//
+	// Queue is called once per attempt and must not block.
+	Queue(b *pgx.Batch, lines []inventory.Line) Finish
+}
+
+// Finish completes a Step after its first batch has run, inside the still
+// open transaction: it checks what that batch read and queues on b the
+// statements that take the units. It does no I/O. The store sends b with
+// COMMIT at its end, in one round trip, so that row locks taken by the first
+// batch are held for that round trip only. A queued statement whose failure
+// must roll the reservation back raises an error (GuardSQL); an error Finish
+// returns rolls it back too and is returned by Reserve.
+type Finish func(b *pgx.Batch) error
+
+// StepFunc adapts a function to the Step interface.
+type StepFunc func(b *pgx.Batch, lines []inventory.Line) Finish
+
+// Queue calls f(b, lines).
+func (f StepFunc) Queue(b *pgx.Batch, lines []inventory.Line) Finish { return f(b, lines) }
+
+// RefusedError is what a Step returns for a line it cannot take. Reserve
+// rolls back, reads the SKU's stock and returns an *inventory.UnknownSKUError
+// or an *inventory.InsufficientStockError in its place.
+type RefusedError struct {
+	Line inventory.Line
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("pgstore: line %q x %d refused", e.Line.SKU, e.Line.Qty)
+}
+
+// GuardSQL wraps stmt, a data-modifying statement with a RETURNING clause,
+// into one that raises an error when stmt returns no row, so that the batch
+// it runs in rolls back whole. Build the statement once and queue it with
+// QueueRefusable or QueueGuarded.
+func (s *Store) GuardSQL(stmt string) string {
+	return "WITH t AS (" + stmt + ")\nSELECT " + s.quoted + ".reserve_abort('" + codeRefused + "') WHERE NOT EXISTS (SELECT FROM t)"
+}
+
+// QueueRefusable queues sql, made by GuardSQL, with args on b. When it finds
+// no row, the reservation fails with a *RefusedError for line.
+func QueueRefusable(b *pgx.Batch, line inventory.Line, sql string, args ...any) {
+	b.Queue(sql, args...).Fn = func(br pgx.BatchResults) error {
+		_, err := br.Exec()
+		if hasCode(err, codeRefused) {
+			return &aborted{err: &RefusedError{Line: line}}
+		}
+		return err
+	}
+}
+
+// QueueGuarded queues sql, made by GuardSQL, with args on b. When it finds no
+// row, the reservation fails with onAbort.
+func QueueGuarded(b *pgx.Batch, onAbort error, sql string, args ...any) {
+	queueCoded(b, codeRefused, onAbort, sql, args...)
+}
+
+// queueCoded queues sql on b, failing with mapped in place of the error it
+// raises with the SQLSTATE code.
+func queueCoded(b *pgx.Batch, code string, mapped error, sql string, args ...any) {
+	b.Queue(sql, args...).Fn = func(br pgx.BatchResults) error {
+		_, err := br.Exec()
+		if hasCode(err, code) {
+			return &aborted{err: mapped}
+		}
+		return err
+	}
+}
+
+// maxTakenRounds bounds the rounds of Reserve that find the ID taken and
+// then do not find the reservation: it cannot happen while reservations are
+// never deleted.
+const maxTakenRounds = 3
+
+// Reserve holds the lines of req for req.TTL (0: the default TTL), taking
+// their units with step, and records the reservation in the same
+// transaction. It keeps the inventory.Reserver contract:
+//
+//   - req is validated first (inventory.ErrInvalidRequest), then ctx.
+//   - The statement that records the reservation runs first. Its INSERT ...
+//     ON CONFLICT DO NOTHING on the primary key waits for an in-flight
+//     transaction recording the same ID; when that one commits, the ID is
+//     taken, the batch rolls back before step touches any stock, and Reserve
+//     returns the recorded reservation as it is now (when its lines are the
+//     same) or inventory.ErrConflict.
+//   - A step refuses with a *RefusedError (turned into the SKU's
+//     *inventory.UnknownSKUError or *inventory.InsufficientStockError), or
+//     with those typed errors directly; any inventory error it returns
+//     (ErrContended, say) comes back unchanged. Nothing is recorded then.
+//   - PostgreSQL's lock_not_available (55P03) and serialization_failure
+//     (40001) come back as errors that errors.Is inventory.ErrContended.
+//   - When the connection fails after the commit was sent (COMMIT, or the
+//     batch that is its own implicit transaction), the result is an
+//     *inventory.OutcomeUnknownError; calling Reserve again with the same
+//     request settles it.
+func (s *Store) Reserve(ctx context.Context, req inventory.Request, step Step) (inventory.Reservation, error) {
+	if err := req.Validate(); err != nil {
+		return inventory.Reservation{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return inventory.Reservation{}, err
+	}
+	ttl := req.TTL
+	if ttl == 0 {
+		ttl = s.ttl
+	}
+	now := s.Now()
+	res := inventory.Reservation{
+		ID:        req.ID,
+		Lines:     inventory.SortLines(req.Lines),
+		State:     inventory.Held,
+		ExpiresAt: now.Add(ttl).Truncate(time.Microsecond),
+	}
+	for range maxTakenRounds {
+		err := s.record(ctx, res, now, step)
+		var refused *RefusedError
+		switch {
+		case err == nil:
+			return res, nil
+		case errors.As(err, &refused):
+			return inventory.Reservation{}, s.refusal(ctx, refused.Line)
+		case !errors.Is(err, errTaken):
+			return inventory.Reservation{}, err
+		}
+		got, err := s.Lookup(ctx, req.ID)
+		if errors.Is(err, inventory.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return inventory.Reservation{}, err
+		}
+		if !inventory.SameLines(got.Lines, req.Lines) {
+			return inventory.Reservation{}, fmt.Errorf("%s: reserve %q: %w", s.name, req.ID, inventory.ErrConflict)
+		}
+		return got, nil
+	}
+	return inventory.Reservation{}, fmt.Errorf("%s: reserve %q: the id is taken but no reservation is recorded under it", s.name, req.ID)
+}
+
+// record runs one attempt of Reserve: the ledger insert and step, in one
+// transaction.
+func (s *Store) record(ctx context.Context, res inventory.Reservation, now time.Time, step Step) error {
+	skus, qtys := splitLines(res.Lines)
+	var tail pgx.Batch
+	finish := step.Queue(&tail, res.Lines)
+
+	b := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(tail.QueuedQueries)+2)}
+	if finish != nil {
+		b.BeginTx(txOptions)
+	}
+	queueCoded(b, codeTaken, errTaken, s.q.record, res.ID, res.ExpiresAt, now, skus, qtys)
+	b.QueuedQueries = append(b.QueuedQueries, tail.QueuedQueries...)
+	br := s.db.SendBatch(ctx, b)
+	if finish == nil {
+		return s.afterCommit(ctx, "reserve", res.ID, br.Close())
+	}
+
+	tx := br.Tx()
+	if tx == nil {
+		_ = br.Close()
+		return errNoBeginTx(s.name, "reserve")
+	}
+	if err := br.Close(); err != nil {
+		s.rollback(ctx, tx)
+		return s.fail(ctx, "reserve", err)
+	}
+	var last pgx.Batch
+	if err := finish(&last); err != nil {
+		s.rollback(ctx, tx)
+		return s.fail(ctx, "reserve", err)
+	}
+	return s.commit(ctx, tx, &last, "reserve", res.ID)
+}
+
+// txOptions begins the store's explicit transactions. They end with a COMMIT
+// queued at the end of their last batch (see commit), after which pgx's own
+// Commit only has to hand the connection back: its commit query is the empty
+// statement, which costs a round trip outside any lock.
+var txOptions = pgx.TxOptions{IsoLevel: pgx.ReadCommitted, CommitQuery: ";"}
+
+// commit sends b with COMMIT at its end on tx, begun with txOptions, and
+// ends tx.
+func (s *Store) commit(ctx context.Context, tx pgx.Tx, b *pgx.Batch, op, id string) error {
+	b.Queue("commit")
+	err := tx.SendBatch(ctx, b).Close()
+	if err != nil || tx.Conn().PgConn().TxStatus() != 'I' {
+		// Something failed before COMMIT ran (the server skips the rest of
+		// a failed batch), or the connection died: roll back, in case.
+		s.rollback(ctx, tx)
+		if err == nil {
+			err = errors.New("the transaction is still open after COMMIT")
+		}
+		return s.afterCommit(ctx, op, id, err)
+	}
+	_ = tx.Commit(ctx) // the empty statement: hands the connection back
+	return nil
+}
+
+func errNoBeginTx(name, op string) error {
+	return fmt.Errorf("%s: %s: the client's SendBatch does not begin transactions (pgx.Batch.BeginTx)", name, op)
+}
+
+// refusal reads the stock of a refused line to say why it was refused. The
+// number it reports may be stale by the time it is read.
+func (s *Store) refusal(ctx context.Context, l inventory.Line) error {
+	var avail int64
+	err := s.db.QueryRow(ctx, s.q.available, l.SKU).Scan(&avail)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return &inventory.UnknownSKUError{SKU: l.SKU}
+	case err != nil:
+		return s.fail(ctx, "reserve", fmt.Errorf("line %q refused; reading its stock: %w", l.SKU, err))
+	}
+	return &inventory.InsufficientStockError{SKU: l.SKU, Requested: l.Qty, Available: avail}
+}

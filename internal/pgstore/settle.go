@@ -1,0 +1,205 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/oversell/inventory"
+)
+
+// maxSettleRounds bounds the rounds of Commit and Release that find the state
+// changed under them. States only move forward (held, then one final state),
+// so two rounds settle any race; the rest is margin.
+const maxSettleRounds = 5
+
+// Commit moves a held, active reservation to Committed, as
+// inventory.Reserver documents: Committed again is nil; Released or Expired
+// is an *inventory.StateError; a held reservation past its expiry is expired
+// now (its units return) and reported as an *inventory.StateError with state
+// Expired; an unknown ID is inventory.ErrNotFound.
+func (s *Store) Commit(ctx context.Context, id string) error {
+	return s.settle(ctx, id, inventory.Committed)
+}
+
+// Release moves a held, active reservation to Released and returns its units
+// to stock in the same transaction. It mirrors Commit: Released again is nil;
+// Committed or Expired is an *inventory.StateError; an overdue hold is
+// expired now.
+func (s *Store) Release(ctx context.Context, id string) error {
+	return s.settle(ctx, id, inventory.Released)
+}
+
+func (s *Store) settle(ctx context.Context, id string, to inventory.State) error {
+	op := "commit"
+	if to == inventory.Released {
+		op = "release"
+	}
+	if err := inventory.ValidateID(id); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	now := s.Now()
+	if to == inventory.Committed {
+		// The common case, in one statement: units stay taken.
+		if done, err := s.commitActive(ctx, id, now); err != nil || done {
+			return err
+		}
+	}
+	for range maxSettleRounds {
+		r, err := s.Lookup(ctx, id)
+		if err != nil {
+			return err
+		}
+		if r.State == to {
+			return nil
+		}
+		if r.State != inventory.Held {
+			return &inventory.StateError{ID: id, Op: op, State: r.State}
+		}
+		due := !now.Before(r.ExpiresAt)
+		switch {
+		case due:
+			err = s.returnUnits(ctx, op, r, inventory.Expired, now)
+		case to == inventory.Committed:
+			var done bool
+			if done, err = s.commitActive(ctx, id, now); err == nil && !done {
+				err = errMoved
+			}
+		default:
+			err = s.returnUnits(ctx, op, r, inventory.Released, now)
+		}
+		switch {
+		case errors.Is(err, errMoved):
+			continue // settled by someone else meanwhile: look again
+		case err != nil:
+			return err
+		case due:
+			return &inventory.StateError{ID: id, Op: op, State: inventory.Expired}
+		}
+		return nil
+	}
+	return fmt.Errorf("%s: %s %q: the reservation kept changing state", s.name, op, id)
+}
+
+// commitActive commits the reservation if it is held and active, and reports
+// whether it did.
+func (s *Store) commitActive(ctx context.Context, id string, now time.Time) (bool, error) {
+	tag, err := s.db.Exec(ctx, s.q.commit, id, now)
+	if err != nil {
+		return false, s.afterCommit(ctx, "commit", id, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// returnUnits moves the held reservation r to state to (Released while it is
+// active, Expired once it is due) and gives its units back, in one implicit
+// transaction. It fails with errMoved when r is no longer in that condition.
+func (s *Store) returnUnits(ctx context.Context, op string, r inventory.Reservation, to inventory.State, now time.Time) error {
+	cond := 0
+	if to == inventory.Expired {
+		cond = 1
+	}
+	b := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, 1+len(r.Lines))}
+	queueCoded(b, codeMoved, errMoved, s.q.settle[cond], r.ID, now, int16(to))
+	for _, l := range r.Lines { // sorted by SKU: rows are locked in the order every writer of stock uses
+		b.Queue(s.q.returnLine, l.SKU, l.Qty)
+	}
+	return s.afterCommit(ctx, op, r.ID, s.db.SendBatch(ctx, b).Close())
+}
+
+// ExpireDue expires at most limit held reservations whose expiry has passed
+// and returns their units, in one transaction, and reports how many it
+// expired. Due holds are claimed with FOR UPDATE SKIP LOCKED, so sweepers in
+// many processes share them and never expire one twice.
+func (s *Store) ExpireDue(ctx context.Context, limit int) (int, error) {
+	if err := inventory.ValidateLimit(limit); err != nil {
+		return 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	now := s.Now()
+	var n int64
+	var skus []string
+	var qtys []int64
+	b := &pgx.Batch{}
+	b.BeginTx(txOptions)
+	b.Queue(s.q.claimDue, now, limit).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var sku string
+			var qty int64
+			if err := rows.Scan(&n, &sku, &qty); err != nil {
+				return err
+			}
+			skus, qtys = append(skus, sku), append(qtys, qty)
+		}
+		return rows.Err()
+	})
+	br := s.db.SendBatch(ctx, b)
+	tx := br.Tx()
+	if tx == nil {
+		_ = br.Close()
+		return 0, errNoBeginTx(s.name, "expire")
+	}
+	if err := br.Close(); err != nil {
+		s.rollback(ctx, tx)
+		return 0, s.fail(ctx, "expire", err)
+	}
+	if n == 0 {
+		s.rollback(ctx, tx)
+		return 0, nil
+	}
+	b = &pgx.Batch{}
+	b.Queue(s.q.lockStock, skus) // in SKU order, as every writer of stock locks
+	b.Queue(s.q.returnUnits, skus, qtys)
+	if err := s.commit(ctx, tx, b, "expire", ""); err != nil {
+		return 0, err
+	}
+	return int(n), nil
+}
+
+// Lookup returns the reservation recorded under id, or an error that
+// errors.Is inventory.ErrNotFound.
+func (s *Store) Lookup(ctx context.Context, id string) (inventory.Reservation, error) {
+	if err := inventory.ValidateID(id); err != nil {
+		return inventory.Reservation{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return inventory.Reservation{}, err
+	}
+	rows, err := s.db.Query(ctx, s.q.lookup, id)
+	if err != nil {
+		return inventory.Reservation{}, s.fail(ctx, "lookup", err)
+	}
+	defer rows.Close()
+	r := inventory.Reservation{ID: id}
+	for rows.Next() {
+		var state int16
+		var l inventory.Line
+		if err := rows.Scan(&state, &r.ExpiresAt, &l.SKU, &l.Qty); err != nil {
+			return inventory.Reservation{}, s.fail(ctx, "lookup", err)
+		}
+		r.State = inventory.State(state)
+		r.Lines = append(r.Lines, l)
+	}
+	if err := rows.Err(); err != nil {
+		return inventory.Reservation{}, s.fail(ctx, "lookup", err)
+	}
+	if len(r.Lines) == 0 {
+		return inventory.Reservation{}, fmt.Errorf("%s: lookup %q: %w", s.name, id, inventory.ErrNotFound)
+	}
+	if r.State < inventory.Held || r.State > inventory.Expired {
+		return inventory.Reservation{}, fmt.Errorf("%s: lookup %q: stored state %d is not a state", s.name, id, r.State)
+	}
+	r.ExpiresAt = r.ExpiresAt.UTC()
+	slices.SortFunc(r.Lines, func(a, b inventory.Line) int { return strings.Compare(a.SKU, b.SKU) })
+	return r, nil
+}

@@ -1,0 +1,217 @@
+package pgstore
+
+import (
+	"context"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/oversell/inventory"
+)
+
+// DB is the part of a PostgreSQL client the store uses. *pgxpool.Pool and
+// *pgx.Conn satisfy it; a *pgx.Conn serves one call at a time. SendBatch
+// must honour pgx.Batch.BeginTx, as both do.
+type DB interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+// Defaults of Options.
+const (
+	DefaultSchema = "inventory"
+	DefaultTTL    = 15 * time.Minute
+)
+
+// maxIdentLen is the longest identifier PostgreSQL keeps whole (NAMEDATALEN-1);
+// longer names are truncated by the server, so two could collide.
+const maxIdentLen = 63
+
+// Options configures a Store. A nil *Options takes every default.
+type Options struct {
+	// Schema is the PostgreSQL schema holding the tables. Any name of 1..63
+	// bytes of valid UTF-8 without NUL is accepted and always quoted.
+	// Default: "inventory".
+	Schema string
+	// DefaultTTL is the hold lifetime of a request whose TTL is 0.
+	// Default: 15m.
+	DefaultTTL time.Duration
+	// Now is the clock reservation expiry is measured by. It is read in Go
+	// and passed to the server as a parameter. Default: time.Now.
+	Now func() time.Time
+	// Name prefixes the messages of errors the store returns, so that they
+	// name the strategy. Default: "pgstore".
+	Name string
+}
+
+// Store keeps stock and the reservation ledger in one PostgreSQL schema. It
+// implements everything a PostgreSQL strategy offers except the step of
+// Reserve that takes units from stock, which the strategy passes in as a
+// Step. It is safe for concurrent use.
+type Store struct {
+	db     DB
+	schema string // as configured
+	quoted string // quoted for SQL
+	ttl    time.Duration
+	now    func() time.Time
+	name   string
+	q      queries
+}
+
+// New returns a Store on db. It fails with an error that errors.Is
+// inventory.ErrInvalidRequest when opts names an unusable schema. It does not
+// touch the database: call Migrate, or run DDL with a migration tool, before
+// use.
+func New(db DB, opts *Options) (*Store, error) {
+	s := &Store{db: db, schema: DefaultSchema, ttl: DefaultTTL, now: time.Now, name: "pgstore"}
+	if opts != nil {
+		if opts.Schema != "" {
+			s.schema = opts.Schema
+		}
+		if opts.DefaultTTL > 0 {
+			s.ttl = opts.DefaultTTL
+		}
+		if opts.Now != nil {
+			s.now = opts.Now
+		}
+		if opts.Name != "" {
+			s.name = opts.Name
+		}
+	}
+	if db == nil {
+		return nil, &inventory.ValidationError{Field: "db", Reason: "nil"}
+	}
+	quoted, err := QuoteSchema(s.schema)
+	if err != nil {
+		return nil, err
+	}
+	s.quoted = quoted
+	s.q = newQueries(quoted)
+	return s, nil
+}
+
+// QuoteSchema checks a schema name and returns it quoted for SQL. The name
+// may hold any character but NUL, quotes included: quoting makes it one
+// identifier, never SQL. It fails with an error that errors.Is
+// inventory.ErrInvalidRequest for an empty name, one longer than 63 bytes
+// (PostgreSQL would truncate it), invalid UTF-8, or a NUL byte.
+func QuoteSchema(schema string) (string, error) {
+	switch {
+	case schema == "":
+		return "", &inventory.ValidationError{Field: "Schema", Reason: "empty"}
+	case len(schema) > maxIdentLen:
+		return "", &inventory.ValidationError{Field: "Schema", Reason: fmt.Sprintf("%d bytes, at most %d allowed", len(schema), maxIdentLen)}
+	case !utf8.ValidString(schema):
+		return "", &inventory.ValidationError{Field: "Schema", Reason: "not valid UTF-8"}
+	}
+	for i := 0; i < len(schema); i++ {
+		if schema[i] == 0 {
+			return "", &inventory.ValidationError{Field: "Schema", Reason: "contains NUL"}
+		}
+	}
+	return pgx.Identifier{schema}.Sanitize(), nil
+}
+
+// DB returns the client the store was made with.
+func (s *Store) DB() DB { return s.db }
+
+// Schema returns the name of the schema, unquoted.
+func (s *Store) Schema() string { return s.schema }
+
+// Table returns the name of a table or function of the schema, qualified and
+// quoted for SQL: Table("stock") is "inventory"."stock" by default.
+func (s *Store) Table(name string) string {
+	return s.quoted + "." + pgx.Identifier{name}.Sanitize()
+}
+
+// Now returns the store's clock reading, truncated to the microsecond that
+// PostgreSQL stores, in UTC.
+func (s *Store) Now() time.Time {
+	return s.now().Truncate(time.Microsecond).UTC()
+}
+
+// queries holds every statement of the store, built once for the schema so
+// that pgx caches and reuses their prepared forms.
+type queries struct {
+	record      string // insert the reservation and its lines, abort when the ID is taken
+	lookup      string
+	commit      string
+	settle      [2]string // by condition: [0] active (expires_at > now), [1] due
+	lockStock   string
+	returnUnits string
+	returnLine  string
+	claimDue    string
+	available   string
+	setStock    string
+	addStock    string
+}
+
+// SQLSTATEs raised by reserve_abort.
+const (
+	codeTaken   = "IV001" // the reservation ID is already recorded
+	codeRefused = "IV002" // a line was refused
+	codeMoved   = "IV003" // the reservation is no longer in the state the statement expected
+)
+
+func newQueries(sc string) queries {
+	stock := sc + ".stock"
+	res := sc + ".reservation"
+	lines := sc + ".reservation_line"
+	abort := sc + ".reserve_abort"
+	settle := func(cond string) string {
+		return `WITH s AS (UPDATE ` + res + ` SET state = $3 WHERE id = $1 AND state = 1 AND expires_at ` + cond + ` $2 RETURNING 1)
+SELECT ` + abort + `('` + codeMoved + `') WHERE NOT EXISTS (SELECT FROM s)`
+	}
+	return queries{
+		// ON CONFLICT DO NOTHING waits for an in-flight insert of the same ID
+		// and skips the row if that one commits; the ID is then taken and the
+		// whole batch aborts before any stock is touched.
+		record: `WITH r AS (
+	INSERT INTO ` + res + ` (id, state, expires_at, created_at) VALUES ($1, 1, $2, $3)
+	ON CONFLICT (id) DO NOTHING RETURNING id
+), l AS (
+	INSERT INTO ` + lines + ` (reservation_id, sku, qty)
+	SELECT r.id, u.sku, u.qty FROM r CROSS JOIN unnest($4::text[], $5::bigint[]) AS u (sku, qty)
+)
+SELECT ` + abort + `('` + codeTaken + `') WHERE NOT EXISTS (SELECT FROM r)`,
+		lookup: `SELECT r.state, r.expires_at, l.sku, l.qty FROM ` + res + ` r
+JOIN ` + lines + ` l ON l.reservation_id = r.id WHERE r.id = $1`,
+		commit:    `UPDATE ` + res + ` SET state = 2 WHERE id = $1 AND state = 1 AND expires_at > $2`,
+		settle:    [2]string{settle(">"), settle("<=")},
+		lockStock: `SELECT FROM ` + stock + ` WHERE sku = ANY ($1::text[]) ORDER BY sku FOR UPDATE`,
+		returnUnits: `UPDATE ` + stock + ` AS s SET available = s.available + u.qty
+FROM unnest($1::text[], $2::bigint[]) AS u (sku, qty) WHERE s.sku = u.sku`,
+		// SKIP LOCKED lets sweepers in many processes share the due holds;
+		// a row another sweeper expired since this statement's snapshot is
+		// re-checked under its lock and left out.
+		returnLine: `UPDATE ` + stock + ` SET available = available + $2 WHERE sku = $1`,
+		claimDue: `WITH due AS (
+	SELECT id FROM ` + res + ` WHERE state = 1 AND expires_at <= $1
+	ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED
+), done AS (
+	UPDATE ` + res + ` AS r SET state = 4 FROM due WHERE r.id = due.id AND r.state = 1 RETURNING r.id
+)
+SELECT (SELECT count(*) FROM done), l.sku, sum(l.qty)::bigint
+FROM ` + lines + ` l JOIN done ON l.reservation_id = done.id GROUP BY l.sku ORDER BY l.sku`,
+		available: `SELECT available FROM ` + stock + ` WHERE sku = $1`,
+		setStock: `INSERT INTO ` + stock + ` (sku, available) VALUES ($1, $2)
+ON CONFLICT (sku) DO UPDATE SET available = EXCLUDED.available`,
+		addStock: `UPDATE ` + stock + ` SET available = available + $2
+WHERE sku = $1 AND available + $2 BETWEEN 0 AND $3 RETURNING available`,
+	}
+}
+
+// splitLines returns the SKUs and quantities of lines as two arrays.
+func splitLines(lines []inventory.Line) ([]string, []int64) {
+	skus := make([]string, len(lines))
+	qtys := make([]int64, len(lines))
+	for i, l := range lines {
+		skus[i], qtys[i] = l.SKU, l.Qty
+	}
+	return skus, qtys
+}

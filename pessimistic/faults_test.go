@@ -1,0 +1,14 @@
+package pessimistic_test
+
+import (
+	"testing"
+
+	"github.com/oversell/inventory/internal/pgstore/pgtest"
+)
+
+// A reservation is a batch that locks, then an UPDATE, then COMMIT: losing
+// the batch's reply changes nothing; losing COMMIT's leaves the outcome
+// unknown.
+func TestFaults(t *testing.T) {
+	pgtest.RunFaults(t, newStrategy, pgtest.BatchPoint(false), pgtest.CommitPoint())
+}

@@ -1,0 +1,69 @@
+// Package sqlcond is the inventory strategy of the conditional UPDATE, on
+// PostgreSQL: every line of a cart is taken with
+//
+//	UPDATE stock SET available = available - $2 WHERE sku = $1 AND available >= $2
+//
+// in SKU order, in one transaction with the rows that record the
+// reservation. A line the statement does not match (unknown SKU or too few
+// units) rolls the whole transaction back.
+//
+// Open it on a *pgxpool.Pool (or anything with the methods of DB), create its
+// tables once with Migrate or with the SQL of DDL, and use it as an
+// inventory.Strategy. The schema and the reservation ledger are shared with
+// the pessimistic strategy: both can serve the same tables.
+//
+// # Guarantees
+//
+// The check and the decrement are one statement, evaluated under the row
+// lock the UPDATE takes, so no two buyers can both see the same last unit.
+// The reservation runs under READ COMMITTED (PostgreSQL's default): an
+// UPDATE that waited for another buyer's lock re-checks its WHERE against
+// the row version that buyer committed, and matches only if units are still
+// there. REPEATABLE READ would add nothing here but failures: the waiting
+// UPDATE would find the row changed since its snapshot and fail with a
+// serialization error (40001), which a hot SKU turns into the rule rather
+// than the exception. The batch runs in the server's default isolation, so
+// keep default_transaction_isolation at read committed; under a stricter
+// default nothing is oversold either, but buyers fail with
+// inventory.ErrContended.
+//
+// Lines are updated in SKU order (byte order, COLLATE "C" on the server), as
+// every statement of this module that locks stock rows does, so crossing
+// carts never deadlock. The CHECK (available >= 0) on the table never fires.
+//
+// The reservation row is inserted first with INSERT ... ON CONFLICT DO
+// NOTHING on its primary key: the same ID again returns the first
+// reservation, as it is now, and changes nothing; a concurrent duplicate
+// waits for the first transaction and then returns its result. Commit,
+// Release and ExpireDue change the state with a conditional UPDATE and give
+// units back in the same transaction; ExpireDue claims due holds with
+// FOR UPDATE SKIP LOCKED, so sweepers in many processes never expire one
+// twice.
+//
+// # Cost
+//
+// One round trip per Reserve: the ledger insert and the UPDATE of each line
+// go in one pipelined batch that is its own implicit transaction, and the
+// server commits it when the batch ends. The stock UPDATE comes last, so a
+// hot SKU's row is locked only while the server finishes the batch (the
+// commit's WAL flush included), never across a network round trip. On one
+// hot SKU with 64 buyers it reached 0.75 to 0.95 times the throughput of the
+// bare UPDATE statement alone in our runs (see BenchmarkReserve), while also
+// writing the ledger. A refused line costs a second statement, which reads the SKU's
+// stock to tell an unknown SKU from too few units.
+//
+// # Failures
+//
+// Errors satisfy errors.Is with the inventory sentinels:
+// inventory.ErrInvalidRequest (checked first, before any I/O),
+// *inventory.InsufficientStockError or *inventory.UnknownSKUError for the
+// first refused line in SKU order, inventory.ErrConflict for an ID reused
+// with other lines. A context that ends before the batch is sent changes
+// nothing and returns its error. Once the batch is sent the server may
+// commit it even if the client goes away: a connection that fails, or a
+// context that ends, before the answer arrives gives an
+// *inventory.OutcomeUnknownError, and calling Reserve again with the same
+// request returns the first reservation if it was applied, or applies it
+// once. A context ending mid-call closes that connection (pgx's default);
+// the pool replaces it.
+package sqlcond

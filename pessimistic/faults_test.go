@@ -12,3 +12,8 @@ import (
 func TestFaults(t *testing.T) {
 	pgtest.RunFaults(t, newStrategy, pgtest.BatchPoint(false), pgtest.CommitPoint())
 }
+
+// A buyer process killed mid-run loses no units.
+func TestCrashedProcessLosesNoUnits(t *testing.T) {
+	pgtest.RunCrash(t, newStrategy)
+}

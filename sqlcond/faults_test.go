@@ -11,3 +11,8 @@ import (
 func TestFaults(t *testing.T) {
 	pgtest.RunFaults(t, newStrategy, pgtest.BatchPoint(true))
 }
+
+// A buyer process killed mid-run loses no units.
+func TestCrashedProcessLosesNoUnits(t *testing.T) {
+	pgtest.RunCrash(t, newStrategy)
+}

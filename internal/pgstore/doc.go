@@ -57,10 +57,12 @@
 // A step for a distributed lock (redislock) takes its locks before calling
 // Reserve and releases them after; its Queue reads the rows and their fence
 // with a plain SELECT, and its Finish checks the stock and queues
-// "SET available = available - n, fence = token" with a WHERE that holds only
-// while the row's fence is older than the lock's token, built with GuardSQL
-// and queued with QueueGuarded, so that the reservation rolls back with the
-// step's own error when a newer lock holder has written the row. Table gives
+// "SET available = read - n, fence = token" with a WHERE that holds only
+// while the row's fence is older than the lock's token and available is still
+// the value read (a compare-and-set: writers that take no lock, such as
+// Release and ExpireDue, may have changed it), built with GuardSQL and queued
+// with QueueGuarded, so that the reservation rolls back with the step's own
+// error when another writer got there first. Table gives
 // it the quoted table names; RefusedError or the inventory errors carry its
 // refusals.
 //

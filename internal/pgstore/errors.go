@@ -99,12 +99,14 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 // pgconn.SafeToRetry tells that nothing reached the server, except for
 // pgconn.ErrConnClosed: pgconn also reports a connection that died while it
 // waited for the answer to a query it had sent as "conn closed", safe to
-// retry. So that one counts as unknown.
+// retry. So that one counts as unknown. A *pgconn.ConnectError (the pool
+// could not open a connection: the server is down or full) sent nothing.
 func (s *Store) afterCommit(ctx context.Context, op, id string, err error) error {
+	var connect *pgconn.ConnectError
 	switch {
 	case err == nil:
 		return nil
-	case final(err), answered(err), errors.Is(err, pgx.ErrTxCommitRollback),
+	case final(err), answered(err), errors.Is(err, pgx.ErrTxCommitRollback), errors.As(err, &connect),
 		pgconn.SafeToRetry(err) && !errors.Is(err, pgconn.ErrConnClosed):
 		return s.fail(ctx, op, err)
 	}

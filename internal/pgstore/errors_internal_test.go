@@ -26,6 +26,7 @@ func TestAfterCommitTellsUnknownOutcomesFromRefusals(t *testing.T) {
 		"ConnectionLost":     {io.ErrUnexpectedEOF, true},
 		"ClosedWhileWaiting": {fmt.Errorf("read: %w", pgconn.ErrConnClosed), true},
 		"CommitRolledBack":   {pgx.ErrTxCommitRollback, false},
+		"ConnectFailed":      {&pgconn.ConnectError{}, false},
 		"Taken":              {errTaken, false},
 		"Refused":            {&RefusedError{Line: inventory.Line{SKU: "a", Qty: 1}}, false},
 		"Insufficient":       {&inventory.InsufficientStockError{SKU: "a"}, false},

@@ -1,0 +1,175 @@
+package redislock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/oversell/inventory"
+	"github.com/oversell/inventory/internal/pgstore"
+)
+
+// DB is the part of a PostgreSQL client the strategy uses. *pgxpool.Pool and
+// *pgx.Conn satisfy it; a *pgx.Conn serves one call at a time.
+type DB = pgstore.DB
+
+// DefaultKeyPrefix is the Redis key prefix of Options.KeyPrefix.
+const DefaultKeyPrefix = "inventory:"
+
+// Options configures a Reserver. A nil *Options takes every default.
+type Options struct {
+	// Schema is the PostgreSQL schema holding the tables. Any name of 1..63
+	// bytes without NUL is accepted; it is always quoted. Default: "inventory".
+	Schema string
+	// KeyPrefix starts every Redis key the strategy uses. Processes that
+	// share stock must share it. It may hold a complete hash tag
+	// ("shop{eu}:"), which puts every key in that one Redis Cluster slot, but
+	// no '{' that it does not close. Default: "inventory:".
+	KeyPrefix string
+	// DefaultTTL is the hold lifetime of a request whose TTL is 0.
+	// Default: 15m.
+	DefaultTTL time.Duration
+	// Now is the clock reservation expiry is measured by. The locks use the
+	// Redis server's clock and the process's timers, not this one.
+	// Default: time.Now.
+	Now func() time.Time
+	// LockTTL is how long a lock outlives a holder that stops renewing it
+	// (a crash, a pause). A watchdog renews held locks every LockTTL/3. It
+	// must be at least 3ms; zero or negative means the default. Default: 5s.
+	LockTTL time.Duration
+	// WaitTimeout bounds the wait for locks another request holds; then
+	// Reserve fails with a *ContendedError and changes nothing. Negative
+	// means one try, no waiting. Default: 5s.
+	WaitTimeout time.Duration
+}
+
+// Reserver keeps stock in PostgreSQL and serialises the reservations of a SKU
+// with a lock per SKU in Redis, made safe by fencing tokens that PostgreSQL
+// checks. It is safe for concurrent use, and from many processes that share
+// the database schema and the Redis key prefix.
+type Reserver struct {
+	store *pgstore.Store
+	locks *locker
+	q     stepQueries
+	// unfenced writes stock with a plain UPDATE that checks neither the fence
+	// nor the stock it read: the lock alone. Tests only, to show that the
+	// lock alone oversells.
+	unfenced bool
+	// beforeWrite, when set, runs inside the reservation's transaction after
+	// the stock was read and checked, before its writes are queued. Tests
+	// only: it stands for a holder that pauses there.
+	beforeWrite func()
+}
+
+var _ inventory.Strategy = (*Reserver)(nil)
+
+// New returns a Reserver on db and client. client may be a single server,
+// Sentinel (redis.FailoverClient) or Redis Cluster (*redis.ClusterClient).
+// New fails with an error that errors.Is inventory.ErrInvalidRequest when
+// opts names an unusable schema, and with a plain error for a nil client or
+// an unusable key prefix or lock TTL. It does not touch either server: call
+// Migrate, or run DDL with your own migration tool, before use.
+func New(db DB, client redis.UniversalClient, opts *Options) (*Reserver, error) {
+	o := pgstore.Options{Name: "redislock"}
+	prefix := DefaultKeyPrefix
+	var ttl, wait time.Duration
+	if opts != nil {
+		o.Schema, o.DefaultTTL, o.Now = opts.Schema, opts.DefaultTTL, opts.Now
+		if opts.KeyPrefix != "" {
+			prefix = opts.KeyPrefix
+		}
+		ttl, wait = opts.LockTTL, opts.WaitTimeout
+	}
+	store, err := pgstore.New(db, &o)
+	if err != nil {
+		return nil, err
+	}
+	locks, err := newLocker(client, prefix, ttl, wait)
+	if err != nil {
+		return nil, err
+	}
+	return &Reserver{store: store, locks: locks, q: newStepQueries(store)}, nil
+}
+
+// DDL returns the SQL that creates the schema named schema and its tables,
+// for users who run their own migration tool. It is idempotent.
+func DDL(schema string) (string, error) { return pgstore.DDL(schema) }
+
+// Migrate creates or upgrades the schema and its tables. It is idempotent and
+// safe to run from many processes at once (an advisory lock serializes them).
+// Redis needs no setup.
+func (r *Reserver) Migrate(ctx context.Context) error { return r.store.Migrate(ctx) }
+
+// maxWriteRounds bounds the transactions one Reserve runs when the stock
+// moves between its read and its write (a release, an expiry or stock
+// administration, which take no lock, wrote the row in between).
+const maxWriteRounds = 16
+
+// Reserve holds every line of req, or none, for req.TTL (0: the default).
+// It takes the Redis locks of the request's SKUs in one script call (one per
+// slot on Redis Cluster), then in one PostgreSQL transaction records the
+// reservation, reads the stock, checks it and writes it back conditional on
+// the fencing tokens, commits, and releases the locks. See the package
+// documentation for errors and costs.
+func (r *Reserver) Reserve(ctx context.Context, req inventory.Request) (inventory.Reservation, error) {
+	if err := req.Validate(); err != nil {
+		return inventory.Reservation{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return inventory.Reservation{}, err
+	}
+	ls, err := r.locks.acquire(ctx, skusOf(inventory.SortLines(req.Lines)))
+	if err != nil {
+		return inventory.Reservation{}, err
+	}
+	// A failed release leaves locks that expire after LockTTL; the
+	// reservation stands either way.
+	defer func() { _ = ls.release(ctx) }()
+	for range maxWriteRounds {
+		res, err := r.store.Reserve(ctx, req, &step{r: r, fences: ls.fences})
+		if !errors.Is(err, errStockMoved) {
+			return res, err
+		}
+	}
+	return inventory.Reservation{}, fmt.Errorf("redislock: reserve %q: %w: the stock kept changing between read and write", req.ID, inventory.ErrContended)
+}
+
+// Commit sells the units of a held reservation. It is idempotent; commit
+// after release or expiry fails with an *inventory.StateError, an unknown ID
+// with inventory.ErrNotFound.
+func (r *Reserver) Commit(ctx context.Context, id string) error { return r.store.Commit(ctx, id) }
+
+// Release returns the units of a held reservation to stock. It is
+// idempotent; release after commit or expiry fails with an
+// *inventory.StateError, an unknown ID with inventory.ErrNotFound.
+func (r *Reserver) Release(ctx context.Context, id string) error { return r.store.Release(ctx, id) }
+
+// ExpireDue expires at most limit held reservations whose TTL has passed and
+// returns their units. Sweepers in many processes never expire one twice.
+func (r *Reserver) ExpireDue(ctx context.Context, limit int) (int, error) {
+	return r.store.ExpireDue(ctx, limit)
+}
+
+// Lookup returns the reservation recorded under id, or inventory.ErrNotFound.
+func (r *Reserver) Lookup(ctx context.Context, id string) (inventory.Reservation, error) {
+	return r.store.Lookup(ctx, id)
+}
+
+// Available returns the units of sku that can still be reserved.
+func (r *Reserver) Available(ctx context.Context, sku string) (int64, error) {
+	return r.store.Available(ctx, sku)
+}
+
+// SetStock sets the available units of sku, creating the SKU if it is new.
+func (r *Reserver) SetStock(ctx context.Context, sku string, available int64) error {
+	return r.store.SetStock(ctx, sku, available)
+}
+
+// AddStock adds delta units (negative to remove) to sku and returns the new
+// available number; it never drives it below zero.
+func (r *Reserver) AddStock(ctx context.Context, sku string, delta int64) (int64, error) {
+	return r.store.AddStock(ctx, sku, delta)
+}

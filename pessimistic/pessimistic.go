@@ -41,9 +41,15 @@ type Options struct {
 // locks the rows of a request with SELECT ... FOR UPDATE in SKU order, checks
 // them in Go, and updates them, in one transaction. It is safe for
 // concurrent use.
+//
+// Reserve is its own; the other methods of inventory.Strategy (Commit,
+// Release, ExpireDue, Lookup, Available, SetStock, AddStock) and Migrate
+// come from the ledger every PostgreSQL strategy shares, and keep the
+// contract documented on inventory.Reserver.
 type Reserver struct {
-	store *pgstore.Store
-	step  *step
+	pgstore.Ledger // Commit, Release, ExpireDue, Lookup, Available, SetStock, AddStock, Migrate
+	store          *pgstore.Store
+	step           *step
 }
 
 var _ inventory.Strategy = (*Reserver)(nil)
@@ -79,16 +85,12 @@ func New(db DB, opts *Options) (*Reserver, error) {
 	st.take = "UPDATE " + stock + " SET available = available - $2 WHERE sku = $1"
 	st.takeMany = "UPDATE " + stock + " AS s SET available = s.available - u.qty " +
 		"FROM unnest($1::text[], $2::bigint[]) AS u (sku, qty) WHERE s.sku = u.sku"
-	return &Reserver{store: store, step: st}, nil
+	return &Reserver{Ledger: store.Ledger(), store: store, step: st}, nil
 }
 
 // DDL returns the SQL that creates the schema named schema and its tables,
 // for users who run their own migration tool. It is idempotent.
 func DDL(schema string) (string, error) { return pgstore.DDL(schema) }
-
-// Migrate creates or upgrades the schema and its tables. It is idempotent and
-// safe to run from many processes at once (an advisory lock serializes them).
-func (r *Reserver) Migrate(ctx context.Context) error { return r.store.Migrate(ctx) }
 
 // Reserve holds every line of req, or none, for req.TTL (0: the default). See
 // the package documentation for how, what it costs and how it fails.
@@ -149,41 +151,4 @@ func (s *step) Queue(b *pgx.Batch, lines []inventory.Line) pgstore.Finish {
 		b.Queue(s.takeMany, skus, qtys)
 		return nil
 	}
-}
-
-// Commit sells the units of a held reservation. It is idempotent; commit
-// after release or expiry fails with an *inventory.StateError, an unknown ID
-// with inventory.ErrNotFound.
-func (r *Reserver) Commit(ctx context.Context, id string) error { return r.store.Commit(ctx, id) }
-
-// Release returns the units of a held reservation to stock. It is
-// idempotent; release after commit or expiry fails with an
-// *inventory.StateError, an unknown ID with inventory.ErrNotFound.
-func (r *Reserver) Release(ctx context.Context, id string) error { return r.store.Release(ctx, id) }
-
-// ExpireDue expires at most limit held reservations whose TTL has passed and
-// returns their units. Sweepers in many processes never expire one twice.
-func (r *Reserver) ExpireDue(ctx context.Context, limit int) (int, error) {
-	return r.store.ExpireDue(ctx, limit)
-}
-
-// Lookup returns the reservation recorded under id, or inventory.ErrNotFound.
-func (r *Reserver) Lookup(ctx context.Context, id string) (inventory.Reservation, error) {
-	return r.store.Lookup(ctx, id)
-}
-
-// Available returns the units of sku that can still be reserved.
-func (r *Reserver) Available(ctx context.Context, sku string) (int64, error) {
-	return r.store.Available(ctx, sku)
-}
-
-// SetStock sets the available units of sku, creating the SKU if it is new.
-func (r *Reserver) SetStock(ctx context.Context, sku string, available int64) error {
-	return r.store.SetStock(ctx, sku, available)
-}
-
-// AddStock adds delta units (negative to remove) to sku and returns the new
-// available number; it never drives it below zero.
-func (r *Reserver) AddStock(ctx context.Context, sku string, delta int64) (int64, error) {
-	return r.store.AddStock(ctx, sku, delta)
 }

@@ -50,10 +50,16 @@ type Options struct {
 // with a lock per SKU in Redis, made safe by fencing tokens that PostgreSQL
 // checks. It is safe for concurrent use, and from many processes that share
 // the database schema and the Redis key prefix.
+//
+// Reserve is its own; the other methods of inventory.Strategy (Commit,
+// Release, ExpireDue, Lookup, Available, SetStock, AddStock) and Migrate
+// come from the ledger every PostgreSQL strategy shares, and keep the
+// contract documented on inventory.Reserver.
 type Reserver struct {
-	store *pgstore.Store
-	locks *locker
-	q     stepQueries
+	pgstore.Ledger // Commit, Release, ExpireDue, Lookup, Available, SetStock, AddStock, Migrate
+	store          *pgstore.Store
+	locks          *locker
+	q              stepQueries
 	// unfenced writes stock with a plain UPDATE that checks neither the fence
 	// nor the stock it read: the lock alone. Tests only, to show that the
 	// lock alone oversells.
@@ -91,17 +97,12 @@ func New(db DB, client redis.UniversalClient, opts *Options) (*Reserver, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &Reserver{store: store, locks: locks, q: newStepQueries(store)}, nil
+	return &Reserver{Ledger: store.Ledger(), store: store, locks: locks, q: newStepQueries(store)}, nil
 }
 
 // DDL returns the SQL that creates the schema named schema and its tables,
 // for users who run their own migration tool. It is idempotent.
 func DDL(schema string) (string, error) { return pgstore.DDL(schema) }
-
-// Migrate creates or upgrades the schema and its tables. It is idempotent and
-// safe to run from many processes at once (an advisory lock serializes them).
-// Redis needs no setup.
-func (r *Reserver) Migrate(ctx context.Context) error { return r.store.Migrate(ctx) }
 
 // maxWriteRounds bounds the transactions one Reserve runs when the stock
 // moves between its read and its write (a release, an expiry or stock
@@ -135,41 +136,4 @@ func (r *Reserver) Reserve(ctx context.Context, req inventory.Request) (inventor
 		}
 	}
 	return inventory.Reservation{}, fmt.Errorf("redislock: reserve %q: %w: the stock kept changing between read and write", req.ID, inventory.ErrContended)
-}
-
-// Commit sells the units of a held reservation. It is idempotent; commit
-// after release or expiry fails with an *inventory.StateError, an unknown ID
-// with inventory.ErrNotFound.
-func (r *Reserver) Commit(ctx context.Context, id string) error { return r.store.Commit(ctx, id) }
-
-// Release returns the units of a held reservation to stock. It is
-// idempotent; release after commit or expiry fails with an
-// *inventory.StateError, an unknown ID with inventory.ErrNotFound.
-func (r *Reserver) Release(ctx context.Context, id string) error { return r.store.Release(ctx, id) }
-
-// ExpireDue expires at most limit held reservations whose TTL has passed and
-// returns their units. Sweepers in many processes never expire one twice.
-func (r *Reserver) ExpireDue(ctx context.Context, limit int) (int, error) {
-	return r.store.ExpireDue(ctx, limit)
-}
-
-// Lookup returns the reservation recorded under id, or inventory.ErrNotFound.
-func (r *Reserver) Lookup(ctx context.Context, id string) (inventory.Reservation, error) {
-	return r.store.Lookup(ctx, id)
-}
-
-// Available returns the units of sku that can still be reserved.
-func (r *Reserver) Available(ctx context.Context, sku string) (int64, error) {
-	return r.store.Available(ctx, sku)
-}
-
-// SetStock sets the available units of sku, creating the SKU if it is new.
-func (r *Reserver) SetStock(ctx context.Context, sku string, available int64) error {
-	return r.store.SetStock(ctx, sku, available)
-}
-
-// AddStock adds delta units (negative to remove) to sku and returns the new
-// available number; it never drives it below zero.
-func (r *Reserver) AddStock(ctx context.Context, sku string, delta int64) (int64, error) {
-	return r.store.AddStock(ctx, sku, delta)
 }

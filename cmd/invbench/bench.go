@@ -1,0 +1,517 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/oversell/inventory"
+	"github.com/oversell/inventory/strategy"
+	"github.com/oversell/inventory/strategy/strategytest"
+)
+
+// Names of the raw baselines.
+const (
+	rawPostgresName = "raw-postgres"
+	rawRedisName    = "raw-redis"
+)
+
+// Workload names.
+const (
+	hot     = "hot"
+	uniform = "uniform"
+	zipf    = "zipf"
+)
+
+// services are the servers of a run. A nil client comes with the reason it
+// could not be had.
+type services struct {
+	pg       *pgxpool.Pool
+	pgErr    error
+	redis    redis.UniversalClient
+	redisErr error
+}
+
+// missing returns why one of the services in need cannot be used, or nil.
+func (s *services) missing(need []strategy.Service) error {
+	for _, svc := range need {
+		switch {
+		case svc == strategy.Postgres && s.pg == nil:
+			return fmt.Errorf("PostgreSQL unavailable: %v", cmpErr(s.pgErr, "not configured"))
+		case svc == strategy.Redis && s.redis == nil:
+			return fmt.Errorf("Redis unavailable: %v", cmpErr(s.redisErr, "not configured"))
+		}
+	}
+	return nil
+}
+
+func cmpErr(err error, def string) string {
+	if err == nil {
+		return def
+	}
+	return err.Error()
+}
+
+// opened is a strategy ready for one measurement.
+type opened struct {
+	s     inventory.Strategy
+	newID func(ctx context.Context) (string, error)
+	close func(ctx context.Context) error
+}
+
+// target is something invbench measures: a registered strategy or a raw
+// baseline.
+type target struct {
+	name     string
+	summary  string
+	baseline bool
+	services []strategy.Service
+	// vs names the baseline whose throughput this target's is divided by:
+	// the baseline of the service that holds its stock.
+	vs   string
+	open func(ctx context.Context, svc *services, schema, prefix string) (*opened, error)
+}
+
+// targets returns every target invbench knows: the raw baselines, then the
+// registered strategies.
+func targets() []target {
+	ts := []target{
+		{
+			name: rawPostgresName, summary: "bare autocommit conditional UPDATE through pgx",
+			baseline: true, services: []strategy.Service{strategy.Postgres},
+			open: func(ctx context.Context, svc *services, schema, _ string) (*opened, error) {
+				r, err := openRawPostgres(ctx, svc.pg, schema)
+				drop := func(ctx context.Context) error {
+					_, err := svc.pg.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+					return err
+				}
+				if err != nil {
+					_ = drop(context.WithoutCancel(ctx))
+					return nil, err
+				}
+				return &opened{s: r, newID: strategy.NewIDFunc(r), close: drop}, nil
+			},
+		},
+		{
+			name: rawRedisName, summary: "bare Lua check-and-decrement",
+			baseline: true, services: []strategy.Service{strategy.Redis},
+			open: func(_ context.Context, svc *services, _, prefix string) (*opened, error) {
+				r := openRawRedis(svc.redis, prefix)
+				return &opened{s: r, newID: strategy.NewIDFunc(r), close: func(ctx context.Context) error {
+					return strategy.DeleteKeys(ctx, svc.redis, prefix)
+				}}, nil
+			},
+		},
+	}
+	for _, info := range strategy.All() {
+		t := target{name: info.Name, summary: info.Summary, services: info.Services}
+		if len(info.Services) > 0 {
+			switch info.Services[0] {
+			case strategy.Postgres:
+				t.vs = rawPostgresName
+			case strategy.Redis:
+				t.vs = rawRedisName
+			}
+		}
+		name := info.Name
+		t.open = func(ctx context.Context, svc *services, schema, prefix string) (*opened, error) {
+			s, closeFn, err := strategy.Open(ctx, name, &strategy.Config{
+				Postgres: svc.pg, Redis: svc.redis, Schema: schema, KeyPrefix: prefix, Drop: true,
+			})
+			if err != nil {
+				return nil, err
+			}
+			return &opened{s: s, newID: strategy.NewIDFunc(s), close: closeFn}, nil
+		}
+		ts = append(ts, t)
+	}
+	return ts
+}
+
+func targetNames() []string {
+	var names []string
+	for _, t := range targets() {
+		names = append(names, t.name)
+	}
+	return names
+}
+
+// benchCase is one workload shape: which SKUs carts pick, how many lines
+// they have, and whether the stock is plenty or sells out.
+type benchCase struct {
+	Workload string
+	Lines    int
+	Scarce   bool
+}
+
+func (c benchCase) String() string {
+	s := c.Workload
+	if c.Lines > 1 {
+		s += fmt.Sprintf(" carts 1..%d", c.Lines)
+	}
+	if c.Scarce {
+		s += " sell-out"
+	}
+	return s
+}
+
+// plan is what a run measures.
+type plan struct {
+	targets  []string // in order
+	cases    []benchCase
+	workers  []int
+	duration time.Duration // per point, when ops is 0
+	ops      int           // Reserve calls per point (spread over the workers)
+	skus     int           // SKUs of uniform and zipf
+	zipfS    float64       // exponent of zipf
+	plenty   int64         // stock per SKU when not scarce
+	scarce   int64         // stock of the SKU of a sell-out
+	maxQty   int64         // each line asks 1..maxQty units
+	seed     uint64
+	runID    string // names schemas and key prefixes
+}
+
+// Result is the measurement of one target on one case at one worker count.
+type Result struct {
+	Target   string `json:"target"`
+	Baseline bool   `json:"baseline"`
+	Workload string `json:"workload"`
+	Lines    int    `json:"max_lines"`
+	Stock    string `json:"stock"` // "plenty" or "sell-out"
+	Workers  int    `json:"workers"`
+
+	Seconds    float64 `json:"seconds"`
+	Reserves   int64   `json:"reserve_calls"` // every Reserve call, retries included
+	Decided    int64   `json:"decided"`       // Reserve calls that granted or refused
+	Throughput float64 `json:"throughput"`    // decided per second
+	Vs         string  `json:"vs,omitempty"`  // the baseline Ratio is against
+	Ratio      float64 `json:"ratio,omitempty"`
+
+	P50  float64 `json:"p50_ms"`
+	P95  float64 `json:"p95_ms"`
+	P99  float64 `json:"p99_ms"`
+	Max  float64 `json:"max_ms"`
+	Mean float64 `json:"mean_ms"`
+
+	GrantedUnits int64            `json:"granted_units"`
+	Refused      int64            `json:"refused"`
+	Errors       map[string]int64 `json:"errors,omitempty"` // by kind, refusals excluded
+
+	Oversold     int64    `json:"oversold"`
+	Lost         int64    `json:"lost"`
+	NegativeSeen bool     `json:"negative_seen"`
+	EndAvailable int64    `json:"end_available"` // of a sell-out's SKU; must be 0
+	Unexpected   []string `json:"unexpected,omitempty"`
+	OK           bool     `json:"ok"`
+	Problem      string   `json:"problem,omitempty"`
+}
+
+// failed reports whether the run broke the contract or could not finish.
+func (r *Result) failed() bool { return !r.OK }
+
+// check is the verdict column: "ok" or what went wrong, loudly.
+func (r *Result) check() string {
+	if r.OK {
+		return "ok"
+	}
+	var parts []string
+	if r.Oversold > 0 {
+		parts = append(parts, fmt.Sprintf("OVERSOLD %d", r.Oversold))
+	}
+	if r.Lost > 0 {
+		parts = append(parts, fmt.Sprintf("LOST %d", r.Lost))
+	}
+	if r.NegativeSeen {
+		parts = append(parts, "NEGATIVE")
+	}
+	if r.Stock == "sell-out" && r.EndAvailable != 0 {
+		parts = append(parts, fmt.Sprintf("END AVAILABLE %d", r.EndAvailable))
+	}
+	if len(r.Unexpected) > 0 {
+		parts = append(parts, fmt.Sprintf("%d UNEXPECTED ERRORS", len(r.Unexpected)))
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "FAILED")
+	}
+	return "!! " + strings.Join(parts, ", ")
+}
+
+// Unavailable is a target that could not run, with the reason.
+type Unavailable struct {
+	Target string `json:"target"`
+	Reason string `json:"reason"`
+}
+
+// outcome is everything a run measured.
+type outcome struct {
+	Results     []*Result     `json:"results"`
+	Unavailable []Unavailable `json:"unavailable,omitempty"`
+}
+
+func (o *outcome) failed() bool {
+	return slices.ContainsFunc(o.Results, (*Result).failed)
+}
+
+// progress hears about every point of a run.
+type progress interface {
+	start(total int)
+	step(desc string)
+	finish()
+}
+
+type noProgress struct{}
+
+func (noProgress) start(int)   {}
+func (noProgress) step(string) {}
+func (noProgress) finish()     {}
+
+// run measures every available target of p, out of all, on every case and
+// worker count. Points are ordered case, workers, target, so that the
+// targets of one row run close together in time and under the same
+// conditions.
+func run(ctx context.Context, p plan, svc *services, all []target, prog progress) (*outcome, error) {
+	out := &outcome{}
+	var runnable []target
+	for _, name := range p.targets {
+		i := slices.IndexFunc(all, func(t target) bool { return t.name == name })
+		if i < 0 {
+			return nil, fmt.Errorf("unknown strategy %q", name)
+		}
+		if err := svc.missing(all[i].services); err != nil {
+			out.Unavailable = append(out.Unavailable, Unavailable{Target: name, Reason: err.Error()})
+			continue
+		}
+		runnable = append(runnable, all[i])
+	}
+	prog.start(len(p.cases) * len(p.workers) * len(runnable))
+	defer prog.finish()
+	n := 0
+	for _, c := range p.cases {
+		for _, w := range p.workers {
+			for _, t := range runnable {
+				if err := ctx.Err(); err != nil {
+					return out, err
+				}
+				prog.step(fmt.Sprintf("%s %s w=%d", t.name, c, w))
+				n++
+				ns := fmt.Sprintf("%s_%d", p.runID, n)
+				r := measure(ctx, p, svc, t, c, w, "invbench_"+ns, "invbench:"+ns+":")
+				out.Results = append(out.Results, r)
+			}
+		}
+	}
+	ratios(out.Results)
+	return out, ctx.Err()
+}
+
+// ratios fills Ratio of every result whose target has a baseline measured on
+// the same point.
+func ratios(rs []*Result) {
+	type key struct {
+		target, workload, stock string
+		lines, workers          int
+	}
+	base := map[key]*Result{}
+	for _, r := range rs {
+		if r.Baseline && r.OK {
+			base[key{r.Target, r.Workload, r.Stock, r.Lines, r.Workers}] = r
+		}
+	}
+	for _, r := range rs {
+		if r.Vs == "" {
+			continue
+		}
+		if b := base[key{r.Vs, r.Workload, r.Stock, r.Lines, r.Workers}]; b != nil && b.Throughput > 0 {
+			r.Ratio = r.Throughput / b.Throughput
+		}
+	}
+}
+
+// measure runs the hammer once: t on case c with w workers.
+func measure(ctx context.Context, p plan, svc *services, t target, c benchCase, w int, schema, prefix string) *Result {
+	r := &Result{Target: t.name, Baseline: t.baseline, Workload: c.Workload, Lines: c.Lines, Stock: "plenty", Workers: w, Vs: t.vs}
+	if c.Scarce {
+		r.Stock = "sell-out"
+	}
+	fail := func(err error) *Result {
+		r.Problem = err.Error()
+		r.OK = false
+		return r
+	}
+	o, err := t.open(ctx, svc, schema, prefix)
+	if err != nil {
+		return fail(fmt.Errorf("open: %w", err))
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if err := o.close(cctx); err != nil && r.Problem == "" {
+			r.Problem = "clean up: " + err.Error()
+		}
+	}()
+
+	rec := newRecorder()
+	var decided, refused atomic.Int64
+	cfg := strategytest.HammerConfig{
+		Strategy:   newPaced(o.s),
+		NewID:      o.newID,
+		Workers:    w,
+		SKUs:       1,
+		MaxQty:     p.maxQty,
+		MaxLines:   c.Lines,
+		FixedStock: true,
+		Seed:       p.seed,
+		Observe: func(op string, d time.Duration, err error) {
+			if op != "reserve" {
+				return
+			}
+			rec.record(d)
+			switch {
+			case err == nil:
+				decided.Add(1)
+			case errors.Is(err, inventory.ErrInsufficientStock):
+				decided.Add(1)
+				refused.Add(1)
+			}
+		},
+	}
+	if c.Workload != hot {
+		cfg.SKUs = p.skus
+	}
+	if c.Workload == zipf {
+		cfg.Zipf = p.zipfS
+	}
+	if c.Scarce {
+		cfg.SellOut = true
+		cfg.Stock = p.scarce
+	} else {
+		cfg.Stock = p.plenty
+		if p.ops > 0 {
+			cfg.OpsPerWorker = max(1, (p.ops+w-1)/w)
+		} else {
+			cfg.Duration = p.duration
+		}
+	}
+	rep, err := strategytest.Hammer(ctx, cfg)
+	if rep == nil {
+		return fail(fmt.Errorf("hammer: %w", err))
+	}
+	h := rec.snapshot()
+	r.Seconds = rep.Elapsed.Seconds()
+	r.Reserves = rep.Reserves
+	r.Decided = decided.Load()
+	if r.Seconds > 0 {
+		r.Throughput = float64(r.Decided) / r.Seconds
+	}
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	r.P50, r.P95, r.P99 = ms(h.quantile(0.50)), ms(h.quantile(0.95)), ms(h.quantile(0.99))
+	r.Max, r.Mean = ms(time.Duration(h.max)), ms(h.mean())
+	r.GrantedUnits = rep.Granted
+	r.Refused = refused.Load()
+	for kind, n := range rep.Errors {
+		if kind == "insufficient" {
+			continue
+		}
+		if r.Errors == nil {
+			r.Errors = map[string]int64{}
+		}
+		r.Errors[kind] = n
+	}
+	r.Oversold, r.Lost, r.NegativeSeen = rep.Oversold, rep.Lost, rep.NegativeSeen
+	for _, e := range rep.Unexpected {
+		r.Unexpected = append(r.Unexpected, e.Error())
+	}
+	r.OK = rep.OK()
+	if c.Scarce && len(rep.SKUs) > 0 {
+		r.EndAvailable = rep.SKUs[0].Available
+		if r.EndAvailable != 0 {
+			r.OK = false
+		}
+	}
+	if err != nil {
+		return fail(fmt.Errorf("hammer: %w", err))
+	}
+	return r
+}
+
+// errorKinds writes errs as kind=count pairs, sorted by kind.
+func errorKinds(errs map[string]int64) string {
+	keys := make([]string, 0, len(errs))
+	for k := range errs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s=%d", k, errs[k])
+	}
+	return b.String()
+}
+
+// paced sits between the hammer and a strategy and shapes the hammer's
+// background work into what a shop would do, so that it does not weigh on
+// the measurement: ExpireDue runs at most every sweepEvery (a Sweeper's
+// job; the hammer asks every 2ms), and Available calls are spaced
+// readEvery apart (the hammer's watcher reads every SKU every millisecond).
+// Reserve, Commit, Release and Lookup go straight through.
+type paced struct {
+	inventory.Strategy
+	mu        sync.Mutex
+	lastSweep time.Time
+	nextRead  time.Time
+}
+
+const (
+	sweepEvery = 100 * time.Millisecond
+	readEvery  = time.Millisecond
+)
+
+func newPaced(s inventory.Strategy) *paced { return &paced{Strategy: s} }
+
+// ExpireDue passes at most one call per sweepEvery through.
+func (p *paced) ExpireDue(ctx context.Context, limit int) (int, error) {
+	p.mu.Lock()
+	now := time.Now()
+	if now.Sub(p.lastSweep) < sweepEvery {
+		p.mu.Unlock()
+		return 0, nil
+	}
+	p.lastSweep = now
+	p.mu.Unlock()
+	return p.Strategy.ExpireDue(ctx, limit)
+}
+
+// Available waits for its turn, then passes through.
+func (p *paced) Available(ctx context.Context, sku string) (int64, error) {
+	p.mu.Lock()
+	now := time.Now()
+	at := p.nextRead
+	if at.Before(now) {
+		at = now
+	}
+	p.nextRead = at.Add(readEvery)
+	p.mu.Unlock()
+	if d := time.Until(at); d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return 0, ctx.Err()
+		case <-t.C:
+		}
+	}
+	return p.Strategy.Available(ctx, sku)
+}

@@ -1,0 +1,335 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/oversell/inventory"
+	"github.com/oversell/inventory/internal/testsvc"
+	"github.com/oversell/inventory/strategy"
+)
+
+func TestHistogramQuantilesAreWithinOneBucket(t *testing.T) {
+	var h histogram
+	rng := rand.New(rand.NewPCG(1, 2))
+	vals := make([]int64, 100_000)
+	for i := range vals {
+		vals[i] = int64(rng.ExpFloat64() * 1e6) // mean 1ms
+		h.record(time.Duration(vals[i]))
+	}
+	slices.Sort(vals)
+	for _, q := range []float64{0.5, 0.95, 0.99, 0.999, 1} {
+		exact := vals[int(q*float64(len(vals)))-1]
+		got := int64(h.quantile(q))
+		assert.GreaterOrEqual(t, got, exact, "q=%v", q)
+		assert.LessOrEqual(t, float64(got), float64(exact)*(1+1.0/subBuckets)+1, "q=%v", q)
+	}
+	assert.Equal(t, time.Duration(vals[len(vals)-1]), h.quantile(1), "the top quantile is the max")
+	assert.Equal(t, int64(len(vals)), h.n)
+}
+
+func TestHistogramBucketsCoverEveryValueInOrder(t *testing.T) {
+	prev := -1
+	for _, v := range []int64{0, 1, 31, 32, 33, 63, 64, 65, 1000, 1 << 20, 1<<40 + 12345, 1 << 55} {
+		b := bucketOf(v)
+		require.Less(t, b, numBuckets, "v=%d", v)
+		require.GreaterOrEqual(t, b, prev, "v=%d", v)
+		require.GreaterOrEqual(t, bucketHigh(b), v, "v=%d", v)
+		if b > 0 {
+			require.Less(t, bucketHigh(b-1), v, "v=%d", v)
+		}
+		prev = b
+	}
+	assert.Less(t, bucketOf(1<<63-1), numBuckets)
+	var h histogram
+	assert.Zero(t, h.quantile(0.99), "empty")
+	h.record(-5)
+	assert.Zero(t, h.quantile(0.5), "negative durations count as zero")
+}
+
+func TestRecorderMergesEveryGoroutinesShard(t *testing.T) {
+	r := newRecorder()
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for i := range 1000 {
+				r.record(time.Duration(i) * time.Microsecond)
+			}
+		})
+	}
+	wg.Wait()
+	h := r.snapshot()
+	assert.Equal(t, int64(16000), h.n)
+	assert.Equal(t, int64(999*time.Microsecond), h.max)
+}
+
+func TestLatenciesPrintWithAFittingUnit(t *testing.T) {
+	for ms, want := range map[float64]string{
+		0.00042: "420ns", 0.0042: "4.20µs", 0.254: "254µs", 20.44: "20.4ms", 1520: "1.52s", 0: "0ns",
+	} {
+		assert.Equal(t, want, fmtMs(ms), "%v ms", ms)
+	}
+}
+
+func TestPlanFromFlags(t *testing.T) {
+	plan := func(args ...string) (plan, error) {
+		t.Helper()
+		o, err := parseFlags(args, &bytes.Buffer{})
+		require.NoError(t, err)
+		return makePlan(o)
+	}
+	p, err := plan()
+	require.NoError(t, err)
+	assert.Equal(t, []int{1, 8, 32, 64, 128}, p.workers)
+	assert.Len(t, p.cases, 3)
+	assert.Equal(t, targetNames(), p.targets, "no flags: every strategy and baseline")
+
+	p, err = plan("-strategies", "memory", "-workloads", "hot", "-stock", "scarce", "-workers", "4, 2")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"memory"}, p.targets)
+	assert.Equal(t, []int{4, 2}, p.workers)
+	assert.Equal(t, []benchCase{{Workload: hot, Lines: 1, Scarce: true}}, p.cases)
+
+	p, err = plan("-smoke")
+	require.NoError(t, err)
+	assert.Equal(t, []int{32}, p.workers)
+	assert.Len(t, p.cases, 3)
+
+	for _, pg := range strategy.All() {
+		if len(pg.Services) > 0 && pg.Services[0] == strategy.Postgres {
+			p, err = plan("-strategies", pg.Name)
+			require.NoError(t, err)
+			assert.Equal(t, []string{rawPostgresName, pg.Name}, p.targets, "the store's baseline comes along")
+		}
+	}
+
+	for _, bad := range [][]string{
+		{"-strategies", "nope"}, {"-workloads", "spiky"}, {"-workers", "0"}, {"-workers", "x"},
+		{"-stock", "scarce", "-workloads", "uniform"}, {"-stock", "lots"}, {"-zipf", "1"},
+		{"-lines", "0"}, {"-duration", "0s"}, {"-skus", "1"},
+	} {
+		_, err := plan(bad...)
+		assert.Error(t, err, "%v", bad)
+	}
+	_, err = parseFlags([]string{"stray"}, &bytes.Buffer{})
+	assert.Error(t, err)
+}
+
+// racyOps is a stock that reads and writes in two steps, so concurrent
+// buyers overwrite each other: the suite must catch it.
+type racyOps struct {
+	mu    sync.Mutex
+	stock map[string]int64
+}
+
+func (r *racyOps) read(sku string) int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stock[sku]
+}
+
+func (r *racyOps) write(sku string, n int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stock[sku] = n
+}
+
+func (r *racyOps) take(_ context.Context, lines []inventory.Line) error {
+	for _, l := range lines {
+		n := r.read(l.SKU)
+		if n < l.Qty {
+			return &inventory.InsufficientStockError{SKU: l.SKU, Requested: l.Qty, Available: n}
+		}
+		runtime.Gosched()
+		r.write(l.SKU, n-l.Qty)
+	}
+	return nil
+}
+
+func (r *racyOps) give(_ context.Context, lines []inventory.Line) error {
+	for _, l := range lines {
+		n := r.read(l.SKU)
+		runtime.Gosched()
+		r.write(l.SKU, n+l.Qty)
+	}
+	return nil
+}
+
+func (r *racyOps) available(_ context.Context, sku string) (int64, error) { return r.read(sku), nil }
+
+func (r *racyOps) setStock(_ context.Context, sku string, n int64) error {
+	r.write(sku, n)
+	return nil
+}
+
+func (r *racyOps) addStock(_ context.Context, sku string, delta int64) (int64, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stock[sku] += delta
+	return r.stock[sku], nil
+}
+
+var racyTarget = target{
+	name: "racy",
+	open: func(context.Context, *services, string, string) (*opened, error) {
+		s := &raw{ops: &racyOps{stock: map[string]int64{}}, ledger: newLedger()}
+		return &opened{s: s, newID: strategy.NewIDFunc(s), close: func(context.Context) error { return nil }}, nil
+	},
+}
+
+func TestRunMeasuresMemoryAndWritesEveryReport(t *testing.T) {
+	p := plan{
+		targets: []string{"memory", "token"},
+		cases: []benchCase{
+			{Workload: hot, Lines: 1}, {Workload: zipf, Lines: 3}, {Workload: hot, Lines: 1, Scarce: true},
+		},
+		workers: []int{1, 8}, duration: 150 * time.Millisecond,
+		skus: 20, zipfS: 1.1, plenty: 1 << 40, scarce: 300, maxQty: 3, seed: 7, runID: "t",
+	}
+	out, err := run(t.Context(), p, &services{}, targets(), noProgress{})
+	require.NoError(t, err)
+	require.Len(t, out.Results, 3*2, "memory on every case and worker count")
+	require.Len(t, out.Unavailable, 1, "token wraps sqlcond, which needs PostgreSQL")
+	assert.False(t, out.failed())
+	for _, r := range out.Results {
+		assert.True(t, r.OK, "%s %s w=%d: %s %v", r.Target, caseOf(r), r.Workers, r.Problem, r.Unexpected)
+		assert.Positive(t, r.Throughput, r.Target)
+		assert.Positive(t, r.P99, r.Target)
+		assert.LessOrEqual(t, r.P50, r.P99)
+		assert.LessOrEqual(t, r.P99, r.Max+1e-9)
+		if r.Stock == "sell-out" {
+			assert.Zero(t, r.EndAvailable)
+			assert.Equal(t, p.scarce, r.GrantedUnits, "a sell-out grants every unit once")
+		}
+	}
+
+	m := meta{Command: "go run ./cmd/invbench", Targets: p.targets, PerPoint: "150ms", SKUs: p.skus, Zipf: p.zipfS}
+	var table bytes.Buffer
+	writeTable(&table, out, m)
+	assert.Contains(t, table.String(), "hot: one SKU")
+	assert.Contains(t, table.String(), "zipf (s=1.1) over 20 SKUs, carts of 1..3 lines")
+	assert.Contains(t, table.String(), "sold out to zero")
+	assert.NotContains(t, table.String(), "!!")
+
+	dir := t.TempDir()
+	require.NoError(t, writeOut(dir, out, m))
+	md, err := os.ReadFile(filepath.Join(dir, "results.md"))
+	require.NoError(t, err)
+	assert.Contains(t, string(md), "| strategy | workers |")
+	f, err := os.Open(filepath.Join(dir, "results.csv"))
+	require.NoError(t, err)
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	require.NoError(t, err)
+	assert.Len(t, rows, 1+len(out.Results))
+	js, err := os.ReadFile(filepath.Join(dir, "results.json"))
+	require.NoError(t, err)
+	var back struct {
+		Meta    meta      `json:"meta"`
+		Results []*Result `json:"results"`
+	}
+	require.NoError(t, json.Unmarshal(js, &back))
+	assert.Len(t, back.Results, len(out.Results))
+
+	for _, name := range []string{"chart.png", "chart.svg"} {
+		file := filepath.Join(dir, name)
+		require.NoError(t, writeChart(file, out, m))
+		st, err := os.Stat(file)
+		require.NoError(t, err)
+		assert.Greater(t, st.Size(), int64(1000))
+	}
+	assert.Error(t, writeChart(filepath.Join(dir, "chart.gif"), out, m))
+}
+
+func TestUnavailableStrategiesAreListedWithTheReason(t *testing.T) {
+	pgOnly := target{name: "needs-pg", services: []strategy.Service{strategy.Postgres}}
+	p := plan{targets: []string{"memory", "needs-pg"}, cases: []benchCase{{Workload: hot, Lines: 1}},
+		workers: []int{2}, ops: 50, plenty: 1000, maxQty: 1, runID: "u"}
+	svc := &services{pgErr: assert.AnError}
+	out, err := run(t.Context(), p, svc, append(targets(), pgOnly), noProgress{})
+	require.NoError(t, err)
+	require.Len(t, out.Results, 1)
+	require.Len(t, out.Unavailable, 1)
+	assert.Equal(t, "needs-pg", out.Unavailable[0].Target)
+	assert.Contains(t, out.Unavailable[0].Reason, assert.AnError.Error())
+	var table bytes.Buffer
+	writeTable(&table, out, meta{Targets: p.targets})
+	assert.Contains(t, table.String(), "Not measured:")
+	assert.Contains(t, table.String(), "needs-pg: PostgreSQL unavailable")
+}
+
+func TestOversellingStrategyIsMarkedLoudly(t *testing.T) {
+	p := plan{targets: []string{"racy"}, cases: []benchCase{{Workload: hot, Lines: 1, Scarce: true}},
+		workers: []int{32}, plenty: 1 << 40, scarce: 2000, maxQty: 2, runID: "r"}
+	out, err := run(t.Context(), p, &services{}, []target{racyTarget}, noProgress{})
+	require.NoError(t, err)
+	require.Len(t, out.Results, 1)
+	r := out.Results[0]
+	require.False(t, r.OK, "the racy stock must be caught: %+v", r)
+	assert.True(t, out.failed())
+	var table bytes.Buffer
+	writeTable(&table, out, meta{Targets: p.targets})
+	assert.Contains(t, table.String(), "FAILED THE INVARIANT CHECK")
+	assert.Contains(t, r.check(), "!! ")
+}
+
+func TestMainExitsZeroOnASmallMemoryRunAndTwoOnBadFlags(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	dir := t.TempDir()
+	code := mainErr(t.Context(), []string{"-strategies", "memory", "-workloads", "hot", "-workers", "2", "-ops", "200",
+		"-out", dir, "-chart", filepath.Join(dir, "c.svg")}, &stdout, &stderr)
+	require.Equal(t, 0, code, "stderr: %s", stderr.String())
+	assert.Contains(t, stdout.String(), "memory")
+	assert.FileExists(t, filepath.Join(dir, "results.json"))
+	assert.FileExists(t, filepath.Join(dir, "c.svg"))
+
+	assert.Equal(t, exitUsage, mainErr(t.Context(), []string{"-workers", "none"}, &stdout, &stderr))
+	assert.Equal(t, exitUsage, mainErr(t.Context(), []string{"-chart", "x.gif"}, &stdout, &stderr))
+}
+
+// TestSmokeEveryServiceStrategy is the CI smoke run: every strategy and
+// baseline that needs PostgreSQL or Redis, about a second per case, failing
+// on any oversell or loss.
+func TestSmokeEveryServiceStrategy(t *testing.T) {
+	svc := &services{pg: testsvc.Postgres(t), redis: testsvc.Redis(t)}
+	var names []string
+	all := targets()
+	for _, tg := range all {
+		if len(tg.services) > 0 {
+			names = append(names, tg.name)
+		}
+	}
+	if len(names) == 0 {
+		t.Skip("no strategy needs a service yet")
+	}
+	o, err := parseFlags([]string{"-smoke"}, &bytes.Buffer{})
+	require.NoError(t, err)
+	p, err := makePlan(o)
+	require.NoError(t, err)
+	p.targets = names
+	p.workers = []int{16} // the shared test pool has testsvc.MaxConns connections
+	p.runID = "smoke" + randomID()
+	out, err := run(t.Context(), p, svc, all, noProgress{})
+	require.NoError(t, err)
+	require.Empty(t, out.Unavailable)
+	var table bytes.Buffer
+	writeTable(&table, out, meta{Targets: p.targets, PerPoint: "1s"})
+	t.Log(table.String())
+	for _, r := range out.Results {
+		assert.True(t, r.OK, "%s %s: %s", r.Target, caseOf(r), r.check())
+		assert.Positive(t, r.Decided, "%s %s made progress", r.Target, caseOf(r))
+	}
+}

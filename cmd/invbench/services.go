@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+	"github.com/testcontainers/testcontainers-go"
+	tcpostgres "github.com/testcontainers/testcontainers-go/modules/postgres"
+	tcredis "github.com/testcontainers/testcontainers-go/modules/redis"
+)
+
+// Where the servers are, unless -containers.
+const (
+	PostgresEnv        = "INVENTORY_POSTGRES_URL"
+	RedisEnv           = "INVENTORY_REDIS_URL"
+	DefaultPostgresURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	DefaultRedisURL    = "redis://127.0.0.1:6379/0"
+)
+
+// connectTimeout bounds the wait for a server that does not answer.
+const connectTimeout = 3 * time.Second
+
+// serverURLs returns the URLs from the environment, else the defaults.
+func serverURLs() (pg, rd string) {
+	pg, rd = os.Getenv(PostgresEnv), os.Getenv(RedisEnv)
+	if pg == "" {
+		pg = DefaultPostgresURL
+	}
+	if rd == "" {
+		rd = DefaultRedisURL
+	}
+	return pg, rd
+}
+
+// startContainers starts PostgreSQL 15 and Redis 7 through testcontainers-go
+// and returns their URLs and the function that stops them.
+func startContainers(ctx context.Context) (pg, rd string, stop func(), err error) {
+	var ctrs []testcontainers.Container
+	stop = func() {
+		for _, c := range ctrs {
+			_ = testcontainers.TerminateContainer(c)
+		}
+	}
+	pgc, err := tcpostgres.Run(ctx, "postgres:15-alpine",
+		tcpostgres.WithDatabase("test"), tcpostgres.WithUsername("postgres"), tcpostgres.WithPassword("postgres"),
+		tcpostgres.BasicWaitStrategies())
+	if err != nil {
+		return "", "", stop, fmt.Errorf("start PostgreSQL container: %w", err)
+	}
+	ctrs = append(ctrs, pgc)
+	if pg, err = pgc.ConnectionString(ctx, "sslmode=disable"); err != nil {
+		return "", "", stop, err
+	}
+	rc, err := tcredis.Run(ctx, "redis:7-alpine")
+	if err != nil {
+		return "", "", stop, fmt.Errorf("start Redis container: %w", err)
+	}
+	ctrs = append(ctrs, rc)
+	if rd, err = rc.ConnectionString(ctx); err != nil {
+		return "", "", stop, err
+	}
+	return pg, rd, stop, nil
+}
+
+// connect opens a pool of conns connections to PostgreSQL and a client of
+// Redis with room for redisConns, keeping the reason when one does not
+// answer.
+func connect(ctx context.Context, pgURL, redisURL string, conns int32, redisConns int) *services {
+	svc := &services{}
+	if pgURL != "" {
+		svc.pg, svc.pgErr = connectPostgres(ctx, pgURL, conns)
+	}
+	if redisURL != "" {
+		svc.redis, svc.redisErr = connectRedis(ctx, redisURL, redisConns)
+	}
+	return svc
+}
+
+func connectPostgres(ctx context.Context, url string, conns int32) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", redact(url), err)
+	}
+	cfg.MaxConns = conns
+	cfg.ConnConfig.ConnectTimeout = connectTimeout
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", redact(url), err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("%s: %w", redact(url), err)
+	}
+	return pool, nil
+}
+
+func connectRedis(ctx context.Context, url string, conns int) (redis.UniversalClient, error) {
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", redact(url), err)
+	}
+	opt.PoolSize = conns
+	opt.DialTimeout = connectTimeout
+	c := redis.NewClient(opt)
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("%s: %w", redact(url), err)
+	}
+	return c, nil
+}
+
+// versions returns the server versions for the report.
+func versions(ctx context.Context, svc *services) (pg, rd string) {
+	if svc.pg != nil {
+		_ = svc.pg.QueryRow(ctx, "SELECT split_part(version(), ' on ', 1)").Scan(&pg)
+	}
+	if c, ok := svc.redis.(*redis.Client); ok {
+		if info, err := c.InfoMap(ctx, "server").Result(); err == nil {
+			rd = info["Server"]["redis_version"]
+		}
+	}
+	return pg, rd
+}
+
+func (s *services) close() {
+	if s.pg != nil {
+		s.pg.Close()
+	}
+	if s.redis != nil {
+		_ = s.redis.Close()
+	}
+}

@@ -1,0 +1,183 @@
+package strategy
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+
+	"github.com/oversell/inventory"
+	"github.com/oversell/inventory/memory"
+	"github.com/oversell/inventory/pessimistic"
+	"github.com/oversell/inventory/redislock"
+	"github.com/oversell/inventory/sqlcond"
+	"github.com/oversell/inventory/token"
+)
+
+// defaultTokenInner is the strategy token wraps unless Config.TokenInner
+// names another.
+const defaultTokenInner = "sqlcond"
+
+// registry lists every strategy Open knows, in the order Names returns them.
+// It is filled in init, because token's entry opens the others.
+var registry []entry
+
+func init() {
+	registry = []entry{
+		{
+			info: Info{Name: "memory", Summary: "in process: a mutex per SKU, sharded reservations"},
+			open: func(_ context.Context, e *env) (inventory.Strategy, error) {
+				return memory.New(&memory.Options{DefaultTTL: e.cfg.DefaultTTL, Now: e.cfg.Now}), nil
+			},
+		},
+		{
+			info: Info{Name: "sqlcond", Summary: "PostgreSQL: one conditional UPDATE per line", Services: []Service{Postgres}},
+			open: func(ctx context.Context, e *env) (inventory.Strategy, error) {
+				r, err := sqlcond.New(e.pool, &sqlcond.Options{Schema: e.cfg.Schema, DefaultTTL: e.cfg.DefaultTTL, Now: e.cfg.Now})
+				if err != nil {
+					return nil, err
+				}
+				return r, r.Migrate(ctx)
+			},
+		},
+		{
+			info: Info{Name: "pessimistic", Summary: "PostgreSQL: SELECT ... FOR UPDATE in SKU order, then UPDATE", Services: []Service{Postgres}},
+			open: func(ctx context.Context, e *env) (inventory.Strategy, error) {
+				r, err := pessimistic.New(e.pool, &pessimistic.Options{
+					Schema: e.cfg.Schema, DefaultTTL: e.cfg.DefaultTTL, Now: e.cfg.Now, LockTimeout: e.cfg.LockWait,
+				})
+				if err != nil {
+					return nil, err
+				}
+				return r, r.Migrate(ctx)
+			},
+		},
+		{
+			info: Info{Name: "redislock", Summary: "a Redis lock per SKU, fencing tokens checked by PostgreSQL", Services: []Service{Postgres, Redis}},
+			open: func(ctx context.Context, e *env) (inventory.Strategy, error) {
+				r, err := redislock.New(e.pool, e.redis, &redislock.Options{
+					Schema: e.cfg.Schema, KeyPrefix: e.cfg.KeyPrefix, DefaultTTL: e.cfg.DefaultTTL, Now: e.cfg.Now, WaitTimeout: e.cfg.LockWait,
+				})
+				if err != nil {
+					return nil, err
+				}
+				return r, r.Migrate(ctx)
+			},
+		},
+		{
+			info:     Info{Name: "token", Summary: "idempotency tokens in front of " + defaultTokenInner},
+			services: tokenServices,
+			open:     openToken,
+		},
+	}
+	for i := range registry {
+		if registry[i].info.Name == "token" {
+			registry[i].info.Services = tokenServices(&Config{})
+		}
+	}
+}
+
+// tokenInner returns the name of the strategy token wraps.
+func tokenInner(cfg *Config) string {
+	if cfg.TokenInner != "" {
+		return cfg.TokenInner
+	}
+	return defaultTokenInner
+}
+
+// tokenStore returns where token keeps its flags.
+func tokenStore(cfg *Config) (Service, error) {
+	switch cfg.TokenStore {
+	case Postgres, Redis, InProcess:
+		return cfg.TokenStore, nil
+	case "":
+	default:
+		return "", fmt.Errorf("strategy: unknown TokenStore %q (postgres, redis, memory)", cfg.TokenStore)
+	}
+	inner, err := find(tokenInner(cfg))
+	if err != nil || inner.info.Name == "token" {
+		return InProcess, nil
+	}
+	if svcs := inner.needs(cfg); len(svcs) > 0 {
+		return svcs[0], nil
+	}
+	return InProcess, nil
+}
+
+// tokenServices returns the services of the inner strategy, plus the one
+// that keeps the flags.
+func tokenServices(cfg *Config) []Service {
+	var svcs []Service
+	if inner, err := find(tokenInner(cfg)); err == nil && inner.info.Name != "token" {
+		svcs = inner.needs(cfg)
+	}
+	if st, err := tokenStore(cfg); err == nil && st != InProcess {
+		svcs = appendService(svcs, st)
+	}
+	return svcs
+}
+
+func appendService(svcs []Service, s Service) []Service {
+	for _, have := range svcs {
+		if have == s {
+			return svcs
+		}
+	}
+	return append(svcs, s)
+}
+
+// tokenStrategy is a token.Reserver that also issues the tokens it accepts.
+type tokenStrategy struct {
+	*token.Reserver
+	issuer *token.Issuer
+}
+
+var _ IDIssuer = (*tokenStrategy)(nil)
+
+// NewID issues a token: the request ID the strategy accepts.
+func (t *tokenStrategy) NewID(ctx context.Context) (string, error) { return t.issuer.Issue(ctx) }
+
+func openToken(ctx context.Context, e *env) (inventory.Strategy, error) {
+	name := tokenInner(&e.cfg)
+	if name == "token" {
+		return nil, fmt.Errorf("%w: token cannot wrap itself", ErrUnknownStrategy)
+	}
+	inner, err := find(name)
+	if err != nil {
+		return nil, err
+	}
+	in, err := inner.open(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	keys := e.cfg.TokenKeys
+	if len(keys) == 0 {
+		k := make([]byte, token.MinKeyLen)
+		_, _ = rand.Read(k)
+		keys = [][]byte{k}
+	}
+	issuer, err := token.NewIssuer(keys, &token.IssuerOptions{Now: e.cfg.Now})
+	if err != nil {
+		return nil, err
+	}
+	st, err := tokenStore(&e.cfg)
+	if err != nil {
+		return nil, err
+	}
+	var store token.Store
+	switch st {
+	case Postgres:
+		ps, err := token.NewPostgresStore(e.pool, &token.PostgresOptions{Schema: e.cfg.Schema})
+		if err != nil {
+			return nil, err
+		}
+		if err := ps.Migrate(ctx); err != nil {
+			return nil, err
+		}
+		store = ps
+	case Redis:
+		store = token.NewRedisStore(e.redis, &token.RedisOptions{Prefix: e.cfg.KeyPrefix + "token:"})
+	default:
+		store = token.NewMemoryStore()
+	}
+	return &tokenStrategy{Reserver: token.Wrap(in, issuer, store, nil), issuer: issuer}, nil
+}

@@ -1,0 +1,325 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/oversell/inventory"
+	"github.com/oversell/inventory/token"
+)
+
+// maxBodyBytes bounds a request body. A cart of inventory.MaxLines lines with
+// SKUs of inventory.MaxSKULen bytes fits in well under half of it.
+const maxBodyBytes = 64 << 10
+
+// serverOptions configures the handler newServer makes. A nil *serverOptions
+// takes every default.
+type serverOptions struct {
+	// MaxTTL is the longest hold a client may ask for. Default: 1h.
+	MaxTTL time.Duration
+	// Timeout bounds the work of each request on the strategy. Default: 10s.
+	Timeout time.Duration
+	// Logger receives the errors answered with 500. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// server answers the checkout API on a strategy.
+type server struct {
+	inv     inventory.Strategy
+	newID   func(ctx context.Context) (string, error)
+	maxTTL  time.Duration
+	timeout time.Duration
+	log     *slog.Logger
+}
+
+// newServer returns the handler of the checkout API on inv. newID issues the
+// tokens GET /checkout hands out; POST /reservations uses them as reservation
+// IDs, so inv should accept only those (a token.Reserver does).
+//
+//	GET    /checkout                   a token for one checkout attempt
+//	POST   /reservations               hold a cart: {"token", "lines": [{"sku", "qty"}], "ttl"}
+//	GET    /reservations/{id}          the reservation as stored
+//	POST   /reservations/{id}/commit   the payment went through: the units are sold
+//	DELETE /reservations/{id}          the buyer gave up: the units go back
+//	GET    /stock/{sku}                units still available
+func newServer(inv inventory.Strategy, newID func(ctx context.Context) (string, error), opts *serverOptions) http.Handler {
+	s := &server{inv: inv, newID: newID, maxTTL: time.Hour, timeout: 10 * time.Second, log: slog.Default()}
+	if opts != nil {
+		if opts.MaxTTL > 0 {
+			s.maxTTL = opts.MaxTTL
+		}
+		if opts.Timeout > 0 {
+			s.timeout = opts.Timeout
+		}
+		if opts.Logger != nil {
+			s.log = opts.Logger
+		}
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /checkout", s.checkout)
+	mux.HandleFunc("POST /reservations", s.reserve)
+	mux.HandleFunc("GET /reservations/{id}", s.lookup)
+	mux.HandleFunc("POST /reservations/{id}/commit", s.commit)
+	mux.HandleFunc("DELETE /reservations/{id}", s.release)
+	mux.HandleFunc("GET /stock/{sku}", s.stock)
+	return mux
+}
+
+// The JSON of the API.
+type (
+	lineJSON struct {
+		SKU string `json:"sku"`
+		Qty int64  `json:"qty"`
+	}
+	reserveRequest struct {
+		Token string     `json:"token"`
+		Lines []lineJSON `json:"lines"`
+		// TTL is how long to hold the cart, as a Go duration ("10m").
+		// Empty means the strategy's default.
+		TTL string `json:"ttl,omitempty"`
+	}
+	reservationJSON struct {
+		ID        string     `json:"id"`
+		State     string     `json:"state"`
+		Lines     []lineJSON `json:"lines,omitempty"`
+		ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	}
+	tokenJSON struct {
+		Token string `json:"token"`
+	}
+	stockJSON struct {
+		SKU       string `json:"sku"`
+		Available int64  `json:"available"`
+	}
+	// errorJSON is the body of every error answer. Error is a stable code a
+	// client can switch on; Message is for people.
+	errorJSON struct {
+		Error     string `json:"error"`
+		Message   string `json:"message"`
+		Field     string `json:"field,omitempty"`
+		SKU       string `json:"sku,omitempty"`
+		Requested *int64 `json:"requested,omitempty"`
+		Available *int64 `json:"available,omitempty"`
+		State     string `json:"state,omitempty"`
+	}
+)
+
+func (s *server) checkout(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
+	defer cancel()
+	tok, err := s.newID(ctx)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, tokenJSON{Token: tok})
+}
+
+func (s *server) reserve(w http.ResponseWriter, r *http.Request) {
+	var body reserveRequest
+	if !s.decode(w, r, &body) {
+		return
+	}
+	req := inventory.Request{ID: body.Token, Lines: make([]inventory.Line, len(body.Lines))}
+	for i, l := range body.Lines {
+		req.Lines[i] = inventory.Line{SKU: l.SKU, Qty: l.Qty}
+	}
+	if body.TTL != "" {
+		ttl, err := time.ParseDuration(body.TTL)
+		if err == nil && (ttl < 0 || ttl > s.maxTTL) {
+			err = fmt.Errorf("outside 0..%s", s.maxTTL)
+		}
+		if err != nil {
+			s.fail(w, r, &inventory.ValidationError{Field: "ttl", Reason: err.Error()})
+			return
+		}
+		req.TTL = ttl
+	}
+
+	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
+	defer cancel()
+	res, err := s.inv.Reserve(ctx, req)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	// A token submitted again gets the reservation it made, as it is now:
+	// 201 while it is held, 200 once it is settled.
+	status := http.StatusOK
+	if res.State == inventory.Held {
+		status = http.StatusCreated
+		w.Header().Set("Location", "/reservations/"+url.PathEscape(res.ID))
+	}
+	writeJSON(w, status, toJSON(res))
+}
+
+func (s *server) lookup(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
+	defer cancel()
+	res, err := s.inv.Lookup(ctx, r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toJSON(res))
+}
+
+func (s *server) commit(w http.ResponseWriter, r *http.Request) {
+	s.settle(w, r, s.inv.Commit, inventory.Committed)
+}
+
+func (s *server) release(w http.ResponseWriter, r *http.Request) {
+	s.settle(w, r, s.inv.Release, inventory.Released)
+}
+
+// settle commits or releases the reservation named in the path. Both are
+// idempotent: doing it again answers 200 as the first time.
+func (s *server) settle(w http.ResponseWriter, r *http.Request, op func(context.Context, string) error, to inventory.State) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
+	defer cancel()
+	id := r.PathValue("id")
+	if err := op(ctx, id); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, reservationJSON{ID: id, State: to.String()})
+}
+
+func (s *server) stock(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
+	defer cancel()
+	sku := r.PathValue("sku")
+	n, err := s.inv.Available(ctx, sku)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, stockJSON{SKU: sku, Available: n})
+}
+
+func toJSON(res inventory.Reservation) reservationJSON {
+	out := reservationJSON{ID: res.ID, State: res.State.String(), Lines: make([]lineJSON, len(res.Lines))}
+	for i, l := range res.Lines {
+		out.Lines[i] = lineJSON{SKU: l.SKU, Qty: l.Qty}
+	}
+	if !res.ExpiresAt.IsZero() {
+		exp := res.ExpiresAt.UTC()
+		out.ExpiresAt = &exp
+	}
+	return out
+}
+
+// decode reads the body into v: at most maxBodyBytes, one JSON object, no
+// fields v does not have. On failure it answers 400 (or 413) and reports
+// false.
+func (s *server) decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil && dec.Decode(&struct{}{}) != io.EOF {
+		err = errors.New("more than one JSON value")
+	}
+	if err == nil {
+		return true
+	}
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		writeJSON(w, http.StatusRequestEntityTooLarge, errorJSON{
+			Error: "too_large", Message: fmt.Sprintf("the body is over %d bytes", tooBig.Limit),
+		})
+		return false
+	}
+	writeJSON(w, http.StatusBadRequest, errorJSON{Error: "bad_json", Message: "the body is not the JSON expected: " + err.Error()})
+	return false
+}
+
+// fail answers err with the status and code its kind calls for; see errorStatus.
+func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status, body := errorStatus(err)
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	if status == http.StatusInternalServerError {
+		s.log.ErrorContext(r.Context(), "checkout: request failed", slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("error", err))
+	}
+	writeJSON(w, status, body)
+}
+
+// errorStatus maps an error of the strategy to an answer, by errors.Is and
+// errors.As alone:
+//
+//	409 insufficient_stock, conflict, not_held
+//	422 invalid_request, token_invalid, token_expired
+//	404 not_found, unknown_sku
+//	503 contended, outcome_unknown, timeout (with Retry-After)
+//	500 internal
+//
+// Every 503 means: send the same request again, with the same token or ID.
+// Reserve, Commit and Release are idempotent, so a retry never takes stock
+// twice, and it settles an outcome the server could not know.
+func errorStatus(err error) (int, errorJSON) {
+	var (
+		short   *inventory.InsufficientStockError
+		unknown *inventory.UnknownSKUError
+		state   *inventory.StateError
+		invalid *inventory.ValidationError
+	)
+	msg := err.Error()
+	switch {
+	// First: an unknown outcome wraps the transport error, which may match
+	// the cases below.
+	case errors.Is(err, inventory.ErrOutcomeUnknown):
+		return http.StatusServiceUnavailable, errorJSON{Error: "outcome_unknown",
+			Message: "the outcome is unknown: send the same request again, with the same token, to learn it"}
+	case errors.As(err, &short):
+		return http.StatusConflict, errorJSON{Error: "insufficient_stock", Message: msg,
+			SKU: short.SKU, Requested: &short.Requested, Available: &short.Available}
+	case errors.Is(err, inventory.ErrInsufficientStock):
+		return http.StatusConflict, errorJSON{Error: "insufficient_stock", Message: msg}
+	case errors.Is(err, inventory.ErrConflict):
+		return http.StatusConflict, errorJSON{Error: "conflict",
+			Message: "this token was already used for another cart: get a new token from GET /checkout"}
+	case errors.As(err, &state):
+		return http.StatusConflict, errorJSON{Error: "not_held", Message: msg, State: state.State.String()}
+	case errors.Is(err, inventory.ErrNotHeld):
+		return http.StatusConflict, errorJSON{Error: "not_held", Message: msg}
+	case errors.Is(err, token.ErrExpiredToken):
+		return http.StatusUnprocessableEntity, errorJSON{Error: "token_expired",
+			Message: "the checkout token has expired: get a new one from GET /checkout"}
+	case errors.Is(err, token.ErrInvalidToken):
+		return http.StatusUnprocessableEntity, errorJSON{Error: "token_invalid",
+			Message: "the token was not issued by this shop: get one from GET /checkout"}
+	case errors.As(err, &invalid):
+		return http.StatusUnprocessableEntity, errorJSON{Error: "invalid_request", Message: msg, Field: invalid.Field}
+	case errors.Is(err, inventory.ErrInvalidRequest):
+		return http.StatusUnprocessableEntity, errorJSON{Error: "invalid_request", Message: msg}
+	case errors.As(err, &unknown):
+		return http.StatusNotFound, errorJSON{Error: "unknown_sku", Message: msg, SKU: unknown.SKU}
+	case errors.Is(err, inventory.ErrUnknownSKU):
+		return http.StatusNotFound, errorJSON{Error: "unknown_sku", Message: msg}
+	case errors.Is(err, inventory.ErrNotFound):
+		return http.StatusNotFound, errorJSON{Error: "not_found", Message: "no reservation has this id"}
+	case errors.Is(err, inventory.ErrContended):
+		return http.StatusServiceUnavailable, errorJSON{Error: "contended",
+			Message: "too many buyers at once: send the same request again, with the same token"}
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return http.StatusServiceUnavailable, errorJSON{Error: "timeout",
+			Message: "the request took too long: send the same request again, with the same token"}
+	}
+	return http.StatusInternalServerError, errorJSON{Error: "internal",
+		Message: "something went wrong on our side: sending the same request again, with the same token, is safe"}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/oversell/inventory"
+	"github.com/oversell/inventory/internal/testsvc"
+	"github.com/oversell/inventory/memory"
+	"github.com/oversell/inventory/strategy"
+)
+
+// requireSoldOut checks a sale in which buyers outnumber the units.
+func requireSoldOut(t *testing.T, s sale, r result) {
+	t.Helper()
+	require.NoError(t, r.Skipped, r.Strategy)
+	assert.Empty(t, r.Errors, r.Strategy)
+	assert.Equal(t, s.Stock, r.Sold, "%s: sold", r.Strategy)
+	assert.Equal(t, s.Stock, r.Bought, "%s: buyers told they bought", r.Strategy)
+	assert.Equal(t, int64(s.Buyers)-s.Stock, r.Refused, "%s: refused", r.Strategy)
+	assert.Zero(t, r.Failed, r.Strategy)
+	assert.Zero(t, r.Oversold, r.Strategy)
+	assert.Zero(t, r.Lost, r.Strategy)
+	assert.Zero(t, r.Held, r.Strategy)
+	assert.Zero(t, r.Left, r.Strategy)
+	assert.True(t, r.ok(), r.Strategy)
+	assert.Positive(t, r.Elapsed, r.Strategy)
+}
+
+func TestFlashSaleInProcessSellsExactlyTheStock(t *testing.T) {
+	s := sale{Buyers: 2000, Stock: 100, Strategies: []string{"memory"}}
+	var out bytes.Buffer
+	results, err := s.run(t.Context(), &out)
+	require.NoError(t, err)
+	require.Len(t, results, 1)
+	requireSoldOut(t, s, results[0])
+	assert.Contains(t, out.String(), "flash sale: 2000 buyers, 100 units")
+	assert.Regexp(t, `memory\s+100\s+1900\s+0\s+0\s+0\s`, out.String())
+}
+
+func TestFlashSaleRunsEveryStrategyOnRealServices(t *testing.T) {
+	s := sale{Buyers: 200, Stock: 20, Services: strategy.Config{
+		Postgres: testsvc.Postgres(t), Redis: testsvc.Redis(t),
+		LockWait: 30 * time.Second, // a slow machine makes lock waits long, not wrong
+	}}
+	var out bytes.Buffer
+	results, err := s.run(t.Context(), &out)
+	require.NoError(t, err)
+	t.Log("\n" + out.String())
+	require.Len(t, results, len(strategy.Names()))
+	for i, r := range results {
+		assert.Equal(t, strategy.Names()[i], r.Strategy)
+		requireSoldOut(t, s, r)
+	}
+	assert.NotContains(t, out.String(), "not run")
+	assert.NotContains(t, out.String(), "!!")
+}
+
+func TestFlashSaleListsTheStrategiesThatCannotRunWithTheReason(t *testing.T) {
+	s := sale{Buyers: 50, Stock: 5}
+	var out bytes.Buffer
+	results, err := s.run(t.Context(), &out)
+	require.NoError(t, err)
+	require.Len(t, results, len(strategy.Names()))
+	for _, r := range results {
+		info, err := strategy.Lookup(r.Strategy)
+		require.NoError(t, err)
+		if len(info.Services) == 0 {
+			requireSoldOut(t, s, r)
+			continue
+		}
+		require.ErrorIs(t, r.Skipped, strategy.ErrServiceNotConfigured, r.Strategy)
+		assert.True(t, r.ok())
+		assert.Contains(t, out.String(), fmt.Sprintf("  %s: %v\n", r.Strategy, r.Skipped))
+	}
+	assert.Contains(t, out.String(), "not run:")
+}
+
+func TestFlashSaleRefusesNonsense(t *testing.T) {
+	var out bytes.Buffer
+	_, err := sale{Buyers: 0, Stock: 1}.run(t.Context(), &out)
+	require.Error(t, err)
+	_, err = sale{Buyers: 1, Stock: 0}.run(t.Context(), &out)
+	require.Error(t, err)
+	_, err = sale{Buyers: 1, Stock: 1, Strategies: []string{"wishful"}}.run(t.Context(), &out)
+	require.ErrorIs(t, err, strategy.ErrUnknownStrategy)
+	assert.Empty(t, out.String())
+}
+
+func TestRetryRepeatsOnlyWhatIsSafeAndUseful(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		err   error
+		calls int32
+	}{
+		{&inventory.OutcomeUnknownError{Op: "reserve", ID: "x", Err: errors.New("connection reset")}, maxAttempts},
+		{fmt.Errorf("lock: %w", inventory.ErrContended), maxAttempts},
+		{&inventory.InsufficientStockError{SKU: sku, Requested: 1}, 1},
+		{errors.New("boom"), 1},
+	} {
+		var calls atomic.Int32
+		err := retry(ctx, func() error { calls.Add(1); return tc.err })
+		assert.Equal(t, tc.err, err)
+		assert.Equal(t, tc.calls, calls.Load(), "%v", tc.err)
+	}
+
+	var calls atomic.Int32
+	err := retry(ctx, func() error {
+		if calls.Add(1) < 3 {
+			return inventory.ErrContended
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, int32(3), calls.Load())
+}
+
+// phantomStock sells units it does not have: when the stock runs out, it
+// adds a unit and sells that.
+type phantomStock struct {
+	inventory.Strategy
+}
+
+func (p phantomStock) Reserve(ctx context.Context, req inventory.Request) (inventory.Reservation, error) {
+	res, err := p.Strategy.Reserve(ctx, req)
+	if errors.Is(err, inventory.ErrInsufficientStock) {
+		if _, err := p.AddStock(ctx, req.Lines[0].SKU, req.Lines[0].Qty); err != nil {
+			return res, err
+		}
+		return p.Strategy.Reserve(ctx, req)
+	}
+	return res, err
+}
+
+func TestFlashSaleCountsOversoldUnitsFromTheLedger(t *testing.T) {
+	s := sale{Buyers: 40, Stock: 10}
+	r, err := s.hold(t.Context(), phantomStock{memory.New(nil)})
+	require.NoError(t, err)
+	assert.Equal(t, int64(40), r.Sold)
+	assert.Equal(t, int64(30), r.Oversold)
+	assert.Zero(t, r.Refused)
+	assert.False(t, r.ok())
+}
+
+func TestErrorKindNamesEveryContractError(t *testing.T) {
+	assert.Equal(t, "outcome_unknown", errorKind(&inventory.OutcomeUnknownError{Err: context.Canceled}))
+	assert.Equal(t, "contended", errorKind(inventory.ErrContended))
+	assert.Equal(t, "not_held", errorKind(&inventory.StateError{State: inventory.Expired}))
+	assert.Equal(t, "not_found", errorKind(inventory.ErrNotFound))
+	assert.Equal(t, "canceled", errorKind(context.Canceled))
+	assert.Equal(t, "other", errorKind(errors.New("boom")))
+}

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -363,14 +362,18 @@ func measure(ctx context.Context, p plan, svc *services, t target, c benchCase, 
 	rec := newRecorder()
 	var decided, refused atomic.Int64
 	cfg := strategytest.HammerConfig{
-		Strategy:   newPaced(o.s),
-		NewID:      o.newID,
-		Workers:    w,
-		SKUs:       1,
-		MaxQty:     p.maxQty,
-		MaxLines:   c.Lines,
-		FixedStock: true,
-		Seed:       p.seed,
+		Strategy: o.s,
+		// Background work as a shop would do it, so that it does not weigh
+		// on the measurement: a sweep every 100ms, a stock read per ms.
+		SweepEvery:  100 * time.Millisecond,
+		SampleEvery: time.Millisecond,
+		NewID:       o.newID,
+		Workers:     w,
+		SKUs:        1,
+		MaxQty:      p.maxQty,
+		MaxLines:    c.Lines,
+		FixedStock:  true,
+		Seed:        p.seed,
 		Observe: func(op string, d time.Duration, err error) {
 			if op != "reserve" {
 				return
@@ -459,59 +462,4 @@ func errorKinds(errs map[string]int64) string {
 		fmt.Fprintf(&b, "%s=%d", k, errs[k])
 	}
 	return b.String()
-}
-
-// paced sits between the hammer and a strategy and shapes the hammer's
-// background work into what a shop would do, so that it does not weigh on
-// the measurement: ExpireDue runs at most every sweepEvery (a Sweeper's
-// job; the hammer asks every 2ms), and Available calls are spaced
-// readEvery apart (the hammer's watcher reads every SKU every millisecond).
-// Reserve, Commit, Release and Lookup go straight through.
-type paced struct {
-	inventory.Strategy
-	mu        sync.Mutex
-	lastSweep time.Time
-	nextRead  time.Time
-}
-
-const (
-	sweepEvery = 100 * time.Millisecond
-	readEvery  = time.Millisecond
-)
-
-func newPaced(s inventory.Strategy) *paced { return &paced{Strategy: s} }
-
-// ExpireDue passes at most one call per sweepEvery through.
-func (p *paced) ExpireDue(ctx context.Context, limit int) (int, error) {
-	p.mu.Lock()
-	now := time.Now()
-	if now.Sub(p.lastSweep) < sweepEvery {
-		p.mu.Unlock()
-		return 0, nil
-	}
-	p.lastSweep = now
-	p.mu.Unlock()
-	return p.Strategy.ExpireDue(ctx, limit)
-}
-
-// Available waits for its turn, then passes through.
-func (p *paced) Available(ctx context.Context, sku string) (int64, error) {
-	p.mu.Lock()
-	now := time.Now()
-	at := p.nextRead
-	if at.Before(now) {
-		at = now
-	}
-	p.nextRead = at.Add(readEvery)
-	p.mu.Unlock()
-	if d := time.Until(at); d > 0 {
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return 0, ctx.Err()
-		case <-t.C:
-		}
-	}
-	return p.Strategy.Available(ctx, sku)
 }

@@ -62,6 +62,15 @@ type HammerConfig struct {
 	// CancelWithin is the longest of those deadlines. Default: 5ms.
 	CancelWithin time.Duration
 
+	// SampleEvery is the pause between two reads of Available by the
+	// watcher, which reads the SKUs in turn and reports a negative value.
+	// Default: 1ms.
+	SampleEvery time.Duration
+	// SweepEvery is the pause between two rounds of background work while
+	// buyers run: move the clock, ExpireDue, and (unless FixedStock) add or
+	// remove a few units. Default: 2ms.
+	SweepEvery time.Duration
+
 	// Faults tells the hammer that the run injects faults (connections cut,
 	// servers restarted): errors outside the contract are counted under
 	// "other" instead of being reported as unexpected. The invariant is still
@@ -174,7 +183,6 @@ type hammer struct {
 	stop     atomic.Bool
 
 	mu         sync.Mutex
-	maybe      map[string]struct{} // IDs that may exist in the ledger
 	errs       map[string]int64
 	unexpected []error
 
@@ -212,6 +220,12 @@ func Hammer(ctx context.Context, cfg HammerConfig) (*Report, error) {
 	if cfg.OpsPerWorker <= 0 && cfg.Duration == 0 && !cfg.SellOut {
 		cfg.OpsPerWorker = 40
 	}
+	if cfg.SampleEvery <= 0 {
+		cfg.SampleEvery = time.Millisecond
+	}
+	if cfg.SweepEvery <= 0 {
+		cfg.SweepEvery = 2 * time.Millisecond
+	}
 	if cfg.CancelWithin <= 0 {
 		cfg.CancelWithin = 5 * time.Millisecond
 	}
@@ -222,7 +236,6 @@ func Hammer(ctx context.Context, cfg HammerConfig) (*Report, error) {
 	h := &hammer{
 		cfg:   cfg,
 		total: make([]atomic.Int64, cfg.SKUs),
-		maybe: make(map[string]struct{}),
 		errs:  make(map[string]int64),
 	}
 	for i := range cfg.SKUs {
@@ -249,9 +262,10 @@ func Hammer(ctx context.Context, cfg HammerConfig) (*Report, error) {
 
 	var wg sync.WaitGroup
 	held := make([][]inventory.Reservation, cfg.Workers)
+	ids := make([][]string, cfg.Workers) // per buyer, the IDs that may be in the ledger
 	for w := range cfg.Workers {
 		rng := rand.New(rand.NewPCG(cfg.Seed, uint64(w)))
-		wg.Go(func() { held[w] = h.buyer(runCtx, rng) })
+		wg.Go(func() { held[w] = h.buyer(runCtx, rng, &ids[w]) })
 	}
 	wg.Wait()
 
@@ -283,33 +297,58 @@ func Hammer(ctx context.Context, cfg HammerConfig) (*Report, error) {
 		Released:     h.released.Load(),
 		Elapsed:      time.Since(start),
 	}
-	if err := h.account(ctx, rep); err != nil {
+	if err := h.account(ctx, rep, ids); err != nil {
 		return rep, err
 	}
 	return rep, nil
 }
 
+// lookupWorkers is how many Lookup calls account makes at once.
+const lookupWorkers = 16
+
 // account reads the end state and checks available + held + sold = total.
-func (h *hammer) account(ctx context.Context, rep *Report) error {
+func (h *hammer) account(ctx context.Context, rep *Report, ids [][]string) error {
 	s := h.cfg.Strategy
 	held := make(map[string]int64)
 	sold := make(map[string]int64)
-	for id := range h.maybe {
-		r, err := s.Lookup(ctx, id)
-		if errors.Is(err, inventory.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("strategytest: lookup %q: %w", id, err)
-		}
-		for _, l := range r.Lines {
-			switch r.State {
-			case inventory.Held:
-				held[l.SKU] += l.Qty
-			case inventory.Committed:
-				sold[l.SKU] += l.Qty
+	var mu sync.Mutex
+	var firstErr error
+	next := make(chan string)
+	var wg sync.WaitGroup
+	for range lookupWorkers {
+		wg.Go(func() {
+			for id := range next {
+				r, err := s.Lookup(ctx, id)
+				mu.Lock()
+				switch {
+				case errors.Is(err, inventory.ErrNotFound):
+				case err != nil:
+					if firstErr == nil {
+						firstErr = fmt.Errorf("strategytest: lookup %q: %w", id, err)
+					}
+				default:
+					for _, l := range r.Lines {
+						switch r.State {
+						case inventory.Held:
+							held[l.SKU] += l.Qty
+						case inventory.Committed:
+							sold[l.SKU] += l.Qty
+						}
+					}
+				}
+				mu.Unlock()
 			}
+		})
+	}
+	for _, list := range ids {
+		for _, id := range list {
+			next <- id
 		}
+	}
+	close(next)
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
 	}
 	for i, sku := range h.skus {
 		avail, err := s.Available(ctx, sku)
@@ -350,12 +389,6 @@ func (h *hammer) unexpectedf(format string, args ...any) {
 	if len(h.unexpected) < 20 {
 		h.unexpected = append(h.unexpected, fmt.Errorf(format, args...))
 	}
-}
-
-func (h *hammer) remember(id string) {
-	h.mu.Lock()
-	h.maybe[id] = struct{}{}
-	h.mu.Unlock()
 }
 
 func (h *hammer) done(ctx context.Context) bool {
@@ -412,7 +445,7 @@ func (h *hammer) pickSKUs(rng *rand.Rand, n int, zipf *rand.Zipf) []int {
 
 // buyer makes carts until told to stop and returns the reservations it holds
 // (with SellOut; otherwise it settles its own).
-func (h *hammer) buyer(ctx context.Context, rng *rand.Rand) []inventory.Reservation {
+func (h *hammer) buyer(ctx context.Context, rng *rand.Rand, ids *[]string) []inventory.Reservation {
 	var zipf *rand.Zipf
 	if h.cfg.Zipf > 1 && len(h.skus) > 1 {
 		zipf = rand.NewZipf(rng, h.cfg.Zipf, 1, uint64(len(h.skus)-1))
@@ -442,6 +475,7 @@ func (h *hammer) buyer(ctx context.Context, rng *rand.Rand) []inventory.Reservat
 			return mine
 		}
 		req.ID = id
+		*ids = append(*ids, id) // it may be in the ledger from here on
 		res, err := h.reserve(ctx, rng, req)
 		switch {
 		case err == nil:
@@ -473,7 +507,6 @@ func (h *hammer) buyer(ctx context.Context, rng *rand.Rand) []inventory.Reservat
 // reserve makes one Reserve call, retrying with the same ID when the outcome
 // is unknown or the call was cut short.
 func (h *hammer) reserve(ctx context.Context, rng *rand.Rand, req inventory.Request) (inventory.Reservation, error) {
-	h.remember(req.ID)
 	for attempt := 0; ; attempt++ {
 		h.reserves.Add(1)
 		cctx, cancel := h.callCtx(ctx, rng)
@@ -542,17 +575,15 @@ func (h *hammer) settle(ctx context.Context, rng *rand.Rand, r inventory.Reserva
 	}
 }
 
-// sample reads Available of every SKU until ctx ends, watching for a
+// sample reads Available of the SKUs in turn until ctx ends, watching for a
 // negative value.
 func (h *hammer) sample(ctx context.Context) {
-	t := time.NewTicker(time.Millisecond)
+	t := time.NewTicker(h.cfg.SampleEvery)
 	defer t.Stop()
-	for {
-		for _, sku := range h.skus {
-			n, err := h.cfg.Strategy.Available(ctx, sku)
-			if err == nil && n < 0 {
-				h.negative.Store(true)
-			}
+	for i := 0; ; i = (i + 1) % len(h.skus) {
+		n, err := h.cfg.Strategy.Available(ctx, h.skus[i])
+		if err == nil && n < 0 {
+			h.negative.Store(true)
 		}
 		select {
 		case <-ctx.Done():
@@ -566,7 +597,7 @@ func (h *hammer) sample(ctx context.Context) {
 // while the buyers run.
 func (h *hammer) churn(ctx context.Context) {
 	rng := rand.New(rand.NewPCG(h.cfg.Seed, 1<<33))
-	t := time.NewTicker(2 * time.Millisecond)
+	t := time.NewTicker(h.cfg.SweepEvery)
 	defer t.Stop()
 	for {
 		select {

@@ -28,3 +28,9 @@ func TestConformance(t *testing.T) {
 		return pgtest.Harness(ctx, t, maker(t))
 	})
 }
+
+// BenchmarkReserve measures Reserve beside the bare conditional UPDATE, in
+// the same run; Reserve reports its throughput as a multiple of it (x-bare).
+func BenchmarkReserve(b *testing.B) {
+	pgtest.RunBenchmarks(b, maker(b))
+}

@@ -191,7 +191,7 @@ func connectRedis(url string) (*redis.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	opt.PoolSize = MaxConns * 2
+	opt.PoolSize = MaxConns * 4
 	c := redis.NewClient(opt)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -111,42 +111,22 @@ type step struct {
 // the returned Finish checks the rows in Go and queues their UPDATE, which
 // the store sends with COMMIT.
 func (s *step) Queue(b *pgx.Batch, lines []inventory.Line) pgstore.Finish {
-	skus := make([]string, len(lines))
-	for i, l := range lines {
-		skus[i] = l.SKU
-	}
 	if s.lockTimeout != "" {
 		b.Queue("SELECT set_config('lock_timeout', $1, true)", s.lockTimeout)
 	}
-	avail := make(map[string]int64, len(lines))
-	b.Queue(s.lock, skus).Query(func(rows pgx.Rows) error {
-		for rows.Next() {
-			var sku string
-			var n int64
-			if err := rows.Scan(&sku, &n); err != nil {
-				return err
-			}
-			avail[sku] = n
-		}
-		return rows.Err()
-	})
+	read := pgstore.QueueStockRead(b, s.lock, lines)
 	return func(b *pgx.Batch) error {
-		for _, l := range lines {
-			n, ok := avail[l.SKU]
-			switch {
-			case !ok:
-				return &inventory.UnknownSKUError{SKU: l.SKU}
-			case n < l.Qty:
-				return &inventory.InsufficientStockError{SKU: l.SKU, Requested: l.Qty, Available: n}
-			}
+		if err := read.Check(lines); err != nil {
+			return err
 		}
 		if len(lines) == 1 {
 			b.Queue(s.take, lines[0].SKU, lines[0].Qty)
 			return nil
 		}
+		skus := make([]string, len(lines))
 		qtys := make([]int64, len(lines))
 		for i, l := range lines {
-			qtys[i] = l.Qty
+			skus[i], qtys[i] = l.SKU, l.Qty
 		}
 		b.Queue(s.takeMany, skus, qtys)
 		return nil

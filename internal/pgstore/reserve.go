@@ -244,3 +244,46 @@ func (s *Store) refusal(ctx context.Context, l inventory.Line) error {
 	}
 	return &inventory.InsufficientStockError{SKU: l.SKU, Requested: l.Qty, Available: avail}
 }
+
+// StockRead is what a step's plain or locking read of stock found: the
+// available units per SKU. It is filled when the batch the read was queued
+// on has run.
+type StockRead map[string]int64
+
+// QueueStockRead queues on b the query sql, which takes the SKUs as $1 and
+// returns rows of (sku, available), and returns the StockRead it fills.
+func QueueStockRead(b *pgx.Batch, sql string, lines []inventory.Line) StockRead {
+	skus := make([]string, len(lines))
+	for i, l := range lines {
+		skus[i] = l.SKU
+	}
+	read := make(StockRead, len(lines))
+	b.Queue(sql, skus).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var sku string
+			var n int64
+			if err := rows.Scan(&sku, &n); err != nil {
+				return err
+			}
+			read[sku] = n
+		}
+		return rows.Err()
+	})
+	return read
+}
+
+// Check returns the refusal of the first line, in the order given, that the
+// stock read cannot serve: an *inventory.UnknownSKUError or an
+// *inventory.InsufficientStockError. Nil when every line can be taken.
+func (r StockRead) Check(lines []inventory.Line) error {
+	for _, l := range lines {
+		n, ok := r[l.SKU]
+		switch {
+		case !ok:
+			return &inventory.UnknownSKUError{SKU: l.SKU}
+		case n < l.Qty:
+			return &inventory.InsufficientStockError{SKU: l.SKU, Requested: l.Qty, Available: n}
+		}
+	}
+	return nil
+}

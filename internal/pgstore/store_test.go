@@ -197,32 +197,13 @@ func TestCheckConstraintRefusesNegativeStock(t *testing.T) {
 type racyStep struct{ read, write string }
 
 func (r *racyStep) Queue(b *pgx.Batch, lines []inventory.Line) pgstore.Finish {
-	skus := make([]string, len(lines))
-	for i, l := range lines {
-		skus[i] = l.SKU
-	}
-	avail := map[string]int64{}
-	b.Queue(r.read, skus).Query(func(rows pgx.Rows) error {
-		for rows.Next() {
-			var sku string
-			var n int64
-			if err := rows.Scan(&sku, &n); err != nil {
-				return err
-			}
-			avail[sku] = n
-		}
-		return rows.Err()
-	})
+	read := pgstore.QueueStockRead(b, r.read, lines)
 	return func(b *pgx.Batch) error {
+		if err := read.Check(lines); err != nil {
+			return err
+		}
 		for _, l := range lines {
-			n, ok := avail[l.SKU]
-			if !ok {
-				return &inventory.UnknownSKUError{SKU: l.SKU}
-			}
-			if n < l.Qty {
-				return &inventory.InsufficientStockError{SKU: l.SKU, Requested: l.Qty, Available: n}
-			}
-			b.Queue(r.write, l.SKU, n-l.Qty)
+			b.Queue(r.write, l.SKU, read[l.SKU]-l.Qty)
 		}
 		return nil
 	}

@@ -41,8 +41,14 @@
 // reservations.
 //
 // Every reservation, settled or not, is kept for the life of the Reserver, so
-// that its ID stays idempotent: memory grows by about 200 bytes per
-// reservation.
+// that its ID stays idempotent: memory grows with every reservation and never
+// shrinks.
+//
+// On the machine of BENCHMARKS.md, with 64 workers, it decided 540947 carts/s
+// on one hot SKU and 602978 carts/s over 100 SKUs, two to three orders of
+// magnitude above the PostgreSQL strategies. That is the ceiling of the
+// benchmark's own bookkeeping, not of the strategy: the suite's go test -bench
+// puts a Reserve plus a Release at half a microsecond to a microsecond.
 //
 // # Failures
 //
@@ -52,5 +58,10 @@
 // reservation (inventory.ErrNotHeld), or a context already done at the call,
 // which changes nothing. Every change is made whole under its locks, so there
 // is no partial state and never inventory.ErrOutcomeUnknown or
-// inventory.ErrContended.
+// inventory.ErrContended: every error but the context's is a final answer
+// (see package inventory for what to do on each).
+//
+// Nothing survives the process: a crash loses every hold and every sale it
+// recorded. Use it for one process, for tests and for demos; a shop with
+// several servers or restarts needs a PostgreSQL strategy.
 package memory

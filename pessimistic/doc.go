@@ -34,23 +34,35 @@
 // The locks are held from the first answer to the COMMIT, one round trip
 // plus the check in Go, so on a hot SKU every buyer waits for the one ahead
 // to make that round trip, where sqlcond holds its lock only while the
-// server finishes its batch. On one hot SKU with 64 buyers it reached 0.6 to
-// 0.7 times the throughput of the bare conditional UPDATE alone in our runs
-// (see BenchmarkReserve). Choose it when the check is more than a comparison, or
-// with NoWait to turn contention away at once.
+// server finishes its batch. A refused line costs nothing more: the locked
+// rows already say why.
+//
+// On the machine of BENCHMARKS.md, with 64 workers, it decided 1189 carts/s
+// on one hot SKU, 0.59 of the bare conditional UPDATE without a ledger
+// (raw-postgres, 2021/s), and 3024 carts/s over 100 SKUs, 0.28 of it
+// (10917/s): 27 to 36% less than sqlcond at 64 workers on every workload
+// of that run. Over many SKUs the lock waits vanish but the three round
+// trips remain, and it levels off near 3000 carts/s from 8 workers on.
+// Choose it when the check is more than a comparison SQL can make, or with
+// NoWait or LockTimeout to turn contention away instead of queueing it;
+// otherwise sqlcond is faster.
 //
 // # Failures
 //
 // Errors satisfy errors.Is with the inventory sentinels:
-// inventory.ErrInvalidRequest (checked first, before any I/O),
-// *inventory.InsufficientStockError (with the units the locked row held) or
-// *inventory.UnknownSKUError for the first refused line in SKU order,
-// inventory.ErrConflict for an ID reused with other lines.
 //
-// With Options.LockTimeout (SET LOCAL lock_timeout) or Options.NoWait
-// (FOR UPDATE NOWAIT), a lock that cannot be had in time fails the
-// reservation with inventory.ErrContended; the transaction rolls back and
-// nothing changes, so the caller may retry.
+//   - inventory.ErrInvalidRequest, checked first, before any I/O: fix the
+//     request.
+//   - *inventory.InsufficientStockError (with the units the locked row held)
+//     or *inventory.UnknownSKUError for the first refused line in SKU order:
+//     nothing was recorded; show it to the buyer.
+//   - inventory.ErrConflict for an ID reused with other lines: use a new ID.
+//   - inventory.ErrContended when a lock cannot be had in time, which only
+//     happens with Options.LockTimeout (SET LOCAL lock_timeout),
+//     Options.NoWait (FOR UPDATE NOWAIT) or a lock_timeout set on the
+//     server: the transaction rolls back and nothing changes, so the same
+//     request may be sent again, or the buyer told to come back.
+//   - *inventory.OutcomeUnknownError, see below: send the same request again.
 //
 // A failure before COMMIT is sent changes nothing: the transaction rolls
 // back. When the connection fails, or the context ends, after COMMIT was

@@ -120,19 +120,34 @@
 // the transaction, about 3 PostgreSQL round trips; the watchdog adds one
 // Redis round trip every LockTTL/3, only to requests that run that long.
 // Commit, Release, ExpireDue, Lookup and the stock administration touch only
-// PostgreSQL and cost what they cost in the shared store. Measured with 64
-// goroutines on 2 shared cores (BenchmarkReserve against
-// BenchmarkBareConditionalUpdate, one UPDATE ... WHERE available >= n through
-// pgx): on one hot SKU a Reserve takes about 3 times as long as the bare
-// UPDATE, as waiters poll the lock (about 5 Redis round trips per Reserve);
-// over 256 SKUs about 5 times, the price of the ledger, the transaction and
-// the two Redis calls.
+// PostgreSQL and cost what they cost in the shared store. Locks are held
+// from the script call that takes them to the one that releases them: the
+// PostgreSQL transaction and a Redis round trip.
+//
+// On the machine of BENCHMARKS.md, with 64 workers, it decided 878 carts/s
+// on one hot SKU, 0.43 of the bare conditional UPDATE without a ledger
+// (raw-postgres, 2021/s), and 2157 carts/s over 100 SKUs, 0.20 of it
+// (10917/s): the slowest strategy there on every workload, about half of
+// sqlcond, with the worst tail on a hot SKU (p99 721ms at 64 workers, where
+// the median stays at 2.00ms). Waiters poll the lock with backoff, so the
+// lock sits free between a release and the next poll, and nothing keeps an
+// unlucky waiter from losing again and again. With the stock in PostgreSQL
+// the lock adds round trips without taking work off the row; choose it where
+// work is already serialised per SKU in Redis, and prefer sqlcond otherwise.
 //
 // # Failures
 //
-//   - Lock wait over: *ContendedError (inventory.ErrContended); nothing changed.
+// Besides the refusals every strategy returns (inventory.ErrInvalidRequest
+// before any I/O; *inventory.InsufficientStockError,
+// *inventory.UnknownSKUError, inventory.ErrConflict, with nothing recorded):
+//
+//   - Lock wait over: *ContendedError (inventory.ErrContended); nothing
+//     changed. Send the same request again, or tell the buyer to come back.
 //   - Lock lapsed and a newer holder wrote: *FencedError (ErrFenced, and
 //     inventory.ErrContended); nothing changed; retrying is safe.
+//   - Stock changed between read and write 16 times in a row (releases,
+//     expiries or stock administration, which take no lock):
+//     inventory.ErrContended; nothing changed; retrying is safe.
 //   - Redis unreachable: an error wrapping go-redis's; nothing changed in
 //     PostgreSQL. go-redis resends a command whose reply was lost
 //     (Options.MaxRetries); every script here is safe to run twice: a lock

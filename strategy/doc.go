@@ -18,7 +18,9 @@
 //
 // A name Open does not know fails with an error that
 // errors.Is ErrUnknownStrategy and lists the known names; a strategy whose
-// service is not configured fails with ErrServiceNotConfigured.
+// service is not configured fails with ErrServiceNotConfigured. The package
+// documentation of each strategy says what it guarantees and costs;
+// BENCHMARKS.md and the README's table compare them.
 //
 // # Guarantees
 //
@@ -47,5 +49,8 @@
 // Open fails when the name is unknown (ErrUnknownStrategy), a service the
 // strategy needs is missing from Config (ErrServiceNotConfigured), a URL does
 // not parse or its server does not answer, or the migration fails. Nothing is
-// left open when Open fails.
+// left open when Open fails; the first two are mistakes in the
+// configuration, the others may pass when the server is back. The errors of
+// the strategies Open returns are their own: see package inventory for what
+// each means to the caller.
 package strategy

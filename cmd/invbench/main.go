@@ -5,7 +5,8 @@
 //
 // With no flags it measures every strategy that can run here: memory always;
 // the PostgreSQL and Redis ones against INVENTORY_POSTGRES_URL and
-// INVENTORY_REDIS_URL, else postgres://postgres@127.0.0.1:5432/test and
+// INVENTORY_REDIS_URL, else
+// postgres://postgres@127.0.0.1:5432/test?sslmode=disable and
 // redis://127.0.0.1:6379/0; with -containers, against PostgreSQL and Redis
 // started through testcontainers-go. A strategy that cannot run is listed
 // with the reason.
@@ -23,7 +24,9 @@
 // second; latency is that of every Reserve call. At the end the hammer
 // checks per SKU that available + held + sold equals the stock: a run that
 // oversold or lost units, or met an error outside the contract, is marked
-// with "!!" and makes the command exit with status 1.
+// with "!!" and makes the command exit with status 1; -strict also exits
+// with status 3 when a strategy cannot run. BENCHMARKS.md is a full run,
+// with how to read it.
 package main
 
 import (

@@ -1,7 +1,10 @@
 // Package pgstore is the PostgreSQL layer the PostgreSQL strategies share,
 // written once: the schema and its migrations, the reservation ledger, and
 // every operation but the one in which the strategies differ, the step of
-// Reserve that takes units from stock.
+// Reserve that takes units from stock. A strategy embeds the Ledger that
+// Store.Ledger returns (Commit, Release, ExpireDue, Lookup, Available,
+// SetStock, AddStock, Migrate) and implements Reserve by calling
+// Store.Reserve with its Step.
 //
 // # Schema
 //

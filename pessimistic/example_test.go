@@ -18,13 +18,13 @@ import (
 // only compiles here.
 func Example() {
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+	pool, err := pgxpool.New(ctx, os.Getenv("INVENTORY_POSTGRES_URL"))
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer pool.Close()
 
-	store, err := pessimistic.New(pool, &pessimistic.Options{Schema: "shop"})
+	store, err := pessimistic.New(pool, &pessimistic.Options{Schema: "shop", LockTimeout: 250 * time.Millisecond})
 	if err != nil {
 		log.Fatal(err)
 	}

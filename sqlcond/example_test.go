@@ -18,7 +18,7 @@ import (
 // only compiles here.
 func Example() {
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+	pool, err := pgxpool.New(ctx, os.Getenv("INVENTORY_POSTGRES_URL"))
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -34,3 +34,10 @@ func TestConformance(t *testing.T) {
 func BenchmarkReserve(b *testing.B) {
 	pgtest.RunBenchmarks(b, maker(b))
 }
+
+// BenchmarkSuite runs the benchmarks every strategy shares (a Reserve and a
+// Release per operation).
+func BenchmarkSuite(b *testing.B) {
+	pool := pgtest.Pool(b, pgtest.PoolConfig{MaxConns: pgtest.BenchBuyers})
+	strategytest.RunBenchmarks(b, pgtest.BenchHarness(pool, maker(b)))
+}

@@ -17,13 +17,13 @@ import (
 // tokenHarness wraps inner, which reads clk, with a Reserver whose harness
 // hands out issued tokens as request IDs. The tokens live by the wall clock,
 // so the suite may run clk ahead past their lifetime.
-func tokenHarness(t *testing.T, inner inventory.Strategy, clk *strategytest.Clock, store token.Store) *strategytest.Harness {
+func tokenHarness(t testing.TB, inner inventory.Strategy, clk *strategytest.Clock, store token.Store) *strategytest.Harness {
 	t.Helper()
 	issuer := newIssuer(t, nil)
 	return &strategytest.Harness{Strategy: token.Wrap(inner, issuer, store, nil), NewID: issuer.Issue, Advance: clk.Advance}
 }
 
-func memoryHarness(t *testing.T, store token.Store) *strategytest.Harness {
+func memoryHarness(t testing.TB, store token.Store) *strategytest.Harness {
 	t.Helper()
 	clk := strategytest.NewClock()
 	return tokenHarness(t, memory.New(&memory.Options{Now: clk.Now}), clk, store)
@@ -60,5 +60,13 @@ func TestConformanceOverSqlcond(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, store.Migrate(ctx))
 		return tokenHarness(t, inner, clk, store)
+	})
+}
+
+// BenchmarkSuite runs the benchmarks every strategy shares on the wrapper
+// around memory with in-process flags: the cost of the token itself.
+func BenchmarkSuite(b *testing.B) {
+	strategytest.RunBenchmarks(b, func(_ context.Context, b *testing.B) *strategytest.Harness {
+		return memoryHarness(b, token.NewMemoryStore())
 	})
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/oversell/inventory/token"
 )
 
-func newIssuer(t *testing.T, opts *token.IssuerOptions, keys ...[]byte) *token.Issuer {
+func newIssuer(t testing.TB, opts *token.IssuerOptions, keys ...[]byte) *token.Issuer {
 	t.Helper()
 	if len(keys) == 0 {
 		keys = [][]byte{key(1)}

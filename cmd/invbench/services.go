@@ -8,9 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
-	"github.com/testcontainers/testcontainers-go"
-	tcpostgres "github.com/testcontainers/testcontainers-go/modules/postgres"
-	tcredis "github.com/testcontainers/testcontainers-go/modules/redis"
+
+	"github.com/oversell/inventory/internal/containers"
 )
 
 // Where the servers are, unless -containers.
@@ -39,30 +38,22 @@ func serverURLs() (pg, rd string) {
 // startContainers starts PostgreSQL 15 and Redis 7 through testcontainers-go
 // and returns their URLs and the function that stops them.
 func startContainers(ctx context.Context) (pg, rd string, stop func(), err error) {
-	var ctrs []testcontainers.Container
+	var stops []func()
 	stop = func() {
-		for _, c := range ctrs {
-			_ = testcontainers.TerminateContainer(c)
+		for _, f := range stops {
+			f()
 		}
 	}
-	pgc, err := tcpostgres.Run(ctx, "postgres:15-alpine",
-		tcpostgres.WithDatabase("test"), tcpostgres.WithUsername("postgres"), tcpostgres.WithPassword("postgres"),
-		tcpostgres.BasicWaitStrategies())
+	pg, pgStop, err := containers.Postgres(ctx)
 	if err != nil {
-		return "", "", stop, fmt.Errorf("start PostgreSQL container: %w", err)
-	}
-	ctrs = append(ctrs, pgc)
-	if pg, err = pgc.ConnectionString(ctx, "sslmode=disable"); err != nil {
 		return "", "", stop, err
 	}
-	rc, err := tcredis.Run(ctx, "redis:7-alpine")
+	stops = append(stops, pgStop)
+	rd, rdStop, err := containers.Redis(ctx)
 	if err != nil {
-		return "", "", stop, fmt.Errorf("start Redis container: %w", err)
-	}
-	ctrs = append(ctrs, rc)
-	if rd, err = rc.ConnectionString(ctx); err != nil {
 		return "", "", stop, err
 	}
+	stops = append(stops, rdStop)
 	return pg, rd, stop, nil
 }
 

@@ -21,9 +21,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
-	"github.com/testcontainers/testcontainers-go"
-	tcpostgres "github.com/testcontainers/testcontainers-go/modules/postgres"
-	tcredis "github.com/testcontainers/testcontainers-go/modules/redis"
+
+	"github.com/oversell/inventory/internal/containers"
 )
 
 // Environment variables read by this package.
@@ -91,17 +90,11 @@ func openPostgres() (*pgxpool.Pool, string, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	ctr, cerr := tcpostgres.Run(ctx, "postgres:15-alpine",
-		tcpostgres.WithDatabase("test"), tcpostgres.WithUsername("postgres"), tcpostgres.WithPassword("postgres"),
-		tcpostgres.BasicWaitStrategies())
+	curl, _, cerr := containers.Postgres(ctx) // removed by the reaper when the tests end
 	if cerr != nil {
 		return nil, "", fmt.Errorf("%s: %v; no container either: %v", url, err, cerr)
 	}
-	url, cerr = ctr.ConnectionString(ctx, "sslmode=disable")
-	if cerr != nil {
-		_ = testcontainers.TerminateContainer(ctr)
-		return nil, "", cerr
-	}
+	url = curl
 	pool, err = connectPostgres(url)
 	return pool, url, err
 }
@@ -173,15 +166,11 @@ func openRedis() (*redis.Client, string, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	ctr, cerr := tcredis.Run(ctx, "redis:7-alpine")
+	curl, _, cerr := containers.Redis(ctx) // removed by the reaper when the tests end
 	if cerr != nil {
 		return nil, "", fmt.Errorf("%s: %v; no container either: %v", url, err, cerr)
 	}
-	url, cerr = ctr.ConnectionString(ctx)
-	if cerr != nil {
-		_ = testcontainers.TerminateContainer(ctr)
-		return nil, "", cerr
-	}
+	url = curl
 	c, err = connectRedis(url)
 	return c, url, err
 }

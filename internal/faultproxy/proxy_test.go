@@ -2,9 +2,9 @@ package faultproxy_test
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/oversell/inventory/internal/faultproxy"
+	"github.com/oversell/inventory/internal/leakcheck"
 )
 
 // echoServer echoes what it reads and records every byte it received.
@@ -219,8 +220,10 @@ func TestRefuseForClosesNewConnectionsForAWhile(t *testing.T) {
 
 func TestCloseStopsEveryGoroutine(t *testing.T) {
 	srv := newEchoServer(t)
-	before := runtime.NumGoroutine()
-	p, err := faultproxy.New(srv.ln.Addr().String())
+	scope := leakcheck.New()
+	var p *faultproxy.Proxy
+	var err error
+	scope.Do(t.Context(), func(context.Context) { p, err = faultproxy.New(srv.ln.Addr().String()) })
 	require.NoError(t, err)
 	for range 4 {
 		c, err := net.Dial("tcp", p.Addr())
@@ -229,15 +232,12 @@ func TestCloseStopsEveryGoroutine(t *testing.T) {
 		_, err = roundTrip(c, "hi")
 		require.NoError(t, err)
 	}
+	n, _ := scope.Leaked()
+	assert.Positive(t, n, "the proxy runs goroutines while open")
 	require.NoError(t, p.Close())
 	_, err = net.Dial("tcp", p.Addr())
 	assert.Error(t, err, "no longer listening")
-	// The echo server keeps a watcher per connection until the test ends:
-	// four. Polled here, as assert.Eventually's goroutines would count.
-	for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > before+4 && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-	}
-	assert.LessOrEqual(t, runtime.NumGoroutine(), before+4, "the proxy's goroutines are gone")
+	scope.Check(t, 5*time.Second)
 }
 
 func TestPostgresSimpleQueryIsTheWireMessage(t *testing.T) {

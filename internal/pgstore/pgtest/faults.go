@@ -8,7 +8,6 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net"
-	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/oversell/inventory"
 	"github.com/oversell/inventory/internal/faultproxy"
+	"github.com/oversell/inventory/internal/leakcheck"
 	"github.com/oversell/inventory/internal/testsvc"
 	"github.com/oversell/inventory/strategy/strategytest"
 )
@@ -345,8 +345,9 @@ func randomDeadlines(t *testing.T, mk Maker) {
 	}
 	_, err := s.Available(ctx, skus[0]) // warm the pool before counting goroutines
 	require.NoError(t, err)
-	runtime.GC()
-	before := runtime.NumGoroutine()
+	// Only goroutines started by these calls count: tests running in
+	// parallel have their own.
+	scope := leakcheck.New()
 
 	const calls, workers = 1000, 16
 	var next atomic.Int64
@@ -356,33 +357,35 @@ func randomDeadlines(t *testing.T, mk Maker) {
 	for w := range workers {
 		rng := rand.New(rand.NewPCG(rand.Uint64(), uint64(w)))
 		wg.Go(func() {
-			var mine []string
-			for next.Add(1) <= calls {
-				cctx, cancel := context.WithTimeout(ctx, time.Duration(rng.Int64N(int64(5*time.Millisecond)+1)))
-				var err error
-				switch n := rng.IntN(10); {
-				case n < 6 || len(mine) == 0:
-					req := inventory.Request{ID: strategytest.RandomID(), TTL: time.Hour}
-					for _, k := range rng.Perm(len(skus))[:1+rng.IntN(len(skus))] {
-						req.Lines = append(req.Lines, inventory.Line{SKU: skus[k], Qty: 1 + rng.Int64N(3)})
+			scope.Do(ctx, func(ctx context.Context) {
+				var mine []string
+				for next.Add(1) <= calls {
+					cctx, cancel := context.WithTimeout(ctx, time.Duration(rng.Int64N(int64(5*time.Millisecond)+1)))
+					var err error
+					switch n := rng.IntN(10); {
+					case n < 6 || len(mine) == 0:
+						req := inventory.Request{ID: strategytest.RandomID(), TTL: time.Hour}
+						for _, k := range rng.Perm(len(skus))[:1+rng.IntN(len(skus))] {
+							req.Lines = append(req.Lines, inventory.Line{SKU: skus[k], Qty: 1 + rng.Int64N(3)})
+						}
+						mine = append(mine, req.ID)
+						_, err = s.Reserve(cctx, req)
+					case n < 8:
+						err = s.Commit(cctx, mine[rng.IntN(len(mine))])
+					default:
+						err = s.Release(cctx, mine[rng.IntN(len(mine))])
 					}
-					mine = append(mine, req.ID)
-					_, err = s.Reserve(cctx, req)
-				case n < 8:
-					err = s.Commit(cctx, mine[rng.IntN(len(mine))])
-				default:
-					err = s.Release(cctx, mine[rng.IntN(len(mine))])
+					cancel()
+					switch strategytest.ErrorKind(err) {
+					case "", "canceled", "outcome_unknown", "not_held", "not_found":
+					default:
+						t.Errorf("error outside the contract: %v", err)
+					}
 				}
-				cancel()
-				switch strategytest.ErrorKind(err) {
-				case "", "canceled", "outcome_unknown", "not_held", "not_found":
-				default:
-					t.Errorf("error outside the contract: %v", err)
-				}
-			}
-			mu.Lock()
-			ids = append(ids, mine...)
-			mu.Unlock()
+				mu.Lock()
+				ids = append(ids, mine...)
+				mu.Unlock()
+			})
 		})
 	}
 	wg.Wait()
@@ -391,14 +394,7 @@ func randomDeadlines(t *testing.T, mk Maker) {
 		"the pool has connections in use")
 	assert.Eventually(t, func() bool { return IdleInTransaction(ctx, t, app) == 0 }, 5*time.Second, 10*time.Millisecond,
 		"backends left idle in a transaction")
-	// Polled here, not with assert.Eventually, whose own goroutine would count.
-	for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > before && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if after := runtime.NumGoroutine(); after > before {
-		buf := make([]byte, 1<<20)
-		t.Errorf("goroutines leaked: %d before, %d after:\n%s", before, after, buf[:runtime.Stack(buf, true)])
-	}
+	scope.Check(t, 5*time.Second)
 
 	// The ledger is the truth: available + held + sold is what was stocked.
 	used := map[string]int64{}

@@ -77,7 +77,10 @@ type Reservation struct {
 //   - Reserve is idempotent on Request.ID: the same ID with the same lines
 //     returns the first reservation, in whatever state it is now, and changes
 //     nothing; with other lines it fails with ErrConflict. Concurrent
-//     submissions of one ID take stock once.
+//     submissions of one ID take stock once. This lasts as long as the
+//     strategy keeps the reservation: for good, unless a strategy documents
+//     a retention after which it forgets settled ones (memory's
+//     Options.Retention).
 //   - Commit moves Held to Committed (the units are sold); Release moves Held
 //     to Released (the units return to available). Each is idempotent on its
 //     own final state and fails with ErrNotHeld (a *StateError) on any other:

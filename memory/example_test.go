@@ -107,3 +107,40 @@ func ExampleReserver_ExpireDue() {
 	// available: 100
 	// true inventory: cannot commit reservation "cart-1": it is expired
 }
+
+func ExampleOptions_retention() {
+	ctx := context.Background()
+	now := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+	r := memory.New(&memory.Options{
+		Retention: 24 * time.Hour, // longer than any client retries
+		Now:       func() time.Time { return now },
+	})
+	_ = r.SetStock(ctx, "mug", 10)
+	req := inventory.Request{ID: "order-1", Lines: []inventory.Line{{SKU: "mug", Qty: 2}}}
+	if _, err := r.Reserve(ctx, req); err != nil {
+		log.Fatal(err)
+	}
+	if err := r.Commit(ctx, "order-1"); err != nil {
+		log.Fatal(err)
+	}
+
+	// Within the retention, a retry is answered from the record.
+	now = now.Add(23 * time.Hour)
+	res, _ := r.Reserve(ctx, req)
+	avail, _ := r.Available(ctx, "mug")
+	fmt.Println("after 23h:", res.State, "available:", avail)
+
+	// After it, the ID is forgotten; the sale stays.
+	now = now.Add(time.Hour)
+	_, err := r.Lookup(ctx, "order-1")
+	fmt.Println("after 24h:", errors.Is(err, inventory.ErrNotFound))
+
+	// The same request again is a new reservation: it takes stock again.
+	res, _ = r.Reserve(ctx, req)
+	avail, _ = r.Available(ctx, "mug")
+	fmt.Println("reserved again:", res.State, "available:", avail)
+	// Output:
+	// after 23h: committed available: 8
+	// after 24h: true
+	// reserved again: held available: 6
+}

@@ -28,10 +28,32 @@ type Options struct {
 	// Now returns the current time. Reservations expire by it, so tests can
 	// drive expiry with a manual clock. Default: time.Now.
 	Now func() time.Time
+	// Retention is how long a settled reservation (Committed, Released or
+	// Expired) is kept after it settled, by Now. An expired hold settles when
+	// it is expired (by ExpireDue, Commit or Release), not at its ExpiresAt.
+	// Once Retention has passed the reservation is forgotten, lazily: as
+	// later calls and ExpireDue take its shard, so it may outlive Retention
+	// a little but is never forgotten sooner. Held reservations are never
+	// forgotten, and forgetting returns no units: sold units stay sold.
+	//
+	// A forgotten ID is unknown: Lookup, Commit and Release fail with
+	// inventory.ErrNotFound, and a Reserve with that ID is a new reservation
+	// that takes stock again. Idempotency on an ID therefore lasts only as
+	// long as the retention: keep Retention well above the longest time a
+	// client may retry a request or settle its reservation.
+	//
+	// Zero or negative keeps every reservation for the life of the Reserver.
+	// Default: 0.
+	Retention time.Duration
 }
 
 // numShards is the number of reservation shards; a power of two.
 const numShards = 64
+
+// forgetBatch is how many reservations whose retention has passed a call
+// forgets in the shard it takes. A settle queues one reservation and first
+// forgets up to this many, so the backlog of a shard shrinks as calls come.
+const forgetBatch = 4
 
 // cacheLine is the size the hot structures are padded to, so that locks
 // taken by different cores do not share a cache line.
@@ -40,12 +62,14 @@ const cacheLine = 64
 // Reserver is the in-process strategy. It is safe for concurrent use. Make
 // one with New; the zero value is not usable.
 type Reserver struct {
-	ttl  time.Duration
-	now  func() time.Time
-	seed maphash.Seed
+	ttl       time.Duration
+	retention time.Duration // 0: keep settled reservations forever
+	now       func() time.Time
+	seed      maphash.Seed
 
 	// shards hold the reservations, sharded by a hash of the ID. Each shard
-	// is also the expiry queue of its Held reservations.
+	// is also the expiry queue of its Held reservations and, with a
+	// retention, the queue of its settled ones to forget.
 	shards []shard
 
 	skuMu sync.RWMutex // guards skus: read lock to look up, write lock to add
@@ -74,6 +98,7 @@ func New(opts *Options) *Reserver {
 		if opts.Now != nil {
 			r.now = opts.Now
 		}
+		r.retention = max(opts.Retention, 0)
 	}
 	for i := range r.shards {
 		r.shards[i].res = make(map[string]*reservation)
@@ -95,17 +120,19 @@ type stockState struct {
 	name      string
 }
 
-// shard holds the reservations whose ID hashes to it, and a min-heap by
-// ExpiresAt of those that are Held.
+// shard holds the reservations whose ID hashes to it, a min-heap by
+// ExpiresAt of those that are Held and, when Options.Retention is set, a
+// min-heap by the time to forget them of those that are settled.
 type shard struct {
 	shardState
 	_ [cacheLine - unsafe.Sizeof(shardState{})%cacheLine]byte
 }
 
 type shardState struct {
-	mu  sync.Mutex
-	res map[string]*reservation
-	due dueHeap
+	mu   sync.Mutex
+	res  map[string]*reservation
+	due  dueHeap
+	gone goneHeap // empty unless Options.Retention is set
 }
 
 // entry is one line of a reservation.
@@ -139,7 +166,8 @@ func (r *Reserver) lookupSKU(sku string) *stock {
 // Reserve holds every line of req, or none; see inventory.Reserver. The
 // same ID again returns the reservation as it is now when the lines are the
 // same, and fails with ErrConflict otherwise. Concurrent calls with one ID
-// take stock once.
+// take stock once. Once a settled reservation is forgotten (see
+// Options.Retention), its ID makes a new reservation.
 func (r *Reserver) Reserve(ctx context.Context, req inventory.Request) (inventory.Reservation, error) {
 	if err := req.Validate(); err != nil {
 		return inventory.Reservation{}, err
@@ -150,6 +178,7 @@ func (r *Reserver) Reserve(ctx context.Context, req inventory.Request) (inventor
 	sh := r.shard(req.ID)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	r.forget(sh)
 	if res, ok := sh.res[req.ID]; ok {
 		if !res.sameLines(req.Lines) {
 			return inventory.Reservation{}, fmt.Errorf("memory: reservation %q: %w", req.ID, inventory.ErrConflict)
@@ -225,6 +254,7 @@ func (r *Reserver) settle(ctx context.Context, id, op string, to inventory.State
 	sh := r.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	r.forget(sh)
 	res, ok := sh.res[id]
 	if !ok {
 		return notFound(id)
@@ -233,18 +263,21 @@ func (r *Reserver) settle(ctx context.Context, id, op string, to inventory.State
 	case to:
 		return nil
 	case inventory.Held:
-		if r.now().Before(res.expiresAt) {
-			sh.settle(res, to)
+		now := r.now()
+		if now.Before(res.expiresAt) {
+			sh.settle(res, to, now, r.retention)
 			return nil
 		}
-		sh.settle(res, inventory.Expired)
+		sh.settle(res, inventory.Expired, now, r.retention)
 	}
 	return &inventory.StateError{ID: res.id, Op: op, State: res.state}
 }
 
-// settle moves a Held reservation to its final state, returning its units
-// to stock unless it is Committed. sh.mu must be held.
-func (sh *shard) settle(res *reservation, to inventory.State) {
+// settle moves a Held reservation to its final state at now, returning its
+// units to stock unless it is Committed. With a positive retention it queues
+// the reservation to be forgotten once retention has passed. sh.mu must be
+// held.
+func (sh *shard) settle(res *reservation, to inventory.State, now time.Time, retention time.Duration) {
 	if to != inventory.Committed {
 		// Lock every stock before changing any, so that no Reserve sees
 		// some lines returned and others not.
@@ -258,10 +291,39 @@ func (sh *shard) settle(res *reservation, to inventory.State) {
 	}
 	res.state = to
 	heap.Remove(&sh.due, res.dueIdx)
+	if retention > 0 {
+		sh.gone.push(gone{at: now.Add(retention), res: res})
+	}
+}
+
+// forget drops up to forgetBatch settled reservations of sh whose retention
+// has passed. Reserve, Commit, Release and Lookup call it first, so
+// forgetting keeps pace with settling without a goroutine of its own.
+// Without a retention the queue is empty and it costs nothing. sh.mu must be
+// held.
+func (r *Reserver) forget(sh *shard) {
+	if len(sh.gone) > 0 {
+		sh.forgetDue(r.now(), forgetBatch)
+	}
+}
+
+// forgetDue drops up to limit settled reservations whose time to forget is
+// not after now. sh.mu must be held.
+func (sh *shard) forgetDue(now time.Time, limit int) {
+	for ; limit > 0 && len(sh.gone) > 0 && !sh.gone[0].at.After(now); limit-- {
+		res := sh.gone.pop()
+		// Only the reservation queued leaves the map, never a newer one
+		// under its ID.
+		if sh.res[res.id] == res {
+			delete(sh.res, res.id)
+		}
+	}
 }
 
 // ExpireDue expires at most limit Held reservations whose ExpiresAt is not
-// after now and returns their units to stock; see inventory.Expirer.
+// after now and returns their units to stock; see inventory.Expirer. In each
+// shard it visits it also forgets up to limit settled reservations whose
+// Options.Retention has passed; those are not counted.
 func (r *Reserver) ExpireDue(ctx context.Context, limit int) (int, error) {
 	if err := inventory.ValidateLimit(limit); err != nil {
 		return 0, err
@@ -275,8 +337,9 @@ func (r *Reserver) ExpireDue(ctx context.Context, limit int) (int, error) {
 	for i := uint32(0); i < numShards && n < limit; i++ {
 		sh := &r.shards[(start+i)&(numShards-1)]
 		sh.mu.Lock()
+		sh.forgetDue(now, limit)
 		for n < limit && len(sh.due) > 0 && !sh.due[0].expiresAt.After(now) {
-			sh.settle(sh.due[0], inventory.Expired)
+			sh.settle(sh.due[0], inventory.Expired, now, r.retention)
 			n++
 		}
 		sh.mu.Unlock()
@@ -285,8 +348,9 @@ func (r *Reserver) ExpireDue(ctx context.Context, limit int) (int, error) {
 }
 
 // Lookup returns the reservation with the given ID as recorded, or an error
-// that errors.Is inventory.ErrNotFound. A Held reservation past its
-// ExpiresAt reads Held until a Commit, Release or ExpireDue expires it.
+// that errors.Is inventory.ErrNotFound, also for one forgotten after
+// Options.Retention. A Held reservation past its ExpiresAt reads Held until a
+// Commit, Release or ExpireDue expires it.
 func (r *Reserver) Lookup(ctx context.Context, id string) (inventory.Reservation, error) {
 	if err := inventory.ValidateID(id); err != nil {
 		return inventory.Reservation{}, err
@@ -297,6 +361,7 @@ func (r *Reserver) Lookup(ctx context.Context, id string) (inventory.Reservation
 	sh := r.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	r.forget(sh)
 	res, ok := sh.res[id]
 	if !ok {
 		return inventory.Reservation{}, notFound(id)
@@ -435,5 +500,57 @@ func (h *dueHeap) Pop() any {
 	old[n] = nil
 	res.dueIdx = -1
 	*h = old[:n]
+	return res
+}
+
+// gone is a settled reservation waiting to be forgotten at at.
+type gone struct {
+	at  time.Time
+	res *reservation
+}
+
+// goneHeap is a min-heap of settled reservations by the time to forget them.
+// It is a heap, not a FIFO, because Options.Now may move backwards. A
+// settled reservation never changes again, so it leaves only from the top
+// and needs no index. It sifts by itself rather than through container/heap,
+// whose Push would box every gone in an interface: an allocation per settle.
+type goneHeap []gone
+
+// push adds g to the heap.
+func (h *goneHeap) push(g gone) {
+	q := append(*h, g)
+	for i := len(q) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if !q[i].at.Before(q[parent].at) {
+			break
+		}
+		q[i], q[parent] = q[parent], q[i]
+		i = parent
+	}
+	*h = q
+}
+
+// pop removes the top of a non-empty heap and returns its reservation.
+func (h *goneHeap) pop() *reservation {
+	q := *h
+	res := q[0].res
+	n := len(q) - 1
+	q[0] = q[n]
+	q[n] = gone{} // let the forgotten reservation be collected
+	q = q[:n]
+	for i := 0; ; {
+		least := i
+		for _, c := range [2]int{2*i + 1, 2*i + 2} {
+			if c < n && q[c].at.Before(q[least].at) {
+				least = c
+			}
+		}
+		if least == i {
+			break
+		}
+		q[i], q[least] = q[least], q[i]
+		i = least
+	}
+	*h = q
 	return res
 }

@@ -26,14 +26,15 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-// newStore returns a Reserver driven by a manual clock.
+// newStore returns a Reserver with opts, driven by a manual clock.
 func newStore(t *testing.T, opts *memory.Options) (*memory.Reserver, *strategytest.Clock) {
 	t.Helper()
 	clk := strategytest.NewClock()
-	o := memory.Options{Now: clk.Now}
+	var o memory.Options
 	if opts != nil {
-		o.DefaultTTL = opts.DefaultTTL
+		o = *opts
 	}
+	o.Now = clk.Now
 	return memory.New(&o), clk
 }
 

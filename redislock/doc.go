@@ -121,8 +121,9 @@
 // Redis round trip every LockTTL/3, only to requests that run that long.
 // Commit, Release, ExpireDue, Lookup and the stock administration touch only
 // PostgreSQL and cost what they cost in the shared store. Locks are held
-// from the script call that takes them to the one that releases them: the
-// PostgreSQL transaction and a Redis round trip.
+// from the script call that takes them to the one that releases them, which
+// runs as soon as PostgreSQL acknowledges the COMMIT: the transaction's two
+// round trips and one to Redis, not the hand-back of the connection.
 //
 // On the machine of BENCHMARKS.md, with 64 workers, it decided 878 carts/s
 // on one hot SKU, 0.43 of the bare conditional UPDATE without a ledger

@@ -116,6 +116,10 @@ type lease struct {
 	fences []int64  // fences[i] is the fence of skus[i]
 	groups []lockGroup
 
+	// released is set by releaseOnce. A lease is released by the
+	// goroutine that took it.
+	released bool
+
 	stop     chan struct{}
 	stopped  chan struct{}
 	stopOnce sync.Once
@@ -264,6 +268,17 @@ func (ls *lease) try(ctx context.Context) (busy int, err error) {
 		}
 	}
 	return busy, nil
+}
+
+// releaseOnce releases the lease the first time it is called and does
+// nothing after. Its error is dropped: locks Redis could not be told to drop
+// expire after the TTL, and the reservation stands either way.
+func (ls *lease) releaseOnce(ctx context.Context) {
+	if ls.released {
+		return
+	}
+	ls.released = true
+	_ = ls.release(ctx)
 }
 
 // release stops the watchdog and deletes the locks this lease still holds.

@@ -128,9 +128,9 @@ func (r *Reserver) Reserve(ctx context.Context, req inventory.Request) (inventor
 	}
 	// A failed release leaves locks that expire after LockTTL; the
 	// reservation stands either way.
-	defer func() { _ = ls.release(ctx) }()
+	defer ls.releaseOnce(ctx)
 	for range maxWriteRounds {
-		res, err := r.store.Reserve(ctx, req, &step{r: r, fences: ls.fences})
+		res, err := r.store.Reserve(ctx, req, &step{ctx: ctx, r: r, lease: ls, fences: ls.fences})
 		if !errors.Is(err, errStockMoved) {
 			return res, err
 		}

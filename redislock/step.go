@@ -1,6 +1,7 @@
 package redislock
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -52,12 +53,22 @@ type stockRow struct {
 // the request's SKUs in the batch that records the reservation, then checks
 // them and queues their fenced writes, which the store sends with COMMIT.
 type step struct {
+	ctx    context.Context // of the Reserve call
 	r      *Reserver
+	lease  *lease
 	fences []int64 // the lock's fence of each line, in sorted SKU order
 	rows   []stockRow
 }
 
-var _ pgstore.Step = (*step)(nil)
+var (
+	_ pgstore.Step      = (*step)(nil)
+	_ pgstore.Committer = (*step)(nil)
+)
+
+// Committed releases the locks as soon as the reservation is committed:
+// the next holder's wait does not include the round trip that hands the
+// PostgreSQL connection back.
+func (s *step) Committed() { s.lease.releaseOnce(s.ctx) }
 
 // Queue queues the plain read of the rows of lines (sorted by SKU).
 func (s *step) Queue(b *pgx.Batch, lines []inventory.Line) pgstore.Finish {

@@ -34,6 +34,15 @@ type Step interface {
 	Queue(b *pgx.Batch, lines []inventory.Line) Finish
 }
 
+// Committer is a Step that wants to know the moment its reservation is
+// committed: Committed runs once the server has acknowledged the COMMIT of a
+// step that returned a Finish, before Reserve hands the connection back to
+// the pool (one more round trip) and returns. A step that holds something
+// for the length of the transaction, such as a lock, lets go of it there.
+type Committer interface {
+	Committed()
+}
+
 // Finish completes a Step after its first batch has run, inside the still
 // open transaction: it checks what that batch read and queues on b the
 // statements that take the units. It does no I/O. The store sends b with
@@ -200,7 +209,8 @@ func (s *Store) record(ctx context.Context, res inventory.Reservation, now time.
 		s.rollback(ctx, tx)
 		return s.fail(ctx, "reserve", err)
 	}
-	return s.commit(ctx, tx, &last, "reserve", res.ID)
+	committed, _ := step.(Committer)
+	return s.commit(ctx, tx, &last, "reserve", res.ID, committed)
 }
 
 // txOptions begins the store's explicit transactions. They end with a COMMIT
@@ -210,8 +220,9 @@ func (s *Store) record(ctx context.Context, res inventory.Reservation, now time.
 var txOptions = pgx.TxOptions{IsoLevel: pgx.ReadCommitted, CommitQuery: ";"}
 
 // commit sends b with COMMIT at its end on tx, begun with txOptions, and
-// ends tx.
-func (s *Store) commit(ctx context.Context, tx pgx.Tx, b *pgx.Batch, op, id string) error {
+// ends tx. When the server acknowledged the COMMIT it tells c, if not nil,
+// before handing the connection back.
+func (s *Store) commit(ctx context.Context, tx pgx.Tx, b *pgx.Batch, op, id string, c Committer) error {
 	b.Queue("commit")
 	err := tx.SendBatch(ctx, b).Close()
 	if err != nil || tx.Conn().PgConn().TxStatus() != 'I' {
@@ -222,6 +233,9 @@ func (s *Store) commit(ctx context.Context, tx pgx.Tx, b *pgx.Batch, op, id stri
 			err = errors.New("the transaction is still open after COMMIT")
 		}
 		return s.afterCommit(ctx, op, id, err)
+	}
+	if c != nil {
+		c.Committed()
 	}
 	_ = tx.Commit(ctx) // the empty statement: hands the connection back
 	return nil

@@ -160,7 +160,7 @@ func (s *Store) ExpireDue(ctx context.Context, limit int) (int, error) {
 	b = &pgx.Batch{}
 	b.Queue(s.q.lockStock, skus) // in SKU order, as every writer of stock locks
 	b.Queue(s.q.returnUnits, skus, qtys)
-	if err := s.commit(ctx, tx, b, "expire", ""); err != nil {
+	if err := s.commit(ctx, tx, b, "expire", "", nil); err != nil {
 		return 0, err
 	}
 	return int(n), nil

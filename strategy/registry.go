@@ -26,7 +26,7 @@ func init() {
 		{
 			info: Info{Name: "memory", Summary: "in process: a mutex per SKU, sharded reservations"},
 			open: func(_ context.Context, e *env) (inventory.Strategy, error) {
-				return memory.New(&memory.Options{DefaultTTL: e.cfg.DefaultTTL, Now: e.cfg.Now}), nil
+				return memory.New(&memory.Options{DefaultTTL: e.cfg.DefaultTTL, Now: e.cfg.Now, Retention: e.cfg.Retention}), nil
 			},
 		},
 		{

@@ -82,6 +82,10 @@ type Config struct {
 	DefaultTTL time.Duration
 	// Now is the clock holds expire by. Default: time.Now.
 	Now func() time.Time
+	// Retention is how long memory keeps a settled reservation before it
+	// forgets it and its ID (see memory.Options.Retention). The PostgreSQL
+	// strategies keep their ledger and ignore it. Default: 0, keep for ever.
+	Retention time.Duration
 
 	// LockWait bounds how long a Reserve waits for locks that other requests
 	// hold before it fails with inventory.ErrContended, changing nothing:

@@ -83,6 +83,24 @@ func TestMemoryFromNilConfigWorksAndHonoursClockAndTTL(t *testing.T) {
 	assert.Equal(t, clk.Now().Add(time.Minute), res.ExpiresAt)
 }
 
+func TestMemoryHonoursRetention(t *testing.T) {
+	ctx := t.Context()
+	clk := strategytest.NewClock()
+	s, closeFn, err := strategy.Open(ctx, "memory", &strategy.Config{Now: clk.Now, Retention: time.Hour})
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, closeFn(ctx)) }()
+	require.NoError(t, s.SetStock(ctx, "a", 2))
+	_, err = s.Reserve(ctx, inventory.Request{ID: "r1", Lines: []inventory.Line{{SKU: "a", Qty: 1}}})
+	require.NoError(t, err)
+	require.NoError(t, s.Commit(ctx, "r1"))
+	clk.Advance(time.Hour)
+	_, err = s.Lookup(ctx, "r1")
+	require.ErrorIs(t, err, inventory.ErrNotFound, "forgotten an hour after it settled")
+	n, err := s.Available(ctx, "a")
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), n, "the sold unit stays sold")
+}
+
 func TestServiceMissingFromConfigFailsWithErrServiceNotConfigured(t *testing.T) {
 	for _, info := range strategy.All() {
 		if len(info.Services) == 0 {

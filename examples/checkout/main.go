@@ -260,7 +260,10 @@ func openApp(ctx context.Context, cfg config) (_ *app, err error) {
 		}
 	}()
 
-	scfg := &strategy.Config{Schema: cfg.schema}
+	// Retention keeps a long-running service on memory from growing for
+	// ever: settled reservations are forgotten a day after they settle,
+	// far beyond any client's retries. PostgreSQL keeps its ledger.
+	scfg := &strategy.Config{Schema: cfg.schema, Retention: 24 * time.Hour}
 	if slices.Contains(info.Services, strategy.Postgres) {
 		pool, err := pgxpool.New(ctx, cfg.postgresURL)
 		if err != nil {

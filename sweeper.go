@@ -57,9 +57,17 @@ func NewSweeper(e Expirer, opts *SweeperOptions) *Sweeper {
 	return s
 }
 
+// errNoExpirer is what a Sweeper made with a nil Expirer returns.
+var errNoExpirer = &ValidationError{Field: "Expirer", Reason: "nil"}
+
 // Run sweeps at once and then every interval until ctx ends, then returns
 // ctx's error. A failed sweep is logged and tried again at the next interval.
+// A Sweeper made with a nil Expirer returns an error that errors.Is
+// ErrInvalidRequest at once.
 func (s *Sweeper) Run(ctx context.Context) error {
+	if s.exp == nil {
+		return errNoExpirer
+	}
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -78,6 +86,9 @@ func (s *Sweeper) Run(ctx context.Context) error {
 // Sweep expires every hold that is due now, in batches, and returns how many
 // it expired. It stops at the first error, returning the count so far.
 func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
+	if s.exp == nil {
+		return 0, errNoExpirer
+	}
 	total := 0
 	for {
 		n, err := s.exp.ExpireDue(ctx, s.batchSize)

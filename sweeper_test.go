@@ -315,3 +315,11 @@ func TestSweeperRunLogsFailureAndKeepsGoing(t *testing.T) {
 	}
 	assert.Equal(t, s.due, sum)
 }
+
+func TestSweeperWithoutExpirerFailsInsteadOfPanicking(t *testing.T) {
+	s := inventory.NewSweeper(nil, nil)
+	n, err := s.Sweep(t.Context())
+	assert.Zero(t, n)
+	require.ErrorIs(t, err, inventory.ErrInvalidRequest)
+	require.ErrorIs(t, s.Run(t.Context()), inventory.ErrInvalidRequest, "Run returns at once")
+}

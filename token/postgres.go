@@ -49,10 +49,14 @@ type PostgresStore struct {
 var _ Store = (*PostgresStore)(nil)
 
 // NewPostgresStore returns a PostgresStore on db. It fails with an error that
-// errors.Is inventory.ErrInvalidRequest when opts names an unusable schema or
-// table: empty, longer than 63 bytes, not UTF-8, or holding a NUL byte. It
-// does not touch the database: call Migrate, or run DDL, before use.
+// errors.Is inventory.ErrInvalidRequest when db is nil or opts names an
+// unusable schema or table: empty, longer than 63 bytes, not UTF-8, or
+// holding a NUL byte. It does not touch the database: call Migrate, or run
+// DDL, before use.
 func NewPostgresStore(db DB, opts *PostgresOptions) (*PostgresStore, error) {
+	if db == nil {
+		return nil, &inventory.ValidationError{Field: "db", Reason: "nil"}
+	}
 	s := &PostgresStore{db: db, schema: "inventory", table: "token_flag"}
 	if opts != nil {
 		if opts.Schema != "" {

@@ -88,10 +88,17 @@ func TestPostgresStoreRejectsUnusableNames(t *testing.T) {
 		"NULTable":   {Table: "a\x00b"},
 		"BadUTF8":    {Table: "\xff"},
 	} {
-		_, err := token.NewPostgresStore(nil, opts)
+		_, err := token.NewPostgresStore(unusedDB{}, opts)
 		assert.ErrorIs(t, err, inventory.ErrInvalidRequest, name)
 	}
+	_, err := token.NewPostgresStore(nil, nil)
+	assert.ErrorIs(t, err, inventory.ErrInvalidRequest, "nil db")
+	_, err = token.NewPostgresStore(unusedDB{}, nil)
+	assert.NoError(t, err, "the defaults are usable")
 }
+
+// unusedDB stands for a database that NewPostgresStore must not touch.
+type unusedDB struct{ token.DB }
 
 func TestPostgresPurgeDeletesOnlyExpiredFlags(t *testing.T) {
 	st := newPostgresStore(t)

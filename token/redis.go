@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/oversell/inventory"
 )
 
 // RedisOptions configures a RedisStore. A nil *RedisOptions takes every
@@ -24,7 +26,12 @@ type RedisStore struct {
 
 var _ Store = (*RedisStore)(nil)
 
-// NewRedisStore returns a RedisStore on c.
+// errNilClient is returned by the methods of a RedisStore made on a nil
+// client.
+var errNilClient = &inventory.ValidationError{Field: "redis client", Reason: "nil"}
+
+// NewRedisStore returns a RedisStore on c. On a nil c, every call fails with
+// an error that errors.Is inventory.ErrInvalidRequest.
 func NewRedisStore(c redis.UniversalClient, opts *RedisOptions) *RedisStore {
 	s := &RedisStore{c: c, prefix: "inventory:token:"}
 	if opts != nil && opts.Prefix != "" {
@@ -57,6 +64,9 @@ return 0
 // Claim implements Store with one script call: SET NX PX, or, if the key
 // exists, a comparison of its value with nonce.
 func (s *RedisStore) Claim(ctx context.Context, tok, nonce string, ttl time.Duration) (bool, error) {
+	if s.c == nil {
+		return false, errNilClient
+	}
 	ms := max(ttl.Milliseconds(), 1)
 	n, err := claimScript.Run(ctx, s.c, []string{s.prefix + tok}, nonce, ms).Int()
 	if err != nil {
@@ -67,5 +77,8 @@ func (s *RedisStore) Claim(ctx context.Context, tok, nonce string, ttl time.Dura
 
 // Unclaim implements Store: it deletes the key if its value is nonce.
 func (s *RedisStore) Unclaim(ctx context.Context, tok, nonce string) error {
+	if s.c == nil {
+		return errNilClient
+	}
 	return unclaimScript.Run(ctx, s.c, []string{s.prefix + tok}, nonce).Err()
 }

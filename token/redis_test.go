@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/oversell/inventory"
 	"github.com/oversell/inventory/internal/testsvc"
 	"github.com/oversell/inventory/token"
 )
@@ -56,4 +57,11 @@ func TestRedisStoreDefaultPrefix(t *testing.T) {
 
 func TestRedisConcurrentSubmissionsOfOneTokenReachInnerOnce(t *testing.T) {
 	testSubmittedOnce(t, newRedisStore(t))
+}
+
+func TestRedisStoreOnNilClientFailsInsteadOfPanicking(t *testing.T) {
+	s := token.NewRedisStore(nil, nil)
+	_, err := s.Claim(t.Context(), "tok", "nonce", time.Minute)
+	require.ErrorIs(t, err, inventory.ErrInvalidRequest)
+	require.ErrorIs(t, s.Unclaim(t.Context(), "tok", "nonce"), inventory.ErrInvalidRequest)
 }

@@ -136,6 +136,17 @@
 // the lock adds round trips without taking work off the row; choose it where
 // work is already serialised per SKU in Redis, and prefer sqlcond otherwise.
 //
+// The lock is unfair on purpose. A fair variant was built and measured on
+// the same machine: waiters queued per SKU in order of arrival, the first
+// one woken by the release through a blocking pop, newcomers kept out once
+// a waiter had waited 20ms. On the hot SKU at 64 workers it cut p99 from
+// about 0.9s to 0.25s and the worst wait from about 1.5s to 0.3s, but it
+// cost a third of the throughput (about 540 carts/s down to 340), because
+// every hand-over then waits for the woken waiter's round trip while the
+// lock sits free, where an unfair lock goes to whoever is already asking.
+// A caller who needs a bounded wait sets WaitTimeout and retries, or picks
+// sqlcond, whose waiters queue in PostgreSQL's lock manager.
+//
 // # Failures
 //
 // Besides the refusals every strategy returns (inventory.ErrInvalidRequest

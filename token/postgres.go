@@ -49,14 +49,12 @@ type PostgresStore struct {
 var _ Store = (*PostgresStore)(nil)
 
 // NewPostgresStore returns a PostgresStore on db. It fails with an error that
-// errors.Is inventory.ErrInvalidRequest when db is nil or opts names an
-// unusable schema or table: empty, longer than 63 bytes, not UTF-8, or
-// holding a NUL byte. It does not touch the database: call Migrate, or run
-// DDL, before use.
+// errors.Is inventory.ErrInvalidRequest when opts names an unusable schema or
+// table: empty, longer than 63 bytes, not UTF-8, or holding a NUL byte. It
+// does not touch the database: call Migrate, or run DDL, before use. db may
+// be nil to read DDL only; every call that needs the database then fails
+// with an error that errors.Is inventory.ErrInvalidRequest.
 func NewPostgresStore(db DB, opts *PostgresOptions) (*PostgresStore, error) {
-	if db == nil {
-		return nil, &inventory.ValidationError{Field: "db", Reason: "nil"}
-	}
 	s := &PostgresStore{db: db, schema: "inventory", table: "token_flag"}
 	if opts != nil {
 		if opts.Schema != "" {
@@ -91,6 +89,10 @@ SELECT token FROM ` + s.qTable + ` WHERE expires_at <= now() ORDER BY expires_at
 	return s, nil
 }
 
+// errNilDB is what the calls of a PostgresStore made without a database
+// return.
+var errNilDB = &inventory.ValidationError{Field: "db", Reason: "nil"}
+
 // DDL returns the statements that create the schema and the flag table if
 // they do not exist, for users who run their own migration tool.
 func (s *PostgresStore) DDL() string {
@@ -107,6 +109,9 @@ CREATE INDEX IF NOT EXISTS %s ON %s (expires_at);
 // Migrate runs DDL in one transaction under an advisory lock, so processes
 // starting together do not trip over each other. It is idempotent.
 func (s *PostgresStore) Migrate(ctx context.Context) error {
+	if s.db == nil {
+		return errNilDB
+	}
 	// Without arguments the statements go in one simple-protocol query,
 	// which PostgreSQL runs as one transaction.
 	lock := `SELECT pg_advisory_xact_lock(hashtextextended('github.com/oversell/inventory/token', 0));` + "\n"
@@ -120,6 +125,9 @@ func (s *PostgresStore) Migrate(ctx context.Context) error {
 // it is free (one round trip), and when it is not, a read of the nonce that
 // holds it (a second round trip, for duplicates only).
 func (s *PostgresStore) Claim(ctx context.Context, tok, nonce string, ttl time.Duration) (bool, error) {
+	if s.db == nil {
+		return false, errNilDB
+	}
 	us := max(ttl.Microseconds(), 1)
 	// The row read on conflict may be gone by the time it is read (unclaimed
 	// or expired); then the insert is tried again.
@@ -145,6 +153,9 @@ func (s *PostgresStore) Claim(ctx context.Context, tok, nonce string, ttl time.D
 
 // Unclaim implements Store: it deletes the row if it holds nonce.
 func (s *PostgresStore) Unclaim(ctx context.Context, tok, nonce string) error {
+	if s.db == nil {
+		return errNilDB
+	}
 	_, err := s.db.Exec(ctx, s.deleteSQL, tok, nonce)
 	return err
 }
@@ -157,6 +168,9 @@ func (s *PostgresStore) Unclaim(ctx context.Context, tok, nonce string) error {
 func (s *PostgresStore) Purge(ctx context.Context, limit int) (int, error) {
 	if err := inventory.ValidateLimit(limit); err != nil {
 		return 0, err
+	}
+	if s.db == nil {
+		return 0, errNilDB
 	}
 	tag, err := s.db.Exec(ctx, s.purgeSQL, limit)
 	if err != nil {

@@ -88,17 +88,23 @@ func TestPostgresStoreRejectsUnusableNames(t *testing.T) {
 		"NULTable":   {Table: "a\x00b"},
 		"BadUTF8":    {Table: "\xff"},
 	} {
-		_, err := token.NewPostgresStore(unusedDB{}, opts)
+		_, err := token.NewPostgresStore(nil, opts)
 		assert.ErrorIs(t, err, inventory.ErrInvalidRequest, name)
 	}
-	_, err := token.NewPostgresStore(nil, nil)
-	assert.ErrorIs(t, err, inventory.ErrInvalidRequest, "nil db")
-	_, err = token.NewPostgresStore(unusedDB{}, nil)
-	assert.NoError(t, err, "the defaults are usable")
 }
 
-// unusedDB stands for a database that NewPostgresStore must not touch.
-type unusedDB struct{ token.DB }
+func TestPostgresStoreWithoutDatabaseGivesDDLAndFailsEveryCall(t *testing.T) {
+	ctx := t.Context()
+	st, err := token.NewPostgresStore(nil, nil)
+	require.NoError(t, err)
+	assert.NotEmpty(t, st.DDL())
+	require.ErrorIs(t, st.Migrate(ctx), inventory.ErrInvalidRequest)
+	_, err = st.Claim(ctx, "tok", "nonce", time.Minute)
+	require.ErrorIs(t, err, inventory.ErrInvalidRequest)
+	require.ErrorIs(t, st.Unclaim(ctx, "tok", "nonce"), inventory.ErrInvalidRequest)
+	_, err = st.Purge(ctx, 10)
+	require.ErrorIs(t, err, inventory.ErrInvalidRequest)
+}
 
 func TestPostgresPurgeDeletesOnlyExpiredFlags(t *testing.T) {
 	st := newPostgresStore(t)

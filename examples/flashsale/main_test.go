@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -124,12 +125,16 @@ func TestRetryRepeatsOnlyWhatIsSafeAndUseful(t *testing.T) {
 }
 
 // phantomStock sells units it does not have: when the stock runs out, it
-// adds a unit and sells that.
+// adds a unit and sells that. Its Reserve calls run one at a time, so that
+// no buyer takes the unit another one added for itself.
 type phantomStock struct {
 	inventory.Strategy
+	mu *sync.Mutex
 }
 
 func (p phantomStock) Reserve(ctx context.Context, req inventory.Request) (inventory.Reservation, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	res, err := p.Strategy.Reserve(ctx, req)
 	if errors.Is(err, inventory.ErrInsufficientStock) {
 		if _, err := p.AddStock(ctx, req.Lines[0].SKU, req.Lines[0].Qty); err != nil {
@@ -142,7 +147,7 @@ func (p phantomStock) Reserve(ctx context.Context, req inventory.Request) (inven
 
 func TestFlashSaleCountsOversoldUnitsFromTheLedger(t *testing.T) {
 	s := sale{Buyers: 40, Stock: 10}
-	r, err := s.hold(t.Context(), phantomStock{memory.New(nil)})
+	r, err := s.hold(t.Context(), phantomStock{Strategy: memory.New(nil), mu: new(sync.Mutex)})
 	require.NoError(t, err)
 	assert.Equal(t, int64(40), r.Sold)
 	assert.Equal(t, int64(30), r.Oversold)

@@ -2,7 +2,6 @@ package strategytest
 
 import (
 	"context"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -50,7 +49,9 @@ func (r *racy) Reserve(ctx context.Context, req inventory.Request) (inventory.Re
 		if avail < l.Qty {
 			return inventory.Reservation{}, &inventory.InsufficientStockError{SKU: l.SKU, Requested: l.Qty, Available: avail}
 		}
-		runtime.Gosched()
+		// The window in which another buyer reads the same value. A sleep,
+		// not runtime.Gosched, which may find nobody else to run.
+		time.Sleep(20 * time.Microsecond)
 		c.Store(avail - l.Qty) // ... then write: another buyer may have read the same value
 	}
 	res := inventory.Reservation{ID: req.ID, Lines: lines, State: inventory.Held, ExpiresAt: time.Now().Add(time.Hour)}

@@ -79,28 +79,7 @@ func newBenchEnv(b *testing.B, skus int) *benchEnv {
 	b.Helper()
 	ctx := context.Background()
 	rt := &roundTrips{}
-
-	pc, err := pgxpool.ParseConfig(testsvc.PostgresURL(b))
-	require.NoError(b, err)
-	pc.MaxConns = 32
-	pc.ConnConfig.Tracer = rt
-	pool, err := pgxpool.NewWithConfig(ctx, pc)
-	require.NoError(b, err)
-	b.Cleanup(pool.Close)
-
-	opt, err := redis.ParseURL(testsvc.RedisURL(b))
-	require.NoError(b, err)
-	opt.PoolSize = benchBuyers
-	rdb := redis.NewClient(opt)
-	b.Cleanup(func() { _ = rdb.Close() })
-	rdb.AddHook(rt)
-
-	r, err := New(pool, rdb, &Options{Schema: testsvc.Schema(b), KeyPrefix: testsvc.RedisPrefix(b), WaitTimeout: time.Minute})
-	require.NoError(b, err)
-	require.NoError(b, r.Migrate(ctx))
-	for _, s := range []*redis.Script{acquireScript, releaseScript, extendScript} {
-		require.NoError(b, s.Load(ctx, rdb).Err())
-	}
+	r, pool := tracedReserver(b, rt, 32, benchBuyers, time.Minute)
 	e := &benchEnv{r: r, pool: pool, rt: rt}
 	for i := range skus {
 		sku := strategytest.SKUName(i)
@@ -108,6 +87,55 @@ func newBenchEnv(b *testing.B, skus int) *benchEnv {
 		e.skus = append(e.skus, sku)
 	}
 	return e
+}
+
+// tracer watches both clients of a Reserver: the statements and batches
+// pgx sends, and the commands go-redis sends.
+type tracer interface {
+	pgx.QueryTracer
+	redis.Hook
+}
+
+// tracedReserver returns a migrated Reserver on a PostgreSQL pool of
+// maxConns (0: pgx's default) and a Redis client of redisConns (0: go-redis's
+// default), both its own and both watched by tr, waiting up to wait for
+// locks (0: the default).
+func tracedReserver(tb testing.TB, tr tracer, maxConns int32, redisConns int, wait time.Duration) (*Reserver, *pgxpool.Pool) {
+	tb.Helper()
+	ctx := context.Background()
+	pc, err := pgxpool.ParseConfig(testsvc.PostgresURL(tb))
+	require.NoError(tb, err)
+	if maxConns > 0 {
+		pc.MaxConns = maxConns
+	}
+	pc.ConnConfig.Tracer = tr
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	require.NoError(tb, err)
+	tb.Cleanup(pool.Close)
+
+	opt, err := redis.ParseURL(testsvc.RedisURL(tb))
+	require.NoError(tb, err)
+	if redisConns > 0 {
+		opt.PoolSize = redisConns
+	}
+	rdb := redis.NewClient(opt)
+	tb.Cleanup(func() { _ = rdb.Close() })
+	loadScripts(tb, rdb)
+	rdb.AddHook(tr)
+
+	r, err := New(pool, rdb, &Options{Schema: testsvc.Schema(tb), KeyPrefix: testsvc.RedisPrefix(tb), WaitTimeout: wait})
+	require.NoError(tb, err)
+	require.NoError(tb, r.Migrate(ctx))
+	return r, pool
+}
+
+// loadScripts loads every script of the package on c's server, so that the
+// first call of each is an EVALSHA that hooks and proxies can match.
+func loadScripts(tb testing.TB, c redis.UniversalClient) {
+	tb.Helper()
+	for _, s := range []*redis.Script{acquireScript, releaseScript, extendScript} {
+		require.NoError(tb, s.Load(context.Background(), c).Err())
+	}
 }
 
 // run measures op under about benchBuyers goroutines and reports the round

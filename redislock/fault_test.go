@@ -31,10 +31,7 @@ func proxied(t *testing.T) (*faultproxy.Proxy, *redis.Client) {
 	opt.Addr = p.Addr()
 	c := redis.NewClient(opt)
 	t.Cleanup(func() { _ = c.Close() })
-	ctx := context.Background()
-	for _, s := range []*redis.Script{acquireScript, releaseScript, extendScript} {
-		require.NoError(t, s.Load(ctx, c).Err())
-	}
+	loadScripts(t, c)
 	return p, c
 }
 

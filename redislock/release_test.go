@@ -8,13 +8,11 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/oversell/inventory"
-	"github.com/oversell/inventory/internal/testsvc"
 )
 
 // events records, in order, the statements and batches a Reserver sends to
@@ -30,6 +28,15 @@ func (e *events) add(ev string) {
 	e.mu.Unlock()
 }
 
+// take returns the events recorded so far and starts a new record.
+func (e *events) take() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	log := e.log
+	e.log = nil
+	return log
+}
+
 func (e *events) DialHook(next redis.DialHook) redis.DialHook { return next }
 
 func (e *events) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
@@ -38,7 +45,7 @@ func (e *events) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			name   string
 			script *redis.Script
 		}{{"acquire", acquireScript}, {"release", releaseScript}, {"extend", extendScript}} {
-			if args := cmd.Args(); len(args) > 1 && (args[1] == s.script.Hash()) {
+			if args := cmd.Args(); len(args) > 1 && args[1] == s.script.Hash() {
 				e.add("redis " + s.name)
 			}
 		}
@@ -74,36 +81,15 @@ func TestLocksAreReleasedOnceAsSoonAsTheReservationIsCommitted(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	ev := &events{}
-	pc, err := pgxpool.ParseConfig(testsvc.PostgresURL(t))
-	require.NoError(t, err)
-	pc.ConnConfig.Tracer = ev
-	pool, err := pgxpool.NewWithConfig(ctx, pc)
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
-	opt, err := redis.ParseURL(testsvc.RedisURL(t))
-	require.NoError(t, err)
-	rdb := redis.NewClient(opt)
-	t.Cleanup(func() { _ = rdb.Close() })
-	for _, s := range []*redis.Script{acquireScript, releaseScript, extendScript} {
-		require.NoError(t, s.Load(ctx, rdb).Err())
-	}
-	rdb.AddHook(ev)
-
-	r, err := New(pool, rdb, &Options{Schema: testsvc.Schema(t), KeyPrefix: testsvc.RedisPrefix(t)})
-	require.NoError(t, err)
-	require.NoError(t, r.Migrate(ctx))
+	r, _ := tracedReserver(t, ev, 0, 0, 0)
 	require.NoError(t, r.SetStock(ctx, "a", 10))
 	require.NoError(t, r.SetStock(ctx, "b", 10))
 
-	ev.mu.Lock()
-	ev.log = nil
-	ev.mu.Unlock()
-	_, err = r.Reserve(ctx, inventory.Request{ID: "r1", Lines: []inventory.Line{{SKU: "b", Qty: 1}, {SKU: "a", Qty: 2}}})
+	ev.take()
+	_, err := r.Reserve(ctx, inventory.Request{ID: "r1", Lines: []inventory.Line{{SKU: "b", Qty: 1}, {SKU: "a", Qty: 2}}})
 	require.NoError(t, err)
 
-	ev.mu.Lock()
-	log := slices.Clone(ev.log)
-	ev.mu.Unlock()
+	log := ev.take()
 	t.Log(log)
 	// The locks go the moment COMMIT is acknowledged: after it, and before
 	// the empty statement that hands the connection back; and only once.
@@ -119,14 +105,9 @@ func TestLocksAreReleasedOnceAsSoonAsTheReservationIsCommitted(t *testing.T) {
 	assert.Empty(t, lockOwner(t, r.locks, "b"))
 
 	// A refused reservation commits nothing and still releases once.
-	ev.mu.Lock()
-	ev.log = nil
-	ev.mu.Unlock()
 	_, err = r.Reserve(ctx, inventory.Request{ID: "r2", Lines: []inventory.Line{{SKU: "a", Qty: 9}}})
 	require.ErrorIs(t, err, inventory.ErrInsufficientStock)
-	ev.mu.Lock()
-	log = slices.Clone(ev.log)
-	ev.mu.Unlock()
+	log = ev.take()
 	assert.Equal(t, 0, countOf(log, "pg commit"))
 	assert.Equal(t, 1, countOf(log, "redis release"))
 	assert.Empty(t, lockOwner(t, r.locks, "a"))

@@ -50,6 +50,9 @@
 //   - ErrNotFound: no reservation has this ID.
 //   - ErrContended: a lock could not be had in time; nothing changed, so the
 //     same request may be sent again.
+//   - ErrUnavailable (*UnavailableError): a server the strategy needs could
+//     not be reached; nothing changed, so the same call may be sent again
+//     after a pause.
 //   - ErrOutcomeUnknown (*OutcomeUnknownError): the change may or may not
 //     have been applied; send the same call with the same ID again to learn
 //     which. It is safe because Reserve, Commit and Release are idempotent.

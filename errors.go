@@ -43,6 +43,13 @@ var (
 	// Retry the same call with the same ID to learn which: Reserve, Commit and
 	// Release are idempotent.
 	ErrOutcomeUnknown = errors.New("inventory: outcome unknown")
+
+	// ErrUnavailable reports that a server the strategy needs (PostgreSQL,
+	// MySQL, Redis) could not be reached before anything was sent to it: a
+	// refused or timed-out connection, a server that is down. Nothing was
+	// changed; the caller may retry, with the same ID, after a pause. See
+	// UnavailableError.
+	ErrUnavailable = errors.New("inventory: store unavailable")
 )
 
 // InsufficientStockError names the line that could not be held.
@@ -116,3 +123,18 @@ func (e *OutcomeUnknownError) Error() string {
 
 // Unwrap returns ErrOutcomeUnknown and the underlying error.
 func (e *OutcomeUnknownError) Unwrap() []error { return []error{ErrOutcomeUnknown, e.Err} }
+
+// UnavailableError wraps the error with which a server could not be reached.
+// It unwraps to both ErrUnavailable and Err.
+type UnavailableError struct {
+	Op     string // "reserve", "commit", "release", ...
+	Server string // "postgres", "mysql", "redis"
+	Err    error
+}
+
+func (e *UnavailableError) Error() string {
+	return fmt.Sprintf("inventory: store unavailable: %s could not reach %s, nothing changed: %v", e.Op, e.Server, e.Err)
+}
+
+// Unwrap returns ErrUnavailable and the underlying error.
+func (e *UnavailableError) Unwrap() []error { return []error{ErrUnavailable, e.Err} }

@@ -6,6 +6,10 @@
 // when a Docker engine answers. When none can be had the test is skipped with
 // a message naming the variable, unless INVENTORY_TEST_REQUIRE_SERVICES=1,
 // which turns the skip into a failure.
+//
+// INVENTORY_TEST_SOAK=1 (CI sets it) asks for the long versions of the
+// hammers and fault tests: Soak reports it, so that every test reads the
+// variable in one place.
 package testsvc
 
 import (
@@ -30,6 +34,7 @@ const (
 	PostgresEnv = "INVENTORY_TEST_POSTGRES_URL"
 	RedisEnv    = "INVENTORY_TEST_REDIS_URL"
 	RequireEnv  = "INVENTORY_TEST_REQUIRE_SERVICES"
+	SoakEnv     = "INVENTORY_TEST_SOAK"
 
 	DefaultPostgresURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 	DefaultRedisURL    = "redis://127.0.0.1:6379/0"
@@ -59,6 +64,12 @@ func Unavailable(t testing.TB, env string, err error) {
 	}
 	t.Skip(msg)
 }
+
+// Soak reports whether INVENTORY_TEST_SOAK=1: the tests then run their long
+// versions (more iterations, longer durations) on top of the short ones every
+// run does. Without it a test does what its check needs to be able to fail,
+// and no more.
+func Soak() bool { return os.Getenv(SoakEnv) == "1" }
 
 // PostgresURL returns the URL of a PostgreSQL server that answers, or skips
 // (or fails) the test.

@@ -1,0 +1,87 @@
+package redisstock_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/oversell/inventory/internal/testsvc"
+	"github.com/oversell/inventory/redisstock"
+	"github.com/oversell/inventory/strategy/strategytest"
+)
+
+// instance is a loaded store with a writer running behind it.
+type instance struct {
+	*redisstock.Reserver
+	Writer *redisstock.Writer
+	Clock  *strategytest.Clock
+	Schema string
+	Prefix string
+}
+
+// setup makes a migrated, loaded store on rdb (the shared Redis when nil)
+// with a writer running until the test ends; when it ends the writer drains
+// the streams and the ledger must agree with Redis.
+func setup(ctx context.Context, t *testing.T, rdb redis.UniversalClient, opts *redisstock.Options) *instance {
+	t.Helper()
+	if rdb == nil {
+		rdb = testsvc.Redis(t)
+	}
+	in := &instance{Clock: strategytest.NewClock(), Schema: testsvc.Schema(t), Prefix: testsvc.RedisPrefix(t)}
+	o := redisstock.Options{}
+	if opts != nil {
+		o = *opts
+	}
+	o.Schema, o.Now = in.Schema, in.Clock.Now
+	if o.KeyPrefix == "" {
+		o.KeyPrefix = in.Prefix
+	}
+	r, err := redisstock.New(testsvc.Postgres(t), rdb, &o)
+	require.NoError(t, err)
+	require.NoError(t, r.Migrate(ctx))
+	require.NoError(t, r.Load(ctx))
+	in.Reserver = r
+	in.Writer = r.NewWriter(&redisstock.WriterOptions{Poll: 20 * time.Millisecond})
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = in.Writer.Run(wctx) })
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		if t.Failed() {
+			return
+		}
+		dctx, dcancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer dcancel()
+		require.NoError(t, in.Writer.Drain(dctx), "drain the streams")
+		rep, err := r.Reconcile(dctx, nil)
+		require.NoError(t, err)
+		require.Empty(t, rep.Differences, "the ledger agrees with Redis once the streams are drained")
+	})
+	return in
+}
+
+func maker(opts *redisstock.Options) strategytest.HarnessMaker {
+	return func(ctx context.Context, t *testing.T) *strategytest.Harness {
+		in := setup(ctx, t, nil, opts)
+		return &strategytest.Harness{Strategy: in.Reserver, Advance: in.Clock.Advance}
+	}
+}
+
+// TestConformance runs the suite with every key in one slot: each call is
+// one script.
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	strategytest.RunConformance(t, maker(nil))
+}
+
+// TestConformanceBuckets runs the suite with keys spread over many slots,
+// so that most carts take their lines bucket by bucket.
+func TestConformanceBuckets(t *testing.T) {
+	t.Parallel()
+	strategytest.RunConformance(t, maker(&redisstock.Options{Buckets: 16}))
+}

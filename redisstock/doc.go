@@ -1,0 +1,118 @@
+// Package redisstock keeps stock, holds and reservations in Redis and writes
+// them behind to the PostgreSQL ledger every PostgreSQL strategy shares
+// (internal/pgstore's stock, reservation and reservation_line tables).
+//
+// It is what flash-sale systems run: a Lua script checks and takes the units
+// in Redis, and a queue carries every change to the database. It avoids the
+// ways such systems lose data: a change and its event are one script, the
+// writer acknowledges only after COMMIT, entries a crashed writer held are
+// claimed by another, events that keep failing go to a dead-letter stream
+// with a log line, keys are passed to scripts (never built in them) so Redis
+// Cluster works, a Redis that lost its data is detected instead of read as
+// zero stock, and Reconcile compares the two stores.
+//
+// # Guarantees
+//
+//   - The inventory.Reserver contract, checked by strategytest.RunConformance
+//     with keys in one slot and spread over sixteen.
+//   - Redis is changed only by one Lua script (script.lua). Every operation
+//     is idempotent per reservation ID (a Reserve re-sent by go-redis after a
+//     lost reply finds its record and changes nothing; a take, a grant, a
+//     settle, a give or an undo re-sent finds its hold or record already in
+//     the state it leads to). AddStock carries a token of its own for the
+//     same purpose; SetStock sets an absolute number.
+//   - Every change of stock or of a reservation appends its event to the
+//     bucket's stream in the same script: no change without its event, no
+//     event without its change.
+//   - Keys are spread over Options.Buckets hash tags ({b0}, {b1}, ...): every
+//     key of a SKU, and a bucket's marker, stream and due set, share one slot.
+//     A reservation's record lives in the bucket of its ID.
+//   - A cart whose lines and record share one bucket (always, with one
+//     bucket) is one script call. Any other cart runs a protocol whose every
+//     step is one script on one bucket: begin (a pending record, invisible
+//     to Lookup, Commit and Release, with a deadline in the due set); take
+//     each bucket's lines in SKU order under the ID and an attempt number
+//     (a hold per bucket); grant (the record becomes held). A refused line
+//     aborts the record first, so that no duplicate submission can grant it
+//     any more, then undoes the holds taken; an undo of a bucket never taken
+//     leaves a tombstone, so a late take of that attempt fails. A process
+//     that dies half way leaves a pending record: a retry with the same ID
+//     completes it (takes and grant are idempotent), and otherwise ExpireDue
+//     aborts it after Options.PendingTimeout and gives its units back.
+//     Nobody sees a cart granted in part: before the grant it does not
+//     exist, and its taken units are simply not available, as units under a
+//     row lock are not. Release and expiry move the record first, then give
+//     each bucket's units back; a crash between leaves the record in the due
+//     set, and ExpireDue (or the Release retried) finishes the gives.
+//   - Loss detection: every bucket has a loaded marker, written last by
+//     Load. Every script checks its bucket's marker first; without it the
+//     call fails with a *NotLoadedError (ErrNotLoaded, inventory.ErrUnavailable)
+//     and changes nothing. A missing key is never read as zero stock or an
+//     unknown SKU. Load rebuilds Redis from PostgreSQL under an advisory lock
+//     only one process takes: each SKU's available units and version, every
+//     reservation's record, the holds of held ones. The rebuilt stock counts
+//     every hold and sale PostgreSQL knows of.
+//   - The Writer (any number, in any number of processes, one consumer group
+//     per stream) applies events in batches of one implicit transaction and
+//     acknowledges (and deletes) entries only after the COMMIT. Applying an
+//     event twice or out of order changes nothing more: stock events carry
+//     the SKU's available units and a version, written only over an older
+//     version (the stock table's fence column); reservation events carry the
+//     whole reservation, inserted once, whose state only moves from held to
+//     a final state. A reservation event is applied only once PostgreSQL has
+//     the stock versions its takes left, so PostgreSQL never counts a hold
+//     whose units it still counts as available (such a ledger would oversell
+//     after a Load).
+//
+// # Durability
+//
+// Redis acknowledges a reservation before PostgreSQL has it; what survives a
+// Redis crash is what Redis kept:
+//
+//   - With AOF and appendfsync always, Redis writes every script's effects
+//     (the change and its event together) to disk before replying, so a
+//     SIGKILLed redis-server restarts with every acknowledged reservation and
+//     every event not yet written behind; the writers resume. Replicas do not
+//     share this: a failover to a replica that missed the last writes loses
+//     them as below, unless the application waits for replicas (WAIT,
+//     WAITAOF) before acting on a reservation.
+//   - Without persistence, a restart comes back empty; the markers are gone,
+//     so every call refuses until Load. Nothing is oversold. The reservations
+//     acknowledged but not yet written behind are lost: Load rebuilds from
+//     PostgreSQL, so their units are available again and their IDs unknown
+//     (a Commit of one fails with inventory.ErrNotFound, and the order must
+//     reserve again). The writer's lag (Writer.Lag, the writer.lag metric:
+//     events not yet applied) bounds how many events could be lost at any
+//     moment. For a cart spanning buckets, a crash between its steps can
+//     also leave units taken in PostgreSQL's copy with no reservation
+//     holding them (under-counted, never oversold); Reconcile after a Load
+//     cannot see what Redis forgot, so count it from the lag.
+//
+// # Costs
+//
+// Reserve: one script call when the cart and its record share a bucket;
+// otherwise 2 + (buckets of the cart) calls, plus an abort and the undos on
+// refusal. Commit: one call. Release: one call, plus one per bucket of the
+// cart and one to leave the due set. Available and Lookup: one call. Redis
+// memory: a record per reservation for good (as the ledger keeps one), a
+// hold per bucket of each, and the events until a writer applies them. The
+// writer: two PostgreSQL round trips per batch (reading the versions the
+// batch's reservations wait for, then one batch), one Redis call to ack.
+//
+// # Failures
+//
+//   - Redis unreachable before anything was sent: *inventory.UnavailableError.
+//     A connection that failed after a script was sent, or a context that
+//     ended while waiting for its reply: *inventory.OutcomeUnknownError; a
+//     retry with the same ID settles it.
+//   - Redis without the store's data: *NotLoadedError until Load.
+//   - PostgreSQL away: Redis keeps selling, events wait in the streams, the
+//     lag grows, and the writers catch up when it comes back.
+//   - An event that fails MaxFailures times moves to its bucket's
+//     dead-letter stream (<prefix>{b<n>}:x) with the error, and the writer
+//     logs it at error level; PostgreSQL misses it until it is replayed, and
+//     Reconcile reports the difference.
+//   - Reconcile needs drained streams (ErrNotDrained otherwise); it reports
+//     every stock and reservation difference and, with Repair, makes
+//     PostgreSQL agree with Redis.
+package redisstock

@@ -1,0 +1,286 @@
+package redisstock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/oversell/inventory"
+)
+
+// group is the name of the consumer group of every bucket's stream.
+const consumerGroup = "writer"
+
+// loadLockKey is the PostgreSQL advisory lock that lets one process at a
+// time load a store.
+func (r *Reserver) loadLockKey() int64 {
+	h := fnv.New64a()
+	h.Write([]byte("github.com/oversell/inventory/redisstock/load\x00"))
+	h.Write([]byte(r.store.Schema()))
+	h.Write([]byte{0})
+	h.Write([]byte(r.prefix))
+	return int64(h.Sum64())
+}
+
+// Loaded reports whether every bucket's loaded marker is in Redis.
+func (r *Reserver) Loaded(ctx context.Context) (bool, error) {
+	cmds := make([]*redis.IntCmd, r.buckets)
+	_, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for b := range r.buckets {
+			cmds[b] = p.Exists(ctx, r.marker(b))
+		}
+		return nil
+	})
+	if err != nil {
+		return false, failRead("load", "", err)
+	}
+	for _, c := range cmds {
+		if c.Val() == 0 {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// Load rebuilds the store's Redis data from the PostgreSQL ledger when a
+// bucket's loaded marker is missing, and does nothing when every marker is
+// there. It runs under a PostgreSQL advisory lock, so that one process loads
+// while the others wait and then find the markers set. It deletes every key
+// under the prefix (what survived of an incomplete data set, and the event
+// streams with them: run it once the writers have drained what they could),
+// then writes each SKU's available units and version, each reservation's
+// record, and the holds of held reservations, so that the rebuilt stock
+// counts every hold and sale PostgreSQL knows of; the markers come last.
+// Changes acknowledged by Redis but not yet written to PostgreSQL when Redis
+// lost them are gone: their units are available again, their IDs unknown.
+func (r *Reserver) Load(ctx context.Context) error {
+	if ok, err := r.Loaded(ctx); err != nil || ok {
+		return err
+	}
+	tx, err := beginTx(ctx, r.store.DB(), "SELECT pg_advisory_xact_lock($1)", r.loadLockKey())
+	if err != nil {
+		return fmt.Errorf("redisstock: load: lock: %w", err)
+	}
+	defer rollback(ctx, tx)
+	if ok, err := r.Loaded(ctx); err != nil || ok {
+		return err // another process loaded it while this one waited
+	}
+	if err := r.wipe(ctx); err != nil {
+		return fmt.Errorf("redisstock: load: delete what is left: %w", err)
+	}
+	if err := r.loadStock(ctx, tx); err != nil {
+		return err
+	}
+	if err := r.loadReservations(ctx, tx); err != nil {
+		return err
+	}
+	epoch := strconv.FormatInt(time.Now().UnixMicro(), 10)
+	_, err = r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for b := range r.buckets {
+			p.XGroupCreateMkStream(ctx, r.stream(b), consumerGroup, "0")
+		}
+		return nil
+	})
+	if err != nil && !strings.Contains(err.Error(), "BUSYGROUP") {
+		return fmt.Errorf("redisstock: load: consumer groups: %w", err)
+	}
+	if _, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for b := range r.buckets {
+			p.Set(ctx, r.marker(b), epoch, 0)
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("redisstock: load: markers: %w", err)
+	}
+	return tx.Commit(ctx)
+}
+
+// beginTx begins a repeatable-read transaction on db with the statement
+// sql, if not empty, in the same round trip.
+func beginTx(ctx context.Context, db DB, sql string, args ...any) (pgx.Tx, error) {
+	b := &pgx.Batch{}
+	b.BeginTx(pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	if sql != "" {
+		b.Queue(sql, args...)
+	}
+	br := db.SendBatch(ctx, b)
+	tx := br.Tx()
+	if tx == nil {
+		_ = br.Close()
+		return nil, errors.New("the PostgreSQL client's SendBatch does not begin transactions (pgx.Batch.BeginTx)")
+	}
+	if err := br.Close(); err != nil {
+		rollback(ctx, tx)
+		return nil, err
+	}
+	return tx, nil
+}
+
+// rollback ends tx whatever became of ctx; after a commit it does nothing.
+func rollback(ctx context.Context, tx pgx.Tx) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = tx.Rollback(rctx)
+}
+
+// loadBatch is how many keys one pipeline of Load writes.
+const loadBatch = 1000
+
+func (r *Reserver) loadStock(ctx context.Context, tx pgx.Tx) error {
+	rows, err := tx.Query(ctx, "SELECT sku, available, fence FROM "+r.store.Table("stock"))
+	if err != nil {
+		return fmt.Errorf("redisstock: load: stock: %w", err)
+	}
+	defer rows.Close()
+	p := r.rdb.Pipeline()
+	for rows.Next() {
+		var sku string
+		var a, v int64
+		if err := rows.Scan(&sku, &a, &v); err != nil {
+			return fmt.Errorf("redisstock: load: stock: %w", err)
+		}
+		p.HSet(ctx, r.stockKey(sku), "a", a, "v", v)
+		if p.Len() >= loadBatch {
+			if _, err := p.Exec(ctx); err != nil {
+				return fmt.Errorf("redisstock: load: stock: %w", err)
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("redisstock: load: stock: %w", err)
+	}
+	if _, err := p.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("redisstock: load: stock: %w", err)
+	}
+	return nil
+}
+
+func (r *Reserver) loadReservations(ctx context.Context, tx pgx.Tx) error {
+	rows, err := tx.Query(ctx, `SELECT r.id, r.state, r.expires_at, r.created_at, l.sku, l.qty FROM `+r.store.Table("reservation")+` r
+JOIN `+r.store.Table("reservation_line")+` l ON l.reservation_id = r.id ORDER BY r.id, l.sku`)
+	if err != nil {
+		return fmt.Errorf("redisstock: load: reservations: %w", err)
+	}
+	defer rows.Close()
+	p := r.rdb.Pipeline()
+	var cur *loadedRes
+	flush := func() {
+		if cur != nil {
+			r.writeLoaded(ctx, p, cur)
+		}
+	}
+	for rows.Next() {
+		var id, sku string
+		var st int16
+		var exp, cr time.Time
+		var qty int64
+		if err := rows.Scan(&id, &st, &exp, &cr, &sku, &qty); err != nil {
+			return fmt.Errorf("redisstock: load: reservations: %w", err)
+		}
+		if cur == nil || cur.id != id {
+			flush()
+			cur = &loadedRes{id: id, st: st, exp: exp, cr: cr}
+			if p.Len() >= loadBatch {
+				if _, err := p.Exec(ctx); err != nil {
+					return fmt.Errorf("redisstock: load: reservations: %w", err)
+				}
+			}
+		}
+		cur.lines = append(cur.lines, inventory.Line{SKU: sku, Qty: qty})
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("redisstock: load: reservations: %w", err)
+	}
+	flush()
+	if _, err := p.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("redisstock: load: reservations: %w", err)
+	}
+	return nil
+}
+
+type loadedRes struct {
+	id      string
+	st      int16
+	exp, cr time.Time
+	lines   []inventory.Line
+}
+
+// writeLoaded queues the record of a reservation, and for a held one its
+// holds and its place in the due set.
+func (r *Reserver) writeLoaded(ctx context.Context, p redis.Pipeliner, l *loadedRes) {
+	rb := r.bucket(l.id)
+	fields := []any{"st", l.st, "at", 1, "exp", l.exp.UnixMicro(), "cr", l.cr.UnixMicro(), "n", len(l.lines)}
+	for i, ln := range l.lines {
+		fields = append(fields, "s"+strconv.Itoa(i+1), ln.SKU, "q"+strconv.Itoa(i+1), ln.Qty)
+	}
+	p.HSet(ctx, r.recordKey(l.id), fields...)
+	if inventory.State(l.st) != inventory.Held {
+		return
+	}
+	for _, g := range r.groups(l.lines) {
+		p.HSet(ctx, r.holdKey(g.bucket, l.id), "at", 1, "st", "T", "vs", "")
+	}
+	p.ZAdd(ctx, r.dueKey(rb), redis.Z{Score: float64(l.exp.UnixMicro()), Member: l.id})
+}
+
+// wipe deletes every key under the prefix, on every master of a cluster.
+func (r *Reserver) wipe(ctx context.Context) error {
+	return r.scan(ctx, "", func(ctx context.Context, c redis.UniversalClient, keys []string) error {
+		p := c.Pipeline()
+		for _, k := range keys {
+			p.Unlink(ctx, k)
+		}
+		_, err := p.Exec(ctx)
+		return err
+	})
+}
+
+// scan calls fn with the keys under the prefix that match the glob pattern
+// after it ("" for all), in pages, on every master of a cluster, passing the
+// client of the server that holds them.
+func (r *Reserver) scan(ctx context.Context, pattern string, fn func(ctx context.Context, c redis.UniversalClient, keys []string) error) error {
+	each := func(ctx context.Context, c redis.UniversalClient) error {
+		iter := c.Scan(ctx, 0, escapeGlob(r.prefix)+pattern+"*", loadBatch).Iterator()
+		var page []string
+		for iter.Next(ctx) {
+			page = append(page, iter.Val())
+			if len(page) >= loadBatch {
+				if err := fn(ctx, c, page); err != nil {
+					return err
+				}
+				page = nil
+			}
+		}
+		if err := iter.Err(); err != nil {
+			return err
+		}
+		if len(page) == 0 {
+			return nil
+		}
+		return fn(ctx, c, page)
+	}
+	if cc, ok := r.rdb.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return each(ctx, m) })
+	}
+	return each(ctx, r.rdb)
+}
+
+// escapeGlob escapes the characters SCAN MATCH treats as special.
+func escapeGlob(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		switch c {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}

@@ -1,0 +1,294 @@
+package redisstock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/oversell/inventory"
+)
+
+// ErrNotDrained reports a Reconcile called while events are still on their
+// way to PostgreSQL: the two would differ by what is in flight.
+var ErrNotDrained = errors.New("redisstock: events are still waiting for the writer")
+
+// ReconcileOptions configures Reconcile. A nil *ReconcileOptions reports
+// without repairing.
+type ReconcileOptions struct {
+	// Repair makes PostgreSQL agree with Redis, which holds the stock while
+	// it is loaded: stock rows take Redis's available units and version,
+	// reservations Redis's state and lines, and reservations Redis does not
+	// know are deleted from the ledger. Default: false.
+	Repair bool
+}
+
+// Difference is one way Redis and PostgreSQL disagree.
+type Difference struct {
+	// Kind is "stock" or "reservation".
+	Kind string
+	// SKU or ID names what differs.
+	SKU, ID string
+	// Redis and Postgres say what each holds ("missing" when it has none).
+	Redis, Postgres string
+}
+
+func (d Difference) String() string {
+	name := d.SKU
+	if d.Kind == "reservation" {
+		name = d.ID
+	}
+	return fmt.Sprintf("%s %q: redis %s, postgres %s", d.Kind, name, d.Redis, d.Postgres)
+}
+
+// Report is what Reconcile found.
+type Report struct {
+	SKUs, Reservations int // compared
+	Differences        []Difference
+	Repaired           bool
+}
+
+// Reconcile compares Redis with the PostgreSQL ledger, SKU by SKU and
+// reservation by reservation, and reports every difference; with
+// opts.Repair it then makes PostgreSQL agree with Redis. The streams must
+// be drained first (no event waiting for a writer), else it fails with
+// ErrNotDrained; a Redis that is not loaded fails with ErrNotLoaded.
+// Carts still being taken (not granted) are not compared. It reads every
+// key of the store: a maintenance task, not a hot-path call.
+func (r *Reserver) Reconcile(ctx context.Context, opts *ReconcileOptions) (*Report, error) {
+	if ok, err := r.Loaded(ctx); err != nil {
+		return nil, err
+	} else if !ok {
+		return nil, &NotLoadedError{Key: r.marker(0)}
+	}
+	for b := range r.buckets {
+		n, err := r.rdb.XLen(ctx, r.stream(b)).Result()
+		if err != nil {
+			return nil, failRead("reconcile", "", err)
+		}
+		if n > 0 {
+			return nil, fmt.Errorf("%w: %d events in bucket %d", ErrNotDrained, n, b)
+		}
+	}
+	redisStock, err := r.redisStock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	redisRes, err := r.redisReservations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pgStock, err := r.pgStock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pgRes, err := r.pgReservations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{SKUs: len(redisStock), Reservations: len(redisRes)}
+	for _, sku := range unionKeys(redisStock, pgStock) {
+		rs, rok := redisStock[sku]
+		ps, pok := pgStock[sku]
+		if rok && pok && rs.a == ps.a {
+			continue
+		}
+		rep.Differences = append(rep.Differences, Difference{Kind: "stock", SKU: sku, Redis: rs.describe(rok), Postgres: ps.describe(pok)})
+	}
+	for _, id := range unionKeys(redisRes, pgRes) {
+		rr, rok := redisRes[id]
+		pr, pok := pgRes[id]
+		if rok && pok && rr.State == pr.State && slices.Equal(rr.Lines, pr.Lines) && rr.ExpiresAt.Equal(pr.ExpiresAt) {
+			continue
+		}
+		rep.Differences = append(rep.Differences, Difference{Kind: "reservation", ID: id, Redis: describeRes(rr, rok), Postgres: describeRes(pr, pok)})
+	}
+	if opts != nil && opts.Repair && len(rep.Differences) > 0 {
+		if err := r.repair(ctx, rep, redisStock, redisRes); err != nil {
+			return rep, err
+		}
+		rep.Repaired = true
+	}
+	return rep, nil
+}
+
+type stockRow struct{ a, v int64 }
+
+func (s stockRow) describe(ok bool) string {
+	if !ok {
+		return "missing"
+	}
+	return fmt.Sprintf("available %d", s.a)
+}
+
+func describeRes(r inventory.Reservation, ok bool) string {
+	if !ok {
+		return "missing"
+	}
+	return fmt.Sprintf("%s %v until %s", r.State, r.Lines, r.ExpiresAt.Format(time.RFC3339Nano))
+}
+
+func unionKeys[V any](a, b map[string]V) []string {
+	var out []string
+	for k := range a {
+		out = append(out, k)
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// kindOf returns what a key of the store names: its kind ("s", "r", ...)
+// and the SKU or ID after it.
+func (r *Reserver) kindOf(key string) (kind, name string) {
+	rest := strings.TrimPrefix(key, r.prefix)
+	_, rest, ok := strings.Cut(rest, "}:")
+	if !ok {
+		return "", ""
+	}
+	kind, name, _ = strings.Cut(rest, ":")
+	return kind, name
+}
+
+func (r *Reserver) redisStock(ctx context.Context) (map[string]stockRow, error) {
+	out := map[string]stockRow{}
+	err := r.scan(ctx, "{b", func(ctx context.Context, c redis.UniversalClient, keys []string) error {
+		var names []string
+		var cmds []*redis.SliceCmd
+		p := c.Pipeline()
+		for _, k := range keys {
+			if kind, name := r.kindOf(k); kind == "s" {
+				names = append(names, name)
+				cmds = append(cmds, p.HMGet(ctx, k, "a", "v"))
+			}
+		}
+		if len(cmds) == 0 {
+			return nil
+		}
+		if _, err := p.Exec(ctx); err != nil {
+			return err
+		}
+		for i, c := range cmds {
+			v := c.Val()
+			a, _ := strconv.ParseInt(fmt.Sprint(v[0]), 10, 64)
+			ver, _ := strconv.ParseInt(fmt.Sprint(v[1]), 10, 64)
+			out[names[i]] = stockRow{a, ver}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, failRead("reconcile", "", err)
+	}
+	return out, nil
+}
+
+func (r *Reserver) redisReservations(ctx context.Context) (map[string]inventory.Reservation, error) {
+	out := map[string]inventory.Reservation{}
+	err := r.scan(ctx, "{b", func(ctx context.Context, c redis.UniversalClient, keys []string) error {
+		for _, k := range keys {
+			kind, id := r.kindOf(k)
+			if kind != "r" {
+				continue
+			}
+			res, err := r.Lookup(ctx, id)
+			if errors.Is(err, inventory.ErrNotFound) {
+				continue // pending or aborted: not a reservation yet
+			}
+			if err != nil {
+				return err
+			}
+			out[id] = res
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, failRead("reconcile", "", err)
+	}
+	return out, nil
+}
+
+func (r *Reserver) pgStock(ctx context.Context) (map[string]stockRow, error) {
+	rows, err := r.store.DB().Query(ctx, "SELECT sku, available, fence FROM "+r.store.Table("stock"))
+	if err != nil {
+		return nil, fmt.Errorf("redisstock: reconcile: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]stockRow{}
+	for rows.Next() {
+		var sku string
+		var s stockRow
+		if err := rows.Scan(&sku, &s.a, &s.v); err != nil {
+			return nil, fmt.Errorf("redisstock: reconcile: %w", err)
+		}
+		out[sku] = s
+	}
+	return out, rows.Err()
+}
+
+func (r *Reserver) pgReservations(ctx context.Context) (map[string]inventory.Reservation, error) {
+	rows, err := r.store.DB().Query(ctx, `SELECT r.id, r.state, r.expires_at, l.sku, l.qty FROM `+r.store.Table("reservation")+` r
+JOIN `+r.store.Table("reservation_line")+` l ON l.reservation_id = r.id ORDER BY r.id, l.sku`)
+	if err != nil {
+		return nil, fmt.Errorf("redisstock: reconcile: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]inventory.Reservation{}
+	for rows.Next() {
+		var id string
+		var st int16
+		var exp time.Time
+		var l inventory.Line
+		if err := rows.Scan(&id, &st, &exp, &l.SKU, &l.Qty); err != nil {
+			return nil, fmt.Errorf("redisstock: reconcile: %w", err)
+		}
+		res := out[id]
+		res.ID, res.State, res.ExpiresAt = id, inventory.State(st), exp.UTC()
+		res.Lines = append(res.Lines, l)
+		out[id] = res
+	}
+	return out, rows.Err()
+}
+
+// repair makes PostgreSQL agree with Redis on every difference of rep, in
+// one transaction.
+func (r *Reserver) repair(ctx context.Context, rep *Report, stock map[string]stockRow, res map[string]inventory.Reservation) error {
+	tx, err := beginTx(ctx, r.store.DB(), "")
+	if err != nil {
+		return fmt.Errorf("redisstock: repair: %w", err)
+	}
+	defer rollback(ctx, tx)
+	for _, d := range rep.Differences {
+		switch d.Kind {
+		case "stock":
+			s, ok := stock[d.SKU]
+			if !ok {
+				_, err = tx.Exec(ctx, "DELETE FROM "+r.store.Table("stock")+" WHERE sku = $1", d.SKU)
+				break
+			}
+			_, err = tx.Exec(ctx, "INSERT INTO "+r.store.Table("stock")+" (sku, available, fence) VALUES ($1, $2, $3) ON CONFLICT (sku) DO UPDATE SET available = EXCLUDED.available, fence = EXCLUDED.fence", d.SKU, s.a, s.v)
+		case "reservation":
+			_, err = tx.Exec(ctx, "DELETE FROM "+r.store.Table("reservation")+" WHERE id = $1", d.ID)
+			if x, ok := res[d.ID]; ok && err == nil {
+				_, err = tx.Exec(ctx, "INSERT INTO "+r.store.Table("reservation")+" (id, state, expires_at, created_at) VALUES ($1, $2, $3, $4)", d.ID, int16(x.State), x.ExpiresAt, x.ExpiresAt)
+				for _, l := range x.Lines {
+					if err == nil {
+						_, err = tx.Exec(ctx, "INSERT INTO "+r.store.Table("reservation_line")+" (reservation_id, sku, qty) VALUES ($1, $2, $3)", d.ID, l.SKU, l.Qty)
+					}
+				}
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("redisstock: repair %s: %w", d, err)
+		}
+	}
+	return tx.Commit(ctx)
+}

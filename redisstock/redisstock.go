@@ -1,0 +1,641 @@
+package redisstock
+
+import (
+	"context"
+	"crypto/rand"
+	_ "embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/oversell/inventory"
+	"github.com/oversell/inventory/internal/pgstore"
+)
+
+// DB is the part of a PostgreSQL client the strategy uses. *pgxpool.Pool and
+// *pgx.Conn satisfy it.
+type DB = pgstore.DB
+
+// Defaults of Options.
+const (
+	DefaultKeyPrefix      = "inventory:"
+	DefaultPendingTimeout = 30 * time.Second
+)
+
+// Options configures a Reserver. A nil *Options takes every default.
+type Options struct {
+	// Schema is the PostgreSQL schema of the ledger the Writer keeps. Any
+	// name of 1..63 bytes without NUL is accepted; it is always quoted.
+	// Default: "inventory".
+	Schema string
+	// KeyPrefix starts every Redis key. Processes that share stock must
+	// share it, and Buckets. It may not hold '{' or '}': the strategy sets
+	// the hash tags. Default: "inventory:".
+	KeyPrefix string
+	// Buckets is the number of hash slots the keys are spread over. With 1
+	// every key shares one slot, so every call is one script on one server;
+	// on Redis Cluster, more buckets spread the SKUs over the masters, and
+	// carts whose lines fall into several buckets take them one by one (see
+	// the package documentation). Changing it needs a Load into an empty
+	// prefix. Default: 1.
+	Buckets int
+	// DefaultTTL is the hold lifetime of a request whose TTL is 0.
+	// Default: 15m.
+	DefaultTTL time.Duration
+	// Now is the clock reservation expiry is measured by. Default: time.Now.
+	Now func() time.Time
+	// PendingTimeout is how long a cart that spans buckets may stay half
+	// taken (its process died between two buckets and nobody retried) before
+	// ExpireDue gives its units back. Default: 30s.
+	PendingTimeout time.Duration
+}
+
+// Reserver keeps stock, holds and reservations in Redis, changed only by one
+// Lua script whose every change appends its event to a stream, and reads
+// nothing from PostgreSQL on its hot path: a Writer carries the events to the
+// PostgreSQL ledger. It is safe for concurrent use, and from many processes
+// that share the key prefix and the number of buckets.
+type Reserver struct {
+	rdb     redis.UniversalClient
+	store   *pgstore.Store
+	prefix  string
+	buckets int
+	ttl     time.Duration
+	pending time.Duration
+	now     func() time.Time
+	sweep   atomic.Uint32 // the bucket the next ExpireDue starts at
+
+	// beforeGrant, when set, runs between the last take and the grant of a
+	// cart that spans buckets. Tests only: a crash there.
+	beforeGrant func(id string) error
+}
+
+var _ inventory.Strategy = (*Reserver)(nil)
+
+//go:embed script.lua
+var scriptSrc string
+
+var script = redis.NewScript(scriptSrc)
+
+// New returns a Reserver on client, with its ledger in db. client may be a
+// single server, Sentinel (redis.FailoverClient) or Redis Cluster
+// (*redis.ClusterClient). New touches neither server: call Migrate, then
+// Load, before use. It fails with an error that errors.Is
+// inventory.ErrInvalidRequest for an unusable schema or key prefix, or a nil
+// client.
+func New(db DB, client redis.UniversalClient, opts *Options) (*Reserver, error) {
+	o := pgstore.Options{Name: "redisstock"}
+	r := &Reserver{prefix: DefaultKeyPrefix, buckets: 1, ttl: pgstore.DefaultTTL, pending: DefaultPendingTimeout, now: time.Now}
+	if opts != nil {
+		o.Schema = opts.Schema
+		if opts.KeyPrefix != "" {
+			r.prefix = opts.KeyPrefix
+		}
+		if opts.Buckets > 0 {
+			r.buckets = opts.Buckets
+		}
+		if opts.DefaultTTL > 0 {
+			r.ttl = opts.DefaultTTL
+		}
+		if opts.Now != nil {
+			r.now = opts.Now
+		}
+		if opts.PendingTimeout > 0 {
+			r.pending = opts.PendingTimeout
+		}
+	}
+	if client == nil {
+		return nil, &inventory.ValidationError{Field: "client", Reason: "nil"}
+	}
+	if err := checkPrefix(r.prefix); err != nil {
+		return nil, err
+	}
+	store, err := pgstore.New(db, &o)
+	if err != nil {
+		return nil, err
+	}
+	r.rdb, r.store = client, store
+	return r, nil
+}
+
+// Migrate creates or upgrades the ledger's schema in PostgreSQL (the tables
+// every PostgreSQL strategy shares). It is idempotent.
+func (r *Reserver) Migrate(ctx context.Context) error { return r.store.Migrate(ctx) }
+
+// DDL returns the SQL that creates the ledger's schema, for users who run
+// their own migration tool.
+func DDL(schema string) (string, error) { return pgstore.DDL(schema) }
+
+func (r *Reserver) clock() time.Time { return r.now().Truncate(time.Microsecond).UTC() }
+
+func micros(t time.Time) string { return strconv.FormatInt(t.UnixMicro(), 10) }
+
+// run runs one operation of the script and returns its reply as strings.
+func (r *Reserver) run(ctx context.Context, keys []string, args ...any) ([]string, error) {
+	v, err := script.Run(ctx, r.rdb, keys, args...).Result()
+	if err != nil {
+		return nil, err
+	}
+	list, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("redisstock: unexpected script reply %T", v)
+	}
+	out := make([]string, len(list))
+	for i, x := range list {
+		switch x := x.(type) {
+		case string:
+			out[i] = x
+		case int64:
+			out[i] = strconv.FormatInt(x, 10)
+		case nil:
+		default:
+			return nil, fmt.Errorf("redisstock: unexpected script reply element %T", x)
+		}
+	}
+	if len(out) > 0 && out[0] == "nl" {
+		return nil, &NotLoadedError{Key: keys[0]}
+	}
+	return out, nil
+}
+
+// fail classifies the error of a call that may have changed something. A
+// refused dial or a server's error reply changed nothing; a connection that
+// failed after the script was sent leaves the outcome unknown.
+func fail(op, id string, err error) error {
+	var nl *NotLoadedError
+	var re redis.Error
+	switch {
+	case errors.As(err, &nl):
+		return err
+	case unreachable(err):
+		return &inventory.UnavailableError{Op: op, Server: "redis", Err: err}
+	case errors.As(err, &re) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("redisstock: %s %q: %w", op, id, err)
+	}
+	return &inventory.OutcomeUnknownError{Op: op, ID: id, Err: err}
+}
+
+// failRead classifies the error of a call that changes nothing.
+func failRead(op, name string, err error) error {
+	var nl *NotLoadedError
+	switch {
+	case errors.As(err, &nl):
+		return err
+	case unreachable(err):
+		return &inventory.UnavailableError{Op: op, Server: "redis", Err: err}
+	}
+	return fmt.Errorf("redisstock: %s %q: %w", op, name, err)
+}
+
+// unreachable reports an error of a connection that could not be made, so
+// nothing was sent.
+func unreachable(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// parseRecord reads a record reply: kind, state, attempt, exp, created, n,
+// then sku, qty pairs.
+func parseRecord(id string, rep []string) (inventory.Reservation, int64, error) {
+	if len(rep) < 6 {
+		return inventory.Reservation{}, 0, fmt.Errorf("redisstock: short record reply %q", rep)
+	}
+	st, _ := strconv.Atoi(rep[1])
+	at, _ := strconv.ParseInt(rep[2], 10, 64)
+	exp, _ := strconv.ParseInt(rep[3], 10, 64)
+	n, _ := strconv.Atoi(rep[5])
+	if len(rep) < 6+2*n {
+		return inventory.Reservation{}, 0, fmt.Errorf("redisstock: short record reply %q", rep)
+	}
+	res := inventory.Reservation{ID: id, State: inventory.State(st), ExpiresAt: time.UnixMicro(exp).UTC()}
+	for i := range n {
+		q, _ := strconv.ParseInt(rep[7+2*i], 10, 64)
+		res.Lines = append(res.Lines, inventory.Line{SKU: rep[6+2*i], Qty: q})
+	}
+	return res, at, nil
+}
+
+// lineArgs appends n and the sku, qty pairs of lines to args.
+func lineArgs(args []any, lines []inventory.Line) []any {
+	args = append(args, len(lines))
+	for _, l := range lines {
+		args = append(args, l.SKU, l.Qty)
+	}
+	return args
+}
+
+// refusal turns a refused line ({'short', k, available} or {'unknown', k})
+// into the inventory error, or returns nil for any other reply.
+func refusal(rep []string, lines []inventory.Line) error {
+	if len(rep) < 2 || (rep[0] != "short" && rep[0] != "unknown") {
+		return nil
+	}
+	k, _ := strconv.Atoi(rep[1])
+	if k < 1 || k > len(lines) {
+		return fmt.Errorf("redisstock: refusal of line %d of %d", k, len(lines))
+	}
+	l := lines[k-1]
+	if rep[0] == "unknown" {
+		return &inventory.UnknownSKUError{SKU: l.SKU}
+	}
+	avail, _ := strconv.ParseInt(rep[2], 10, 64)
+	return &inventory.InsufficientStockError{SKU: l.SKU, Requested: l.Qty, Available: avail}
+}
+
+// maxRounds bounds the attempts of a Reserve that meets another submission
+// of the same ID half way.
+const maxRounds = 4
+
+// Reserve holds every line of req, or none, for req.TTL (0: the default).
+// A cart whose lines and reservation record share one bucket is one script
+// call; any other takes its buckets one by one (see the package
+// documentation), and nobody sees it before the last step grants it. It
+// fails with a *NotLoadedError while Redis lacks the store's data.
+func (r *Reserver) Reserve(ctx context.Context, req inventory.Request) (inventory.Reservation, error) {
+	if err := req.Validate(); err != nil {
+		return inventory.Reservation{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return inventory.Reservation{}, err
+	}
+	ttl := req.TTL
+	if ttl == 0 {
+		ttl = r.ttl
+	}
+	now := r.clock()
+	exp := now.Add(ttl)
+	lines := inventory.SortLines(req.Lines)
+	gs := r.groups(lines)
+	rb := r.bucket(req.ID)
+	if len(gs) == 1 && gs[0].bucket == rb {
+		return r.reserveOne(ctx, req.ID, lines, now, exp)
+	}
+	for range maxRounds {
+		res, again, err := r.reserveMany(ctx, req.ID, lines, gs, now, exp)
+		if !again {
+			return res, err
+		}
+	}
+	return inventory.Reservation{}, fmt.Errorf("redisstock: reserve %q: %w: another submission of the id is half way", req.ID, inventory.ErrContended)
+}
+
+// reserveOne reserves a cart whose keys are all in one bucket: one call.
+func (r *Reserver) reserveOne(ctx context.Context, id string, lines []inventory.Line, now, exp time.Time) (inventory.Reservation, error) {
+	b := r.bucket(id)
+	keys := []string{r.marker(b), r.stream(b), r.recordKey(id), r.dueKey(b), r.holdKey(b, id)}
+	for _, l := range lines {
+		keys = append(keys, r.stockKey(l.SKU))
+	}
+	rep, err := r.run(ctx, keys, lineArgs([]any{"reserve", id, micros(now), micros(exp)}, lines)...)
+	if err != nil {
+		return inventory.Reservation{}, fail("reserve", id, err)
+	}
+	return r.reserved(id, rep, lines)
+}
+
+// reserved turns the reply of reserve or begin into Reserve's answer.
+func (r *Reserver) reserved(id string, rep []string, lines []inventory.Line) (inventory.Reservation, error) {
+	if err := refusal(rep, lines); err != nil {
+		return inventory.Reservation{}, err
+	}
+	switch rep[0] {
+	case "new", "done":
+		res, _, err := parseRecord(id, rep)
+		return res, err
+	case "conflict":
+		return inventory.Reservation{}, fmt.Errorf("redisstock: reserve %q: %w", id, inventory.ErrConflict)
+	case "pending", "stale", "busy":
+		return inventory.Reservation{}, fmt.Errorf("redisstock: reserve %q: %w: another submission of the id is half way", id, inventory.ErrContended)
+	}
+	return inventory.Reservation{}, fmt.Errorf("redisstock: reserve %q: unexpected reply %q", id, rep)
+}
+
+// reserveMany runs one attempt of the protocol for a cart that spans
+// buckets: begin (a pending record), take each bucket's lines in SKU order,
+// grant. On refusal it aborts the record first, so that no duplicate can
+// grant it any more, then undoes what it took. again asks for another round.
+func (r *Reserver) reserveMany(ctx context.Context, id string, lines []inventory.Line, gs []group, now, exp time.Time) (_ inventory.Reservation, again bool, _ error) {
+	rb := r.bucket(id)
+	args := lineArgs([]any{"begin", id, micros(now), micros(exp), micros(now.Add(r.pending))}, lines)
+	rep, err := r.run(ctx, []string{r.marker(rb), r.recordKey(id), r.dueKey(rb)}, args...)
+	if err != nil {
+		return inventory.Reservation{}, false, fail("reserve", id, err)
+	}
+	switch rep[0] {
+	case "new", "pending":
+	case "busy": // an aborted attempt not yet undone: finish it, then try again
+		old, at, perr := parseRecord(id, rep)
+		if perr != nil {
+			return inventory.Reservation{}, false, perr
+		}
+		if err := r.finish(ctx, "undo", id, at, old.Lines); err != nil {
+			return inventory.Reservation{}, false, fail("reserve", id, err)
+		}
+		return inventory.Reservation{}, true, nil
+	default:
+		res, err := r.reserved(id, rep, lines)
+		return res, false, err
+	}
+	res, at, err := parseRecord(id, rep)
+	if err != nil {
+		return inventory.Reservation{}, false, err
+	}
+	vs := make([]string, len(lines))
+	for _, g := range gs {
+		rep, err := r.run(ctx, r.groupKeys(g.bucket, id, g.lines), lineArgs([]any{"take", id, at}, g.lines)...)
+		if err != nil {
+			// The take may or may not have run: abort and undo every bucket
+			// (an undo of a take that never ran leaves a tombstone).
+			return r.compensate(ctx, id, at, lines, fail("reserve", id, err))
+		}
+		if rerr := refusal(rep, g.lines); rerr != nil {
+			return r.compensate(ctx, id, at, lines, rerr)
+		}
+		if rep[0] == "stale" {
+			res, again, err := r.compensate(ctx, id, at, lines, nil)
+			return res, again || err == nil, err
+		}
+		for i, v := range strings.Split(rep[1], ",") {
+			vs[g.first+i] = v
+		}
+	}
+	if r.beforeGrant != nil {
+		if err := r.beforeGrant(id); err != nil {
+			return inventory.Reservation{}, false, err
+		}
+	}
+	rep, err = r.run(ctx, []string{r.marker(rb), r.stream(rb), r.recordKey(id), r.dueKey(rb)}, "grant", id, at, strings.Join(vs, ","))
+	if err != nil {
+		// The grant may have run: never undo; a retry with the same ID
+		// finds it granted, or still pending and completes it.
+		return inventory.Reservation{}, false, fail("reserve", id, err)
+	}
+	if rep[0] == "gone" { // aborted meanwhile (a sweep, a duplicate's refusal)
+		return inventory.Reservation{}, true, nil
+	}
+	res.State = inventory.Held
+	return res, false, nil
+}
+
+// groupKeys returns the keys of the take, undo and give operations on one
+// bucket's lines: marker, stream, hold, stock keys.
+func (r *Reserver) groupKeys(b int, id string, lines []inventory.Line) []string {
+	keys := []string{r.marker(b), r.stream(b), r.holdKey(b, id)}
+	for _, l := range lines {
+		keys = append(keys, r.stockKey(l.SKU))
+	}
+	return keys
+}
+
+// compensateTimeout bounds the compensation of a refused or failed attempt,
+// which runs even when the caller's context has ended.
+const compensateTimeout = 5 * time.Second
+
+// compensate aborts attempt at of id and undoes its holds, then returns
+// cause. When the record turns out granted (by a duplicate submission) it
+// undoes nothing and returns the reservation. When the compensation itself
+// fails the outcome is unknown: the record stays pending and ExpireDue
+// undoes it after PendingTimeout, unless a retry completes it first.
+func (r *Reserver) compensate(ctx context.Context, id string, at int64, lines []inventory.Line, cause error) (inventory.Reservation, bool, error) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), compensateTimeout)
+	defer cancel()
+	rb := r.bucket(id)
+	rep, err := r.run(cctx, []string{r.marker(rb), r.recordKey(id), r.dueKey(rb)}, "abort", id, at, micros(r.clock()))
+	if err != nil {
+		return inventory.Reservation{}, false, &inventory.OutcomeUnknownError{Op: "reserve", ID: id, Err: errors.Join(cause, err)}
+	}
+	if rep[0] != "nf" {
+		res, rat, perr := parseRecord(id, rep)
+		if perr != nil {
+			return inventory.Reservation{}, false, perr
+		}
+		if rat == at && res.State >= inventory.Held && res.State <= inventory.Expired {
+			return res, false, nil // a duplicate submission granted it
+		}
+		if rat != at {
+			return inventory.Reservation{}, true, nil // a newer attempt owns the record
+		}
+	}
+	if err := r.finish(cctx, "undo", id, at, lines); err != nil {
+		return inventory.Reservation{}, false, &inventory.OutcomeUnknownError{Op: "reserve", ID: id, Err: errors.Join(cause, err)}
+	}
+	return inventory.Reservation{}, false, cause
+}
+
+// finish gives back (op "give") or undoes (op "undo") the holds of attempt
+// at of id in every bucket of its lines, then takes id out of the due set.
+// Both are idempotent, so a sweep may finish what a caller started.
+func (r *Reserver) finish(ctx context.Context, op, id string, at int64, lines []inventory.Line) error {
+	for _, g := range r.groups(lines) {
+		if _, err := r.run(ctx, r.groupKeys(g.bucket, id, g.lines), lineArgs([]any{op, id, at}, g.lines)...); err != nil {
+			return err
+		}
+	}
+	rb := r.bucket(id)
+	_, err := r.run(ctx, []string{r.marker(rb), r.dueKey(rb)}, "done", id)
+	return err
+}
+
+// Commit sells the units of a held reservation. It is idempotent; commit
+// after release or expiry fails with an *inventory.StateError, an unknown ID
+// with inventory.ErrNotFound. A hold past its TTL is expired now.
+func (r *Reserver) Commit(ctx context.Context, id string) error {
+	return r.settle(ctx, "commit", id, inventory.Committed)
+}
+
+// Release returns the units of a held reservation to stock. It is
+// idempotent; release after commit or expiry fails with an
+// *inventory.StateError, an unknown ID with inventory.ErrNotFound.
+func (r *Reserver) Release(ctx context.Context, id string) error {
+	return r.settle(ctx, "release", id, inventory.Released)
+}
+
+func (r *Reserver) settle(ctx context.Context, op, id string, to inventory.State) error {
+	if err := inventory.ValidateID(id); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	kind, res, err := r.sweepOne(ctx, "settle", id, int(to))
+	if err != nil {
+		return fail(op, id, err)
+	}
+	switch {
+	case kind == "nf":
+		return fmt.Errorf("redisstock: %s %q: %w", op, id, inventory.ErrNotFound)
+	case res.State != to:
+		return &inventory.StateError{ID: id, Op: op, State: res.State}
+	}
+	return nil
+}
+
+// sweepOne runs settle (to: the state wanted) or sweep (to 0) on id and
+// finishes what its reply asks: give the units back, or undo the holds of
+// an abandoned attempt. The give runs on a context that outlives ctx's
+// cancellation, so that a settled reservation's units are not left behind.
+func (r *Reserver) sweepOne(ctx context.Context, op, id string, to int) (string, inventory.Reservation, error) {
+	rb := r.bucket(id)
+	rep, err := r.run(ctx, []string{r.marker(rb), r.stream(rb), r.recordKey(id), r.dueKey(rb)}, op, id, to, r.clock().UnixMicro())
+	if err != nil {
+		return "", inventory.Reservation{}, err
+	}
+	if rep[0] == "nf" {
+		return "nf", inventory.Reservation{}, nil
+	}
+	res, at, err := parseRecord(id, rep)
+	if err != nil {
+		return "", res, err
+	}
+	switch rep[0] {
+	case "give", "expired":
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), compensateTimeout)
+		defer cancel()
+		err = r.finish(fctx, "give", id, at, res.Lines)
+	case "undo":
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), compensateTimeout)
+		defer cancel()
+		err = r.finish(fctx, "undo", id, at, res.Lines)
+	}
+	return rep[0], res, err
+}
+
+// maxSweepPages bounds the pages of one bucket's due set one ExpireDue reads.
+const maxSweepPages = 8
+
+// ExpireDue expires at most limit held reservations whose TTL has passed and
+// gives their units back; on the way it finishes releases and expiries a
+// crashed process left half done, and undoes carts left half taken for
+// PendingTimeout. Sweepers in many processes never expire a hold twice.
+func (r *Reserver) ExpireDue(ctx context.Context, limit int) (int, error) {
+	if err := inventory.ValidateLimit(limit); err != nil {
+		return 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	now := r.clock().UnixMicro()
+	start := int(r.sweep.Add(1))
+	n := 0
+	for i := range r.buckets {
+		b := (start + i) % r.buckets
+		// Entries another sweeper is finishing stay in the due set until it
+		// is done: read again while a full page comes back, a few times.
+		for range maxSweepPages {
+			ids, err := r.run(ctx, []string{r.marker(b), r.dueKey(b)}, "due", now, limit)
+			if err != nil {
+				return n, failRead("expire", "", err)
+			}
+			for _, id := range ids {
+				if n >= limit {
+					return n, nil
+				}
+				kind, _, err := r.sweepOne(ctx, "sweep", id, 0)
+				if err != nil {
+					return n, fail("expire", id, err)
+				}
+				if kind == "expired" {
+					n++
+				}
+			}
+			if len(ids) < limit || n >= limit {
+				break
+			}
+		}
+	}
+	return n, nil
+}
+
+// Lookup returns the reservation recorded under id, or inventory.ErrNotFound.
+// A cart still being taken is not found until it is granted.
+func (r *Reserver) Lookup(ctx context.Context, id string) (inventory.Reservation, error) {
+	if err := inventory.ValidateID(id); err != nil {
+		return inventory.Reservation{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return inventory.Reservation{}, err
+	}
+	rb := r.bucket(id)
+	rep, err := r.run(ctx, []string{r.marker(rb), r.recordKey(id)}, "lookup")
+	if err != nil {
+		return inventory.Reservation{}, failRead("lookup", id, err)
+	}
+	if rep[0] == "nf" {
+		return inventory.Reservation{}, fmt.Errorf("redisstock: lookup %q: %w", id, inventory.ErrNotFound)
+	}
+	res, _, err := parseRecord(id, rep)
+	return res, err
+}
+
+// Available returns the units of sku that can still be reserved.
+func (r *Reserver) Available(ctx context.Context, sku string) (int64, error) {
+	if err := inventory.ValidateSKU(sku); err != nil {
+		return 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	rep, err := r.run(ctx, []string{r.marker(r.bucket(sku)), r.stockKey(sku)}, "avail")
+	if err != nil {
+		return 0, failRead("available", sku, err)
+	}
+	if rep[0] == "unknown" {
+		return 0, &inventory.UnknownSKUError{SKU: sku}
+	}
+	return strconv.ParseInt(rep[1], 10, 64)
+}
+
+// SetStock sets the available units of sku, creating the SKU if it is new.
+// Units held or sold are not affected. A retry of a call whose reply was
+// lost sets the same number again.
+func (r *Reserver) SetStock(ctx context.Context, sku string, available int64) error {
+	if err := inventory.ValidateStock(sku, available); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	b := r.bucket(sku)
+	if _, err := r.run(ctx, []string{r.marker(b), r.stream(b), r.stockKey(sku)}, "stock", sku, available); err != nil {
+		return fail("set stock", sku, err)
+	}
+	return nil
+}
+
+// AddStock adds delta units (negative to remove) to sku and returns the new
+// available number; it never drives it below zero. Each call carries a token
+// of its own, so a retry of a call whose reply was lost adds nothing twice.
+func (r *Reserver) AddStock(ctx context.Context, sku string, delta int64) (int64, error) {
+	if err := inventory.ValidateDelta(sku, delta); err != nil {
+		return 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	b := r.bucket(sku)
+	tok := make([]byte, 12)
+	_, _ = rand.Read(tok)
+	keys := []string{r.marker(b), r.stream(b), r.stockKey(sku), r.key(b, "o:"+hex.EncodeToString(tok))}
+	rep, err := r.run(ctx, keys, "add", sku, delta, int64(inventory.MaxStock))
+	if err != nil {
+		return 0, fail("add stock", sku, err)
+	}
+	switch rep[0] {
+	case "unknown":
+		return 0, &inventory.UnknownSKUError{SKU: sku}
+	case "short":
+		avail, _ := strconv.ParseInt(rep[1], 10, 64)
+		return 0, &inventory.InsufficientStockError{SKU: sku, Requested: -delta, Available: avail}
+	case "over":
+		avail, _ := strconv.ParseInt(rep[1], 10, 64)
+		return 0, &inventory.ValidationError{Field: "delta", Reason: fmt.Sprintf("available would be %d, over %d", avail+delta, int64(inventory.MaxStock))}
+	}
+	return strconv.ParseInt(rep[1], 10, 64)
+}

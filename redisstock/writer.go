@@ -1,0 +1,617 @@
+package redisstock
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/oversell/inventory"
+)
+
+// WriterOptions configures a Writer. A nil *WriterOptions takes every
+// default.
+type WriterOptions struct {
+	// Consumer names this writer in each stream's consumer group. Writers
+	// running at once need names of their own. Default: random.
+	Consumer string
+	// BatchSize is the most events one PostgreSQL transaction applies.
+	// Default: 512.
+	BatchSize int
+	// Poll is how long a read waits for new events before the writer looks
+	// at its own unfinished entries and other writers' idle ones again.
+	// Default: 100ms.
+	Poll time.Duration
+	// ClaimIdle is how long an entry another writer read but did not
+	// acknowledge stays with it before this writer claims it (XAUTOCLAIM):
+	// longer than any batch takes. Default: 30s.
+	ClaimIdle time.Duration
+	// MaxFailures is how many times an event may fail to apply before it is
+	// moved to the bucket's dead-letter stream, with an error logged.
+	// Default: 5.
+	MaxFailures int
+	// MaxWait is how long an event whose takes have not reached PostgreSQL
+	// yet (they travel in another bucket's stream) waits for them before it
+	// counts as failing. Default: 1m.
+	MaxWait time.Duration
+	// Logger receives dead letters and errors. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// Writer applies the events of the store's streams to the PostgreSQL ledger
+// (the stock, reservation and reservation_line tables every PostgreSQL
+// strategy shares), in batches of one transaction each, and acknowledges an
+// entry only once its transaction has committed. Any number of writers, in
+// any number of processes, may run at once: they share each stream through
+// one consumer group, and applying an event twice, or events out of order,
+// changes nothing more than applying it once, in order:
+//
+//   - a stock event carries the SKU's available units and version after the
+//     change; the row takes it only if its version (the fence column) is
+//     older;
+//   - a reservation event carries the whole reservation; it is inserted if
+//     new, and its state moves only from held to a final state. It is
+//     applied only once PostgreSQL has the stock versions its takes left
+//     (they may come through other buckets' streams), so that PostgreSQL
+//     never counts a hold whose units it still counts as available.
+//
+// A Writer implements inventory.MetricsReporter: its lag, batches, events
+// and dead letters.
+type Writer struct {
+	r        *Reserver
+	consumer string
+	batch    int
+	poll     time.Duration
+	idle     time.Duration
+	maxFail  int
+	maxWait  time.Duration
+	log      *slog.Logger
+	q        writerQueries
+
+	lag     []atomic.Int64 // per bucket, last read
+	maxLag  atomic.Int64
+	batches atomic.Int64
+	events  atomic.Int64
+	dead    atomic.Int64
+	failed  atomic.Int64
+
+	mu    sync.Mutex
+	fails map[string]int       // entry ID -> failed applications
+	seen  map[string]time.Time // entry ID -> first time it had to wait
+}
+
+var _ inventory.MetricsReporter = (*Writer)(nil)
+
+type writerQueries struct {
+	stock, reserve, lines string
+}
+
+// NewWriter returns a Writer of the store r. Run it, in as many processes
+// as wanted.
+func (r *Reserver) NewWriter(opts *WriterOptions) *Writer {
+	w := &Writer{r: r, batch: 512, poll: 100 * time.Millisecond, idle: 30 * time.Second, maxFail: 5, maxWait: time.Minute,
+		log: slog.Default(), fails: map[string]int{}, seen: map[string]time.Time{}, lag: make([]atomic.Int64, r.buckets)}
+	if opts != nil {
+		w.consumer = opts.Consumer
+		if opts.BatchSize > 0 {
+			w.batch = opts.BatchSize
+		}
+		if opts.Poll > 0 {
+			w.poll = opts.Poll
+		}
+		if opts.ClaimIdle > 0 {
+			w.idle = opts.ClaimIdle
+		}
+		if opts.MaxFailures > 0 {
+			w.maxFail = opts.MaxFailures
+		}
+		if opts.MaxWait > 0 {
+			w.maxWait = opts.MaxWait
+		}
+		if opts.Logger != nil {
+			w.log = opts.Logger
+		}
+	}
+	if w.consumer == "" {
+		b := make([]byte, 8)
+		_, _ = rand.Read(b)
+		w.consumer = "w-" + hex.EncodeToString(b)
+	}
+	stock, res, lines := r.store.Table("stock"), r.store.Table("reservation"), r.store.Table("reservation_line")
+	w.q = writerQueries{
+		stock: `INSERT INTO ` + stock + ` AS s (sku, available, fence)
+SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[])
+ON CONFLICT (sku) DO UPDATE SET available = EXCLUDED.available, fence = EXCLUDED.fence WHERE s.fence < EXCLUDED.fence`,
+		reserve: `INSERT INTO ` + res + ` AS r (id, state, expires_at, created_at)
+SELECT * FROM unnest($1::text[], $2::smallint[], $3::timestamptz[], $4::timestamptz[])
+ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state WHERE r.state = 1 AND EXCLUDED.state <> 1`,
+		lines: `INSERT INTO ` + lines + ` (reservation_id, sku, qty)
+SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING`,
+	}
+	return w
+}
+
+// Run applies events until ctx ends, one loop per bucket, and returns nil
+// then. Errors (Redis or PostgreSQL away) are logged and retried.
+func (w *Writer) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for b := range w.r.buckets {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				if _, err := w.step(ctx, b, true); err != nil && ctx.Err() == nil {
+					w.log.Warn("redisstock: writer step failed; retrying", "bucket", b, "err", err)
+					select {
+					case <-ctx.Done():
+					case <-time.After(w.poll):
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return nil
+}
+
+// Drain applies events until every stream is empty (each applied event is
+// deleted from its stream), or ctx ends. Events that wait for another
+// bucket's are retried until they can go. It is meant for tests, tools and
+// shutdown; Run is the service.
+func (w *Writer) Drain(ctx context.Context) error {
+	for {
+		total := int64(0)
+		for b := range w.r.buckets {
+			if _, err := w.step(ctx, b, false); err != nil {
+				return err
+			}
+			total += w.lag[b].Load()
+		}
+		if total == 0 {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+}
+
+// Lag returns the number of events not yet applied, over every stream.
+func (w *Writer) Lag(ctx context.Context) (int64, error) {
+	var n int64
+	for b := range w.r.buckets {
+		l, err := w.r.rdb.XLen(ctx, w.r.stream(b)).Result()
+		if err != nil {
+			return 0, err
+		}
+		n += l
+	}
+	return n, nil
+}
+
+// Metrics reports the writer's lag (events in the streams, as last read),
+// the largest lag seen, and counts of batches, events applied, failed
+// applications and dead letters.
+func (w *Writer) Metrics() []inventory.Metric {
+	var lag int64
+	for b := range w.lag {
+		lag += w.lag[b].Load()
+	}
+	return []inventory.Metric{
+		{Name: "writer.lag", Unit: "{event}", Description: "Events in the streams not yet applied to PostgreSQL.", Kind: inventory.Gauge, Value: float64(lag)},
+		{Name: "writer.lag.max", Unit: "{event}", Description: "The largest lag this writer has seen.", Kind: inventory.Gauge, Value: float64(w.maxLag.Load())},
+		{Name: "writer.batches", Unit: "{batch}", Description: "Transactions committed.", Kind: inventory.Counter, Value: float64(w.batches.Load())},
+		{Name: "writer.events", Unit: "{event}", Description: "Events applied and acknowledged.", Kind: inventory.Counter, Value: float64(w.events.Load())},
+		{Name: "writer.failures", Unit: "{event}", Description: "Failed applications of an event, retried.", Kind: inventory.Counter, Value: float64(w.failed.Load())},
+		{Name: "writer.dead_letters", Unit: "{event}", Description: "Events moved to a dead-letter stream after repeated failures.", Kind: inventory.Counter, Value: float64(w.dead.Load())},
+	}
+}
+
+// DeadLetters returns the number of entries in the dead-letter streams.
+func (w *Writer) DeadLetters(ctx context.Context) (int64, error) {
+	var n int64
+	for b := range w.r.buckets {
+		l, err := w.r.rdb.XLen(ctx, w.r.deadStream(b)).Result()
+		if err != nil {
+			return 0, err
+		}
+		n += l
+	}
+	return n, nil
+}
+
+// step reads what bucket b has for this writer (its own unfinished entries,
+// entries idle with other writers, new ones), applies them, and records the
+// stream's length as the lag.
+func (w *Writer) step(ctx context.Context, b int, block bool) (int, error) {
+	r := w.r
+	st := r.stream(b)
+	var msgs []redis.XMessage
+	own, err := r.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: consumerGroup, Consumer: w.consumer, Streams: []string{st, "0"}, Count: int64(w.batch)}).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return 0, w.noGroup(ctx, b, err)
+	}
+	for _, s := range own {
+		msgs = append(msgs, s.Messages...)
+	}
+	if len(msgs) < w.batch {
+		claimed, _, err := r.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: st, Group: consumerGroup, Consumer: w.consumer, MinIdle: w.idle, Start: "0-0", Count: int64(w.batch - len(msgs))}).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return 0, err
+		}
+		msgs = append(msgs, claimed...)
+	}
+	if len(msgs) < w.batch {
+		args := &redis.XReadGroupArgs{Group: consumerGroup, Consumer: w.consumer, Streams: []string{st, ">"}, Count: int64(w.batch - len(msgs)), Block: -1}
+		if block && len(msgs) == 0 {
+			args.Block = w.poll
+		}
+		fresh, err := r.rdb.XReadGroup(ctx, args).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return 0, err
+		}
+		for _, s := range fresh {
+			msgs = append(msgs, s.Messages...)
+		}
+	}
+	n := 0
+	if len(msgs) > 0 {
+		slices.SortFunc(msgs, func(a, b redis.XMessage) int { return compareIDs(a.ID, b.ID) })
+		msgs = slices.CompactFunc(msgs, func(a, b redis.XMessage) bool { return a.ID == b.ID })
+		if n, err = w.apply(ctx, b, msgs); err != nil {
+			return n, err
+		}
+	}
+	l, err := r.rdb.XLen(ctx, st).Result()
+	if err != nil {
+		return n, err
+	}
+	w.lag[b].Store(l)
+	var total int64
+	for i := range w.lag {
+		total += w.lag[i].Load()
+	}
+	for {
+		m := w.maxLag.Load()
+		if total <= m || w.maxLag.CompareAndSwap(m, total) {
+			break
+		}
+	}
+	return n, nil
+}
+
+// noGroup turns a missing consumer group (the stream is gone: Redis lost
+// its data) into ErrNotLoaded.
+func (w *Writer) noGroup(ctx context.Context, b int, err error) error {
+	if strings.Contains(err.Error(), "NOGROUP") {
+		if ok, lerr := w.r.Loaded(ctx); lerr == nil && !ok {
+			return &NotLoadedError{Key: w.r.marker(b)}
+		}
+	}
+	return err
+}
+
+func compareIDs(a, b string) int {
+	am, as, _ := strings.Cut(a, "-")
+	bm, bs, _ := strings.Cut(b, "-")
+	x, _ := strconv.ParseUint(am, 10, 64)
+	y, _ := strconv.ParseUint(bm, 10, 64)
+	if x != y {
+		if x < y {
+			return -1
+		}
+		return 1
+	}
+	x, _ = strconv.ParseUint(as, 10, 64)
+	y, _ = strconv.ParseUint(bs, 10, 64)
+	switch {
+	case x < y:
+		return -1
+	case x > y:
+		return 1
+	}
+	return 0
+}
+
+// event is one parsed stream entry.
+type event struct {
+	id    string // stream entry ID
+	kind  string // st (stock), tk (take), ud (undo), gv (give), rs (reservation)
+	res   string // reservation ID
+	state int16
+	exp   time.Time
+	cr    time.Time
+	lines []evLine
+}
+
+type evLine struct {
+	sku     string
+	qty     int64
+	a, v    int64 // stock events: available and version after
+	waitFor int64 // rs events: the stock version its take left; 0 for none
+}
+
+func parseEvent(m redis.XMessage) (event, error) {
+	get := func(k string) string { s, _ := m.Values[k].(string); return s }
+	num := func(k string) int64 { n, _ := strconv.ParseInt(get(k), 10, 64); return n }
+	e := event{id: m.ID, kind: get("t"), res: get("id")}
+	n := int(num("n"))
+	if n < 1 || n > inventory.MaxLines {
+		return e, fmt.Errorf("entry %s: %d lines", m.ID, n)
+	}
+	var vs []string
+	if s := get("vs"); s != "" {
+		vs = strings.Split(s, ",")
+	}
+	for i := 1; i <= n; i++ {
+		k := strconv.Itoa(i)
+		l := evLine{sku: get("s" + k), qty: num("q" + k), a: num("a" + k), v: num("v" + k)}
+		if i <= len(vs) {
+			l.waitFor, _ = strconv.ParseInt(vs[i-1], 10, 64)
+		}
+		if l.sku == "" {
+			return e, fmt.Errorf("entry %s: line %d has no sku", m.ID, i)
+		}
+		e.lines = append(e.lines, l)
+	}
+	switch e.kind {
+	case "st", "tk", "ud", "gv":
+	case "rs":
+		e.state = int16(num("st"))
+		e.exp = time.UnixMicro(num("exp")).UTC()
+		e.cr = time.UnixMicro(num("cr")).UTC()
+		if e.res == "" || e.state < 1 || e.state > 4 {
+			return e, fmt.Errorf("entry %s: reservation event without id or with state %d", m.ID, e.state)
+		}
+	default:
+		return e, fmt.Errorf("entry %s: unknown event type %q", m.ID, e.kind)
+	}
+	return e, nil
+}
+
+// apply applies msgs (in stream order) to PostgreSQL and acknowledges those
+// that committed. An event whose stock versions PostgreSQL lacks yet waits
+// for a later step. A batch that fails is retried one event at a time, so
+// that one bad event is found, counted, and after MaxFailures moved to the
+// dead-letter stream.
+func (w *Writer) apply(ctx context.Context, b int, msgs []redis.XMessage) (int, error) {
+	var evs []event
+	for _, m := range msgs {
+		e, err := parseEvent(m)
+		if err != nil {
+			w.deadLetter(ctx, b, m, err)
+			continue
+		}
+		evs = append(evs, e)
+	}
+	ready, err := w.ready(ctx, evs)
+	if err != nil {
+		return 0, err
+	}
+	if len(ready) == 0 {
+		return 0, nil
+	}
+	if err := w.commit(ctx, ready); err == nil {
+		return len(ready), w.ack(ctx, b, ready)
+	} else if len(ready) == 1 || ctx.Err() != nil {
+		w.failedOnce(ctx, b, msgs, ready[0], err)
+		return 0, err
+	}
+	n := 0
+	for _, e := range ready {
+		if err := w.commit(ctx, []event{e}); err != nil {
+			w.failedOnce(ctx, b, msgs, e, err)
+			if ctx.Err() != nil {
+				return n, err
+			}
+			continue
+		}
+		if err := w.ack(ctx, b, []event{e}); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// ready returns the events PostgreSQL can take now: all but the reservation
+// events whose takes' stock versions it has not seen, neither in its rows
+// nor in this batch. Those that waited longer than MaxWait count as failing.
+func (w *Writer) ready(ctx context.Context, evs []event) ([]event, error) {
+	need := map[string]int64{}
+	for _, e := range evs {
+		for _, l := range e.lines {
+			if e.kind == "rs" && l.waitFor > 0 {
+				need[l.sku] = max(need[l.sku], l.waitFor)
+			}
+		}
+	}
+	if len(need) == 0 {
+		return evs, nil
+	}
+	have := map[string]int64{}
+	for _, e := range evs {
+		if e.kind != "rs" {
+			for _, l := range e.lines {
+				have[l.sku] = max(have[l.sku], l.v)
+			}
+		}
+	}
+	skus := make([]string, 0, len(need))
+	for s := range need {
+		skus = append(skus, s)
+	}
+	rows, err := w.r.store.DB().Query(ctx, "SELECT sku, fence FROM "+w.r.store.Table("stock")+" WHERE sku = ANY ($1)", skus)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var s string
+		var f int64
+		if err := rows.Scan(&s, &f); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		have[s] = max(have[s], f)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	out := evs[:0:0]
+	for _, e := range evs {
+		ok := true
+		for _, l := range e.lines {
+			if e.kind == "rs" && l.waitFor > have[l.sku] {
+				ok = false
+			}
+		}
+		if ok {
+			out = append(out, e)
+			continue
+		}
+		w.mu.Lock()
+		first, seen := w.seen[e.id]
+		if !seen {
+			w.seen[e.id] = time.Now()
+		}
+		w.mu.Unlock()
+		if seen && time.Since(first) > w.maxWait {
+			out = append(out, e) // let it fail and count: its takes never came
+		}
+	}
+	return out, nil
+}
+
+// commit applies evs in one implicit transaction: one batch, one round trip.
+// Stock rows take the newest version of the batch; reservations their most
+// advanced state.
+func (w *Writer) commit(ctx context.Context, evs []event) error {
+	type stockRow struct{ a, v int64 }
+	stock := map[string]stockRow{}
+	res := map[string]*event{}
+	var order []string
+	for i := range evs {
+		e := &evs[i]
+		if e.kind != "rs" {
+			for _, l := range e.lines {
+				if cur, ok := stock[l.sku]; !ok || l.v > cur.v {
+					stock[l.sku] = stockRow{l.a, l.v}
+				}
+			}
+			continue
+		}
+		if cur, ok := res[e.res]; !ok {
+			res[e.res] = e
+			order = append(order, e.res)
+		} else if e.state > cur.state {
+			res[e.res] = e
+		}
+	}
+	b := &pgx.Batch{}
+	if len(stock) > 0 {
+		skus := make([]string, 0, len(stock))
+		for s := range stock {
+			skus = append(skus, s)
+		}
+		slices.Sort(skus) // rows in one order across writers
+		as, vs := make([]int64, len(skus)), make([]int64, len(skus))
+		for i, s := range skus {
+			as[i], vs[i] = stock[s].a, stock[s].v
+		}
+		b.Queue(w.q.stock, skus, as, vs)
+	}
+	if len(res) > 0 {
+		slices.Sort(order)
+		ids, states := make([]string, len(order)), make([]int16, len(order))
+		exps, crs := make([]time.Time, len(order)), make([]time.Time, len(order))
+		var lid, lsku []string
+		var lqty []int64
+		for i, id := range order {
+			e := res[id]
+			ids[i], states[i], exps[i], crs[i] = id, e.state, e.exp, e.cr
+			for _, l := range e.lines {
+				lid, lsku, lqty = append(lid, id), append(lsku, l.sku), append(lqty, l.qty)
+			}
+		}
+		b.Queue(w.q.reserve, ids, states, exps, crs)
+		b.Queue(w.q.lines, lid, lsku, lqty)
+	}
+	if err := w.r.store.DB().SendBatch(ctx, b).Close(); err != nil {
+		return err
+	}
+	w.batches.Add(1)
+	return nil
+}
+
+// ack acknowledges and deletes applied entries, once their transaction has
+// committed.
+func (w *Writer) ack(ctx context.Context, b int, evs []event) error {
+	r := w.r
+	args := []any{"ack", consumerGroup}
+	w.mu.Lock()
+	for _, e := range evs {
+		args = append(args, e.id)
+		delete(w.fails, e.id)
+		delete(w.seen, e.id)
+	}
+	w.mu.Unlock()
+	if _, err := r.run(ctx, []string{r.marker(b), r.stream(b), r.deadStream(b)}, args...); err != nil {
+		return err
+	}
+	w.events.Add(int64(len(evs)))
+	return nil
+}
+
+// failedOnce counts a failed application of e and moves it to the
+// dead-letter stream once it has failed MaxFailures times.
+func (w *Writer) failedOnce(ctx context.Context, b int, msgs []redis.XMessage, e event, err error) {
+	w.failed.Add(1)
+	w.mu.Lock()
+	w.fails[e.id]++
+	n := w.fails[e.id]
+	w.mu.Unlock()
+	if n < w.maxFail || ctx.Err() != nil {
+		return
+	}
+	for _, m := range msgs {
+		if m.ID == e.id {
+			w.deadLetter(ctx, b, m, err)
+		}
+	}
+}
+
+// deadLetter moves an entry to the bucket's dead-letter stream and
+// acknowledges it, in one script call, and logs it.
+func (w *Writer) deadLetter(ctx context.Context, b int, m redis.XMessage, cause error) {
+	r := w.r
+	args := []any{"dead", consumerGroup, m.ID, "error", cause.Error()}
+	keys := make([]string, 0, len(m.Values))
+	for k := range m.Values {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		args = append(args, k, m.Values[k])
+	}
+	if _, err := r.run(ctx, []string{r.marker(b), r.stream(b), r.deadStream(b)}, args...); err != nil {
+		w.log.Error("redisstock: could not move an event to the dead-letter stream", "bucket", b, "entry", m.ID, "err", err, "cause", cause)
+		return
+	}
+	w.mu.Lock()
+	delete(w.fails, m.ID)
+	delete(w.seen, m.ID)
+	w.mu.Unlock()
+	w.dead.Add(1)
+	w.log.Error("redisstock: event moved to the dead-letter stream after repeated failures; PostgreSQL misses it until it is replayed",
+		"bucket", b, "entry", m.ID, "dead_letter_stream", r.deadStream(b), "err", cause)
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/oversell/inventory"
+	"github.com/oversell/inventory/groupcommit"
 	"github.com/oversell/inventory/memory"
 	"github.com/oversell/inventory/pessimistic"
 	"github.com/oversell/inventory/redislock"
@@ -45,6 +46,16 @@ func init() {
 				r, err := pessimistic.New(e.pool, &pessimistic.Options{
 					Schema: e.cfg.Schema, DefaultTTL: e.cfg.DefaultTTL, Now: e.cfg.Now, LockTimeout: e.cfg.LockWait,
 				})
+				if err != nil {
+					return nil, err
+				}
+				return r, r.Migrate(ctx)
+			},
+		},
+		{
+			info: Info{Name: "groupcommit", Summary: "PostgreSQL: concurrent calls coalesced into one transaction per flush", Services: []Service{Postgres}},
+			open: func(ctx context.Context, e *env) (inventory.Strategy, error) {
+				r, err := groupcommit.New(e.pool, &groupcommit.Options{Schema: e.cfg.Schema, DefaultTTL: e.cfg.DefaultTTL, Now: e.cfg.Now})
 				if err != nil {
 					return nil, err
 				}

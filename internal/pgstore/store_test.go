@@ -3,6 +3,7 @@ package pgstore_test
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -153,7 +154,9 @@ func TestMigrateIsIdempotentAndSafeConcurrently(t *testing.T) {
 	require.NoError(t, s.Migrate(ctx), "again")
 	var applied int
 	require.NoError(t, pool.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{name, "schema_migrations"}.Sanitize()).Scan(&applied))
-	assert.Equal(t, 1, applied, "each migration recorded once")
+	files, err := os.ReadDir("migrations")
+	require.NoError(t, err)
+	assert.Equal(t, len(files), applied, "each migration recorded once")
 	assert.Equal(t, 4, tableCount(ctx, t, name))
 }
 

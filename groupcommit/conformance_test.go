@@ -1,0 +1,22 @@
+package groupcommit_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/oversell/inventory/groupcommit"
+	"github.com/oversell/inventory/internal/pgstore"
+	"github.com/oversell/inventory/internal/pgstore/pgtest"
+	"github.com/oversell/inventory/strategy/strategytest"
+)
+
+func newStrategy(db pgstore.DB, schema string, now func() time.Time) (pgtest.Strategy, error) {
+	return groupcommit.New(db, &groupcommit.Options{Schema: schema, Now: now})
+}
+
+func TestConformance(t *testing.T) {
+	strategytest.RunConformance(t, func(ctx context.Context, t *testing.T) *strategytest.Harness {
+		return pgtest.Harness(ctx, t, newStrategy)
+	})
+}

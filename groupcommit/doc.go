@@ -1,0 +1,3 @@
+// Package groupcommit is the inventory strategy that coalesces concurrent
+// calls into one PostgreSQL transaction per flush.
+package groupcommit

@@ -1,0 +1,296 @@
+package groupcommit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/oversell/inventory"
+	"github.com/oversell/inventory/internal/pgstore"
+)
+
+// DB is the part of a PostgreSQL client the strategy uses. *pgxpool.Pool
+// satisfies it. Flushes run concurrently (Options.Flushers), so a single
+// *pgx.Conn, which serves one call at a time, does not.
+type DB = pgstore.DB
+
+// Defaults of Options.
+const (
+	DefaultMaxBatch     = 512
+	DefaultMaxPending   = 8192
+	DefaultFlushers     = 2
+	DefaultFlushTimeout = 30 * time.Second
+)
+
+// Options configures a Reserver. A nil *Options takes every default.
+type Options struct {
+	// Schema is the PostgreSQL schema holding the tables. Any name of 1..63
+	// bytes without NUL is accepted; it is always quoted. Default: "inventory".
+	Schema string
+	// DefaultTTL is the hold lifetime of a request whose TTL is 0.
+	// Default: 15m.
+	DefaultTTL time.Duration
+	// Now is the clock expiry is measured by, read in Go and sent to the
+	// server as a parameter. Default: time.Now.
+	Now func() time.Time
+
+	// MaxBatch is the most calls one flush carries. Default: 512.
+	MaxBatch int
+	// MaxPending is the most calls that may wait for a flush; beyond it
+	// Reserve, Commit, Release and ExpireDue fail at once with an error that
+	// errors.Is inventory.ErrContended, changing nothing. Default: 8192.
+	MaxPending int
+	// Flushers is the most flushes in flight at once, each on a connection
+	// of its own. Default: 2.
+	Flushers int
+	// MaxWait is how long a caller that is to flush waits for more calls to
+	// join its batch before it sends it, when the batch is not full. Calls
+	// that arrive while a flush is in flight join the next one anyway; the
+	// wait only helps when too few arrive meanwhile. Default: 0, no wait.
+	MaxWait time.Duration
+	// FlushTimeout bounds one flush, which carries the calls of many callers
+	// and so runs on a context of its own, not any caller's. Default: 30s.
+	FlushTimeout time.Duration
+}
+
+// Reserver keeps stock in PostgreSQL and coalesces concurrent calls into one
+// transaction per flush. It is safe for concurrent use, and starts no
+// goroutine: the first caller that finds a flusher slot free flushes for
+// every caller queued behind it (see the package documentation).
+//
+// Reserve, Commit, Release and ExpireDue are batched; Lookup, Available,
+// SetStock, AddStock and Migrate come from the ledger every PostgreSQL
+// strategy shares, and keep the contract documented on inventory.Reserver.
+type Reserver struct {
+	pgstore.Ledger // Lookup, Available, SetStock, AddStock, Migrate
+	store          *pgstore.Store
+	db             DB
+	flushSQL       string
+	ttl            time.Duration
+
+	maxBatch, maxPending, flushers int
+	maxWait, flushTimeout          time.Duration
+
+	mu       sync.Mutex
+	queue    []*call
+	flushing int // flusher slots taken: leaders flushing or told to
+
+	stats counters
+}
+
+var (
+	_ inventory.Strategy        = (*Reserver)(nil)
+	_ inventory.MetricsReporter = (*Reserver)(nil)
+)
+
+// New returns a Reserver on db. It fails with an error that errors.Is
+// inventory.ErrInvalidRequest when opts names an unusable schema or a
+// negative knob. It does not touch the database: call Migrate, or run DDL
+// with your own migration tool, before use.
+func New(db DB, opts *Options) (*Reserver, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	for _, k := range []struct {
+		name string
+		v    int64
+	}{{"MaxBatch", int64(o.MaxBatch)}, {"MaxPending", int64(o.MaxPending)}, {"Flushers", int64(o.Flushers)},
+		{"MaxWait", int64(o.MaxWait)}, {"FlushTimeout", int64(o.FlushTimeout)}} {
+		if k.v < 0 {
+			return nil, &inventory.ValidationError{Field: k.name, Reason: "negative"}
+		}
+	}
+	store, err := pgstore.New(db, &pgstore.Options{Schema: o.Schema, DefaultTTL: o.DefaultTTL, Now: o.Now, Name: "groupcommit"})
+	if err != nil {
+		return nil, err
+	}
+	r := &Reserver{
+		Ledger:       store.Ledger(),
+		store:        store,
+		db:           db,
+		flushSQL:     "SELECT o_kind, o_idx, o_outcome, o_sku, o_avail FROM " + store.Table(pgstore.FlushFunction) + "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+		ttl:          pgstore.DefaultTTL,
+		maxBatch:     cmpOr(o.MaxBatch, DefaultMaxBatch),
+		maxPending:   cmpOr(o.MaxPending, DefaultMaxPending),
+		flushers:     cmpOr(o.Flushers, DefaultFlushers),
+		maxWait:      o.MaxWait,
+		flushTimeout: cmpOr(o.FlushTimeout, DefaultFlushTimeout),
+	}
+	if o.DefaultTTL > 0 {
+		r.ttl = o.DefaultTTL
+	}
+	return r, nil
+}
+
+func cmpOr[T int | time.Duration](v, def T) T {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+// DDL returns the SQL that creates the schema named schema, its tables and
+// the flush function, for users who run their own migration tool. It is
+// idempotent.
+func DDL(schema string) (string, error) { return pgstore.DDL(schema) }
+
+// maxTakenRounds bounds the rounds of Reserve that find the ID taken and
+// then do not find the reservation (its first transaction recorded it and
+// deleted it again, refused).
+const maxTakenRounds = 3
+
+// Reserve holds every line of req, or none, for req.TTL (0: the default).
+// It queues the request for the next flush, which decides it in arrival
+// order with the others in one transaction. See the package documentation
+// for errors and costs.
+func (r *Reserver) Reserve(ctx context.Context, req inventory.Request) (inventory.Reservation, error) {
+	if err := req.Validate(); err != nil {
+		return inventory.Reservation{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return inventory.Reservation{}, err
+	}
+	ttl := req.TTL
+	if ttl == 0 {
+		ttl = r.ttl
+	}
+	lines := inventory.SortLines(req.Lines)
+	for range maxTakenRounds {
+		c := &call{kind: kindReserve, id: req.ID, lines: lines, ttl: ttl}
+		if err := r.submit(ctx, c); err != nil {
+			return inventory.Reservation{}, err
+		}
+		switch c.outcome {
+		case outcomeDone:
+			return inventory.Reservation{ID: req.ID, Lines: lines, State: inventory.Held, ExpiresAt: c.exp}, nil
+		case outcomeRefused:
+			return inventory.Reservation{}, c.refusal
+		}
+		got, err := r.store.Lookup(ctx, req.ID)
+		if errors.Is(err, inventory.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return inventory.Reservation{}, err
+		}
+		if !inventory.SameLines(got.Lines, req.Lines) {
+			return inventory.Reservation{}, fmt.Errorf("groupcommit: reserve %q: %w", req.ID, inventory.ErrConflict)
+		}
+		return got, nil
+	}
+	return inventory.Reservation{}, fmt.Errorf("groupcommit: reserve %q: the id is taken but no reservation is recorded under it", req.ID)
+}
+
+// Commit sells the units of a held reservation. A held, active reservation
+// is committed in the next flush; any other (already committed, released,
+// expired, overdue, unknown) is then settled on its own as the shared
+// ledger does: Committed again is nil; Released or Expired an
+// *inventory.StateError; an unknown ID inventory.ErrNotFound.
+func (r *Reserver) Commit(ctx context.Context, id string) error {
+	return r.settle(ctx, id, kindCommit, r.store.Commit)
+}
+
+// Release returns the units of a held reservation to stock, in the next
+// flush; it mirrors Commit: Released again is nil; Committed or Expired an
+// *inventory.StateError.
+func (r *Reserver) Release(ctx context.Context, id string) error {
+	return r.settle(ctx, id, kindRelease, r.store.Release)
+}
+
+func (r *Reserver) settle(ctx context.Context, id string, k kind, alone func(context.Context, string) error) error {
+	if err := inventory.ValidateID(id); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c := &call{kind: k, id: id}
+	if err := r.submit(ctx, c); err != nil {
+		return err
+	}
+	if c.outcome == outcomeDone {
+		return nil
+	}
+	// Not held and active when the flush ran: settle it on its own, which
+	// tells every other case apart.
+	return alone(ctx, id)
+}
+
+// ExpireDue expires at most limit held reservations whose TTL has passed and
+// returns their units, in the next flush, and reports how many it expired.
+// Concurrent calls share one flush and the holds it expired. Due holds are
+// claimed with FOR UPDATE SKIP LOCKED, so sweepers in many processes never
+// expire one twice.
+func (r *Reserver) ExpireDue(ctx context.Context, limit int) (int, error) {
+	if err := inventory.ValidateLimit(limit); err != nil {
+		return 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	c := &call{kind: kindExpire, limit: limit}
+	if err := r.submit(ctx, c); err != nil {
+		return 0, err
+	}
+	return c.expired, nil
+}
+
+// Stats is a reading of a Reserver's counters since it was made.
+type Stats struct {
+	Flushes   int64         // flushes sent (transactions), retries included
+	Calls     int64         // calls the flushes carried
+	Retries   int64         // flushes sent again after the server refused one whole (deadlock, serialization)
+	Contended int64         // calls turned away because MaxPending calls were waiting
+	Busy      time.Duration // flush time summed over flushes
+	Pending   int           // calls waiting now
+	InFlight  int           // flusher slots taken now
+}
+
+// MeanBatch returns the mean number of calls per flush.
+func (s Stats) MeanBatch() float64 {
+	if s.Flushes == 0 {
+		return 0
+	}
+	return float64(s.Calls) / float64(s.Flushes)
+}
+
+type counters struct {
+	flushes, calls, retries, contended, busyNs atomic.Int64
+}
+
+// Stats returns the Reserver's counters.
+func (r *Reserver) Stats() Stats {
+	r.mu.Lock()
+	pending, inFlight := len(r.queue), r.flushing
+	r.mu.Unlock()
+	return Stats{
+		Flushes:   r.stats.flushes.Load(),
+		Calls:     r.stats.calls.Load(),
+		Retries:   r.stats.retries.Load(),
+		Contended: r.stats.contended.Load(),
+		Busy:      time.Duration(r.stats.busyNs.Load()),
+		Pending:   pending,
+		InFlight:  inFlight,
+	}
+}
+
+// Metrics returns the Reserver's counters as inventory metrics: flushes,
+// the batch size distribution (batch.size.count is the number of flushes,
+// batch.size.sum the calls they carried), retries, rejected calls, time spent
+// flushing, and the queue depth and flushes in flight now.
+func (r *Reserver) Metrics() []inventory.Metric {
+	s := r.Stats()
+	return []inventory.Metric{
+		{Name: "batch.size.count", Unit: "{flush}", Description: "Flushes sent, each one transaction.", Kind: inventory.Counter, Value: float64(s.Flushes)},
+		{Name: "batch.size.sum", Unit: "{call}", Description: "Calls carried by the flushes.", Kind: inventory.Counter, Value: float64(s.Calls)},
+		{Name: "flush.retries", Unit: "{flush}", Description: "Flushes sent again after the server refused one whole.", Kind: inventory.Counter, Value: float64(s.Retries)},
+		{Name: "flush.duration.sum", Unit: "s", Description: "Time spent flushing, summed over flushes.", Kind: inventory.Counter, Value: s.Busy.Seconds()},
+		{Name: "queue.rejected", Unit: "{call}", Description: "Calls turned away because the queue was full.", Kind: inventory.Counter, Value: float64(s.Contended)},
+		{Name: "queue.depth", Unit: "{call}", Description: "Calls waiting for a flush.", Kind: inventory.Gauge, Value: float64(s.Pending)},
+		{Name: "flush.in_flight", Unit: "{flush}", Description: "Flusher slots taken.", Kind: inventory.Gauge, Value: float64(s.InFlight)},
+	}
+}

@@ -1,0 +1,25 @@
+package pgstore
+
+import "context"
+
+// FlushFunction is the name of the function, created by the migrations, that
+// applies one batch of the groupcommit strategy in one statement; qualify it
+// with Table.
+const FlushFunction = "groupcommit_flush"
+
+// CommitError classifies err, the error of a call that sent a commit (COMMIT,
+// or a statement or batch that is its own implicit transaction) for the
+// operation op on id: an *inventory.OutcomeUnknownError when the server may
+// have committed it, else the error of a call that changed nothing, mapped
+// to the inventory sentinels as the store's own calls map theirs.
+func (s *Store) CommitError(ctx context.Context, op, id string, err error) error {
+	return s.afterCommit(ctx, op, id, err)
+}
+
+// Retryable reports whether err is the server's refusal of a whole
+// transaction that may succeed when sent again unchanged: a deadlock
+// (40P01), a serialization failure (40001) or a lock timeout (55P03).
+// Nothing was changed by it.
+func Retryable(err error) bool {
+	return hasCode(err, "40P01") || hasCode(err, codeSerializationFailure) || hasCode(err, codeLockNotAvailable)
+}

@@ -19,8 +19,10 @@ type SweeperOptions struct {
 	// BatchSize is the limit passed to each ExpireDue call. A sweep keeps
 	// calling ExpireDue while full batches come back. Default: 500.
 	BatchSize int
-	// Logger receives a record per sweep that expired holds and per failure.
-	// Default: slog.Default().
+	// Logger receives the sweeper's state changes (started, stopped, failing,
+	// recovered), one record per failed sweep and one per sweep that expired
+	// holds, with the count: never a record per reservation. Default: nil,
+	// which logs nothing.
 	Logger *slog.Logger
 }
 
@@ -37,7 +39,7 @@ type Sweeper struct {
 
 // NewSweeper returns a Sweeper for e. Call Run to start it.
 func NewSweeper(e Expirer, opts *SweeperOptions) *Sweeper {
-	s := &Sweeper{exp: e, interval: 10 * time.Second, jitter: 0.2, batchSize: 500, log: slog.Default()}
+	s := &Sweeper{exp: e, interval: 10 * time.Second, jitter: 0.2, batchSize: 500, log: slog.New(slog.DiscardHandler)}
 	if opts != nil {
 		if opts.Interval > 0 {
 			s.interval = opts.Interval
@@ -61,23 +63,33 @@ func NewSweeper(e Expirer, opts *SweeperOptions) *Sweeper {
 var errNoExpirer = &ValidationError{Field: "Expirer", Reason: "nil"}
 
 // Run sweeps at once and then every interval until ctx ends, then returns
-// ctx's error. A failed sweep is logged and tried again at the next interval.
-// A Sweeper made with a nil Expirer returns an error that errors.Is
-// ErrInvalidRequest at once.
+// ctx's error. A failed sweep is logged and tried again at the next interval;
+// the first sweep that succeeds after failures is logged too. A Sweeper made
+// with a nil Expirer returns an error that errors.Is ErrInvalidRequest at
+// once.
 func (s *Sweeper) Run(ctx context.Context) error {
 	if s.exp == nil {
 		return errNoExpirer
 	}
+	s.log.InfoContext(ctx, "inventory: sweeper started", slog.Duration("interval", s.interval), slog.Int("batch_size", s.batchSize))
 	t := time.NewTimer(0)
 	defer t.Stop()
+	failures := 0 // consecutive failed sweeps
 	for {
 		select {
 		case <-ctx.Done():
+			s.log.InfoContext(context.WithoutCancel(ctx), "inventory: sweeper stopped", slog.Any("reason", ctx.Err()))
 			return ctx.Err()
 		case <-t.C:
 		}
-		if n, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
-			s.log.WarnContext(ctx, "inventory: sweep failed", slog.Int("expired", n), slog.Any("error", err))
+		n, err := s.Sweep(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			failures++
+			s.log.WarnContext(ctx, "inventory: sweep failed", slog.Int("expired", n), slog.Int("failures", failures), slog.Any("error", err))
+		case err == nil && failures > 0:
+			s.log.InfoContext(ctx, "inventory: sweeps recovered", slog.Int("failures", failures))
+			failures = 0
 		}
 		t.Reset(s.pause())
 	}

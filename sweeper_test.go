@@ -115,10 +115,12 @@ func requireState(t *testing.T, r *memory.Reserver, id string, want inventory.St
 
 // logRecord is one line of slog's JSON output.
 type logRecord struct {
-	Level string `json:"level"`
-	Msg   string `json:"msg"`
-	Count int    `json:"count"`
-	Error string `json:"error"`
+	Level    string `json:"level"`
+	Msg      string `json:"msg"`
+	Count    int    `json:"count"`
+	Error    string `json:"error"`
+	Failures int    `json:"failures"`
+	Reason   string `json:"reason"`
 }
 
 // syncBuffer is a bytes.Buffer safe to write from a sweeper's goroutine.
@@ -294,20 +296,31 @@ func TestSweeperRunLogsFailureAndKeepsGoing(t *testing.T) {
 	require.ErrorIs(t, <-done, context.Canceled)
 	s.requireSwept(t)
 
-	var failures, expired []logRecord
+	var failures, expired, recovered, other []logRecord
 	for _, rec := range logs.records(t) {
 		switch rec.Msg {
 		case "inventory: sweep failed":
 			failures = append(failures, rec)
 		case "inventory: expired holds":
 			expired = append(expired, rec)
+		case "inventory: sweeps recovered":
+			recovered = append(recovered, rec)
+		default:
+			other = append(other, rec)
 		}
 	}
 	require.Len(t, failures, 2, "each failed sweep is logged")
 	for i, rec := range failures {
 		assert.Equal(t, "WARN", rec.Level)
 		assert.Equal(t, fmt.Sprintf("call %d: %v", i+1, errSweepBroken), rec.Error)
+		assert.Equal(t, i+1, rec.Failures, "failures in a row")
 	}
+	assert.Equal(t, []logRecord{{Level: "INFO", Msg: "inventory: sweeps recovered", Failures: 2}}, recovered,
+		"the first sweep after the failures says so, once")
+	assert.Equal(t, []logRecord{
+		{Level: "INFO", Msg: "inventory: sweeper started"},
+		{Level: "INFO", Msg: "inventory: sweeper stopped", Reason: context.Canceled.Error()},
+	}, other, "start and stop are the only other records")
 	require.NotEmpty(t, expired, "the sweeper went on after the failures")
 	sum := 0
 	for _, rec := range expired {
@@ -322,4 +335,26 @@ func TestSweeperWithoutExpirerFailsInsteadOfPanicking(t *testing.T) {
 	assert.Zero(t, n)
 	require.ErrorIs(t, err, inventory.ErrInvalidRequest)
 	require.ErrorIs(t, s.Run(t.Context()), inventory.ErrInvalidRequest, "Run returns at once")
+}
+
+// TestSweeperLogsNothingByDefault checks that a Sweeper without a Logger
+// stays silent, even when the process has a default logger: it neither
+// writes to slog.Default nor fails.
+func TestSweeperLogsNothingByDefault(t *testing.T) {
+	var logs syncBuffer
+	prev := slog.Default()
+	slog.SetDefault(newLogger(&logs))
+	t.Cleanup(func() { slog.SetDefault(prev) })
+
+	s := newSweepStore(t, 6, 0, 0)
+	exp := &countingExpirer{Expirer: s, failFirst: 1}
+	sw := inventory.NewSweeper(exp, &inventory.SweeperOptions{Interval: time.Millisecond, Jitter: -1, BatchSize: 4})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sw.Run(ctx) }()
+	require.Eventually(t, func() bool { return exp.expired.Load() == int64(s.due) }, 10*time.Second, time.Millisecond)
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
+	s.requireSwept(t)
+	assert.Empty(t, logs.records(t), "a failure, a recovery, expired holds, a start and a stop: all silent")
 }

@@ -41,3 +41,16 @@ func BenchmarkSuite(b *testing.B) {
 	pool := pgtest.Pool(b, pgtest.PoolConfig{MaxConns: pgtest.BenchBuyers})
 	strategytest.RunBenchmarks(b, pgtest.BenchHarness(pool, maker(b)))
 }
+
+// TestProcs runs the hammer in four processes at once on one schema and one
+// key prefix, and kills one of them mid-run: its locks lapse after LockTTL.
+// Four buyers a process: the locks are unfair, and more starve past
+// WaitTimeout on a loaded machine.
+func TestProcs(t *testing.T) {
+	rdb := testsvc.Redis(t)
+	prefix := func(schema string) string { return "invtest:procs:" + schema + ":" }
+	mk := func(db pgstore.DB, schema string, now func() time.Time) (pgtest.Strategy, error) {
+		return redislock.New(db, rdb, &redislock.Options{Schema: schema, KeyPrefix: prefix(schema), Now: now, LockTTL: time.Second})
+	}
+	pgtest.RunProcs(t, mk, 4, func(t *testing.T, schema string) { testsvc.CleanRedisPrefix(t, prefix(schema)) })
+}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/oversell/inventory"
+	"github.com/oversell/inventory/internal/pgstore/pgtest"
 	"github.com/oversell/inventory/internal/testsvc"
 	"github.com/oversell/inventory/memory"
 	"github.com/oversell/inventory/sqlcond"
@@ -68,5 +70,32 @@ func TestConformanceOverSqlcond(t *testing.T) {
 func BenchmarkSuite(b *testing.B) {
 	strategytest.RunBenchmarks(b, func(_ context.Context, b *testing.B) *strategytest.Harness {
 		return memoryHarness(b, token.NewMemoryStore())
+	})
+}
+
+// TestProcs runs the hammer in four processes at once, each with its own
+// pool and issuer (one key), on one schema holding the stock and the flags,
+// and kills one of them mid-run.
+func TestProcs(t *testing.T) {
+	open := func(ctx context.Context, t *testing.T, pool *pgxpool.Pool, schema string) (*sqlcond.Reserver, *token.PostgresStore) {
+		inner, err := sqlcond.New(pool, &sqlcond.Options{Schema: schema})
+		require.NoError(t, err)
+		store, err := token.NewPostgresStore(pool, &token.PostgresOptions{Schema: schema})
+		require.NoError(t, err)
+		return inner, store
+	}
+	strategytest.RunProcsSuite(t, strategytest.ProcsConfig{
+		Setup: func(ctx context.Context, t *testing.T) string {
+			schema := testsvc.Schema(t)
+			inner, store := open(ctx, t, testsvc.Postgres(t), schema)
+			require.NoError(t, inner.Migrate(ctx))
+			require.NoError(t, store.Migrate(ctx))
+			return schema
+		},
+		Open: func(ctx context.Context, t *testing.T, schema string) *strategytest.Harness {
+			inner, store := open(ctx, t, pgtest.Pool(t, pgtest.PoolConfig{MaxConns: pgtest.ProcsConns}), schema)
+			issuer := newIssuer(t, nil)
+			return &strategytest.Harness{Strategy: token.Wrap(inner, issuer, store, nil), NewID: issuer.Issue}
+		},
 	})
 }

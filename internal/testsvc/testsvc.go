@@ -206,8 +206,15 @@ func connectRedis(url string) (*redis.Client, error) {
 // deleted when the test ends.
 func RedisPrefix(t testing.TB) string {
 	t.Helper()
-	c := Redis(t)
 	prefix := "invtest:" + randomHex(8) + ":"
+	CleanRedisPrefix(t, prefix)
+	return prefix
+}
+
+// CleanRedisPrefix deletes every key under prefix when the test ends.
+func CleanRedisPrefix(t testing.TB, prefix string) {
+	t.Helper()
+	c := Redis(t)
 	t.Cleanup(func() {
 		ctx := context.Background()
 		iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
@@ -218,7 +225,6 @@ func RedisPrefix(t testing.TB) string {
 			t.Errorf("clean redis prefix %s: %v", prefix, err)
 		}
 	})
-	return prefix
 }
 
 func randomHex(n int) string {

@@ -16,6 +16,33 @@
 // core of the suite's concurrent tests, is also callable outside of tests
 // and returns a Report, so the benchmark command reuses it.
 //
+// # Many processes
+//
+// RunProcs runs the hammer in several processes at once on one store: the
+// test binary is run again once per worker, selected by -test.run and an
+// environment variable, and each worker opens the store with connections
+// of its own. The test's own process stocks the SKUs, merges the workers'
+// reports and checks the invariant across all of them. With Kill, one
+// worker is killed with SIGKILL at a random point of its run; after the
+// holds' TTL and a sweep, nothing may be left held, no unit lost or
+// returned twice, and the other workers may have seen no error outside the
+// contract. A store-backed strategy's test runs the three standard runs in
+// a few lines:
+//
+//	func TestProcs(t *testing.T) {
+//		strategytest.RunProcsSuite(t, strategytest.ProcsConfig{
+//			Setup: func(ctx context.Context, t *testing.T) string { return newSchema(ctx, t) }, // once
+//			Open: func(ctx context.Context, t *testing.T, ns string) *strategytest.Harness {   // in every process
+//				return &strategytest.Harness{Strategy: openOn(ctx, t, ns)}
+//			},
+//		})
+//	}
+//
+// The test must reach the call the same way in every process, and do
+// nothing before it that a worker must not do: in a worker, the call does
+// the worker's share and ends the test (it is skipped). Procs returns the
+// ProcsReport without failing the test, for tests that expect a failure.
+//
 // # Guarantees
 //
 // RunConformance checks every behaviour of the inventory.Reserver contract in
@@ -28,7 +55,9 @@
 // the exact invariant per SKU: available + held + sold equals the stock set
 // plus the units added, never below zero, and no error outside the
 // contract. The suite's own tests keep a deliberately racy strategy and
-// show that the hammer catches its oversell.
+// show that the hammer catches its oversell, and two broken wrappers of a
+// PostgreSQL strategy that the multi-process runs catch: one that never
+// returns expired holds, one that loses updates across processes.
 //
 // # Cost
 //

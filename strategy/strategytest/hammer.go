@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -86,8 +87,19 @@ type HammerConfig struct {
 	// concurrent use.
 	Observe func(op string, latency time.Duration, err error)
 
+	// HoldTTL is the TTL of the holds a buyer means to settle (and, with
+	// SellOut, of every hold). Default: an hour.
+	HoldTTL time.Duration
+
 	// Seed makes the choices of the run repeatable. Default: random.
 	Seed uint64
+
+	// stocked: the SKUs are stocked already, by the process that runs the
+	// workers of RunProcs; the hammer neither sets them nor accounts at the
+	// end.
+	stocked bool
+	// onID, if set, is told every request ID before it is first used.
+	onID func(id string) error
 }
 
 // Report is what a hammer run found. A correct strategy reports Oversold,
@@ -111,6 +123,8 @@ type Report struct {
 
 	Released int64 // units released by Settle
 	Elapsed  time.Duration
+
+	added []int64 // per SKU, units added while running (for RunProcs)
 }
 
 // SKUReport is the end state of one SKU.
@@ -232,6 +246,9 @@ func Hammer(ctx context.Context, cfg HammerConfig) (*Report, error) {
 	if cfg.Seed == 0 {
 		cfg.Seed = rand.Uint64()
 	}
+	if cfg.HoldTTL <= 0 {
+		cfg.HoldTTL = time.Hour
+	}
 
 	h := &hammer{
 		cfg:   cfg,
@@ -241,10 +258,13 @@ func Hammer(ctx context.Context, cfg HammerConfig) (*Report, error) {
 	for i := range cfg.SKUs {
 		sku := SKUName(i)
 		h.skus = append(h.skus, sku)
+		h.total[i].Store(cfg.Stock)
+		if cfg.stocked {
+			continue
+		}
 		if err := cfg.Strategy.SetStock(ctx, sku, cfg.Stock); err != nil {
 			return nil, fmt.Errorf("strategytest: stock %s: %w", sku, err)
 		}
-		h.total[i].Store(cfg.Stock)
 	}
 
 	start := time.Now()
@@ -297,18 +317,36 @@ func Hammer(ctx context.Context, cfg HammerConfig) (*Report, error) {
 		Released:     h.released.Load(),
 		Elapsed:      time.Since(start),
 	}
-	if err := h.account(ctx, rep, ids); err != nil {
+	if cfg.stocked {
+		rep.added = h.added()
+		return rep, nil
+	}
+	totals := make([]int64, len(h.total))
+	for i := range h.total {
+		totals[i] = h.total[i].Load()
+	}
+	if err := account(ctx, cfg.Strategy, h.skus, totals, rep, slices.Concat(ids...)); err != nil {
 		return rep, err
 	}
 	return rep, nil
 }
 
+// added returns, per SKU, the units the run added (or removed, negative).
+func (h *hammer) added() []int64 {
+	out := make([]int64, len(h.total))
+	for i := range h.total {
+		out[i] = h.total[i].Load() - h.cfg.Stock
+	}
+	return out
+}
+
 // lookupWorkers is how many Lookup calls account makes at once.
 const lookupWorkers = 16
 
-// account reads the end state and checks available + held + sold = total.
-func (h *hammer) account(ctx context.Context, rep *Report, ids [][]string) error {
-	s := h.cfg.Strategy
+// account reads the end state of skus, whose totals (stock set plus units
+// added) are given, from s and the reservations ids, and checks available +
+// held + sold = total.
+func account(ctx context.Context, s inventory.Strategy, skus []string, totals []int64, rep *Report, ids []string) error {
 	held := make(map[string]int64)
 	sold := make(map[string]int64)
 	var mu sync.Mutex
@@ -340,22 +378,20 @@ func (h *hammer) account(ctx context.Context, rep *Report, ids [][]string) error
 			}
 		})
 	}
-	for _, list := range ids {
-		for _, id := range list {
-			next <- id
-		}
+	for _, id := range ids {
+		next <- id
 	}
 	close(next)
 	wg.Wait()
 	if firstErr != nil {
 		return firstErr
 	}
-	for i, sku := range h.skus {
+	for i, sku := range skus {
 		avail, err := s.Available(ctx, sku)
 		if err != nil {
 			return fmt.Errorf("strategytest: available %s: %w", sku, err)
 		}
-		sr := SKUReport{SKU: sku, Total: h.total[i].Load(), Available: avail, Held: held[sku], Sold: sold[sku]}
+		sr := SKUReport{SKU: sku, Total: totals[i], Available: avail, Held: held[sku], Sold: sold[sku]}
 		rep.SKUs = append(rep.SKUs, sr)
 		if avail < 0 {
 			rep.NegativeSeen = true
@@ -467,12 +503,18 @@ func (h *hammer) buyer(ctx context.Context, rng *rand.Rand, ids *[]string) []inv
 				req.TTL = 50 * time.Millisecond
 			}
 		} else {
-			req.TTL = time.Hour
+			req.TTL = h.cfg.HoldTTL
 		}
 		id, err := h.cfg.NewID(ctx)
 		if err != nil {
 			h.unexpectedf("new id: %w", err)
 			return mine
+		}
+		if h.cfg.onID != nil {
+			if err := h.cfg.onID(id); err != nil {
+				h.unexpectedf("record id: %w", err)
+				return mine
+			}
 		}
 		req.ID = id
 		*ids = append(*ids, id) // it may be in the ledger from here on

@@ -3,6 +3,7 @@ package groupcommit
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/oversell/inventory"
@@ -272,6 +273,10 @@ type args struct {
 }
 
 func (r *Reserver) build(batch []*call) *args {
+	if r.lifo { // a deliberately wrong order, for the tests to catch
+		batch = slices.Clone(batch)
+		slices.Reverse(batch)
+	}
 	a := &args{now: r.store.Now(), rID: []string{}, rExp: []time.Time{}, rOff: []int32{}, lSKU: []int32{}, lQty: []int64{},
 		skus: []string{}, cID: []string{}, xID: []string{}}
 	skuIdx := map[string]int32{}
@@ -322,7 +327,7 @@ func (r *Reserver) send(ctx context.Context, batch []*call) error {
 	for _, c := range a.releases {
 		c.outcome = outcomeNotHeld
 	}
-	rows, err := r.db.Query(ctx, r.flushSQL, a.now, a.rID, a.rExp, a.rOff, a.lSKU, a.lQty, a.skus, a.cID, a.xID, int32(a.limit))
+	rows, err := r.db.Query(ctx, r.flushSQL, a.rID, a.rExp, a.rOff, a.lSKU, a.lQty, a.skus, a.cID, a.now, a.xID, a.limit)
 	if err != nil {
 		return err
 	}

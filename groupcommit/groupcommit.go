@@ -79,6 +79,8 @@ type Reserver struct {
 	flushing int // flusher slots taken: leaders flushing or told to
 
 	stats counters
+
+	lifo bool // tests only: decide a batch last call first
 }
 
 var (

@@ -20,3 +20,9 @@ func TestConformance(t *testing.T) {
 		return pgtest.Harness(ctx, t, newStrategy)
 	})
 }
+
+// TestProcs runs the hammer in four processes at once on one schema, each
+// batching its own calls, and kills one of them mid-run.
+func TestProcs(t *testing.T) {
+	pgtest.RunProcs(t, newStrategy, 0, nil)
+}

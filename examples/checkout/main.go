@@ -11,7 +11,7 @@
 // twice. The token secret comes from the environment (CHECKOUT_SECRET, at
 // least 32 bytes; CHECKOUT_SECRET_PREVIOUS while rotating), never from the
 // command line, where other users of the machine could read it. See
-// README.md for the API.
+// README.md for the API and the metrics it serves at /metrics.
 package main
 
 import (
@@ -104,6 +104,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, logw io
 		}
 	}
 
+	tel, err := newTelemetry()
+	if err != nil {
+		return err
+	}
+	defer tel.close()
+	inv := tel.instrument(a.inv, cfg.strategy)
+
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return err
@@ -113,13 +120,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, logw io
 		ready(ln.Addr().String())
 	}
 	srv := &http.Server{
-		Handler:           newServer(a.inv, a.issuer.Issue, &serverOptions{Logger: log}),
+		Handler:           tel.routes(newServer(inv, a.issuer.Issue, &serverOptions{Logger: log})),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      20 * time.Second,
 		IdleTimeout:       time.Minute,
 	}
-	sweeper := inventory.NewSweeper(a.inv, &inventory.SweeperOptions{Interval: cfg.sweep, Logger: log})
+	sweeper := inventory.NewSweeper(inv, &inventory.SweeperOptions{Interval: cfg.sweep, Logger: log})
 	return serve(ctx, srv, ln, log, sweeper.Run, a.purge)
 }
 

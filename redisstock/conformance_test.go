@@ -28,23 +28,8 @@ type instance struct {
 // the streams and the ledger must agree with Redis.
 func setup(ctx context.Context, t *testing.T, rdb redis.UniversalClient, opts *redisstock.Options) *instance {
 	t.Helper()
-	if rdb == nil {
-		rdb = testsvc.Redis(t)
-	}
-	in := &instance{Clock: strategytest.NewClock(), Schema: testsvc.Schema(t), Prefix: testsvc.RedisPrefix(t)}
-	o := redisstock.Options{}
-	if opts != nil {
-		o = *opts
-	}
-	o.Schema, o.Now = in.Schema, in.Clock.Now
-	if o.KeyPrefix == "" {
-		o.KeyPrefix = in.Prefix
-	}
-	r, err := redisstock.New(testsvc.Postgres(t), rdb, &o)
-	require.NoError(t, err)
-	require.NoError(t, r.Migrate(ctx))
-	require.NoError(t, r.Load(ctx))
-	in.Reserver = r
+	in := setupBare(ctx, t, rdb, opts)
+	r := in.Reserver
 	in.Writer = r.NewWriter(&redisstock.WriterOptions{Poll: 20 * time.Millisecond})
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
@@ -62,6 +47,29 @@ func setup(ctx context.Context, t *testing.T, rdb redis.UniversalClient, opts *r
 		require.NoError(t, err)
 		require.Empty(t, rep.Differences, "the ledger agrees with Redis once the streams are drained")
 	})
+	return in
+}
+
+// setupBare makes a migrated, loaded store with no writer.
+func setupBare(ctx context.Context, t *testing.T, rdb redis.UniversalClient, opts *redisstock.Options) *instance {
+	t.Helper()
+	if rdb == nil {
+		rdb = testsvc.Redis(t)
+	}
+	in := &instance{Clock: strategytest.NewClock(), Schema: testsvc.Schema(t), Prefix: testsvc.RedisPrefix(t)}
+	o := redisstock.Options{}
+	if opts != nil {
+		o = *opts
+	}
+	o.Schema, o.Now = in.Schema, in.Clock.Now
+	if o.KeyPrefix == "" {
+		o.KeyPrefix = in.Prefix
+	}
+	r, err := redisstock.New(testsvc.Postgres(t), rdb, &o)
+	require.NoError(t, err)
+	require.NoError(t, r.Migrate(ctx))
+	require.NoError(t, r.Load(ctx))
+	in.Reserver = r
 	return in
 }
 

@@ -479,9 +479,13 @@ func (r *Reserver) settle(ctx context.Context, op, id string, to inventory.State
 
 // sweepOne runs settle (to: the state wanted) or sweep (to 0) on id and
 // finishes what its reply asks: give the units back, or undo the holds of
-// an abandoned attempt. The give runs on a context that outlives ctx's
-// cancellation, so that a settled reservation's units are not left behind.
+// an abandoned attempt. Once sent, it runs to the end whatever becomes of
+// ctx's cancellation (bounded by compensateTimeout), so that a cancelled
+// caller does not leave a settled reservation's units behind; only a
+// failing server does, and then the next ExpireDue gives them back.
 func (r *Reserver) sweepOne(ctx context.Context, op, id string, to int) (string, inventory.Reservation, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), compensateTimeout)
+	defer cancel()
 	rb := r.bucket(id)
 	rep, err := r.run(ctx, []string{r.marker(rb), r.stream(rb), r.recordKey(id), r.dueKey(rb)}, op, id, to, r.clock().UnixMicro())
 	if err != nil {
@@ -496,13 +500,9 @@ func (r *Reserver) sweepOne(ctx context.Context, op, id string, to int) (string,
 	}
 	switch rep[0] {
 	case "give", "expired":
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), compensateTimeout)
-		defer cancel()
-		err = r.finish(fctx, "give", id, at, res.Lines)
+		err = r.finish(ctx, "give", id, at, res.Lines)
 	case "undo":
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), compensateTimeout)
-		defer cancel()
-		err = r.finish(fctx, "undo", id, at, res.Lines)
+		err = r.finish(ctx, "undo", id, at, res.Lines)
 	}
 	return rep[0], res, err
 }
@@ -536,6 +536,9 @@ func (r *Reserver) ExpireDue(ctx context.Context, limit int) (int, error) {
 			for _, id := range ids {
 				if n >= limit {
 					return n, nil
+				}
+				if err := ctx.Err(); err != nil {
+					return n, err
 				}
 				kind, _, err := r.sweepOne(ctx, "sweep", id, 0)
 				if err != nil {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/oversell/inventory"
@@ -216,6 +217,13 @@ func (w *Writer) Metrics() []inventory.Metric {
 	}
 }
 
+// MaxLag returns the largest lag, in events, this writer has seen.
+func (w *Writer) MaxLag() int64 { return w.maxLag.Load() }
+
+// DeadLetterCount returns how many events this writer moved to a
+// dead-letter stream.
+func (w *Writer) DeadLetterCount() int64 { return w.dead.Load() }
+
 // DeadLetters returns the number of entries in the dead-letter streams.
 func (w *Writer) DeadLetters(ctx context.Context) (int64, error) {
 	var n int64
@@ -393,22 +401,34 @@ func (w *Writer) apply(ctx context.Context, b int, msgs []redis.XMessage) (int, 
 		}
 		evs = append(evs, e)
 	}
-	ready, err := w.ready(ctx, evs)
+	ready, stale, err := w.ready(ctx, evs)
 	if err != nil {
 		return 0, err
+	}
+	for _, e := range stale {
+		for _, m := range msgs {
+			if m.ID == e.id {
+				w.deadLetter(ctx, b, m, fmt.Errorf("waited %s for stock versions that never reached PostgreSQL", w.maxWait))
+			}
+		}
 	}
 	if len(ready) == 0 {
 		return 0, nil
 	}
 	if err := w.commit(ctx, ready); err == nil {
 		return len(ready), w.ack(ctx, b, ready)
+	} else if !refused(err) {
+		return 0, err // PostgreSQL away or the connection cut: retry later, count nothing
 	} else if len(ready) == 1 || ctx.Err() != nil {
 		w.failedOnce(ctx, b, msgs, ready[0], err)
-		return 0, err
+		return 0, ctx.Err()
 	}
 	n := 0
 	for _, e := range ready {
 		if err := w.commit(ctx, []event{e}); err != nil {
+			if !refused(err) {
+				return n, err
+			}
 			w.failedOnce(ctx, b, msgs, e, err)
 			if ctx.Err() != nil {
 				return n, err
@@ -423,10 +443,24 @@ func (w *Writer) apply(ctx context.Context, b int, msgs []redis.XMessage) (int, 
 	return n, nil
 }
 
+// refused reports an error with which PostgreSQL answered a statement (a
+// constraint, bad data): the event itself fails, and retrying it as it is
+// fails again. Other errors (a cut connection, a server away) are not the
+// event's fault.
+func refused(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	return !strings.HasPrefix(pgErr.Code, "08") && !strings.HasPrefix(pgErr.Code, "57") && !strings.HasPrefix(pgErr.Code, "53")
+}
+
 // ready returns the events PostgreSQL can take now: all but the reservation
 // events whose takes' stock versions it has not seen, neither in its rows
-// nor in this batch. Those that waited longer than MaxWait count as failing.
-func (w *Writer) ready(ctx context.Context, evs []event) ([]event, error) {
+// nor in this batch. Those that waited longer than MaxWait come back as
+// stale: applying them would count a hold whose units PostgreSQL still counts
+// as available.
+func (w *Writer) ready(ctx context.Context, evs []event) (out, stale []event, _ error) {
 	need := map[string]int64{}
 	for _, e := range evs {
 		for _, l := range e.lines {
@@ -436,7 +470,7 @@ func (w *Writer) ready(ctx context.Context, evs []event) ([]event, error) {
 		}
 	}
 	if len(need) == 0 {
-		return evs, nil
+		return evs, nil, nil
 	}
 	have := map[string]int64{}
 	for _, e := range evs {
@@ -452,22 +486,21 @@ func (w *Writer) ready(ctx context.Context, evs []event) ([]event, error) {
 	}
 	rows, err := w.r.store.DB().Query(ctx, "SELECT sku, fence FROM "+w.r.store.Table("stock")+" WHERE sku = ANY ($1)", skus)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for rows.Next() {
 		var s string
 		var f int64
 		if err := rows.Scan(&s, &f); err != nil {
 			rows.Close()
-			return nil, err
+			return nil, nil, err
 		}
 		have[s] = max(have[s], f)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	out := evs[:0:0]
 	for _, e := range evs {
 		ok := true
 		for _, l := range e.lines {
@@ -486,10 +519,10 @@ func (w *Writer) ready(ctx context.Context, evs []event) ([]event, error) {
 		}
 		w.mu.Unlock()
 		if seen && time.Since(first) > w.maxWait {
-			out = append(out, e) // let it fail and count: its takes never came
+			stale = append(stale, e) // its takes never came
 		}
 	}
-	return out, nil
+	return out, stale, nil
 }
 
 // commit applies evs in one implicit transaction: one batch, one round trip.
@@ -576,6 +609,7 @@ func (w *Writer) ack(ctx context.Context, b int, evs []event) error {
 // dead-letter stream once it has failed MaxFailures times.
 func (w *Writer) failedOnce(ctx context.Context, b int, msgs []redis.XMessage, e event, err error) {
 	w.failed.Add(1)
+	w.log.Warn("redisstock: writer could not apply an event; it will be retried", "bucket", b, "entry", e.id, "err", err)
 	w.mu.Lock()
 	w.fails[e.id]++
 	n := w.fails[e.id]

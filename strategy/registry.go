@@ -4,12 +4,17 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/oversell/inventory"
 	"github.com/oversell/inventory/groupcommit"
 	"github.com/oversell/inventory/memory"
 	"github.com/oversell/inventory/pessimistic"
 	"github.com/oversell/inventory/redislock"
+	"github.com/oversell/inventory/redisstock"
 	"github.com/oversell/inventory/sqlcond"
 	"github.com/oversell/inventory/token"
 )
@@ -73,6 +78,10 @@ func init() {
 				}
 				return r, r.Migrate(ctx)
 			},
+		},
+		{
+			info: Info{Name: "redisstock", Summary: "stock in Redis (Lua), every change streamed and written behind to PostgreSQL", Services: []Service{Redis, Postgres}},
+			open: openRedisstock,
 		},
 		{
 			info:     Info{Name: "token", Summary: "idempotency tokens in front of " + defaultTokenInner},
@@ -191,4 +200,40 @@ func openToken(ctx context.Context, e *env) (inventory.Strategy, error) {
 		store = token.NewMemoryStore()
 	}
 	return &tokenStrategy{Reserver: token.Wrap(in, issuer, store, nil), issuer: issuer}, nil
+}
+
+// openRedisstock opens redisstock, loads Redis from the ledger if it has
+// to, and runs a Writer until the strategy is closed; closing drains the
+// streams first and logs the writer's largest lag and the drain time.
+func openRedisstock(ctx context.Context, e *env) (inventory.Strategy, error) {
+	buckets := 1
+	if _, ok := e.redis.(*redis.ClusterClient); ok {
+		buckets = 16
+	}
+	r, err := redisstock.New(e.pool, e.redis, &redisstock.Options{
+		Schema: e.cfg.Schema, KeyPrefix: e.cfg.KeyPrefix, DefaultTTL: e.cfg.DefaultTTL, Now: e.cfg.Now, Buckets: buckets,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Migrate(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.Load(ctx); err != nil {
+		return nil, err
+	}
+	w := r.NewWriter(nil)
+	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() { defer close(done); _ = w.Run(wctx) }()
+	stopWriter := func(ctx context.Context) error {
+		stop()
+		<-done
+		start := time.Now()
+		err := w.Drain(ctx)
+		slog.Info("redisstock writer stopped", "largest_lag_events", w.MaxLag(), "drain", time.Since(start).Round(time.Millisecond), "dead_letters", w.DeadLetterCount())
+		return err
+	}
+	e.drops = append([]func(ctx context.Context) error{stopWriter}, e.drops...)
+	return r, nil
 }

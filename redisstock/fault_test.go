@@ -1,0 +1,161 @@
+package redisstock_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/oversell/inventory"
+	"github.com/oversell/inventory/internal/faultproxy"
+	"github.com/oversell/inventory/internal/testsvc"
+	"github.com/oversell/inventory/redisstock"
+	"github.com/oversell/inventory/strategy/strategytest"
+)
+
+// proxied returns a client of the shared Redis through a fault proxy, with
+// the script loaded so that every call of it is an EVALSHA.
+func proxied(t *testing.T) (*faultproxy.Proxy, *redis.Client) {
+	t.Helper()
+	opt, err := redis.ParseURL(testsvc.RedisURL(t))
+	require.NoError(t, err)
+	p, err := faultproxy.New(opt.Addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.Close() })
+	opt.Addr = p.Addr()
+	c := redis.NewClient(opt)
+	t.Cleanup(func() { _ = c.Close() })
+	require.NoError(t, redisstock.Script.Load(context.Background(), c).Err())
+	return p, c
+}
+
+// dropReply arms p to lose the reply of the next call of the script's
+// operation op (its name travels as a bulk string), which go-redis sends
+// again on a new connection.
+func dropReply(p *faultproxy.Proxy, op string) {
+	p.Arm(faultproxy.Rule{Pattern: fmt.Appendf(nil, "$%d\r\n%s\r\n", len(op), op), Mode: faultproxy.DropReply, Times: 1})
+}
+
+// findIDs returns an ID whose record shares sku's bucket (same) or one
+// whose record does not.
+func findID(r *redisstock.Reserver, sku string, same bool) string {
+	for {
+		id := strategytest.RandomID()
+		if (r.Bucket(id) == r.Bucket(sku)) == same {
+			return id
+		}
+	}
+}
+
+func TestLostRepliesApplyOnce(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		op      string
+		buckets int
+	}{
+		{"reserve", 1}, {"settle", 1}, {"give", 1},
+		{"begin", 16}, {"take", 16}, {"grant", 16}, {"settle", 16}, {"give", 16},
+	} {
+		t.Run(fmt.Sprintf("%s/buckets=%d", tc.op, tc.buckets), func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			p, c := proxied(t)
+			in := setup(ctx, t, c, &redisstock.Options{Buckets: tc.buckets})
+			require.NoError(t, in.SetStock(ctx, "a", 10))
+			require.NoError(t, in.SetStock(ctx, "b", 10))
+			lines := []inventory.Line{{SKU: "a", Qty: 2}}
+			if tc.buckets > 1 {
+				lines = append(lines, inventory.Line{SKU: "b", Qty: 3})
+			}
+			id := findID(in.Reserver, "a", tc.buckets == 1)
+			release := tc.op == "settle" || tc.op == "give"
+			if !release {
+				dropReply(p, tc.op)
+			}
+			_, err := in.Reserve(ctx, inventory.Request{ID: id, Lines: lines})
+			require.NoError(t, err)
+			if release {
+				dropReply(p, tc.op)
+				require.NoError(t, in.Release(ctx, id))
+			}
+			require.Equal(t, 1, p.Fired(), "the reply was dropped")
+			want := map[string]int64{"a": 8, "b": 10}
+			if tc.buckets > 1 {
+				want["b"] = 7
+			}
+			state := inventory.Held
+			if release {
+				want = map[string]int64{"a": 10, "b": 10}
+				state = inventory.Released
+			}
+			for sku, n := range want {
+				got, err := in.Available(ctx, sku)
+				require.NoError(t, err)
+				assert.Equal(t, n, got, "units of %s changed once", sku)
+			}
+			res, err := in.Lookup(ctx, id)
+			require.NoError(t, err)
+			assert.Equal(t, state, res.State)
+			// The cleanup drains the writer and reconciles: PostgreSQL
+			// applied every event once.
+		})
+	}
+}
+
+// TestLostReplyCheckCatchesADoubleApply shows the check above failing for
+// a script that is not idempotent: its retry decrements twice.
+func TestLostReplyCheckCatchesADoubleApply(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	p, c := proxied(t)
+	key := testsvc.RedisPrefix(t) + "naive"
+	naive := redis.NewScript(`return redis.call('DECRBY', KEYS[1], ARGV[1])`)
+	require.NoError(t, naive.Load(ctx, c).Err())
+	require.NoError(t, c.Set(ctx, key, 10, 0).Err())
+	p.Arm(faultproxy.Rule{Pattern: []byte(naive.Hash()), Mode: faultproxy.DropReply, Times: 1})
+	require.NoError(t, naive.Run(ctx, c, []string{key}, 2).Err())
+	require.Equal(t, 1, p.Fired())
+	n, err := c.Get(ctx, key).Int64()
+	require.NoError(t, err)
+	assert.Equal(t, int64(6), n, "the naive script ran twice: the check would have caught it")
+}
+
+func TestHammerWithLostRepliesKeepsTheInvariant(t *testing.T) {
+	t.Parallel()
+	for _, buckets := range []int{1, 8} {
+		t.Run(fmt.Sprintf("buckets=%d", buckets), func(t *testing.T) {
+			t.Parallel()
+			p, c := proxied(t)
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			in := setup(ctx, t, c, &redisstock.Options{Buckets: buckets})
+			ops := []string{"reserve", "begin", "take", "grant", "settle", "give", "undo", "abort", "sweep"}
+			if o := os.Getenv("DROP_OPS"); o != "" {
+				ops = strings.Split(o, ",")
+			}
+			go func() {
+				for ctx.Err() == nil {
+					dropReply(p, ops[rand.IntN(len(ops))])
+					time.Sleep(time.Duration(2+rand.IntN(8)) * time.Millisecond)
+				}
+			}()
+			rep, err := strategytest.Hammer(ctx, strategytest.HammerConfig{
+				Strategy: in.Reserver, Advance: in.Clock.Advance, Workers: 16, SKUs: 4, Stock: 60, MaxLines: 3, OpsPerWorker: 15, Faults: true,
+			})
+			cancel()
+			require.NoError(t, err)
+			t.Log(rep, "; replies dropped:", p.Fired())
+			assert.Positive(t, p.Fired())
+			assert.Zero(t, rep.Oversold)
+			assert.Zero(t, rep.Lost)
+			assert.False(t, rep.NegativeSeen)
+		})
+	}
+}

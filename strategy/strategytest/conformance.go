@@ -3,11 +3,13 @@ package strategytest
 import (
 	"context"
 	"log/slog"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/anishathalye/porcupine"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -569,6 +571,15 @@ var behaviours = []behaviour{
 		t.Log(rep)
 		assertReport(t, rep)
 	}},
+	{"LinearizableOneLineCarts", func(ctx context.Context, t *testing.T, s *suite) {
+		s.linearizable(ctx, t, linConfig{SKUs: []string{"a", "b", "c"}}, "")
+	}},
+	{"LinearizableTwoLineCarts", func(ctx context.Context, t *testing.T, s *suite) {
+		s.linearizable(ctx, t, linConfig{
+			SKUs:   []string{"a", "b", "c", "d"},
+			Groups: [][]string{{"a", "b"}, {"c", "d"}}, TwoLines: 0.7,
+		}, s.LinesTakenApart)
+	}},
 	{"HammerHotSKU", func(ctx context.Context, t *testing.T, s *suite) {
 		rep, err := Hammer(ctx, HammerConfig{
 			Strategy: s.Strategy, NewID: s.NewID, Advance: s.Advance,
@@ -593,6 +604,27 @@ var behaviours = []behaviour{
 		assertReport(t, rep)
 		assert.Positive(t, rep.Refused, "demand exceeded supply at least once")
 	}},
+}
+
+// linearizable records a history of concurrent calls as cfg describes
+// (with the suite's sizes filled in) and checks it against the model of the
+// contract. With a reason the strategy gives for not taking a cart at once
+// (Harness.LinesTakenApart), the verdict is logged, not asserted.
+func (s *suite) linearizable(ctx context.Context, t *testing.T, cfg linConfig, apart string) {
+	t.Helper()
+	cfg.Strategy, cfg.NewID = s.Strategy, s.NewID
+	cfg.Stock, cfg.Clients, cfg.Readers, cfg.Ops, cfg.Reads, cfg.CancelPct = 5, 5, 1, 14, 40, 0.1
+	cfg.Seed = rand.Uint64()
+	history, err := recordHistory(ctx, cfg)
+	require.NoError(t, err)
+	res, err := checkHistory(t.Name(), cfg.SKUs, cfg.Stock, history, LinearizabilityTimeout)
+	require.NoError(t, err)
+	t.Log(res)
+	if apart != "" && res.Result == porcupine.Illegal {
+		t.Logf("not linearizable, as the strategy says: %s", apart)
+		return
+	}
+	assert.Equal(t, porcupine.Ok, res.Result, "%s (seed %d)", res, cfg.Seed)
 }
 
 // assertReport fails t for everything wrong in a hammer report.

@@ -16,6 +16,29 @@
 // core of the suite's concurrent tests, is also callable outside of tests
 // and returns a Report, so the benchmark command reuses it.
 //
+// # Linearizability
+//
+// The hammer checks totals at quiet points; it cannot see an Available that
+// is stale while calls are in flight, or a retry answered differently from
+// the first call. RunConformance therefore also records two histories of
+// concurrent Reserve, Commit, Release and Available calls, with the time
+// each was made and returned, and checks them with porcupine
+// (github.com/anishathalye/porcupine) against a sequential model of the
+// contract: one of one-line carts over three SKUs, checked per SKU, and one
+// of carts of two lines within two pairs of SKUs, checked per pair
+// (partitioned by connected SKUs). Some calls get a deadline of a few
+// milliseconds; a call that fails without a definite answer
+// (ErrOutcomeUnknown, a deadline, a cut connection) is modelled as possibly
+// applied at any point after it was made, and is retried with the same ID,
+// which must agree. A check that does not finish within
+// LinearizabilityTimeout fails (porcupine's Unknown is not a pass). On
+// failure the test names the HTML file in which porcupine drew the history
+// and prints where the check got stuck. The suite's own tests show that the
+// racy strategy, one whose Available is stale only while calls are in
+// flight (which the hammer passes), and one whose retry takes stock again
+// all come out Illegal. A strategy that takes some carts line by line says
+// why in Harness.LinesTakenApart, and the two-line verdict is logged.
+//
 // # Many processes
 //
 // RunProcs runs the hammer in several processes at once on one store: the

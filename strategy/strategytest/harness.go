@@ -27,6 +27,15 @@ type Harness struct {
 	// Clock) forward by d. Nil means the strategy reads the wall clock, and
 	// the suite sleeps instead, with TTLs kept short.
 	Advance func(d time.Duration)
+
+	// LinesTakenApart, when set, says why the strategy takes the lines of
+	// some carts one at a time, so that for a moment another call can see
+	// a cart half taken (Available lower, a refusal) that ends up refused
+	// whole. The history of two-line carts is then still recorded and
+	// checked, and its verdict logged with this reason instead of failing
+	// the test. Default: "" (a cart's lines are taken at once, and the
+	// verdict must be Ok).
+	LinesTakenApart string
 }
 
 // HarnessMaker returns a new Harness for the test t, or skips t. It registers

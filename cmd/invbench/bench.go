@@ -213,6 +213,30 @@ type Result struct {
 	Unexpected   []string `json:"unexpected,omitempty"`
 	OK           bool     `json:"ok"`
 	Problem      string   `json:"problem,omitempty"`
+
+	// Reported by strategies that batch calls (inventory.MetricsReporter
+	// with batch.size.count and batch.size.sum), over the run.
+	MeanBatch float64 `json:"mean_batch,omitempty"`
+	Flushes   float64 `json:"flushes_per_s,omitempty"`
+}
+
+// batchCounts reads the flushes and the calls they carried from s, when it
+// reports them.
+func batchCounts(s any) (flushes, calls float64, ok bool) {
+	mr, ok := s.(inventory.MetricsReporter)
+	if !ok {
+		return 0, 0, false
+	}
+	var seen int
+	for _, m := range mr.Metrics() {
+		switch m.Name {
+		case "batch.size.count":
+			flushes, seen = m.Value, seen+1
+		case "batch.size.sum":
+			calls, seen = m.Value, seen+1
+		}
+	}
+	return flushes, calls, seen == 2
 }
 
 // failed reports whether the run broke the contract or could not finish.
@@ -405,7 +429,12 @@ func measure(ctx context.Context, p plan, svc *services, t target, c benchCase, 
 			cfg.Duration = p.duration
 		}
 	}
+	flushes0, calls0, batches := batchCounts(o.s)
 	rep, err := strategytest.Hammer(ctx, cfg)
+	if flushes1, calls1, _ := batchCounts(o.s); batches && flushes1 > flushes0 && rep != nil && rep.Elapsed > 0 {
+		r.MeanBatch = (calls1 - calls0) / (flushes1 - flushes0)
+		r.Flushes = (flushes1 - flushes0) / rep.Elapsed.Seconds()
+	}
 	if rep == nil {
 		return fail(fmt.Errorf("hammer: %w", err))
 	}

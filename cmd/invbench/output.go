@@ -175,6 +175,7 @@ func writeTable(w io.Writer, o *outcome, m meta) {
 			fmt.Fprintln(tw, strings.Join(row(r), "\t")+"\t")
 		}
 		_ = tw.Flush()
+		writeBatches(w, rs, "")
 	}
 	writeUnavailable(w, o, "")
 	writeFailures(w, o)
@@ -214,6 +215,16 @@ func writeFailures(w io.Writer, o *outcome) {
 	}
 }
 
+// writeBatches notes the mean batch size and flushes per second of the
+// strategies that batch their calls.
+func writeBatches(w io.Writer, rs []*Result, bullet string) {
+	for _, r := range rs {
+		if r.MeanBatch > 0 {
+			fmt.Fprintf(w, "%s  %s w=%d: mean batch %.1f calls, %.0f flushes/s\n", bullet, r.Target, r.Workers, r.MeanBatch, r.Flushes)
+		}
+	}
+}
+
 // writeMarkdown writes the results as Markdown tables, one per case.
 func writeMarkdown(w io.Writer, o *outcome, m meta) {
 	fmt.Fprintf(w, "Command: `%s`  \n", m.Command)
@@ -235,6 +246,10 @@ func writeMarkdown(w io.Writer, o *outcome, m meta) {
 				cells[i] = strings.ReplaceAll(c, "|", `\|`)
 			}
 			fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
+		}
+		if slices.ContainsFunc(rs, func(r *Result) bool { return r.MeanBatch > 0 }) {
+			fmt.Fprintln(w)
+			writeBatches(w, rs, "-")
 		}
 	}
 	if len(o.Unavailable) > 0 {

@@ -93,6 +93,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, logw io
 		cfg.keys = [][]byte{k}
 	}
 
+	// Listen first: a port that cannot be had must fail the start before
+	// -stock changes anything.
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
 	a, err := openApp(ctx, cfg)
 	if err != nil {
 		return err
@@ -111,10 +118,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, logw io
 	defer tel.close()
 	inv := tel.instrument(a.inv, cfg.strategy)
 
-	ln, err := net.Listen("tcp", cfg.addr)
-	if err != nil {
-		return err
-	}
 	log.Info("checkout: listening", slog.String("addr", ln.Addr().String()), slog.String("strategy", cfg.strategy))
 	if ready != nil {
 		ready(ln.Addr().String())

@@ -217,3 +217,20 @@ func TestParseStock(t *testing.T) {
 		assert.Error(t, err, bad)
 	}
 }
+
+func TestRunOnABusyPortFailsBeforeChangingTheStock(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer busy.Close()
+	schema := testsvc.Schema(t)
+	a := openTestApp(t, config{strategy: "sqlcond", postgresURL: testsvc.PostgresURL(t), schema: schema})
+	require.NoError(t, a.inv.SetStock(t.Context(), "tee", 3))
+
+	args := []string{"-addr", busy.Addr().String(), "-strategy", "sqlcond", "-postgres", testsvc.PostgresURL(t), "-schema", schema, "-stock", "tee=50"}
+	err = run(t.Context(), args, env(map[string]string{secretEnv: string(testKey)}), io.Discard, func(string) { t.Error("started listening") })
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), busy.Addr().String())
+	n, err := a.inv.Available(t.Context(), "tee")
+	require.NoError(t, err)
+	assert.Equal(t, int64(3), n, "-stock changed the stock of a service that never started")
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"net/url"
 	"time"
@@ -69,7 +70,54 @@ func newServer(inv inventory.Strategy, newID func(ctx context.Context) (string, 
 	mux.HandleFunc("POST /reservations/{id}/commit", s.commit)
 	mux.HandleFunc("DELETE /reservations/{id}", s.release)
 	mux.HandleFunc("GET /stock/{sku}", s.stock)
-	return mux
+	return jsonFallback(mux)
+}
+
+// jsonFallback serves mux, answering the requests none of its patterns
+// match in JSON as every other error: 404 for a path it does not serve, 405
+// with Allow for a method the path does not take.
+func jsonFallback(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r) // sets the path values the handlers read
+			return
+		}
+		// The mux's own answer, for its status and Allow header alone.
+		got := &statusRecorder{header: make(http.Header)}
+		h.ServeHTTP(got, r)
+		switch got.status {
+		case http.StatusNotFound:
+			writeJSON(w, http.StatusNotFound, errorJSON{Error: "no_route", Message: "no endpoint has this path"})
+		case http.StatusMethodNotAllowed:
+			allow := got.header.Get("Allow")
+			w.Header().Set("Allow", allow)
+			writeJSON(w, http.StatusMethodNotAllowed, errorJSON{Error: "method_not_allowed",
+				Message: fmt.Sprintf("this path takes %s, not %s", allow, r.Method)})
+		default:
+			mux.ServeHTTP(w, r)
+		}
+	})
+}
+
+// statusRecorder keeps the status and headers written to it and drops the
+// body.
+type statusRecorder struct {
+	header http.Header
+	status int
+}
+
+func (s *statusRecorder) Header() http.Header { return s.header }
+
+func (s *statusRecorder) WriteHeader(status int) {
+	if s.status == 0 {
+		s.status = status
+	}
+}
+
+func (s *statusRecorder) Write(p []byte) (int, error) {
+	s.WriteHeader(http.StatusOK)
+	return len(p), nil
 }
 
 // The JSON of the API.
@@ -217,28 +265,54 @@ func toJSON(res inventory.Reservation) reservationJSON {
 	return out
 }
 
-// decode reads the body into v: at most maxBodyBytes, one JSON object, no
-// fields v does not have. On failure it answers 400 (or 413) and reports
-// false.
+// decode reads the body into v: sent as application/json, at most
+// maxBodyBytes, one JSON object, no fields v does not have. On failure it
+// answers 415, 413 or 400 and reports false.
 func (s *server) decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		writeJSON(w, http.StatusUnsupportedMediaType, errorJSON{Error: "unsupported_media_type",
+			Message: "send the body as JSON, with Content-Type: application/json"})
+		return false
+	}
+	body := &readErrors{r: http.MaxBytesReader(w, r.Body, maxBodyBytes)}
+	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
 	if err == nil && dec.Decode(&struct{}{}) != io.EOF {
 		err = errors.New("more than one JSON value")
 	}
-	if err == nil {
-		return true
-	}
 	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
+	switch {
+	case err == nil:
+		return true
+	case errors.As(err, &tooBig):
 		writeJSON(w, http.StatusRequestEntityTooLarge, errorJSON{
 			Error: "too_large", Message: fmt.Sprintf("the body is over %d bytes", tooBig.Limit),
 		})
-		return false
+	case body.err != nil:
+		// The connection, not the JSON: its error names the server's
+		// sockets, which are none of the client's business.
+		writeJSON(w, http.StatusBadRequest, errorJSON{Error: "bad_body",
+			Message: "the body could not be read whole: it was cut short or came too slowly"})
+	default:
+		writeJSON(w, http.StatusBadRequest, errorJSON{Error: "bad_json", Message: "the body is not the JSON expected: " + err.Error()})
 	}
-	writeJSON(w, http.StatusBadRequest, errorJSON{Error: "bad_json", Message: "the body is not the JSON expected: " + err.Error()})
 	return false
+}
+
+// readErrors passes reads through and keeps the last error other than
+// io.EOF, so that a body cut short is told from bad JSON.
+type readErrors struct {
+	r   io.Reader
+	err error
+}
+
+func (e *readErrors) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF {
+		e.err = err
+	}
+	return n, err
 }
 
 // fail answers err with the status and code its kind calls for; see errorStatus.

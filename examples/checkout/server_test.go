@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -506,7 +508,9 @@ func TestEveryErrorMapsToItsStatusOnEveryEndpoint(t *testing.T) {
 		h := newServer(failing{err: tc.err}, func(context.Context) (string, error) { return "", tc.err }, &serverOptions{Logger: quiet})
 		for _, call := range append(calls, [3]string{"GET", "/checkout", ""}) {
 			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, httptest.NewRequest(call[0], call[1], strings.NewReader(call[2])))
+			req := httptest.NewRequest(call[0], call[1], strings.NewReader(call[2]))
+			req.Header.Set("Content-Type", "application/json")
+			h.ServeHTTP(rec, req)
 			name := fmt.Sprintf("%s %s on %v", call[0], call[1], tc.err)
 			require.Equal(t, tc.status, rec.Code, name)
 			assert.Equal(t, "application/json", rec.Header().Get("Content-Type"), name)
@@ -540,18 +544,92 @@ func TestErrorBodiesCarryTheDetailOfTheError(t *testing.T) {
 	assert.Equal(t, "hat", body.SKU)
 }
 
-func TestUnknownRoutesAndMethodsAreRefused(t *testing.T) {
+func TestUnknownRoutesAndMethodsAreRefusedInJSON(t *testing.T) {
 	h := newServer(memory.New(nil), func(context.Context) (string, error) { return "id", nil }, nil)
-	for _, call := range [][3]string{
-		{"GET", "/", "404"},
-		{"GET", "/stock/", "404"},
-		{"PUT", "/reservations", "405"},
-		{"GET", "/reservations/x/commit", "405"},
-		{"POST", "/checkout", "405"},
+	for _, call := range []struct {
+		method, path string
+		status       int
+		code, allow  string
+	}{
+		{"GET", "/", 404, "no_route", ""},
+		{"GET", "/stock/", 404, "no_route", ""},
+		{"POST", "/nowhere", 404, "no_route", ""},
+		{"PUT", "/reservations", 405, "method_not_allowed", "POST"},
+		{"GET", "/reservations/x/commit", 405, "method_not_allowed", "POST"},
+		{"POST", "/checkout", 405, "method_not_allowed", "GET, HEAD"},
+		{"PATCH", "/reservations/x", 405, "method_not_allowed", "DELETE, GET, HEAD"},
 	} {
+		name := call.method + " " + call.path
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest(call[0], call[1], nil))
-		assert.Equal(t, call[2], fmt.Sprint(rec.Code), "%s %s", call[0], call[1])
+		h.ServeHTTP(rec, httptest.NewRequest(call.method, call.path, nil))
+		require.Equal(t, call.status, rec.Code, name)
+		assert.Equal(t, "application/json", rec.Header().Get("Content-Type"), name)
+		assert.Equal(t, call.allow, rec.Header().Get("Allow"), name)
+		var body errorJSON
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body), "%s: %s", name, rec.Body)
+		assert.Equal(t, call.code, body.Error, name)
+		assert.NotEmpty(t, body.Message, name)
+	}
+}
+
+func TestABodyThatIsNotJSONIsRefusedWith415(t *testing.T) {
+	inv := memory.New(nil)
+	require.NoError(t, inv.SetStock(t.Context(), "tee", 5))
+	h := newServer(inv, func(context.Context) (string, error) { return "id", nil }, nil)
+	body := `{"token":"id-1","lines":[{"sku":"tee","qty":1}]}`
+	for _, ct := range []string{"", "text/plain", "application/x-www-form-urlencoded", "application/jsonx", "multipart/form-data; boundary=x"} {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("POST", "/reservations", strings.NewReader(body))
+		if ct != "" {
+			req.Header.Set("Content-Type", ct)
+		}
+		h.ServeHTTP(rec, req)
+		require.Equal(t, http.StatusUnsupportedMediaType, rec.Code, "Content-Type %q", ct)
+		var got errorJSON
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &got), "%s", rec.Body)
+		assert.Equal(t, "unsupported_media_type", got.Error)
+	}
+	n, err := inv.Available(t.Context(), "tee")
+	require.NoError(t, err)
+	assert.Equal(t, int64(5), n, "nothing was held")
+
+	for _, ct := range []string{"application/json", "application/json; charset=utf-8", "Application/JSON"} {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("POST", "/reservations", strings.NewReader(strings.Replace(body, "id-1", "id-"+ct, 1)))
+		req.Header.Set("Content-Type", ct)
+		h.ServeHTTP(rec, req)
+		assert.Equal(t, http.StatusCreated, rec.Code, "Content-Type %q: %s", ct, rec.Body)
+	}
+}
+
+func TestABodyCutShortDoesNotEchoTheSockets(t *testing.T) {
+	inv := memory.New(nil)
+	srv := httptest.NewUnstartedServer(newServer(inv, func(context.Context) (string, error) { return "id", nil }, nil))
+	// The body never comes whole: the server's read deadline ends the wait.
+	srv.Config.ReadTimeout = 300 * time.Millisecond
+	srv.Start()
+	t.Cleanup(srv.Close)
+
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+	local := conn.LocalAddr().String()
+	_, err = fmt.Fprintf(conn, "POST /reservations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"token\":")
+	require.NoError(t, err)
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	var got errorJSON
+	require.NoError(t, json.Unmarshal(raw, &got), "%s", raw)
+	assert.Equal(t, "bad_body", got.Error)
+	_, port, _ := net.SplitHostPort(local)
+	for _, secret := range []string{local, srv.Listener.Addr().String(), port, "127.0.0.1", "tcp"} {
+		assert.NotContains(t, string(raw), secret, "the answer names a socket")
 	}
 }
 
@@ -583,7 +661,9 @@ func FuzzReserveAndSettleNeverPanic(f *testing.F) {
 		id = strings.ReplaceAll(id, "$TOKEN", tok)
 
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest("POST", "/reservations", strings.NewReader(body)))
+		req := httptest.NewRequest("POST", "/reservations", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		h.ServeHTTP(rec, req)
 		require.True(t, allowed[rec.Code], "reserve answered %d: %s", rec.Code, rec.Body)
 
 		path := "/reservations/" + url.PathEscape(id)

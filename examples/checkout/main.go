@@ -15,6 +15,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -22,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -47,7 +49,16 @@ const (
 	previousSecretEnv = "CHECKOUT_SECRET_PREVIOUS"
 	postgresEnv       = "INVENTORY_POSTGRES_URL"
 	redisEnv          = "INVENTORY_REDIS_URL"
+	pgConnsEnv        = "CHECKOUT_PG_CONNS"
 )
+
+// defaultPGConns is the size of the PostgreSQL pool unless -pg-conns or
+// CHECKOUT_PG_CONNS says otherwise: as many requests at once may work on the
+// database, each holding one connection at a time; the others wait in the
+// pool. pgxpool's own default, one per CPU and at least 4, is sized for
+// work that keeps a CPU busy, not for requests that wait on round trips and
+// row locks. README.md says how to size it.
+const defaultPGConns = 32
 
 // shutdownTimeout bounds the wait for requests in flight at shutdown.
 const shutdownTimeout = 15 * time.Second
@@ -73,6 +84,7 @@ type config struct {
 	postgresURL string
 	redisURL    string
 	schema      string
+	pgConns     int // size of the PostgreSQL pool; 0 means defaultPGConns
 	stock       map[string]int64
 	sweep       time.Duration
 	keys        [][]byte // token secrets, the signing one first
@@ -178,6 +190,15 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	fs.StringVar(&cfg.strategy, "strategy", "memory", "strategy that holds the stock: "+strings.Join(names, ", ")+" (tokens are always checked in front of it)")
 	fs.StringVar(&cfg.postgresURL, "postgres", or(getenv(postgresEnv), "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "PostgreSQL URL, for the strategies that need it (default from "+postgresEnv+")")
 	fs.StringVar(&cfg.redisURL, "redis", or(getenv(redisEnv), "redis://127.0.0.1:6379/0"), "Redis URL, for the strategies that need it (default from "+redisEnv+")")
+	pgConns := defaultPGConns
+	if v := getenv(pgConnsEnv); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return cfg, fmt.Errorf("%s=%q: want a positive number of connections", pgConnsEnv, v)
+		}
+		pgConns = n
+	}
+	fs.IntVar(&cfg.pgConns, "pg-conns", pgConns, "size of the PostgreSQL pool: requests working on the database at once, one connection each (default from "+pgConnsEnv+")")
 	fs.StringVar(&cfg.schema, "schema", "inventory", "PostgreSQL schema of the stock, the reservations and the token flags")
 	fs.StringVar(&stock, "stock", "", "set the stock at start, for demos: `sku=n,...` (overwrites what is available)")
 	fs.DurationVar(&cfg.sweep, "sweep", 10*time.Second, "how often expired holds are returned to stock")
@@ -196,6 +217,8 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		return cfg, fmt.Errorf("-strategy %q: want one of %s", cfg.strategy, strings.Join(names, ", "))
 	case cfg.sweep <= 0:
 		return cfg, errors.New("-sweep must be positive")
+	case cfg.pgConns <= 0 || cfg.pgConns > math.MaxInt32:
+		return cfg, fmt.Errorf("-pg-conns %d: want a positive number of connections", cfg.pgConns)
 	}
 	var err error
 	if cfg.stock, err = parseStock(stock); err != nil {
@@ -244,6 +267,7 @@ func parseStock(s string) (map[string]int64, error) {
 type app struct {
 	inv    *token.Reserver
 	issuer *token.Issuer
+	pool   *pgxpool.Pool // nil unless the strategy needs PostgreSQL
 	// purge deletes the flags of expired tokens, now and then, until ctx
 	// ends; nil when the flags expire by themselves.
 	purge func(ctx context.Context) error
@@ -275,11 +299,17 @@ func openApp(ctx context.Context, cfg config) (_ *app, err error) {
 	// far beyond any client's retries. PostgreSQL keeps its ledger.
 	scfg := &strategy.Config{Schema: cfg.schema, Retention: 24 * time.Hour}
 	if slices.Contains(info.Services, strategy.Postgres) {
-		pool, err := pgxpool.New(ctx, cfg.postgresURL)
+		pc, err := pgxpool.ParseConfig(cfg.postgresURL)
+		if err != nil {
+			return nil, fmt.Errorf("postgres: %w", err)
+		}
+		pc.MaxConns = int32(cmp.Or(cfg.pgConns, defaultPGConns))
+		pool, err := pgxpool.NewWithConfig(ctx, pc)
 		if err != nil {
 			return nil, fmt.Errorf("postgres: %w", err)
 		}
 		closers = append(closers, pool.Close)
+		a.pool = pool
 		if err := pool.Ping(ctx); err != nil {
 			return nil, fmt.Errorf("postgres: %w", err)
 		}

@@ -218,6 +218,36 @@ func TestParseStock(t *testing.T) {
 	}
 }
 
+func TestThePoolIsSizedForRequestsAtOnce(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want int
+	}{
+		{nil, nil, defaultPGConns},
+		{nil, map[string]string{pgConnsEnv: "48"}, 48},
+		{[]string{"-pg-conns", "12"}, map[string]string{pgConnsEnv: "48"}, 12},
+	} {
+		cfg, err := parseConfig(tc.args, env(tc.env), io.Discard)
+		require.NoError(t, err, "%v %v", tc.args, tc.env)
+		assert.Equal(t, tc.want, cfg.pgConns, "%v %v", tc.args, tc.env)
+	}
+	for _, bad := range []map[string]string{{pgConnsEnv: "0"}, {pgConnsEnv: "many"}} {
+		_, err := parseConfig(nil, env(bad), io.Discard)
+		assert.ErrorContains(t, err, pgConnsEnv, "%v", bad)
+	}
+	_, err := parseConfig([]string{"-pg-conns", "0"}, env(nil), io.Discard)
+	assert.ErrorContains(t, err, "-pg-conns")
+
+	// The pool opened holds that many connections, not pgxpool's default of
+	// one per CPU. Connections open on demand, so this opens one.
+	cfg, err := parseConfig([]string{"-strategy", "sqlcond", "-postgres", testsvc.PostgresURL(t), "-schema", testsvc.Schema(t)}, env(nil), io.Discard)
+	require.NoError(t, err)
+	a := openTestApp(t, cfg)
+	require.NotNil(t, a.pool)
+	assert.Equal(t, int32(defaultPGConns), a.pool.Config().MaxConns)
+}
+
 func TestRunOnABusyPortFailsBeforeChangingTheStock(t *testing.T) {
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

@@ -54,6 +54,9 @@ func backends() []backend {
 func openTestApp(t *testing.T, cfg config) *app {
 	t.Helper()
 	cfg.keys = [][]byte{testKey}
+	if cfg.pgConns == 0 {
+		cfg.pgConns = 8 // the test binaries share the server's connections
+	}
 	a, err := openApp(t.Context(), cfg)
 	require.NoError(t, err)
 	t.Cleanup(a.close)

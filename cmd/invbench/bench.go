@@ -288,15 +288,17 @@ func (o *outcome) failed() bool {
 // progress hears about every point of a run.
 type progress interface {
 	start(total int)
-	step(desc string)
+	step(desc string) // a point begins
+	done(r *Result)   // it ended
 	finish()
 }
 
 type noProgress struct{}
 
-func (noProgress) start(int)   {}
-func (noProgress) step(string) {}
-func (noProgress) finish()     {}
+func (noProgress) start(int)    {}
+func (noProgress) step(string)  {}
+func (noProgress) done(*Result) {}
+func (noProgress) finish()      {}
 
 // run measures every available target of p, out of all, on every case and
 // worker count. Points are ordered case, workers, target, so that the
@@ -329,6 +331,7 @@ func run(ctx context.Context, p plan, svc *services, all []target, prog progress
 				n++
 				ns := fmt.Sprintf("%s_%d", p.runID, n)
 				r := measure(ctx, p, svc, t, c, w, "invbench_"+ns, "invbench:"+ns+":")
+				prog.done(r)
 				out.Results = append(out.Results, r)
 			}
 		}

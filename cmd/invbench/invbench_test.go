@@ -93,9 +93,22 @@ func TestPlanFromFlags(t *testing.T) {
 	}
 	p, err := plan()
 	require.NoError(t, err)
-	assert.Equal(t, []int{1, 8, 32, 64, 128}, p.workers)
-	assert.Len(t, p.cases, 3)
+	assert.Equal(t, []int{8, 64}, p.workers, "no flags: a run of about a minute")
+	assert.Equal(t, []benchCase{{Workload: hot, Lines: 1}, {Workload: uniform, Lines: 1}}, p.cases)
+	assert.Equal(t, time.Second, p.duration)
 	assert.Equal(t, targetNames(), p.targets, "no flags: every strategy and baseline")
+
+	p, err = plan("-full")
+	require.NoError(t, err)
+	assert.Equal(t, []int{1, 8, 32, 64, 128}, p.workers, "-full: the whole sweep")
+	assert.Len(t, p.cases, 3)
+	assert.Equal(t, 2*time.Second, p.duration)
+
+	p, err = plan("-full", "-workers", "4", "-duration", "3s")
+	require.NoError(t, err)
+	assert.Equal(t, []int{4}, p.workers, "flags beside -full still apply")
+	assert.Len(t, p.cases, 3)
+	assert.Equal(t, 3*time.Second, p.duration)
 
 	p, err = plan("-strategies", "memory", "-workloads", "hot", "-stock", "scarce", "-workers", "4, 2")
 	require.NoError(t, err)
@@ -295,6 +308,20 @@ func TestMainExitsZeroOnASmallMemoryRunAndTwoOnBadFlags(t *testing.T) {
 	assert.Contains(t, stdout.String(), "memory")
 	assert.FileExists(t, filepath.Join(dir, "results.json"))
 	assert.FileExists(t, filepath.Join(dir, "c.svg"))
+	// stderr is no terminal here: a line per point, with its result.
+	assert.Contains(t, stderr.String(), "invbench: 1 points")
+	assert.Regexp(t, `invbench: \[1/1\] memory hot w=2: \d+ ops/s, p99 \S+, ok \(`, stderr.String())
+	// The tables say what their columns mean.
+	for _, col := range []string{"workers ", "ops/s ", "vs raw ", "p50..max ", "refused ", "errors ", "check "} {
+		assert.Contains(t, stdout.String(), "\n  "+col, "the legend explains %q", col)
+	}
+	assert.Contains(t, stdout.String(), "not_held (a Commit or Release")
+
+	stdout.Reset()
+	stderr.Reset()
+	code = mainErr(t.Context(), []string{"-strategies", "memory", "-workloads", "hot", "-workers", "2", "-ops", "50", "-quiet"}, &stdout, &stderr)
+	require.Equal(t, 0, code, "stderr: %s", stderr.String())
+	assert.Empty(t, stderr.String(), "-quiet")
 
 	assert.Equal(t, exitUsage, mainErr(t.Context(), []string{"-workers", "none"}, &stdout, &stderr))
 	assert.Equal(t, exitUsage, mainErr(t.Context(), []string{"-chart", "x.gif"}, &stdout, &stderr))

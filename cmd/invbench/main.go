@@ -3,7 +3,11 @@
 // run, and reports throughput, latency, refusals, errors and the invariant
 // check of every run.
 //
-// With no flags it measures every strategy that can run here: memory always;
+// With no flags it answers, in about a minute, which strategy is how fast
+// and whether it kept the contract: every strategy that can run here, on the
+// hot SKU and on carts over 100 SKUs, at 8 and 64 workers, a second per
+// point. -full runs the whole sweep (three workloads, five worker counts, 2s
+// per point: about five minutes). Strategies run: memory always;
 // the PostgreSQL and Redis ones against INVENTORY_POSTGRES_URL and
 // INVENTORY_REDIS_URL, else
 // postgres://postgres@127.0.0.1:5432/test?sslmode=disable and
@@ -11,7 +15,8 @@
 // started through testcontainers-go. A strategy that cannot run is listed
 // with the reason.
 //
-//	go run ./cmd/invbench                         # the default sweep
+//	go run ./cmd/invbench                         # about a minute: hot and uniform, 8 and 64 workers
+//	go run ./cmd/invbench -full                   # the full sweep, about five minutes
 //	go run ./cmd/invbench -smoke                  # a few seconds per strategy; fails on oversell or loss
 //	go run ./cmd/invbench -workloads hot -workers 64 -strategies sqlcond,pessimistic
 //	go run ./cmd/invbench -out results -chart results/chart.svg
@@ -75,6 +80,7 @@ type options struct {
 	scarce, maxQty                        int64
 	pgConns                               int
 	containers, smoke, strict, quiet      bool
+	full                                  bool
 	out, chart                            string
 	seed                                  uint64
 }
@@ -84,10 +90,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("invbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.strategies, "strategies", "all", "comma-separated strategies and baselines to run ("+strings.Join(targetNames(), ", ")+"); the baseline of each strategy's store is added")
-	fs.StringVar(&o.workloads, "workloads", "hot,uniform,zipf", "comma-separated workloads: hot (one SKU), uniform (over -skus SKUs), zipf (skewed over -skus SKUs)")
-	fs.StringVar(&o.workers, "workers", "1,8,32,64,128", "comma-separated worker counts to sweep")
+	fs.StringVar(&o.workloads, "workloads", "hot,uniform", "comma-separated workloads: hot (one SKU), uniform (over -skus SKUs), zipf (skewed over -skus SKUs); -full: "+fullWorkloads)
+	fs.StringVar(&o.workers, "workers", "8,64", "comma-separated worker counts to sweep; -full: "+fullWorkers)
 	fs.IntVar(&o.lines, "lines", 1, "carts have 1..`L` lines (hot has one SKU, so one line)")
-	fs.DurationVar(&o.duration, "duration", 2*time.Second, "how long each point runs")
+	fs.DurationVar(&o.duration, "duration", time.Second, "how long each point runs; -full: "+fullDuration.String())
 	fs.IntVar(&o.ops, "ops", 0, "run each point for `N` carts (spread over the workers) instead of -duration")
 	fs.StringVar(&o.stock, "stock", "plenty", "plenty (never runs out) or scarce (a sell-out of -scarce units that must end at exactly zero; hot only)")
 	fs.Int64Var(&o.scarce, "scarce", 5000, "units of the SKU in a sell-out")
@@ -96,9 +102,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Int64Var(&o.maxQty, "max-qty", 3, "each line asks 1..`N` units")
 	fs.IntVar(&o.pgConns, "pg-conns", 48, "size of the PostgreSQL connection pool every strategy shares")
 	fs.BoolVar(&o.containers, "containers", false, "start PostgreSQL and Redis through testcontainers-go (needs Docker) instead of using the URLs")
+	fs.BoolVar(&o.full, "full", false, "the full sweep: workloads "+fullWorkloads+", workers "+fullWorkers+", "+fullDuration.String()+" per point (about five minutes); flags given beside it still apply")
 	fs.BoolVar(&o.smoke, "smoke", false, "a short run for CI: per strategy, hot, uniform carts of 1..3 lines and a sell-out, 32 workers, 1s each")
 	fs.BoolVar(&o.strict, "strict", false, "exit with status 3 when a strategy cannot run")
-	fs.BoolVar(&o.quiet, "quiet", false, "no progress display")
+	fs.BoolVar(&o.quiet, "quiet", false, "no progress on stderr (a bar on a terminal, else a line per point)")
 	fs.StringVar(&o.out, "out", "", "write results.md, results.csv and results.json into `DIR`")
 	fs.StringVar(&o.chart, "chart", "", "write a chart of throughput and p99 against workers to `FILE` (.png or .svg)")
 	fs.Uint64Var(&o.seed, "seed", 0, "seed of the buyers' choices (default random)")
@@ -113,8 +120,28 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
+	if o.full {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["workloads"] {
+			o.workloads = fullWorkloads
+		}
+		if !set["workers"] {
+			o.workers = fullWorkers
+		}
+		if !set["duration"] {
+			o.duration = fullDuration
+		}
+	}
 	return o, nil
 }
+
+// The full sweep of -full, where the default run has hot,uniform; 8,64; 1s.
+const (
+	fullWorkloads = "hot,uniform,zipf"
+	fullWorkers   = "1,8,32,64,128"
+	fullDuration  = 2 * time.Second
+)
 
 // makePlan turns the options into a plan.
 func makePlan(o *options) (plan, error) {
@@ -288,8 +315,11 @@ func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	var prog progress = noProgress{}
-	if f, ok := stderr.(*os.File); ok && !o.quiet && isatty.IsTerminal(f.Fd()) {
-		prog = newBar(stderr)
+	if !o.quiet {
+		prog = newLines(stderr)
+		if f, ok := stderr.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
+			prog = newBar(stderr)
+		}
 	}
 	res, runErr := run(ctx, p, svc, targets(), prog)
 	if res == nil {

@@ -177,9 +177,30 @@ func writeTable(w io.Writer, o *outcome, m meta) {
 		_ = tw.Flush()
 		writeBatches(w, rs, "")
 	}
+	if len(o.Results) > 0 {
+		fmt.Fprint(w, legend)
+	}
 	writeUnavailable(w, o, "")
 	writeFailures(w, o)
 }
+
+// legend explains the columns of the tables, under them.
+const legend = `
+How to read the tables:
+  workers  buyers at once; each reserves a cart, then commits it (40%), releases it (30%) or leaves
+           it held (30%); a quarter of the holds last 50ms, the rest an hour
+  ops/s    Reserve calls decided per second, all workers together: granted, or refused for lack of stock
+  vs raw   ops/s over that of the raw baseline of the store that holds the stock, same point, same run:
+           raw-postgres (a bare conditional UPDATE, no ledger) or raw-redis (a bare Lua decrement);
+           1.00 is as fast as the bare statement; "-": no baseline (memory)
+  p50..max latency of Reserve calls, a retry counted as a call of its own
+  refused  Reserve calls refused for lack of stock: the contract's answer, not an error
+  errors   other answers by kind, all within the contract: not_held (a Commit or Release that came
+           after its 50ms hold expired), contended (a lock wait ran out; retried with the same ID),
+           outcome_unknown (a cut connection; retried with the same ID), canceled
+  check    ok: per SKU at the end, available + held + sold = the stock, never below zero, and no
+           error outside the contract; otherwise what broke (OVERSOLD, LOST...), and invbench exits 1
+`
 
 func writeUnavailable(w io.Writer, o *outcome, bullet string) {
 	if len(o.Unavailable) == 0 {

@@ -1,10 +1,13 @@
 // Command flashsale simulates a flash sale on every strategy in turn:
 // thousands of buyers rush for a few units of one SKU at the same instant,
-// each wanting one. It prints per strategy how many units were sold, how
-// many buyers were refused, how many calls failed, how many units were
-// oversold (read back from the ledger and the stock, not assumed) and how
-// long the sale took. Strategies that cannot run here are listed with the
-// reason.
+// each wanting one. Each buyer is a client as a shop's would be: a call that
+// met contention, could not reach the store or has an unknown outcome is
+// sent again with the same ID, after a capped, jittered backoff, until the
+// buyer's patience runs out. It prints per strategy how many units were
+// sold, how many buyers were refused, how many gave up, how many calls were
+// retried, how many units were oversold (read back from the ledger and the
+// stock, not assumed) and how long the sale took. Strategies that cannot run
+// here are listed with the reason.
 //
 //	go run ./examples/flashsale
 //	go run ./examples/flashsale -buyers 5000 -stock 50 -strategies memory,sqlcond
@@ -46,6 +49,7 @@ func main() {
 	flag.StringVar(&s.Services.PostgresURL, "postgres", or(os.Getenv("INVENTORY_POSTGRES_URL"), "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "PostgreSQL URL; empty to skip the strategies that need it")
 	flag.StringVar(&s.Services.RedisURL, "redis", or(os.Getenv("INVENTORY_REDIS_URL"), "redis://127.0.0.1:6379/0"), "Redis URL; empty to skip the strategies that need it")
 	flag.DurationVar(&s.Services.LockWait, "lock-wait", 0, "how long a Reserve waits for a lock before it fails as contended (pessimistic, redislock); 0 for each strategy's default")
+	flag.DurationVar(&s.Patience, "patience", defaultPatience, "how long a buyer keeps retrying before giving up")
 	flag.Parse()
 	if names != "all" {
 		for n := range strings.SplitSeq(names, ",") {
@@ -80,7 +84,14 @@ type sale struct {
 	// Services says where PostgreSQL and Redis are: clients or URLs. Schema,
 	// KeyPrefix and Drop are set per strategy.
 	Services strategy.Config
+	// Patience is how long a buyer keeps retrying a call before giving up.
+	// Default: 30s.
+	Patience time.Duration
 }
+
+// defaultPatience is how long a buyer keeps retrying: about what a person
+// waits on a checkout page that says "one moment".
+const defaultPatience = 30 * time.Second
 
 // result is what one strategy did in the sale.
 type result struct {
@@ -92,8 +103,9 @@ type result struct {
 	Held     int64            // units the ledger records as still held (0 when every buyer paid)
 	Left     int64            // units still available
 	Refused  int64            // buyers told the stock was gone
-	Failed   int64            // buyers whose calls failed otherwise, after retries
+	Failed   int64            // buyers who gave up, or whose call failed for good
 	Bought   int64            // buyers told their unit was sold
+	Retries  map[string]int64 // calls sent again, by the kind of error that made them retry
 	Oversold int64            // units sold or held beyond the stock: sold + held + left - stock, if positive
 	Lost     int64            // units that vanished: stock - (sold + held + left), if positive
 	Errors   map[string]int64 // failed buyers by kind of error
@@ -122,9 +134,9 @@ func (s sale) run(ctx context.Context, out io.Writer) ([]result, error) {
 			return nil, err
 		}
 	}
-	fmt.Fprintf(out, "flash sale: %d buyers, %d units, one unit each\n\n", s.Buyers, s.Stock)
-	const row = "%-12s %6v %8v %7v %9v %5v %9v%s\n"
-	fmt.Fprintf(out, row, "strategy", "sold", "refused", "errors", "oversold", "left", "time", "")
+	fmt.Fprintf(out, "flash sale: %d buyers, %d units, one unit each; a buyer retries for up to %s\n\n", s.Buyers, s.Stock, s.patience())
+	const row = "%-12s %6v %8v %7v %8v %9v %5v %9v%s\n"
+	fmt.Fprintf(out, row, "strategy", "sold", "refused", "gave up", "retries", "oversold", "left", "time", "")
 	var results []result
 	for _, name := range names {
 		r, err := s.runOne(ctx, name)
@@ -139,12 +151,19 @@ func (s sale) run(ctx context.Context, out io.Writer) ([]result, error) {
 		if !r.ok() {
 			mark = "  !! oversold, lost or miscounted units"
 		}
-		fmt.Fprintf(out, row, name, r.Sold, r.Refused, r.Failed, r.Oversold, r.Left, r.Elapsed.Round(time.Millisecond), mark)
+		fmt.Fprintf(out, row, name, r.Sold, r.Refused, r.Failed, sum(r.Retries), r.Oversold, r.Left, r.Elapsed.Round(time.Millisecond), mark)
 	}
 
 	for _, r := range results {
+		if len(r.Retries) > 0 {
+			fmt.Fprintf(out, "\nretries of %s, by what the call met:", r.Strategy)
+			for _, k := range slices.Sorted(maps.Keys(r.Retries)) {
+				fmt.Fprintf(out, " %s=%d", k, r.Retries[k])
+			}
+			fmt.Fprintln(out)
+		}
 		if len(r.Errors) > 0 {
-			fmt.Fprintf(out, "\nerrors of %s:\n", r.Strategy)
+			fmt.Fprintf(out, "\nbuyers of %s who gave up or failed, by their last error:\n", r.Strategy)
 			for _, k := range slices.Sorted(maps.Keys(r.Errors)) {
 				fmt.Fprintf(out, "  %s: %d, the first: %v\n", k, r.Errors[k], r.Examples[k])
 			}
@@ -185,7 +204,7 @@ func (s sale) runOne(ctx context.Context, name string) (result, error) {
 
 // hold holds the sale on inv and counts the result.
 func (s sale) hold(ctx context.Context, inv inventory.Strategy) (result, error) {
-	r := result{Errors: make(map[string]int64), Examples: make(map[string]error)}
+	r := result{Errors: make(map[string]int64), Examples: make(map[string]error), Retries: make(map[string]int64)}
 	if err := inv.SetStock(ctx, sku, s.Stock); err != nil {
 		return r, fmt.Errorf("set stock: %w", err)
 	}
@@ -210,9 +229,13 @@ func (s sale) hold(ctx context.Context, inv inventory.Strategy) (result, error) 
 	for _, id := range ids {
 		wg.Go(func() {
 			<-gate
-			err := buy(ctx, inv, id)
+			c := &client{patience: s.patience()}
+			err := c.buy(ctx, inv, id)
 			mu.Lock()
 			defer mu.Unlock()
+			for k, n := range c.retries {
+				r.Retries[k] += n
+			}
 			switch {
 			case err == nil:
 				r.Bought++
@@ -268,42 +291,88 @@ func (s sale) hold(ctx context.Context, inv inventory.Strategy) (result, error) 
 	return r, nil
 }
 
+func (s sale) patience() time.Duration {
+	if s.Patience > 0 {
+		return s.Patience
+	}
+	return defaultPatience
+}
+
+func sum(m map[string]int64) int64 {
+	var n int64
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// The backoff between two attempts: it starts at firstPause and doubles up
+// to maxPause, and each pause is drawn at random over its upper half, so that
+// buyers turned away together do not come back together.
+const (
+	firstPause = 5 * time.Millisecond
+	maxPause   = time.Second
+)
+
+// client is one buyer's side of the sale, as a shop's client would be.
+type client struct {
+	// patience bounds the time spent retrying one call.
+	patience time.Duration
+	// retries counts the calls sent again, by the kind of error that made
+	// them retry.
+	retries map[string]int64
+}
+
 // buy is one buyer: hold a unit, pay, and sell it. It returns nil when the
 // unit is sold, an error that errors.Is inventory.ErrInsufficientStock when
 // the stock is gone, or another error.
-func buy(ctx context.Context, inv inventory.Strategy, id string) error {
+func (c *client) buy(ctx context.Context, inv inventory.Strategy, id string) error {
 	req := inventory.Request{ID: id, Lines: []inventory.Line{{SKU: sku, Qty: 1}}}
-	if err := retry(ctx, func() error { _, err := inv.Reserve(ctx, req); return err }); err != nil {
+	if err := c.retry(ctx, func() error { _, err := inv.Reserve(ctx, req); return err }); err != nil {
 		return err
 	}
 	// The payment goes through: the unit is sold.
-	return retry(ctx, func() error { return inv.Commit(ctx, id) })
+	return c.retry(ctx, func() error { return inv.Commit(ctx, id) })
 }
 
-// maxAttempts bounds the calls retry makes.
-const maxAttempts = 5
+// retryable reports whether a call that failed with err should be sent
+// again, the same: it met contention (ErrContended), the store could not be
+// reached and nothing changed (ErrUnavailable), or it may or may not have
+// happened (ErrOutcomeUnknown). Reserve and Commit are idempotent on the ID,
+// so a retry never takes a unit twice, and it learns the outcome of the call
+// before.
+func retryable(err error) bool {
+	return errors.Is(err, inventory.ErrContended) || errors.Is(err, inventory.ErrUnavailable) ||
+		errors.Is(err, inventory.ErrOutcomeUnknown)
+}
 
-// retry calls f until it succeeds or fails for good. A call that met
-// contention or whose outcome is unknown is made again, the same: Reserve and
-// Commit are idempotent on the ID, so a retry never takes a unit twice, and
-// it learns the outcome of the call before.
-func retry(ctx context.Context, f func() error) error {
-	pause := time.Millisecond
-	for attempt := 1; ; attempt++ {
+// retry calls f until it succeeds, fails for good, or the next attempt
+// would start after the buyer's patience ran out; then it returns f's last
+// error.
+func (c *client) retry(ctx context.Context, f func() error) error {
+	start := time.Now()
+	pause := firstPause
+	for {
 		err := f()
-		if err == nil || attempt == maxAttempts ||
-			!(errors.Is(err, inventory.ErrContended) || errors.Is(err, inventory.ErrOutcomeUnknown)) {
+		if err == nil || !retryable(err) {
 			return err
 		}
-		// Wait between half and all of pause, so retries spread out.
-		t := time.NewTimer(pause/2 + rand.N(pause/2+1))
+		wait := pause/2 + rand.N(pause/2+1)
+		if time.Since(start)+wait > c.patience {
+			return err
+		}
+		if c.retries == nil {
+			c.retries = make(map[string]int64)
+		}
+		c.retries[errorKind(err)]++
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return ctx.Err()
 		case <-t.C:
 		}
-		pause *= 4
+		pause = min(2*pause, maxPause)
 	}
 }
 
@@ -315,6 +384,7 @@ func errorKind(err error) string {
 	}{
 		{inventory.ErrOutcomeUnknown, "outcome_unknown"},
 		{inventory.ErrContended, "contended"},
+		{inventory.ErrUnavailable, "unavailable"},
 		{inventory.ErrNotHeld, "not_held"},
 		{inventory.ErrNotFound, "not_found"},
 		{inventory.ErrConflict, "conflict"},

@@ -44,14 +44,15 @@ func TestFlashSaleInProcessSellsExactlyTheStock(t *testing.T) {
 	require.Len(t, results, 1)
 	requireSoldOut(t, s, results[0])
 	assert.Contains(t, out.String(), "flash sale: 2000 buyers, 100 units")
-	assert.Regexp(t, `memory\s+100\s+1900\s+0\s+0\s+0\s`, out.String())
+	assert.Contains(t, out.String(), "retries")
+	assert.Regexp(t, `memory\s+100\s+1900\s+0\s+0\s+0\s+0\s`, out.String())
 }
 
 func TestFlashSaleRunsEveryStrategyOnRealServices(t *testing.T) {
 	s := sale{Buyers: 200, Stock: 20, Services: strategy.Config{
 		Postgres: testsvc.Postgres(t), Redis: testsvc.Redis(t),
 		LockWait: 30 * time.Second, // a slow machine makes lock waits long, not wrong
-	}}
+	}, Patience: 5 * time.Minute} // several lock waits: buyers are answered, not given up
 	var out bytes.Buffer
 	results, err := s.run(t.Context(), &out)
 	require.NoError(t, err)
@@ -96,32 +97,89 @@ func TestFlashSaleRefusesNonsense(t *testing.T) {
 	assert.Empty(t, out.String())
 }
 
-func TestRetryRepeatsOnlyWhatIsSafeAndUseful(t *testing.T) {
+func TestRetryRepeatsWhatIsSafeUntilThePatienceRunsOut(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct {
-		err   error
-		calls int32
+		err  error
+		kind string
 	}{
-		{&inventory.OutcomeUnknownError{Op: "reserve", ID: "x", Err: errors.New("connection reset")}, maxAttempts},
-		{fmt.Errorf("lock: %w", inventory.ErrContended), maxAttempts},
-		{&inventory.InsufficientStockError{SKU: sku, Requested: 1}, 1},
-		{errors.New("boom"), 1},
+		{&inventory.OutcomeUnknownError{Op: "reserve", ID: "x", Err: errors.New("connection reset")}, "outcome_unknown"},
+		{fmt.Errorf("lock: %w", inventory.ErrContended), "contended"},
+		{&inventory.UnavailableError{Err: errors.New("connection refused")}, "unavailable"},
 	} {
-		var calls atomic.Int32
-		err := retry(ctx, func() error { calls.Add(1); return tc.err })
-		assert.Equal(t, tc.err, err)
-		assert.Equal(t, tc.calls, calls.Load(), "%v", tc.err)
+		c := &client{patience: 60 * time.Millisecond}
+		var calls atomic.Int64
+		start := time.Now()
+		err := c.retry(ctx, func() error { calls.Add(1); return tc.err })
+		took := time.Since(start)
+		assert.Equal(t, tc.err, err, "the last error, once the buyer gives up")
+		assert.GreaterOrEqual(t, calls.Load(), int64(3), "%v: sent again while patience lasts", tc.err)
+		assert.Equal(t, map[string]int64{tc.kind: calls.Load() - 1}, c.retries, "%v", tc.err)
+		assert.Less(t, took, 60*time.Millisecond+time.Second, "%v: no attempt starts after the patience ran out", tc.err)
 	}
 
-	var calls atomic.Int32
-	err := retry(ctx, func() error {
-		if calls.Add(1) < 3 {
+	for _, final := range []error{&inventory.InsufficientStockError{SKU: sku, Requested: 1}, inventory.ErrNotHeld, errors.New("boom")} {
+		c := &client{patience: time.Minute}
+		var calls atomic.Int64
+		err := c.retry(ctx, func() error { calls.Add(1); return final })
+		assert.Equal(t, final, err)
+		assert.Equal(t, int64(1), calls.Load(), "%v: not retried", final)
+		assert.Empty(t, c.retries)
+	}
+
+	// A lock that stays busy for a while: the buyer waits it out.
+	c := &client{patience: time.Minute}
+	var calls atomic.Int64
+	err := c.retry(ctx, func() error {
+		if calls.Add(1) <= 7 {
 			return inventory.ErrContended
 		}
 		return nil
 	})
 	require.NoError(t, err)
-	assert.Equal(t, int32(3), calls.Load())
+	assert.Equal(t, int64(8), calls.Load())
+	assert.Equal(t, map[string]int64{"contended": 7}, c.retries)
+}
+
+// busyStore turns away every buyer's first Reserve calls as contended and
+// their first Commit as unavailable, as a store under a rush does.
+type busyStore struct {
+	inventory.Strategy
+	contended int // Reserve calls turned away per ID
+	mu        sync.Mutex
+	reserves  map[string]int
+	commits   map[string]bool
+}
+
+func (b *busyStore) Reserve(ctx context.Context, req inventory.Request) (inventory.Reservation, error) {
+	b.mu.Lock()
+	b.reserves[req.ID]++
+	busy := b.reserves[req.ID] <= b.contended
+	b.mu.Unlock()
+	if busy {
+		return inventory.Reservation{}, fmt.Errorf("lock of %s: %w", sku, inventory.ErrContended)
+	}
+	return b.Strategy.Reserve(ctx, req)
+}
+
+func (b *busyStore) Commit(ctx context.Context, id string) error {
+	b.mu.Lock()
+	first := !b.commits[id]
+	b.commits[id] = true
+	b.mu.Unlock()
+	if first {
+		return &inventory.UnavailableError{Err: errors.New("dial tcp: connection refused")}
+	}
+	return b.Strategy.Commit(ctx, id)
+}
+
+func TestBuyersRetryABusyStoreAndTheSaleSaysSo(t *testing.T) {
+	s := sale{Buyers: 200, Stock: 20}
+	busy := &busyStore{Strategy: memory.New(nil), contended: 6, reserves: map[string]int{}, commits: map[string]bool{}}
+	r, err := s.hold(t.Context(), busy)
+	require.NoError(t, err)
+	requireSoldOut(t, s, r)
+	assert.Equal(t, map[string]int64{"contended": 200 * 6, "unavailable": 20}, r.Retries)
 }
 
 // phantomStock sells units it does not have: when the stock runs out, it
@@ -158,6 +216,7 @@ func TestFlashSaleCountsOversoldUnitsFromTheLedger(t *testing.T) {
 func TestErrorKindNamesEveryContractError(t *testing.T) {
 	assert.Equal(t, "outcome_unknown", errorKind(&inventory.OutcomeUnknownError{Err: context.Canceled}))
 	assert.Equal(t, "contended", errorKind(inventory.ErrContended))
+	assert.Equal(t, "unavailable", errorKind(&inventory.UnavailableError{Err: errors.New("refused")}))
 	assert.Equal(t, "not_held", errorKind(&inventory.StateError{State: inventory.Expired}))
 	assert.Equal(t, "not_found", errorKind(inventory.ErrNotFound))
 	assert.Equal(t, "canceled", errorKind(context.Canceled))

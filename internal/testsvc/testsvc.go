@@ -27,6 +27,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/oversell/inventory/internal/containers"
+	"github.com/oversell/inventory/internal/soak"
 )
 
 // Environment variables read by this package.
@@ -34,7 +35,7 @@ const (
 	PostgresEnv = "INVENTORY_TEST_POSTGRES_URL"
 	RedisEnv    = "INVENTORY_TEST_REDIS_URL"
 	RequireEnv  = "INVENTORY_TEST_REQUIRE_SERVICES"
-	SoakEnv     = "INVENTORY_TEST_SOAK"
+	SoakEnv     = soak.Env
 
 	DefaultPostgresURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 	DefaultRedisURL    = "redis://127.0.0.1:6379/0"
@@ -69,7 +70,7 @@ func Unavailable(t testing.TB, env string, err error) {
 // versions (more iterations, longer durations) on top of the short ones every
 // run does. Without it a test does what its check needs to be able to fail,
 // and no more.
-func Soak() bool { return os.Getenv(SoakEnv) == "1" }
+func Soak() bool { return soak.On() }
 
 // PostgresURL returns the URL of a PostgreSQL server that answers, or skips
 // (or fails) the test.

@@ -14,12 +14,31 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/oversell/inventory"
+	"github.com/oversell/inventory/internal/soak"
 )
 
 // Timeouts bounding each subtest, so a hung strategy fails instead of hanging.
 const (
 	behaviourTimeout = time.Minute
 	hammerTimeout    = 4 * time.Minute
+)
+
+// hammerSizes are the sizes of the suite's hammers.
+type hammerSizes struct {
+	cancelOps int   // CancelledMidCallLeavesNoPartialState: carts per buyer (16 buyers)
+	hotStock  int64 // HammerHotSKU: units of the hot SKU, sold out by 64 buyers
+	manyStock int64 // HammerManySKUs: units of each of its 20 SKUs
+	manyOps   int   // HammerManySKUs: carts per buyer (64 buyers)
+}
+
+// sizes are the hammers of every run: each keeps its buyers racing long
+// enough for an unsafe strategy to oversell (the racy strategy of the
+// suite's own tests oversells at these sizes and smaller) and for demand to
+// exceed supply. With INVENTORY_TEST_SOAK=1 the hammers run longer, to find
+// what is rare.
+var sizes = soak.Pick(
+	hammerSizes{cancelOps: 10, hotStock: 150, manyStock: 60, manyOps: 12},
+	hammerSizes{cancelOps: 30, hotStock: 1000, manyStock: 250, manyOps: 80},
 )
 
 // RunConformance checks that the strategies made by newHarness keep the
@@ -564,7 +583,7 @@ var behaviours = []behaviour{
 	{"CancelledMidCallLeavesNoPartialState", func(ctx context.Context, t *testing.T, s *suite) {
 		rep, err := Hammer(ctx, HammerConfig{
 			Strategy: s.Strategy, NewID: s.NewID, Advance: s.Advance,
-			Workers: 16, SKUs: 5, Stock: 200, MaxLines: 3, OpsPerWorker: 30,
+			Workers: 16, SKUs: 5, Stock: 200, MaxLines: 3, OpsPerWorker: sizes.cancelOps,
 			CancelFraction: 0.5, CancelWithin: 2 * time.Millisecond,
 		})
 		require.NoError(t, err)
@@ -583,21 +602,21 @@ var behaviours = []behaviour{
 	{"HammerHotSKU", func(ctx context.Context, t *testing.T, s *suite) {
 		rep, err := Hammer(ctx, HammerConfig{
 			Strategy: s.Strategy, NewID: s.NewID, Advance: s.Advance,
-			Workers: 64, SKUs: 1, Stock: 500, MaxQty: 3, SellOut: true, Settle: true,
+			Workers: 64, SKUs: 1, Stock: sizes.hotStock, MaxQty: 3, SellOut: true, Settle: true,
 		})
 		require.NoError(t, err)
 		t.Log(rep)
 		assertReport(t, rep)
-		assert.Equal(t, int64(500), rep.Granted, "units granted while demand exceeds supply")
+		assert.Equal(t, sizes.hotStock, rep.Granted, "units granted while demand exceeds supply")
 		require.Len(t, rep.SKUs, 1)
 		assert.Equal(t, rep.Released, rep.SKUs[0].Available, "available after settling equals the units released")
-		assert.Equal(t, int64(500)-rep.Released, rep.SKUs[0].Sold)
+		assert.Equal(t, sizes.hotStock-rep.Released, rep.SKUs[0].Sold)
 		assert.Zero(t, rep.SKUs[0].Held)
 	}},
 	{"HammerManySKUs", func(ctx context.Context, t *testing.T, s *suite) {
 		rep, err := Hammer(ctx, HammerConfig{
 			Strategy: s.Strategy, NewID: s.NewID, Advance: s.Advance,
-			Workers: 64, SKUs: 20, Stock: 250, MaxQty: 3, MaxLines: 5, OpsPerWorker: 40,
+			Workers: 64, SKUs: 20, Stock: sizes.manyStock, MaxQty: 3, MaxLines: 5, OpsPerWorker: sizes.manyOps,
 		})
 		require.NoError(t, err)
 		t.Log(rep)

@@ -74,7 +74,9 @@
 // SweepersReturnAbandonedHoldsOnce, ...), then hammers the strategy with
 // concurrent buyers: 64 selling out one hot SKU, which must end with exactly
 // its stock granted; 64 with carts of up to five lines over 20 SKUs; and
-// calls cut short at random by their contexts. After each hammer it checks
+// calls cut short at random by their contexts. The hammers run as long as
+// their checks need to be able to fail (the racy strategy oversells at their
+// sizes); INVENTORY_TEST_SOAK=1 runs them several times longer. After each hammer it checks
 // the exact invariant per SKU: available + held + sold equals the stock set
 // plus the units added, never below zero, and no error outside the
 // contract. The suite's own tests keep a deliberately racy strategy and

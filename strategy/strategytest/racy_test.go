@@ -124,18 +124,19 @@ func (r *racy) Lookup(_ context.Context, id string) (inventory.Reservation, erro
 }
 
 // TestHammerCatchesOversell shows the hammer can fail: on a strategy that
-// reads and then writes without a lock, it reports oversold units.
+// reads and then writes without a lock, it reports oversold units, at the
+// sizes the conformance hammers run with.
 func TestHammerCatchesOversell(t *testing.T) {
 	t.Run("HotSKU", func(t *testing.T) {
-		rep, err := Hammer(t.Context(), HammerConfig{Strategy: newRacy(), Workers: 64, Stock: 500, SellOut: true, FixedStock: true})
+		rep, err := Hammer(t.Context(), HammerConfig{Strategy: newRacy(), Workers: 64, Stock: sizes.hotStock, SellOut: true, FixedStock: true})
 		require.NoError(t, err)
 		t.Log(rep)
 		assert.Positive(t, rep.Oversold, "the hammer reports the racy strategy's oversell")
-		assert.Greater(t, rep.Granted, int64(500), "more units granted than exist")
+		assert.Greater(t, rep.Granted, sizes.hotStock, "more units granted than exist")
 		assert.False(t, rep.OK())
 	})
 	t.Run("ManySKUs", func(t *testing.T) {
-		rep, err := Hammer(t.Context(), HammerConfig{Strategy: newRacy(), Workers: 64, SKUs: 20, Stock: 60, MaxLines: 5, FixedStock: true})
+		rep, err := Hammer(t.Context(), HammerConfig{Strategy: newRacy(), Workers: 64, SKUs: 20, Stock: sizes.manyStock, MaxLines: 5, OpsPerWorker: sizes.manyOps, FixedStock: true})
 		require.NoError(t, err)
 		t.Log(rep)
 		assert.Positive(t, rep.Oversold, "the hammer reports the racy strategy's oversell")

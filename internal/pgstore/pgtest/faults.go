@@ -21,6 +21,7 @@ import (
 	"github.com/oversell/inventory"
 	"github.com/oversell/inventory/internal/faultproxy"
 	"github.com/oversell/inventory/internal/leakcheck"
+	"github.com/oversell/inventory/internal/soak"
 	"github.com/oversell/inventory/internal/testsvc"
 	"github.com/oversell/inventory/strategy/strategytest"
 )
@@ -65,22 +66,26 @@ func CommitPoint() FaultPoint {
 // RunFaults runs the fault tests on strategies made by mk, breaking Reserve
 // at points:
 //
-//   - LostRepliesApplyOnceOnRetry: over 200 reservations (and some commits
-//     and releases) lose the reply to their commit, lose the request, or
-//     have every connection cut at a random moment, sometimes with new
+//   - LostRepliesApplyOnceOnRetry: reservations (and some commits and
+//     releases) lose the reply to their commit, lose the request, or have
+//     every connection cut at a random moment, sometimes with new
 //     connections refused for a while; each retried call with the same ID
-//     applies exactly once.
+//     applies exactly once. Every fault meets every point and both settle
+//     calls in each run.
 //   - CancelledAtRandomDuringHammer: a hammer with a third of its calls on
 //     deadlines of up to a millisecond holds the invariant.
 //   - BackendsTerminatedDuringHammer: the server terminates the strategy's
 //     backends several times during a hammer; nothing is half-applied and
 //     the pool recovers.
-//   - RandomDeadlinesLeaveNothingBehind: 1,000 calls with deadlines of 0 to
-//     5 ms leave no goroutine, no backend idle in a transaction, no
+//   - RandomDeadlinesLeaveNothingBehind: calls with deadlines of 0 to 5 ms
+//     leave no goroutine, no backend idle in a transaction, no
 //     connection in use, and the invariant holds.
 //   - CrossingCartsNeverDeadlock: carts over the same SKUs in every order,
 //     with releases and sweeps, never fail with a deadlock (40P01) or trip
 //     the CHECK constraint (23514).
+//
+// Each runs what its checks need to be able to fail; INVENTORY_TEST_SOAK=1
+// runs them several times longer (faultSizes).
 func RunFaults(t *testing.T, mk Maker, points ...FaultPoint) {
 	t.Run("LostRepliesApplyOnceOnRetry", func(t *testing.T) { lostReplies(t, mk, points) })
 	t.Run("CancelledAtRandomDuringHammer", func(t *testing.T) { cancelledHammer(t, mk) })
@@ -88,6 +93,23 @@ func RunFaults(t *testing.T, mk Maker, points ...FaultPoint) {
 	t.Run("RandomDeadlinesLeaveNothingBehind", func(t *testing.T) { randomDeadlines(t, mk) })
 	t.Run("CrossingCartsNeverDeadlock", func(t *testing.T) { crossingCarts(t, mk) })
 }
+
+// faultSizes are the sizes of the fault tests.
+type faultSizes struct {
+	lostReplies     int // LostRepliesApplyOnceOnRetry: broken reservations
+	cancelledOps    int // CancelledAtRandomDuringHammer: carts per buyer (32 buyers)
+	terminatedStock int64
+	terminations    int // BackendsTerminatedDuringHammer: rounds of terminations
+	deadlineCalls   int // RandomDeadlinesLeaveNothingBehind: calls
+	crossingOps     int // CrossingCartsNeverDeadlock: carts per buyer (48 buyers)
+}
+
+// sizes: the short run is every run; the long one runs with
+// INVENTORY_TEST_SOAK=1.
+var sizes = soak.Pick(
+	faultSizes{lostReplies: 48, cancelledOps: 10, terminatedStock: 800, terminations: 3, deadlineCalls: 300, crossingOps: 10},
+	faultSizes{lostReplies: 480, cancelledOps: 50, terminatedStock: 5000, terminations: 12, deadlineCalls: 2000, crossingOps: 50},
+)
 
 // serverAddr returns the host:port of the test database.
 func serverAddr(tb testing.TB) string {
@@ -173,7 +195,7 @@ func lostReplies(t *testing.T, mk Maker, points []FaultPoint) {
 	}
 
 	var lostApplied, lostNotApplied, unknown, faulted int
-	const reserves = 400
+	reserves := sizes.lostReplies
 	for i := range reserves {
 		point := points[i%len(points)]
 		mode := faultMode(i / len(points) % int(numModes))
@@ -221,7 +243,8 @@ func lostReplies(t *testing.T, mk Maker, points []FaultPoint) {
 			require.Equal(t, want[sku], got, "case %d (%s at %s): %s decremented other than once", i, mode, point.Name, sku)
 		}
 
-		// Every sixth case also breaks the commit or the release of it.
+		// Every sixth case also breaks the commit or the release of it, in
+		// turn; each of them meets every mode once in 48 cases.
 		if i%6 != 0 {
 			continue
 		}
@@ -229,7 +252,7 @@ func lostReplies(t *testing.T, mk Maker, points []FaultPoint) {
 		if i%12 == 0 {
 			settle, op, final = s.Release, "release", inventory.Released
 		}
-		mode = faultMode(i / 6 % int(numModes))
+		mode = faultMode(i / 12 % int(numModes))
 		fired, err = breakCall(mode, WritePattern(req.ID), func() error { return settle(ctx, req.ID) })
 		if mode == modeDropReply {
 			require.True(t, fired)
@@ -252,7 +275,7 @@ func lostReplies(t *testing.T, mk Maker, points []FaultPoint) {
 	}
 	t.Logf("%d reservations: %d broken (%d outcome unknown), of which %d applied before the retry and %d by it",
 		reserves, faulted, unknown, lostApplied, lostNotApplied)
-	assert.GreaterOrEqual(t, faulted, 200, "over 200 broken calls")
+	assert.GreaterOrEqual(t, faulted, reserves/2, "every lost reply and lost request broke its call")
 	assert.Positive(t, lostApplied, "some lost replies hid an applied reservation")
 	assert.Positive(t, lostNotApplied, "some broken calls had applied nothing")
 }
@@ -282,7 +305,7 @@ func cancelledHammer(t *testing.T, mk Maker) {
 	s, clk := in.Strategy, in.Clock
 	rep, err := strategytest.Hammer(ctx, strategytest.HammerConfig{
 		Strategy: s, Advance: clk.Advance,
-		Workers: 32, SKUs: 4, Stock: 150, MaxLines: 3, OpsPerWorker: 25,
+		Workers: 32, SKUs: 4, Stock: 150, MaxLines: 3, OpsPerWorker: sizes.cancelledOps,
 		CancelFraction: 0.35, CancelWithin: time.Millisecond,
 	})
 	require.NoError(t, err)
@@ -297,23 +320,38 @@ func terminatedHammer(t *testing.T, mk Maker) {
 	pool := Pool(t, PoolConfig{MaxConns: 8, AppName: app})
 	in := New(ctx, t, mk, pool)
 	s, clk := in.Strategy, in.Clock
+	// The terminations are paced by the hammer's progress, not by the
+	// clock, so that they all fall inside the run however fast the machine:
+	// a sell-out of one-or-two-unit carts makes about stock/1.5 Reserve
+	// calls, and a round comes every stock/(2*(rounds+1)) of them.
 	var terminated atomic.Int64
 	var kills sync.WaitGroup
 	stop := make(chan struct{})
+	progress := make(chan struct{}, 1)
 	kills.Go(func() {
-		for range 6 {
+		for range sizes.terminations {
 			select {
 			case <-stop:
 				return
-			case <-time.After(150 * time.Millisecond):
+			case <-progress:
 			}
 			terminated.Add(int64(Terminate(ctx, t, app)))
 		}
 	})
+	var calls atomic.Int64
+	every := max(1, sizes.terminatedStock/int64(2*(sizes.terminations+1)))
 	rep, err := strategytest.Hammer(ctx, strategytest.HammerConfig{
 		Strategy: s, Advance: clk.Advance,
-		Workers: 24, SKUs: 1, Stock: 2500, MaxQty: 2, SellOut: true, Faults: true,
-		Observe: func(_ string, _ time.Duration, err error) { assertHonestError(t, err) },
+		Workers: 24, SKUs: 1, Stock: sizes.terminatedStock, MaxQty: 2, SellOut: true, Faults: true,
+		Observe: func(op string, _ time.Duration, err error) {
+			assertHonestError(t, err)
+			if op == "reserve" && calls.Add(1)%every == 0 {
+				select {
+				case progress <- struct{}{}:
+				default:
+				}
+			}
+		},
 	})
 	close(stop)
 	kills.Wait()
@@ -349,7 +387,7 @@ func randomDeadlines(t *testing.T, mk Maker) {
 	// parallel have their own.
 	scope := leakcheck.New()
 
-	const calls, workers = 1000, 16
+	calls, workers := int64(sizes.deadlineCalls), 16
 	var next atomic.Int64
 	var mu sync.Mutex
 	var ids []string
@@ -425,7 +463,7 @@ func crossingCarts(t *testing.T, mk Maker) {
 	var deadlocks atomic.Int64
 	rep, err := strategytest.Hammer(ctx, strategytest.HammerConfig{
 		Strategy: s, Advance: clk.Advance,
-		Workers: 48, SKUs: 4, MaxLines: 4, Stock: 300, OpsPerWorker: 25,
+		Workers: 48, SKUs: 4, MaxLines: 4, Stock: 300, OpsPerWorker: sizes.crossingOps,
 		Observe: func(op string, _ time.Duration, err error) {
 			if isCode(err, "40P01") {
 				deadlocks.Add(1)

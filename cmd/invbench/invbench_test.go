@@ -328,8 +328,8 @@ func TestMainExitsZeroOnASmallMemoryRunAndTwoOnBadFlags(t *testing.T) {
 }
 
 // TestSmokeEveryServiceStrategy is the CI smoke run: every strategy and
-// baseline that needs PostgreSQL or Redis, about a second per case, failing
-// on any oversell or loss.
+// baseline that needs PostgreSQL or Redis, 300ms per case (the second of
+// -smoke with INVENTORY_TEST_SOAK=1), failing on any oversell or loss.
 func TestSmokeEveryServiceStrategy(t *testing.T) {
 	svc := &services{pg: testsvc.Postgres(t), redis: testsvc.Redis(t)}
 	var names []string
@@ -348,6 +348,11 @@ func TestSmokeEveryServiceStrategy(t *testing.T) {
 	require.NoError(t, err)
 	p.targets = names
 	p.workers = []int{16} // the shared test pool has testsvc.MaxConns connections
+	if !testsvc.Soak() {
+		// Long enough for every strategy to decide calls and be checked;
+		// the second of -smoke with INVENTORY_TEST_SOAK=1.
+		p.duration, p.scarce = 300*time.Millisecond, 300
+	}
 	p.runID = "smoke" + randomID()
 	out, err := run(t.Context(), p, svc, all, noProgress{})
 	require.NoError(t, err)

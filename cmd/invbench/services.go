@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/oversell/inventory/internal/containers"
+	"github.com/oversell/inventory/cmd/internal/containers"
 )
 
 // Where the servers are, unless -containers.

@@ -2,10 +2,11 @@
 // schema and a Redis key prefix of their own, dropped when the test ends.
 //
 // Services come from INVENTORY_TEST_POSTGRES_URL and INVENTORY_TEST_REDIS_URL,
-// else the local defaults, else containers started through testcontainers-go
-// when a Docker engine answers. When none can be had the test is skipped with
-// a message naming the variable, unless INVENTORY_TEST_REQUIRE_SERVICES=1,
-// which turns the skip into a failure.
+// else the local defaults. On a machine with Docker and no servers of its
+// own, `go run ./cmd/invservices` starts them in containers and prints the
+// variables to set. When none answers the test is skipped with a message
+// naming the variable, unless INVENTORY_TEST_REQUIRE_SERVICES=1, which turns
+// the skip into a failure.
 //
 // INVENTORY_TEST_SOAK=1 (CI sets it) asks for the long versions of the
 // hammers and fault tests: Soak reports it, so that every test reads the
@@ -26,7 +27,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/oversell/inventory/internal/containers"
 	"github.com/oversell/inventory/internal/soak"
 )
 
@@ -97,18 +97,10 @@ func openPostgres() (*pgxpool.Pool, string, error) {
 		url = DefaultPostgresURL
 	}
 	pool, err := connectPostgres(url)
-	if err == nil || os.Getenv(PostgresEnv) != "" {
-		return pool, url, err
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w (on a machine with Docker, go run ./cmd/invservices starts one)", url, err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	curl, _, cerr := containers.Postgres(ctx) // removed by the reaper when the tests end
-	if cerr != nil {
-		return nil, "", fmt.Errorf("%s: %v; no container either: %v", url, err, cerr)
-	}
-	url = curl
-	pool, err = connectPostgres(url)
-	return pool, url, err
+	return pool, url, nil
 }
 
 func connectPostgres(url string) (*pgxpool.Pool, error) {
@@ -173,18 +165,10 @@ func openRedis() (*redis.Client, string, error) {
 		url = DefaultRedisURL
 	}
 	c, err := connectRedis(url)
-	if err == nil || os.Getenv(RedisEnv) != "" {
-		return c, url, err
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w (on a machine with Docker, go run ./cmd/invservices starts one)", url, err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	curl, _, cerr := containers.Redis(ctx) // removed by the reaper when the tests end
-	if cerr != nil {
-		return nil, "", fmt.Errorf("%s: %v; no container either: %v", url, err, cerr)
-	}
-	url = curl
-	c, err = connectRedis(url)
-	return c, url, err
+	return c, url, nil
 }
 
 func connectRedis(url string) (*redis.Client, error) {

@@ -1,7 +1,7 @@
 // Package containers starts PostgreSQL and Redis through testcontainers-go,
-// for machines with a Docker engine and no servers of their own. The tests
-// (internal/testsvc) and the benchmark command (cmd/invbench -containers)
-// both start their servers here.
+// for machines with a Docker engine and no servers of their own: the
+// benchmark (cmd/invbench -containers) and cmd/invservices, which starts them
+// for the tests, both start their servers here.
 package containers
 
 import (

@@ -4,7 +4,9 @@
 // Reserve that takes units from stock. A strategy embeds the Ledger that
 // Store.Ledger returns (Commit, Release, ExpireDue, Lookup, Available,
 // SetStock, AddStock, Migrate) and implements Reserve by calling
-// Store.Reserve with its Step.
+// Store.Reserve with its Step. The rules that are not SQL (the order of
+// checks, idempotency, state transitions, which errors pass through) live in
+// internal/ledger, shared with the MySQL store.
 //
 // # Schema
 //

@@ -3,20 +3,19 @@ package pgstore
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/oversell/inventory"
+	"github.com/oversell/inventory/internal/ledger"
 )
 
-// Errors the store's own statements raise through reserve_abort. They never
-// leave the package.
+// Errors the store's own statements raise through reserve_abort, for the
+// ledger's rules. They never leave the package.
 var (
-	errTaken = errors.New("pgstore: reservation id taken")
-	errMoved = errors.New("pgstore: reservation state changed")
+	errTaken = ledger.ErrTaken
+	errMoved = ledger.ErrMoved
 )
 
 // aborted is the error of a statement that raised through reserve_abort: the
@@ -59,18 +58,8 @@ func answered(err error) bool {
 // final reports whether err is already an answer for the caller: an error of
 // the store's own or an inventory error, which pass through unchanged.
 func final(err error) bool {
-	var refused *RefusedError
 	var ab *aborted
-	switch {
-	case errors.As(err, &ab), errors.Is(err, errTaken), errors.Is(err, errMoved), errors.As(err, &refused):
-		return true
-	case errors.Is(err, inventory.ErrInvalidRequest), errors.Is(err, inventory.ErrInsufficientStock),
-		errors.Is(err, inventory.ErrUnknownSKU), errors.Is(err, inventory.ErrNotFound),
-		errors.Is(err, inventory.ErrConflict), errors.Is(err, inventory.ErrNotHeld),
-		errors.Is(err, inventory.ErrContended), errors.Is(err, inventory.ErrOutcomeUnknown):
-		return true
-	}
-	return false
+	return errors.As(err, &ab) || ledger.Final(err)
 }
 
 // fail wraps the error of a call that changed nothing.
@@ -79,16 +68,7 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 	if errors.As(err, &ab) {
 		return ab.err
 	}
-	if final(err) {
-		return err
-	}
-	if hasCode(err, codeLockNotAvailable) || hasCode(err, codeSerializationFailure) {
-		return fmt.Errorf("%s: %s: %w: %w", s.name, op, inventory.ErrContended, err)
-	}
-	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
-		return fmt.Errorf("%s: %s: %w: %w", s.name, op, cerr, err)
-	}
-	return fmt.Errorf("%s: %s: %w", s.name, op, err)
+	return ledger.Fail(ctx, s.name, op, err, hasCode(err, codeLockNotAvailable) || hasCode(err, codeSerializationFailure))
 }
 
 // afterCommit classifies the error of a call that sent a commit (COMMIT, or a
@@ -110,7 +90,7 @@ func (s *Store) afterCommit(ctx context.Context, op, id string, err error) error
 		pgconn.SafeToRetry(err) && !errors.Is(err, pgconn.ErrConnClosed):
 		return s.fail(ctx, op, err)
 	}
-	return &inventory.OutcomeUnknownError{Op: op, ID: id, Err: fmt.Errorf("%s: %w", s.name, err)}
+	return ledger.Unknown(s.name, op, id, err)
 }
 
 // rollback ends tx whatever became of ctx.

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/oversell/inventory"
+	"github.com/oversell/inventory/internal/ledger"
 )
 
 // Step is the step of Store.Reserve that takes the units of a request from
@@ -61,13 +62,7 @@ func (f StepFunc) Queue(b *pgx.Batch, lines []inventory.Line) Finish { return f(
 // RefusedError is what a Step returns for a line it cannot take. Reserve
 // rolls back, reads the SKU's stock and returns an *inventory.UnknownSKUError
 // or an *inventory.InsufficientStockError in its place.
-type RefusedError struct {
-	Line inventory.Line
-}
-
-func (e *RefusedError) Error() string {
-	return fmt.Sprintf("pgstore: line %q x %d refused", e.Line.SKU, e.Line.Qty)
-}
+type RefusedError = ledger.RefusedError
 
 // GuardSQL wraps stmt, a data-modifying statement with a RETURNING clause,
 // into one that raises an error when stmt returns no row, so that the batch
@@ -107,11 +102,6 @@ func queueCoded(b *pgx.Batch, code string, mapped error, sql string, args ...any
 	}
 }
 
-// maxTakenRounds bounds the rounds of Reserve that find the ID taken and
-// then do not find the reservation: it cannot happen while reservations are
-// never deleted.
-const maxTakenRounds = 3
-
 // Reserve holds the lines of req for req.TTL (0: the default TTL), taking
 // their units with step, and records the reservation in the same
 // transaction. It keeps the inventory.Reserver contract:
@@ -134,47 +124,24 @@ const maxTakenRounds = 3
 //     *inventory.OutcomeUnknownError; calling Reserve again with the same
 //     request settles it.
 func (s *Store) Reserve(ctx context.Context, req inventory.Request, step Step) (inventory.Reservation, error) {
-	if err := req.Validate(); err != nil {
-		return inventory.Reservation{}, err
-	}
-	if err := ctx.Err(); err != nil {
-		return inventory.Reservation{}, err
-	}
-	ttl := req.TTL
-	if ttl == 0 {
-		ttl = s.ttl
-	}
-	now := s.Now()
-	res := inventory.Reservation{
-		ID:        req.ID,
-		Lines:     inventory.SortLines(req.Lines),
-		State:     inventory.Held,
-		ExpiresAt: now.Add(ttl).Truncate(time.Microsecond),
-	}
-	for range maxTakenRounds {
-		err := s.record(ctx, res, now, step)
-		var refused *RefusedError
-		switch {
-		case err == nil:
-			return res, nil
-		case errors.As(err, &refused):
-			return inventory.Reservation{}, s.refusal(ctx, refused.Line)
-		case !errors.Is(err, errTaken):
-			return inventory.Reservation{}, err
-		}
-		got, err := s.Lookup(ctx, req.ID)
-		if errors.Is(err, inventory.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return inventory.Reservation{}, err
-		}
-		if !inventory.SameLines(got.Lines, req.Lines) {
-			return inventory.Reservation{}, fmt.Errorf("%s: reserve %q: %w", s.name, req.ID, inventory.ErrConflict)
-		}
-		return got, nil
-	}
-	return inventory.Reservation{}, fmt.Errorf("%s: reserve %q: the id is taken but no reservation is recorded under it", s.name, req.ID)
+	return ledger.Reserve(ctx, s.name, reserving{s, step}, req, s.ttl, s.Now())
+}
+
+// reserving is the store as the ledger's rules see it while Reserve runs
+// with step.
+type reserving struct {
+	s    *Store
+	step Step
+}
+
+func (r reserving) Record(ctx context.Context, res inventory.Reservation, now time.Time) error {
+	return r.s.record(ctx, res, now, r.step)
+}
+
+func (r reserving) Refusal(ctx context.Context, l inventory.Line) error { return r.s.refusal(ctx, l) }
+
+func (r reserving) Lookup(ctx context.Context, id string) (inventory.Reservation, error) {
+	return r.s.Lookup(ctx, id)
 }
 
 // record runs one attempt of Reserve: the ledger insert and step, in one
@@ -289,15 +256,4 @@ func QueueStockRead(b *pgx.Batch, sql string, lines []inventory.Line) StockRead 
 // Check returns the refusal of the first line, in the order given, that the
 // stock read cannot serve: an *inventory.UnknownSKUError or an
 // *inventory.InsufficientStockError. Nil when every line can be taken.
-func (r StockRead) Check(lines []inventory.Line) error {
-	for _, l := range lines {
-		n, ok := r[l.SKU]
-		switch {
-		case !ok:
-			return &inventory.UnknownSKUError{SKU: l.SKU}
-		case n < l.Qty:
-			return &inventory.InsufficientStockError{SKU: l.SKU, Requested: l.Qty, Available: n}
-		}
-	}
-	return nil
-}
+func (r StockRead) Check(lines []inventory.Line) error { return ledger.Check(r, lines) }

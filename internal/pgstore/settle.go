@@ -2,7 +2,6 @@ package pgstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -11,12 +10,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/oversell/inventory"
+	"github.com/oversell/inventory/internal/ledger"
 )
-
-// maxSettleRounds bounds the rounds of Commit and Release that find the state
-// changed under them. States only move forward (held, then one final state),
-// so two rounds settle any race; the rest is margin.
-const maxSettleRounds = 5
 
 // Commit moves a held, active reservation to Committed, as
 // inventory.Reserver documents: Committed again is nil; Released or Expired
@@ -36,57 +31,23 @@ func (s *Store) Release(ctx context.Context, id string) error {
 }
 
 func (s *Store) settle(ctx context.Context, id string, to inventory.State) error {
-	op := "commit"
-	if to == inventory.Released {
-		op = "release"
-	}
-	if err := inventory.ValidateID(id); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	now := s.Now()
-	if to == inventory.Committed {
-		// The common case, in one statement: units stay taken.
-		if done, err := s.commitActive(ctx, id, now); err != nil || done {
-			return err
-		}
-	}
-	for range maxSettleRounds {
-		r, err := s.Lookup(ctx, id)
-		if err != nil {
-			return err
-		}
-		if r.State == to {
-			return nil
-		}
-		if r.State != inventory.Held {
-			return &inventory.StateError{ID: id, Op: op, State: r.State}
-		}
-		due := !now.Before(r.ExpiresAt)
-		switch {
-		case due:
-			err = s.returnUnits(ctx, op, r, inventory.Expired, now)
-		case to == inventory.Committed:
-			var done bool
-			if done, err = s.commitActive(ctx, id, now); err == nil && !done {
-				err = errMoved
-			}
-		default:
-			err = s.returnUnits(ctx, op, r, inventory.Released, now)
-		}
-		switch {
-		case errors.Is(err, errMoved):
-			continue // settled by someone else meanwhile: look again
-		case err != nil:
-			return err
-		case due:
-			return &inventory.StateError{ID: id, Op: op, State: inventory.Expired}
-		}
-		return nil
-	}
-	return fmt.Errorf("%s: %s %q: the reservation kept changing state", s.name, op, id)
+	return ledger.Settle(ctx, s.name, settling{s}, id, to, s.Now())
+}
+
+// settling is the store as the ledger's rules see it while Commit or
+// Release runs.
+type settling struct{ s *Store }
+
+func (t settling) CommitActive(ctx context.Context, id string, now time.Time) (bool, error) {
+	return t.s.commitActive(ctx, id, now)
+}
+
+func (t settling) ReturnUnits(ctx context.Context, op string, r inventory.Reservation, to inventory.State, now time.Time) error {
+	return t.s.returnUnits(ctx, op, r, to, now)
+}
+
+func (t settling) Lookup(ctx context.Context, id string) (inventory.Reservation, error) {
+	return t.s.Lookup(ctx, id)
 }
 
 // commitActive commits the reservation if it is held and active, and reports

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/oversell/inventory"
+	"github.com/oversell/inventory/internal/ledger"
 )
 
 // maxAddRounds bounds the rounds of AddStock whose diagnosis read finds the
@@ -52,15 +53,11 @@ func (s *Store) AddStock(ctx context.Context, sku string, delta int64) (int64, e
 		}
 		var avail int64
 		err = s.db.QueryRow(ctx, s.q.available, sku).Scan(&avail)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			return 0, &inventory.UnknownSKUError{SKU: sku}
-		case err != nil:
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return 0, s.fail(ctx, "add stock", err)
-		case avail+delta < 0:
-			return 0, &inventory.InsufficientStockError{SKU: sku, Requested: -delta, Available: avail}
-		case avail+delta > inventory.MaxStock:
-			return 0, &inventory.ValidationError{Field: "delta", Reason: fmt.Sprintf("available would be %d, over %d", avail+delta, int64(inventory.MaxStock))}
+		}
+		if err := ledger.AddRefusal(sku, delta, avail, err == nil); err != nil {
+			return 0, err
 		}
 		// The stock moved between the two statements: try again.
 	}

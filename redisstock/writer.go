@@ -46,7 +46,8 @@ type WriterOptions struct {
 	// yet (they travel in another bucket's stream) waits for them before it
 	// counts as failing. Default: 1m.
 	MaxWait time.Duration
-	// Logger receives dead letters and errors. Default: slog.Default().
+	// Logger receives dead letters and errors, never a record per event.
+	// Default: nil, which logs nothing.
 	Logger *slog.Logger
 }
 
@@ -102,7 +103,7 @@ type writerQueries struct {
 // as wanted.
 func (r *Reserver) NewWriter(opts *WriterOptions) *Writer {
 	w := &Writer{r: r, batch: 512, poll: 100 * time.Millisecond, idle: 30 * time.Second, maxFail: 5, maxWait: time.Minute,
-		log: slog.Default(), fails: map[string]int{}, seen: map[string]time.Time{}, lag: make([]atomic.Int64, r.buckets)}
+		log: slog.New(slog.DiscardHandler), fails: map[string]int{}, seen: map[string]time.Time{}, lag: make([]atomic.Int64, r.buckets)}
 	if opts != nil {
 		w.consumer = opts.Consumer
 		if opts.BatchSize > 0 {

@@ -222,7 +222,11 @@ func openRedisstock(ctx context.Context, e *env) (inventory.Strategy, error) {
 	if err := r.Load(ctx); err != nil {
 		return nil, err
 	}
-	w := r.NewWriter(nil)
+	log := e.cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	w := r.NewWriter(&redisstock.WriterOptions{Logger: log})
 	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() { defer close(done); _ = w.Run(wctx) }()
@@ -231,7 +235,7 @@ func openRedisstock(ctx context.Context, e *env) (inventory.Strategy, error) {
 		<-done
 		start := time.Now()
 		err := w.Drain(ctx)
-		slog.Info("redisstock writer stopped", "largest_lag_events", w.MaxLag(), "drain", time.Since(start).Round(time.Millisecond), "dead_letters", w.DeadLetterCount())
+		log.InfoContext(ctx, "redisstock writer stopped", "largest_lag_events", w.MaxLag(), "drain", time.Since(start).Round(time.Millisecond), "dead_letters", w.DeadLetterCount())
 		return err
 	}
 	e.drops = append([]func(ctx context.Context) error{stopWriter}, e.drops...)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -86,6 +87,12 @@ type Config struct {
 	// forgets it and its ID (see memory.Options.Retention). The PostgreSQL
 	// strategies keep their ledger and ignore it. Default: 0, keep for ever.
 	Retention time.Duration
+
+	// Logger receives the state changes and errors of the background work
+	// Open starts (redisstock's Writer: its dead letters and failures, and
+	// when it stops, its largest lag and drain time), never a record per
+	// reservation. Default: nil, which logs nothing.
+	Logger *slog.Logger
 
 	// LockWait bounds how long a Reserve waits for locks that other requests
 	// hold before it fails with inventory.ErrContended, changing nothing:

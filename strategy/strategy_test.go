@@ -1,8 +1,11 @@
 package strategy_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -286,4 +289,50 @@ func TestDeleteKeysKeepsOtherPrefixes(t *testing.T) {
 	assert.Empty(t, left)
 
 	require.Error(t, strategy.DeleteKeys(ctx, rc, ""), "an empty prefix would delete everything")
+}
+
+// TestRedisstockWriterLogsOnlyToTheConfiguredLogger opens redisstock twice:
+// without a Logger nothing reaches the process's default logger, and with
+// one the writer's stop (its lag and drain time) reaches that one.
+func TestRedisstockWriterLogsOnlyToTheConfiguredLogger(t *testing.T) {
+	ctx := t.Context()
+	pool, rdb := testsvc.Postgres(t), testsvc.Redis(t)
+	var global syncBuffer
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&global, nil)))
+	t.Cleanup(func() { slog.SetDefault(prev) })
+
+	open := func(log *slog.Logger) {
+		s, closeFn, err := strategy.Open(ctx, "redisstock", &strategy.Config{
+			Postgres: pool, Redis: rdb, Schema: testsvc.Schema(t), KeyPrefix: testsvc.RedisPrefix(t), Logger: log,
+		})
+		require.NoError(t, err)
+		require.NoError(t, s.SetStock(ctx, "tee", 2))
+		_, err = s.Reserve(ctx, inventory.Request{ID: "a", Lines: []inventory.Line{{SKU: "tee", Qty: 1}}})
+		require.NoError(t, err)
+		require.NoError(t, closeFn(ctx))
+	}
+	open(nil)
+	var mine syncBuffer
+	open(slog.New(slog.NewTextHandler(&mine, nil)))
+	assert.NotContains(t, global.String(), "redisstock", "nothing on the default logger")
+	assert.Contains(t, mine.String(), "redisstock writer stopped")
+}
+
+// syncBuffer is a bytes.Buffer safe for the writer's goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

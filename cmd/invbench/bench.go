@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sort"
 	"strings"
@@ -126,6 +127,7 @@ func targets() []target {
 		t.open = func(ctx context.Context, svc *services, schema, prefix string) (*opened, error) {
 			s, closeFn, err := strategy.Open(ctx, name, &strategy.Config{
 				Postgres: svc.pg, Redis: svc.redis, Schema: schema, KeyPrefix: prefix, Drop: true,
+				Logger: slog.Default(), // the writer's lag and drain time, on stderr
 			})
 			if err != nil {
 				return nil, err

@@ -112,7 +112,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, logw io
 		return err
 	}
 	defer ln.Close()
-	a, err := openApp(ctx, cfg)
+	a, err := openApp(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -277,7 +277,7 @@ type app struct {
 // openApp opens the strategy cfg names, connecting to the services it
 // needs, and wraps it in a token.Reserver whose flags live where the stock
 // does: in PostgreSQL, in Redis, or in process.
-func openApp(ctx context.Context, cfg config) (_ *app, err error) {
+func openApp(ctx context.Context, cfg config, log *slog.Logger) (_ *app, err error) {
 	info, err := strategy.Lookup(cfg.strategy)
 	if err != nil {
 		return nil, err
@@ -297,7 +297,7 @@ func openApp(ctx context.Context, cfg config) (_ *app, err error) {
 	// Retention keeps a long-running service on memory from growing for
 	// ever: settled reservations are forgotten a day after they settle,
 	// far beyond any client's retries. PostgreSQL keeps its ledger.
-	scfg := &strategy.Config{Schema: cfg.schema, Retention: 24 * time.Hour}
+	scfg := &strategy.Config{Schema: cfg.schema, Retention: 24 * time.Hour, Logger: log}
 	if slices.Contains(info.Services, strategy.Postgres) {
 		pc, err := pgxpool.ParseConfig(cfg.postgresURL)
 		if err != nil {

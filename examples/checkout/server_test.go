@@ -57,7 +57,7 @@ func openTestApp(t *testing.T, cfg config) *app {
 	if cfg.pgConns == 0 {
 		cfg.pgConns = 8 // the test binaries share the server's connections
 	}
-	a, err := openApp(t.Context(), cfg)
+	a, err := openApp(t.Context(), cfg, nil)
 	require.NoError(t, err)
 	t.Cleanup(a.close)
 	return a

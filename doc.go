@@ -2,7 +2,8 @@
 // from selling more units than it has.
 //
 // A Reserver holds the units of a cart (Reserve), then sells them (Commit) or
-// gives them back (Release); holds that are never settled expire after their
+// gives them back (Release, or Cancel, which also refuses a Reserve that
+// arrives after it); holds that are never settled expire after their
 // TTL and a Sweeper returns their units. The strategies live in their own
 // packages and differ in how they keep the contract and what it costs:
 //

@@ -28,8 +28,15 @@ var (
 	// first request that used it. Nothing was changed.
 	ErrConflict = errors.New("inventory: reservation id reused with other lines")
 
+	// ErrCancelled reports a Reserve of an ID that Cancel recorded as
+	// cancelled before any reservation was made under it. Nothing was
+	// changed: the saga gave up on the order, so its late Reserve takes no
+	// units.
+	ErrCancelled = errors.New("inventory: reservation cancelled")
+
 	// ErrNotHeld reports a Commit or Release of a reservation that is no longer
-	// held: commit after release or expiry, release after commit or expiry.
+	// held: commit after release or expiry, release after commit or expiry;
+	// also a Cancel of a committed reservation.
 	// See StateError.
 	ErrNotHeld = errors.New("inventory: reservation not held")
 
@@ -84,7 +91,7 @@ func (e *UnknownSKUError) Unwrap() error { return ErrUnknownSKU }
 // is in. It unwraps to ErrNotHeld.
 type StateError struct {
 	ID    string
-	Op    string // "commit" or "release"
+	Op    string // "commit", "release" or "cancel"
 	State State  // the state the reservation is in
 }
 

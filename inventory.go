@@ -3,6 +3,7 @@ package inventory
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"slices"
 	"time"
 )
@@ -94,12 +95,25 @@ type Reservation struct {
 //     no partial state: a reservation happened whole or not at all. When a
 //     strategy cannot tell which, it returns ErrOutcomeUnknown, and a retry
 //     with the same ID settles it.
+//   - Cancel is the compensation of a saga, safe to send before, after or
+//     while its Reserve is on the wire. It releases a held reservation as
+//     Release does. For an ID the store has never seen it records the ID as
+//     cancelled (a Released reservation without lines, a tombstone), so that
+//     a Reserve with that ID arriving later fails with ErrCancelled and takes
+//     nothing. Cancel of a released, expired or cancelled ID is nil: it is
+//     idempotent, and succeeds whenever no unit is held for the ID. Cancel of
+//     a committed reservation fails with ErrNotHeld (a *StateError with Op
+//     "cancel"). A Cancel racing a Reserve of the same ID ends in one of two
+//     ways: the Reserve took the units and the Cancel gave them back, or the
+//     Reserve failed with ErrCancelled; never units held under a cancelled
+//     ID. A tombstone lasts as long as the strategy keeps reservations.
 //   - Available reports the units of a SKU that can still be reserved, or
 //     ErrUnknownSKU.
 type Reserver interface {
 	Reserve(ctx context.Context, req Request) (Reservation, error)
 	Commit(ctx context.Context, id string) error
 	Release(ctx context.Context, id string) error
+	Cancel(ctx context.Context, id string) error
 	Available(ctx context.Context, sku string) (int64, error)
 }
 
@@ -134,6 +148,25 @@ type Strategy interface {
 	Expirer
 	// Lookup returns the reservation with the given ID, or ErrNotFound.
 	Lookup(ctx context.Context, id string) (Reservation, error)
+}
+
+// Cancelled reports whether r is the tombstone Cancel records for an ID it
+// had never seen: Released, without lines.
+func (r Reservation) Cancelled() bool { return r.State == Released && len(r.Lines) == 0 }
+
+// CheckRepeat decides a Reserve whose ID the store already holds as got: it
+// returns nil when req asks for the same lines (Reserve then answers got), an
+// error that errors.Is ErrCancelled when got is a tombstone left by Cancel,
+// and one that errors.Is ErrConflict when the lines differ. name prefixes the
+// message ("memory", "sqlcond", ...).
+func CheckRepeat(name string, got Reservation, req Request) error {
+	switch {
+	case got.Cancelled():
+		return fmt.Errorf("%s: reserve %q: %w", name, req.ID, ErrCancelled)
+	case !SameLines(got.Lines, req.Lines):
+		return fmt.Errorf("%s: reserve %q: %w", name, req.ID, ErrConflict)
+	}
+	return nil
 }
 
 // SortLines returns a copy of lines sorted by SKU.

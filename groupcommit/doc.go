@@ -14,8 +14,12 @@
 //
 // # Guarantees
 //
-// Reserve, Commit, Release and ExpireDue are queued; Lookup, Available,
-// SetStock and AddStock go straight to the shared ledger. A flush calls the
+// Reserve, Commit, Release and ExpireDue are queued; Cancel, Lookup,
+// Available, SetStock and AddStock go straight to the shared ledger. Cancel
+// is rare and must not wait behind a full queue: it inserts its tombstone
+// with ON CONFLICT DO NOTHING, which waits for a flush that is inserting the
+// same ID and then either finds the reservation (and releases it as Release
+// does) or finds the ID free. A flush calls the
 // stored function groupcommit_flush once, with every queued call as arrays.
 // Inside it, in one transaction:
 //

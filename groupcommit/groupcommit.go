@@ -61,11 +61,11 @@ type Options struct {
 // goroutine: the first caller that finds a flusher slot free flushes for
 // every caller queued behind it (see the package documentation).
 //
-// Reserve, Commit, Release and ExpireDue are batched; Lookup, Available,
-// SetStock, AddStock and Migrate come from the ledger every PostgreSQL
+// Reserve, Commit, Release and ExpireDue are batched; Cancel, Lookup,
+// Available, SetStock, AddStock and Migrate come from the ledger every PostgreSQL
 // strategy shares, and keep the contract documented on inventory.Reserver.
 type Reserver struct {
-	pgstore.Ledger // Lookup, Available, SetStock, AddStock, Migrate
+	pgstore.Ledger // Cancel, Lookup, Available, SetStock, AddStock, Migrate
 	store          *pgstore.Store
 	db             DB
 	flushSQL       string
@@ -179,8 +179,8 @@ func (r *Reserver) Reserve(ctx context.Context, req inventory.Request) (inventor
 		if err != nil {
 			return inventory.Reservation{}, err
 		}
-		if !inventory.SameLines(got.Lines, req.Lines) {
-			return inventory.Reservation{}, fmt.Errorf("groupcommit: reserve %q: %w", req.ID, inventory.ErrConflict)
+		if err := inventory.CheckRepeat("groupcommit", got, req); err != nil {
+			return inventory.Reservation{}, err
 		}
 		return got, nil
 	}

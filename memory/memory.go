@@ -180,6 +180,9 @@ func (r *Reserver) Reserve(ctx context.Context, req inventory.Request) (inventor
 	defer sh.mu.Unlock()
 	r.forget(sh)
 	if res, ok := sh.res[req.ID]; ok {
+		if len(res.entries) == 0 {
+			return inventory.Reservation{}, fmt.Errorf("memory: reservation %q: %w", req.ID, inventory.ErrCancelled)
+		}
 		if !res.sameLines(req.Lines) {
 			return inventory.Reservation{}, fmt.Errorf("memory: reservation %q: %w", req.ID, inventory.ErrConflict)
 		}
@@ -242,6 +245,44 @@ func (r *Reserver) Commit(ctx context.Context, id string) error {
 // inventory.Reserver.
 func (r *Reserver) Release(ctx context.Context, id string) error {
 	return r.settle(ctx, id, "release", inventory.Released)
+}
+
+// Cancel releases a Held reservation, or records an ID never seen as
+// cancelled so that a later Reserve with it fails with
+// inventory.ErrCancelled; see inventory.Reserver. A tombstone is a settled
+// reservation: Options.Retention forgets it as it forgets the others.
+func (r *Reserver) Cancel(ctx context.Context, id string) error {
+	if err := inventory.ValidateID(id); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	sh := r.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	r.forget(sh)
+	now := r.now()
+	res, ok := sh.res[id]
+	if !ok {
+		res = &reservation{id: id, state: inventory.Released, expiresAt: now}
+		sh.res[id] = res
+		if r.retention > 0 {
+			sh.gone.push(gone{at: now.Add(r.retention), res: res})
+		}
+		return nil
+	}
+	switch res.state {
+	case inventory.Committed:
+		return &inventory.StateError{ID: res.id, Op: "cancel", State: res.state}
+	case inventory.Held:
+		to := inventory.Released
+		if !now.Before(res.expiresAt) {
+			to = inventory.Expired
+		}
+		sh.settle(res, to, now, r.retention)
+	}
+	return nil
 }
 
 func (r *Reserver) settle(ctx context.Context, id, op string, to inventory.State) error {

@@ -19,15 +19,17 @@
 //	inventory.reserve.duration      histogram, s            Reserve calls, by outcome
 //	inventory.commit.duration       histogram, s            Commit calls, by outcome
 //	inventory.release.duration      histogram, s            and so on for available, lookup,
-//	                                                         set_stock, add_stock, expire_due
+//	                                                         set_stock, add_stock, expire_due, cancel
 //	inventory.reservations          counter, {reservation}  Reserve calls, by outcome: granted or why not
 //	inventory.commits               counter, {reservation}  Commit calls, by outcome
 //	inventory.releases              counter, {reservation}  Release calls, by outcome
+//	inventory.cancels               counter, {reservation}  Cancel calls, by outcome
 //	inventory.expiries              counter, {reservation}  holds ExpireDue expired
 //
 // The outcome of a call that succeeded is "granted" for Reserve and "ok" for
 // the others; otherwise it names the sentinel error it matched: invalid,
-// insufficient_stock, unknown_sku, not_found, conflict, not_held, contended,
+// insufficient_stock, unknown_sku, not_found, conflict, id_cancelled (a
+// Reserve of an ID Cancel recorded), not_held, contended,
 // outcome_unknown, unavailable, canceled, deadline_exceeded, or error for any
 // other error. A granted Reserve may be an idempotent replay of an ID that
 // was granted before: the counter counts decisions, not units taken.
@@ -47,8 +49,8 @@
 // caller's span and the spans of an instrumented pgx or go-redis client
 // (otelpgx, redisotel) nest under it. Spans carry the strategy and outcome,
 // and the reservation ID, the SKUs, the number of lines and units of the
-// call. A refusal (insufficient stock, a conflict, a reservation no longer
-// held) is an answer, not a failure: its span keeps an unset status. A
+// call. A refusal (insufficient stock, a conflict, a cancelled ID, a
+// reservation no longer held) is an answer, not a failure: its span keeps an unset status. A
 // failure (outcome_unknown, unavailable, contended, canceled,
 // deadline_exceeded, error) sets the span's status to Error, records the
 // error, and sets error.type to the outcome.

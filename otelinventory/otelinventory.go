@@ -111,11 +111,12 @@ const (
 	opSetStock
 	opAddStock
 	opExpireDue
+	opCancel
 	numOps
 )
 
 // opNames name the ops in instrument and span names.
-var opNames = [numOps]string{"reserve", "commit", "release", "available", "lookup", "set_stock", "add_stock", "expire_due"}
+var opNames = [numOps]string{"reserve", "commit", "release", "available", "lookup", "set_stock", "add_stock", "expire_due", "cancel"}
 
 // opDescriptions describe the duration instrument of each op.
 var opDescriptions = [numOps]string{
@@ -127,6 +128,7 @@ var opDescriptions = [numOps]string{
 	"Duration of SetStock calls.",
 	"Duration of AddStock calls.",
 	"Duration of ExpireDue calls: returning the units of overdue holds.",
+	"Duration of Cancel calls: releasing a hold, or recording an ID as cancelled.",
 }
 
 // durationBuckets are the bounds of the duration histograms, in seconds: from
@@ -165,6 +167,7 @@ type wrapped struct {
 	reservations metric.Int64Counter
 	commits      metric.Int64Counter
 	releases     metric.Int64Counter
+	cancels      metric.Int64Counter
 	expiries     metric.Int64Counter
 
 	// measures[op][outcome] carries the strategy and outcome attributes;
@@ -213,6 +216,7 @@ func newWrapped(s inventory.Strategy, o *Options) *wrapped {
 	w.reservations = counter(meter, "inventory.reservations", "{reservation}", "Reserve calls, by outcome: granted, or why not.")
 	w.commits = counter(meter, "inventory.commits", "{reservation}", "Commit calls, by outcome.")
 	w.releases = counter(meter, "inventory.releases", "{reservation}", "Release calls, by outcome.")
+	w.cancels = counter(meter, "inventory.cancels", "{reservation}", "Cancel calls, by outcome.")
 	w.expiries = counter(meter, "inventory.expiries", "{reservation}", "Holds whose TTL passed that ExpireDue expired, returning their units.")
 
 	if rep, ok := s.(inventory.MetricsReporter); ok {
@@ -287,6 +291,19 @@ func (w *wrapped) Release(ctx context.Context, id string) error {
 	err := w.inner.Release(ctx, id)
 	m := w.finish(ctx, opRelease, begin, span, err)
 	w.releases.Add(ctx, 1, m.add...)
+	return err
+}
+
+// Cancel calls the wrapped Cancel and records it.
+func (w *wrapped) Cancel(ctx context.Context, id string) error {
+	ctx, span := w.start(ctx, opCancel)
+	if span != nil {
+		span.SetAttributes(reservationIDKey.String(id))
+	}
+	begin := time.Now()
+	err := w.inner.Cancel(ctx, id)
+	m := w.finish(ctx, opCancel, begin, span, err)
+	w.cancels.Add(ctx, 1, m.add...)
 	return err
 }
 
@@ -465,6 +482,7 @@ func (nilStrategy) Reserve(context.Context, inventory.Request) (inventory.Reserv
 }
 func (nilStrategy) Commit(context.Context, string) error                   { return errNilStrategy }
 func (nilStrategy) Release(context.Context, string) error                  { return errNilStrategy }
+func (nilStrategy) Cancel(context.Context, string) error                   { return errNilStrategy }
 func (nilStrategy) Available(context.Context, string) (int64, error)       { return 0, errNilStrategy }
 func (nilStrategy) SetStock(context.Context, string, int64) error          { return errNilStrategy }
 func (nilStrategy) AddStock(context.Context, string, int64) (int64, error) { return 0, errNilStrategy }

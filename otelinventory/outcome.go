@@ -17,6 +17,7 @@ const (
 	outcomeUnknownSKU
 	outcomeNotFound
 	outcomeConflict
+	outcomeCancelledID
 	outcomeNotHeld
 	outcomeContended
 	outcomeOutcomeUnknown
@@ -29,7 +30,7 @@ const (
 
 // outcomeNames are the values of the outcome attribute.
 var outcomeNames = [numOutcomes]string{
-	"ok", "invalid", "insufficient_stock", "unknown_sku", "not_found", "conflict", "not_held",
+	"ok", "invalid", "insufficient_stock", "unknown_sku", "not_found", "conflict", "id_cancelled", "not_held",
 	"contended", "outcome_unknown", "unavailable", "canceled", "deadline_exceeded", "error",
 }
 
@@ -56,6 +57,8 @@ func classify(err error) outcome {
 		return outcomeNotFound
 	case errors.Is(err, inventory.ErrConflict):
 		return outcomeConflict
+	case errors.Is(err, inventory.ErrCancelled):
+		return outcomeCancelledID
 	case errors.Is(err, inventory.ErrNotHeld):
 		return outcomeNotHeld
 	case errors.Is(err, inventory.ErrContended):

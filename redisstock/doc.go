@@ -98,7 +98,12 @@
 // Reserve: one script call when the cart and its record share a bucket;
 // otherwise 2 + (buckets of the cart) calls, plus an abort and the undos on
 // refusal. Commit: one call. Release: one call, plus one per bucket of the
-// cart and one to leave the due set. Available and Lookup: one call. Redis
+// cart and one to leave the due set. Cancel: as Release for a held
+// reservation; one call for an unseen ID (a tombstone record without lines,
+// streamed like any reservation, so the ledger and Load keep it); for a cart
+// another call is still taking, one to abort it for good, the undos of its
+// buckets, and one to write the tombstone, after which that Reserve fails
+// with inventory.ErrCancelled. Available and Lookup: one call. Redis
 // memory: a record per reservation for good (as the ledger keeps one), a
 // hold per bucket of each, and the events until a writer applies them. The
 // writer: two PostgreSQL round trips per batch (reading the versions the

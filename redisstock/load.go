@@ -164,7 +164,7 @@ func (r *Reserver) loadStock(ctx context.Context, tx pgx.Tx) error {
 
 func (r *Reserver) loadReservations(ctx context.Context, tx pgx.Tx) error {
 	rows, err := tx.Query(ctx, `SELECT r.id, r.state, r.expires_at, r.created_at, l.sku, l.qty FROM `+r.store.Table("reservation")+` r
-JOIN `+r.store.Table("reservation_line")+` l ON l.reservation_id = r.id ORDER BY r.id, l.sku`)
+LEFT JOIN `+r.store.Table("reservation_line")+` l ON l.reservation_id = r.id ORDER BY r.id, l.sku`)
 	if err != nil {
 		return fmt.Errorf("redisstock: load: reservations: %w", err)
 	}
@@ -177,10 +177,11 @@ JOIN `+r.store.Table("reservation_line")+` l ON l.reservation_id = r.id ORDER BY
 		}
 	}
 	for rows.Next() {
-		var id, sku string
+		var id string
+		var sku *string
 		var st int16
 		var exp, cr time.Time
-		var qty int64
+		var qty *int64
 		if err := rows.Scan(&id, &st, &exp, &cr, &sku, &qty); err != nil {
 			return fmt.Errorf("redisstock: load: reservations: %w", err)
 		}
@@ -193,7 +194,9 @@ JOIN `+r.store.Table("reservation_line")+` l ON l.reservation_id = r.id ORDER BY
 				}
 			}
 		}
-		cur.lines = append(cur.lines, inventory.Line{SKU: sku, Qty: qty})
+		if sku != nil && qty != nil { // a tombstone of Cancel has no lines
+			cur.lines = append(cur.lines, inventory.Line{SKU: *sku, Qty: *qty})
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("redisstock: load: reservations: %w", err)

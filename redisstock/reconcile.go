@@ -236,7 +236,7 @@ func (r *Reserver) pgStock(ctx context.Context) (map[string]stockRow, error) {
 
 func (r *Reserver) pgReservations(ctx context.Context) (map[string]inventory.Reservation, error) {
 	rows, err := r.store.DB().Query(ctx, `SELECT r.id, r.state, r.expires_at, l.sku, l.qty FROM `+r.store.Table("reservation")+` r
-JOIN `+r.store.Table("reservation_line")+` l ON l.reservation_id = r.id ORDER BY r.id, l.sku`)
+LEFT JOIN `+r.store.Table("reservation_line")+` l ON l.reservation_id = r.id ORDER BY r.id, l.sku`)
 	if err != nil {
 		return nil, fmt.Errorf("redisstock: reconcile: %w", err)
 	}
@@ -246,13 +246,16 @@ JOIN `+r.store.Table("reservation_line")+` l ON l.reservation_id = r.id ORDER BY
 		var id string
 		var st int16
 		var exp time.Time
-		var l inventory.Line
-		if err := rows.Scan(&id, &st, &exp, &l.SKU, &l.Qty); err != nil {
+		var sku *string
+		var qty *int64
+		if err := rows.Scan(&id, &st, &exp, &sku, &qty); err != nil {
 			return nil, fmt.Errorf("redisstock: reconcile: %w", err)
 		}
 		res := out[id]
 		res.ID, res.State, res.ExpiresAt = id, inventory.State(st), exp.UTC()
-		res.Lines = append(res.Lines, l)
+		if sku != nil && qty != nil { // a tombstone of Cancel has no lines
+			res.Lines = append(res.Lines, inventory.Line{SKU: *sku, Qty: *qty})
+		}
 		out[id] = res
 	}
 	return out, rows.Err()

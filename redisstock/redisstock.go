@@ -311,6 +311,8 @@ func (r *Reserver) reserved(id string, rep []string, lines []inventory.Line) (in
 		return res, err
 	case "conflict":
 		return inventory.Reservation{}, fmt.Errorf("redisstock: reserve %q: %w", id, inventory.ErrConflict)
+	case "cancelled":
+		return inventory.Reservation{}, fmt.Errorf("redisstock: reserve %q: %w", id, inventory.ErrCancelled)
 	case "pending", "stale", "busy":
 		return inventory.Reservation{}, fmt.Errorf("redisstock: reserve %q: %w: another submission of the id is half way", id, inventory.ErrContended)
 	}
@@ -477,7 +479,36 @@ func (r *Reserver) settle(ctx context.Context, op, id string, to inventory.State
 	return nil
 }
 
-// sweepOne runs settle (to: the state wanted) or sweep (to 0) on id and
+// Cancel releases a held reservation, or records an ID never seen as
+// cancelled (a tombstone, streamed to the ledger like any reservation), so
+// that a later Reserve with it fails with inventory.ErrCancelled. A cart
+// still being taken by another call is aborted for good and its holds
+// undone first; that Reserve then fails with inventory.ErrCancelled. It is
+// idempotent; cancel after commit fails with an *inventory.StateError.
+func (r *Reserver) Cancel(ctx context.Context, id string) error {
+	if err := inventory.ValidateID(id); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for range maxRounds {
+		kind, res, err := r.sweepOne(ctx, "cancel", id, 0)
+		if err != nil {
+			return fail("cancel", id, err)
+		}
+		switch {
+		case kind == "undo":
+			continue // the aborted attempt's holds are undone: write the tombstone
+		case res.State == inventory.Committed:
+			return &inventory.StateError{ID: id, Op: "cancel", State: res.State}
+		}
+		return nil
+	}
+	return fmt.Errorf("redisstock: cancel %q: %w: another submission of the id is half way", id, inventory.ErrContended)
+}
+
+// sweepOne runs settle (to: the state wanted), cancel or sweep (to 0) on id and
 // finishes what its reply asks: give the units back, or undo the holds of
 // an abandoned attempt. Once sent, it runs to the end whatever becomes of
 // ctx's cancellation (bounded by compensateTimeout), so that a cancelled

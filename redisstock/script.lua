@@ -13,7 +13,10 @@
 -- Hold states: T taken, U undone (a refused or abandoned attempt), G given
 -- back (released or expired). Reservation states: 0 pending (lines being
 -- taken, invisible), 1 held, 2 committed, 3 released, 4 expired, 9 aborted
--- (an attempt that was refused or abandoned; the ID is free again).
+-- (an attempt that was refused or abandoned; the ID is free again, unless
+-- the record carries cx: a Cancel aborted it, and it becomes a tombstone
+-- once its holds are undone). A tombstone (Cancel of an ID never reserved)
+-- is a record in state 3 without lines; a Reserve of its ID is refused.
 
 local op = ARGV[1]
 local mk = KEYS[1]
@@ -70,9 +73,9 @@ end
 
 -- record reads a reservation record: state, attempt, exp, created, lines.
 local function record(rk)
-  local h = redis.call('HMGET', rk, 'st', 'at', 'exp', 'cr', 'n', 'vs')
+  local h = redis.call('HMGET', rk, 'st', 'at', 'exp', 'cr', 'n', 'vs', 'cx')
   if not h[1] then return nil end
-  local r = {st = tonumber(h[1]), at = tonumber(h[2]), exp = h[3], cr = h[4], ls = {}, vs = h[6]}
+  local r = {st = tonumber(h[1]), at = tonumber(h[2]), exp = h[3], cr = h[4], ls = {}, vs = h[6], cx = h[7]}
   local n = tonumber(h[5])
   for k = 1, n do
     local l = redis.call('HMGET', rk, 's'..k, 'q'..k)
@@ -110,6 +113,7 @@ end
 -- 'new' (with the attempt to use) when the id is free.
 local function begin(rk, dk, id, ls)
   local r = record(rk)
+  if r and ((r.st == 3 and #r.ls == 0) or (r.st == 9 and r.cx)) then return 'cancelled', r end
   if r and r.st ~= 9 then
     if not same(r.ls, ls) then return 'conflict', r end
     if r.st == 0 then return 'pending', r end
@@ -343,6 +347,50 @@ elseif op == 'settle' or op == 'sweep' then
     redis.call('ZREM', KEYS[4], id)
   end
   return reply(kind, r)
+
+elseif op == 'cancel' then
+  -- KEYS: mk, ek, record, due. ARGV: op, id, to (unused), now.
+  -- Like settle to 3, except that an ID without a reservation gets a
+  -- tombstone, and an attempt still being taken is aborted for good: the
+  -- reply 'undo' asks the caller to undo its holds and call again, which
+  -- then writes the tombstone.
+  local id, now = ARGV[2], ARGV[4]
+  local r = record(KEYS[3])
+  local score = redis.call('ZSCORE', KEYS[4], id)
+  if r and (r.st == 0 or (r.st == 9 and score)) then
+    if r.st == 0 or not r.cx then
+      redis.call('HSET', KEYS[3], 'st', '9', 'cx', '1')
+      redis.call('ZADD', KEYS[4], now, id)
+    end
+    r.st = 9
+    return reply('undo', r)
+  end
+  if not r or r.st == 9 then
+    -- A new attempt number, so that the grant of the aborted one finds
+    -- its attempt gone.
+    local at = 1
+    if r then at = r.at + 1 end
+    local t = {st = 3, at = at, exp = now, cr = now, ls = {}}
+    write(KEYS[3], t)
+    final(KEYS[2], id, t)
+    return reply('ok', t)
+  end
+  if r.st == 1 and tonumber(r.exp) <= tonumber(now) then
+    r.st = 4
+    redis.call('HSET', KEYS[3], 'st', '4')
+    redis.call('ZADD', KEYS[4], now, id)
+    final(KEYS[2], id, r)
+    return reply('expired', r)
+  elseif r.st == 1 then
+    r.st = 3
+    redis.call('HSET', KEYS[3], 'st', '3')
+    redis.call('ZADD', KEYS[4], now, id)
+    final(KEYS[2], id, r)
+    return reply('give', r)
+  elseif (r.st == 3 or r.st == 4) and score then
+    return reply('give', r)
+  end
+  return reply('ok', r)
 
 elseif op == 'done' then
   -- KEYS: mk, due. ARGV: op, id.

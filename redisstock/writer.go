@@ -354,7 +354,8 @@ func parseEvent(m redis.XMessage) (event, error) {
 	num := func(k string) int64 { n, _ := strconv.ParseInt(get(k), 10, 64); return n }
 	e := event{id: m.ID, kind: get("t"), res: get("id")}
 	n := int(num("n"))
-	if n < 1 || n > inventory.MaxLines {
+	// A reservation event without lines is the tombstone of a Cancel.
+	if n < 0 || n > inventory.MaxLines || (n == 0 && (e.kind != "rs" || num("st") != int64(inventory.Released))) {
 		return e, fmt.Errorf("entry %s: %d lines", m.ID, n)
 	}
 	var vs []string

@@ -43,8 +43,8 @@
 //   - The flag records a nonce of the submission that set it, so a store call
 //     repeated after its reply was lost is recognised as the same submission,
 //     not taken for a duplicate.
-//   - Commit, Release, Lookup, Available, SetStock, AddStock and ExpireDue
-//     pass straight through: the reservation's ID is its token, and they
+//   - Commit, Release, Cancel, Lookup, Available, SetStock, AddStock and
+//     ExpireDue pass straight through: the reservation's ID is its token, and they
 //     keep working after the token has expired.
 //
 // Stock is never taken twice even when the flag fails (see Failures): the

@@ -124,8 +124,8 @@ func (r *Reserver) Reserve(ctx context.Context, req inventory.Request) (inventor
 		res, err := r.inner.Lookup(ctx, req.ID)
 		switch {
 		case err == nil:
-			if !inventory.SameLines(res.Lines, req.Lines) {
-				return inventory.Reservation{}, fmt.Errorf("token: reservation %q: %w", req.ID, inventory.ErrConflict)
+			if err := inventory.CheckRepeat("token", res, req); err != nil {
+				return inventory.Reservation{}, err
 			}
 			return res, nil
 		case !errors.Is(err, inventory.ErrNotFound):
@@ -220,6 +220,17 @@ func (r *Reserver) Release(ctx context.Context, id string) error {
 		return err
 	}
 	return r.inner.Release(ctx, id)
+}
+
+// Cancel passes through to the inner strategy, which records a tombstone for
+// a token never submitted: its later submission fails with
+// inventory.ErrCancelled, and the flag it claimed is cleared as after any
+// refusal.
+func (r *Reserver) Cancel(ctx context.Context, id string) error {
+	if err := r.ready(); err != nil {
+		return err
+	}
+	return r.inner.Cancel(ctx, id)
 }
 
 // Available passes through to the inner strategy.

@@ -133,6 +133,15 @@ func (r *raw) Release(ctx context.Context, id string) error {
 	return r.ops.give(context.WithoutCancel(ctx), lines)
 }
 
+// Cancel releases a held reservation. A baseline keeps no tombstones: an
+// unknown ID is nil, and a later Reserve with it takes units.
+func (r *raw) Cancel(ctx context.Context, id string) error {
+	if err := r.Release(ctx, id); !errors.Is(err, inventory.ErrNotFound) {
+		return err
+	}
+	return nil
+}
+
 func (r *raw) Available(ctx context.Context, sku string) (int64, error) {
 	return r.ops.available(ctx, sku)
 }

@@ -12,7 +12,8 @@
 // backend then records the reservation and takes its units in one
 // transaction, ledger rows first. When the ID is already recorded
 // (ErrTaken), the recorded reservation is read: the same lines return it as
-// it is now and change nothing; other lines fail with inventory.ErrConflict.
+// it is now and change nothing; other lines fail with inventory.ErrConflict;
+// a tombstone left by Cancel fails with inventory.ErrCancelled.
 // A refused line (*RefusedError) becomes the SKU's *inventory.UnknownSKUError
 // or *inventory.InsufficientStockError, read by the backend.
 //
@@ -24,6 +25,14 @@
 // *inventory.StateError with state Expired; an unknown ID is
 // inventory.ErrNotFound. A statement that finds the state changed under it
 // (ErrMoved) makes the rules look again.
+//
+// # Cancel
+//
+// The tombstone (a Released reservation without lines) is inserted unless
+// the ID is recorded; the insert waits for a transaction recording the same
+// ID. When the ID is recorded, a held reservation is released (expired when
+// due) as Release does, a committed one is an *inventory.StateError with Op
+// "cancel", and any other state is nil.
 package ledger
 
 import (
@@ -65,7 +74,7 @@ func Final(err error) bool {
 		return true
 	case errors.Is(err, inventory.ErrInvalidRequest), errors.Is(err, inventory.ErrInsufficientStock),
 		errors.Is(err, inventory.ErrUnknownSKU), errors.Is(err, inventory.ErrNotFound),
-		errors.Is(err, inventory.ErrConflict), errors.Is(err, inventory.ErrNotHeld),
+		errors.Is(err, inventory.ErrConflict), errors.Is(err, inventory.ErrCancelled), errors.Is(err, inventory.ErrNotHeld),
 		errors.Is(err, inventory.ErrContended), errors.Is(err, inventory.ErrOutcomeUnknown):
 		return true
 	}
@@ -152,8 +161,8 @@ func Reserve(ctx context.Context, name string, b Backend, req inventory.Request,
 		if err != nil {
 			return inventory.Reservation{}, err
 		}
-		if !inventory.SameLines(got.Lines, req.Lines) {
-			return inventory.Reservation{}, fmt.Errorf("%s: reserve %q: %w", name, req.ID, inventory.ErrConflict)
+		if err := inventory.CheckRepeat(name, got, req); err != nil {
+			return inventory.Reservation{}, err
 		}
 		return got, nil
 	}
@@ -233,6 +242,59 @@ func Settle(ctx context.Context, name string, s Settler, id string, to inventory
 		return nil
 	}
 	return fmt.Errorf("%s: %s %q: the reservation kept changing state", name, op, id)
+}
+
+// Canceller is what Cancel needs of a store.
+type Canceller interface {
+	// Tombstone records id as a Released reservation without lines, made
+	// at now, unless the ID is recorded, in one statement that waits for a
+	// transaction recording the same ID, and reports whether it did.
+	Tombstone(ctx context.Context, id string, now time.Time) (bool, error)
+	// ReturnUnits is Settler.ReturnUnits.
+	ReturnUnits(ctx context.Context, op string, r inventory.Reservation, to inventory.State, now time.Time) error
+	// Lookup returns the reservation recorded under id, or an error that
+	// errors.Is inventory.ErrNotFound.
+	Lookup(ctx context.Context, id string) (inventory.Reservation, error)
+}
+
+// Cancel releases the reservation id on c, or records its tombstone, as the
+// package documentation says. now is the store's clock reading.
+func Cancel(ctx context.Context, name string, c Canceller, id string, now time.Time) error {
+	if err := inventory.ValidateID(id); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for range maxSettleRounds {
+		done, err := c.Tombstone(ctx, id, now)
+		if err != nil || done {
+			return err
+		}
+		r, err := c.Lookup(ctx, id)
+		if errors.Is(err, inventory.ErrNotFound) {
+			continue // recorded by a Reserve that was refused and rolled back: free again
+		}
+		if err != nil {
+			return err
+		}
+		switch r.State {
+		case inventory.Committed:
+			return &inventory.StateError{ID: id, Op: "cancel", State: r.State}
+		case inventory.Held:
+			to := inventory.Released
+			if !now.Before(r.ExpiresAt) {
+				to = inventory.Expired
+			}
+			err = c.ReturnUnits(ctx, "cancel", r, to, now)
+			if errors.Is(err, ErrMoved) {
+				continue // settled by someone else meanwhile: look again
+			}
+			return err
+		}
+		return nil
+	}
+	return fmt.Errorf("%s: cancel %q: the reservation kept changing state", name, id)
 }
 
 // Check returns the refusal of the first line, in the order given, that the

@@ -30,6 +30,15 @@ func (s *Store) Release(ctx context.Context, id string) error {
 	return s.settle(ctx, id, inventory.Released)
 }
 
+// Cancel releases a held reservation, or records an ID never seen as
+// cancelled (a released reservation without lines), as inventory.Reserver
+// documents: Released, Expired or cancelled already is nil; Committed is an
+// *inventory.StateError; an overdue hold is expired now, which is nil too.
+// A tombstone is one statement; releasing a hold costs what Release does.
+func (s *Store) Cancel(ctx context.Context, id string) error {
+	return ledger.Cancel(ctx, s.name, settling{s}, id, s.Now())
+}
+
 func (s *Store) settle(ctx context.Context, id string, to inventory.State) error {
 	return ledger.Settle(ctx, s.name, settling{s}, id, to, s.Now())
 }
@@ -44,6 +53,14 @@ func (t settling) CommitActive(ctx context.Context, id string, now time.Time) (b
 
 func (t settling) ReturnUnits(ctx context.Context, op string, r inventory.Reservation, to inventory.State, now time.Time) error {
 	return t.s.returnUnits(ctx, op, r, to, now)
+}
+
+func (t settling) Tombstone(ctx context.Context, id string, now time.Time) (bool, error) {
+	tag, err := t.s.db.Exec(ctx, t.s.q.tombstone, id, now)
+	if err != nil {
+		return false, t.s.afterCommit(ctx, "cancel", id, err)
+	}
+	return tag.RowsAffected() == 1, nil
 }
 
 func (t settling) Lookup(ctx context.Context, id string) (inventory.Reservation, error) {
@@ -142,19 +159,24 @@ func (s *Store) Lookup(ctx context.Context, id string) (inventory.Reservation, e
 	}
 	defer rows.Close()
 	r := inventory.Reservation{ID: id}
+	found := false
 	for rows.Next() {
 		var state int16
-		var l inventory.Line
-		if err := rows.Scan(&state, &r.ExpiresAt, &l.SKU, &l.Qty); err != nil {
+		var sku *string
+		var qty *int64
+		if err := rows.Scan(&state, &r.ExpiresAt, &sku, &qty); err != nil {
 			return inventory.Reservation{}, s.fail(ctx, "lookup", err)
 		}
+		found = true
 		r.State = inventory.State(state)
-		r.Lines = append(r.Lines, l)
+		if sku != nil && qty != nil {
+			r.Lines = append(r.Lines, inventory.Line{SKU: *sku, Qty: *qty})
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return inventory.Reservation{}, s.fail(ctx, "lookup", err)
 	}
-	if len(r.Lines) == 0 {
+	if !found {
 		return inventory.Reservation{}, fmt.Errorf("%s: lookup %q: %w", s.name, id, inventory.ErrNotFound)
 	}
 	if r.State < inventory.Held || r.State > inventory.Expired {

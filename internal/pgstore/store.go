@@ -140,6 +140,7 @@ func (s *Store) Now() time.Time {
 type queries struct {
 	record      string // insert the reservation and its lines, abort when the ID is taken
 	lookup      string
+	tombstone   string
 	commit      string
 	settle      [2]string // by condition: [0] active (expires_at > now), [1] due
 	lockStock   string
@@ -179,8 +180,14 @@ SELECT ` + abort + `('` + codeMoved + `') WHERE NOT EXISTS (SELECT FROM s)`
 	SELECT r.id, u.sku, u.qty FROM r CROSS JOIN unnest($4::text[], $5::bigint[]) AS u (sku, qty)
 )
 SELECT ` + abort + `('` + codeTaken + `') WHERE NOT EXISTS (SELECT FROM r)`,
+		// LEFT JOIN: a tombstone of Cancel is a reservation without lines.
 		lookup: `SELECT r.state, r.expires_at, l.sku, l.qty FROM ` + res + ` r
-JOIN ` + lines + ` l ON l.reservation_id = r.id WHERE r.id = $1`,
+LEFT JOIN ` + lines + ` l ON l.reservation_id = r.id WHERE r.id = $1`,
+		// ON CONFLICT DO NOTHING waits for an in-flight Reserve of the ID: if
+		// it commits, the tombstone is skipped and Cancel releases what it
+		// recorded; if it rolls back, the tombstone goes in.
+		tombstone: `INSERT INTO ` + res + ` (id, state, expires_at, created_at) VALUES ($1, 3, $2, $2)
+ON CONFLICT (id) DO NOTHING`,
 		commit:    `UPDATE ` + res + ` SET state = 2 WHERE id = $1 AND state = 1 AND expires_at > $2`,
 		settle:    [2]string{settle(">"), settle("<=")},
 		lockStock: `SELECT FROM ` + stock + ` WHERE sku = ANY ($1::text[]) ORDER BY sku FOR UPDATE`,

@@ -46,7 +46,7 @@ var sizes = soak.Pick(
 // parallel, each with a harness of its own, and the two hammers.
 func RunConformance(t *testing.T, newHarness HarnessMaker) {
 	t.Helper()
-	for _, c := range behaviours {
+	for _, c := range append(behaviours, cancelBehaviours()...) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			timeout := behaviourTimeout

@@ -168,3 +168,6 @@ func (l *leaky) Release(_ context.Context, id string) error {
 	res.State = inventory.Released
 	return nil
 }
+
+// Cancel is Release: the racy strategy keeps no tombstones either.
+func (r *racy) Cancel(_ context.Context, id string) error { return r.settle(id, inventory.Released) }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strings"
@@ -332,7 +333,10 @@ func run(ctx context.Context, p plan, svc *services, all []target, prog progress
 				prog.step(fmt.Sprintf("%s %s w=%d", t.name, c, w))
 				n++
 				ns := fmt.Sprintf("%s_%d", p.runID, n)
-				r := measure(ctx, p, svc, t, c, w, "invbench_"+ns, "invbench:"+ns+":")
+				var r *Result
+				pprof.Do(ctx, pprof.Labels("target", t.name), func(ctx context.Context) {
+					r = measure(ctx, p, svc, t, c, w, "invbench_"+ns, "invbench:"+ns+":")
+				})
 				prog.done(r)
 				out.Results = append(out.Results, r)
 			}

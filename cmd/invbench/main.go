@@ -46,6 +46,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -81,7 +82,7 @@ type options struct {
 	pgConns                               int
 	containers, smoke, strict, quiet      bool
 	full                                  bool
-	out, chart                            string
+	out, chart, cpuProfile                string
 	seed                                  uint64
 }
 
@@ -109,6 +110,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.out, "out", "", "write results.md, results.csv and results.json into `DIR`")
 	fs.StringVar(&o.chart, "chart", "", "write a chart of throughput and p99 against workers to `FILE` (.png or .svg)")
 	fs.Uint64Var(&o.seed, "seed", 0, "seed of the buyers' choices (default random)")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to `FILE`; samples carry the label target=<strategy> (go tool pprof -tagfocus target=NAME)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: invbench [flags]\n\nRuns the inventory strategies side by side beside raw baselines; see BENCHMARKS.md.\nServers: %s (default %s), %s (default %s).\n\n",
 			PostgresEnv, DefaultPostgresURL, RedisEnv, DefaultRedisURL)
@@ -320,6 +322,19 @@ func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if f, ok := stderr.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
 			prog = newBar(stderr)
 		}
+	}
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			fmt.Fprintln(stderr, "invbench:", err)
+			return exitUsage
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, "invbench: -cpuprofile:", err)
+			return exitUsage
+		}
+		defer pprof.StopCPUProfile()
 	}
 	res, runErr := run(ctx, p, svc, targets(), prog)
 	if res == nil {

@@ -275,3 +275,53 @@ func TestOptions(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, r.Metrics(), 7)
 }
+
+// A batch whose requests all fit is granted whole, counting the units its
+// releases give back; a request for a SKU that is not stocked is refused
+// however well the others fit; one unit more than the stock refuses the last
+// request in arrival order.
+func TestBatchThatFitsIsGrantedWhole(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	r, schema := open(t, testsvc.Postgres(t), groupcommit.Options{Flushers: 1})
+	line := func(sku string, qty int64) []inventory.Line { return []inventory.Line{{SKU: sku, Qty: qty}} }
+	for _, tc := range []struct {
+		name  string
+		lines [][]inventory.Line
+		want  []string
+		left  int64
+	}{
+		{"Exactly", [][]inventory.Line{line("a", 3), line("a", 4)}, []string{"held", "held"}, 0},
+		{"ExactlyBesideAnUnknownSKU", [][]inventory.Line{line("a", 3), line("nowhere", 1), line("a", 4)}, []string{"held", "unknown_sku", "held"}, 0},
+		{"OneUnitMore", [][]inventory.Line{line("a", 3), line("a", 5)}, []string{"held", "insufficient"}, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.NoError(t, r.SetStock(ctx, "a", 7))
+			back, err := r.Reserve(ctx, inventory.Request{ID: strategytest.RandomID(), Lines: line("a", 2)})
+			require.NoError(t, err) // 5 left; 7 once the batch releases it
+			got := make([]string, len(tc.lines))
+			var released error
+			calls := []func(){func() { released = r.Release(ctx, back.ID) }}
+			for i, lines := range tc.lines {
+				calls = append(calls, func() {
+					_, err := r.Reserve(ctx, inventory.Request{ID: strategytest.RandomID(), Lines: lines})
+					got[i] = "held"
+					if err != nil {
+						got[i] = strategytest.ErrorKind(err)
+					}
+				})
+			}
+			g := closeGate(t, r, schema)
+			wait := queueInOrder(t, r, calls...)
+			g.open()
+			wait()
+			require.NoError(t, released)
+			assert.Equal(t, tc.want, got, "outcomes in arrival order")
+			n, err := r.Available(ctx, "a")
+			require.NoError(t, err)
+			assert.Equal(t, tc.left, n, "available after the batch")
+			_, err = r.Available(ctx, "nowhere")
+			assert.ErrorIs(t, err, inventory.ErrUnknownSKU, "the batch stocked no SKU")
+		})
+	}
+}

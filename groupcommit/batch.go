@@ -3,6 +3,7 @@ package groupcommit
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"slices"
 	"time"
 
@@ -123,6 +124,8 @@ func (r *Reserver) lead(ctx context.Context, c *call) error {
 	for {
 		if r.maxWait > 0 {
 			r.linger()
+		} else {
+			r.gather()
 		}
 		r.mu.Lock()
 		batch := r.take()
@@ -162,6 +165,34 @@ func (r *Reserver) linger() {
 			return
 		}
 		time.Sleep(min(left, 50*time.Microsecond))
+	}
+}
+
+// gatherRounds bounds the yields of gather.
+const gatherRounds = 8
+
+// gather lets callers that are about to queue do so before a batch is taken:
+// it yields the processor while the queue keeps growing, up to gatherRounds
+// times. The callers the last flush answered queue their next calls within
+// a few yields, so the next batch carries them instead of leaving them to
+// the flush after it; when nothing arrives it returns after one yield, and
+// it never sleeps.
+func (r *Reserver) gather() {
+	r.mu.Lock()
+	n := len(r.queue)
+	r.mu.Unlock()
+	for range gatherRounds {
+		if n >= r.maxBatch {
+			return
+		}
+		runtime.Gosched()
+		r.mu.Lock()
+		m := len(r.queue)
+		r.mu.Unlock()
+		if m == n {
+			return
+		}
+		n = m
 	}
 }
 

@@ -65,25 +65,37 @@
 //
 // One round trip and one commit (one WAL flush) per flush, whatever it
 // carries. In the server: a lookup of the batch's IDs, one read of its SKUs
-// without a lock, an INSERT of its candidates' reservation rows and lines, a
-// SELECT ... FOR UPDATE of its SKUs, one UPDATE per changed SKU, a DELETE
-// of the candidates refused under the lock, and the plpgsql loop that
-// decides the requests. The first flush on a connection also prepares the
-// statement (pgx's statement cache). A call waits for the flush in flight
-// (if any slot is taken) and then for its own: about two flush times at
-// worst when the queue is shorter than MaxBatch.
+// without a lock, an INSERT of its candidates' reservation rows and lines
+// (with the foreign-key check of each line), a SELECT ... FOR UPDATE of its
+// SKUs, one UPDATE per changed SKU, and a DELETE of the candidates refused
+// under the lock. When no ID was seen before and every SKU can serve the
+// whole batch, the requests are granted by one comparison per SKU; other
+// batches go through the plpgsql loop that decides them one by one. Commits
+// and releases find their reservations by primary key, so their cost does
+// not grow with the number of reservations made before. The first flush on
+// a connection also compiles the function and prepares the statement: 41 to
+// 130 ms against 3 to 28 ms for the next ones, at load 22.
 //
-// Measured on the machine of BENCHMARKS.md while it was heavily loaded
-// (load average 33 to 48 on 2 cores), medians of three invbench runs: on one
-// hot SKU, 3.7 times the bare conditional UPDATE at 64 workers (2.6 to 8.0;
-// batches of 18 calls, 55 flushes/s) and 3.4 times at 512 (batches of 95),
-// rising with the number of buyers where the bare UPDATE and sqlcond fall;
-// p99 222 ms against the bare UPDATE's 1.5 s. At one worker a flush costs
-// more than a bare UPDATE (0.3 of it): the function runs seven statements.
-// Over 100 SKUs at 64 workers, 0.92 of the bare UPDATE. With pgbench and one
-// client at that load, a bare UPDATE took 9.3 ms, a flush of one reservation
-// 19.5 ms, a flush of 64 reservations 35.3 ms: the server's CPU per call,
-// not the commits, is what limits it there.
+// Measured on the 2-core machine of BENCHMARKS.md, with one connection
+// sending flushes one after another (synchronous commit on): about 60, 32
+// and 22 microseconds of server CPU per call in batches of 16, 64 and 256
+// reservations, each followed by a flush settling them. The WAL flush
+// (fdatasync, 0.8 ms there) is paid with the hot row locked, so one SKU
+// commits at most about 1,250 flushes a second whatever the number of
+// flushers: a second flush in flight waits at that row's lock (in a 2s run
+// at 64 workers, 161 flushes waited there over a millisecond, 0.9 s in all).
+// Its work before the lock (lookups, inserts) overlaps the first one's.
+//
+// A call waits for the flush in flight (if no slot is free) and then for
+// its own: about two flush times. On one hot SKU at 64 workers this gave
+// 5.0 times the bare conditional UPDATE in the run of BENCHMARKS.md (load
+// average 19 to 26 on 2 cores, batches of 27 calls), 7.2 at 128 and 6.7 at
+// 512 workers; at one worker a flush costs more than a bare UPDATE (0.37 of
+// it). Over 100 SKUs, 0.48 at 64 workers and 1.3 at 512. What bounds it
+// there is CPU: 20 times the bare UPDATE of a quiet run (1,575 carts/s at 64
+// workers) is some 31,000 carts/s, 53,000 calls/s with their commits and
+// releases, for which PostgreSQL alone would need 1.1 to 1.6 of the 2 cores,
+// before the Go side's.
 //
 // # Failures
 //
@@ -114,7 +126,7 @@
 // # Knobs
 //
 //   - MaxBatch (default 512): the most calls per flush. Batches on a hot SKU
-//     stayed below it in every run measured (18 calls at 64 workers, 95 at
+//     stayed below it in every run measured (27 calls at 64 workers, 176 at
 //     512, 155 with MaxWait 1ms), so it bounds only a burst.
 //   - MaxPending (default 8192): the bounded queue; beyond it calls fail
 //     fast with ErrContended instead of waiting.
@@ -122,13 +134,27 @@
 //     of its own. With one, the server idles during each round trip; with
 //     two, one batch is decided and committed while the next is sent and
 //     recorded (only the stock UPDATE and the commit hold the hot row's
-//     lock). In the Go benchmark (64 buyers reserving one hot SKU) 1, 2 and
-//     4 gave 855, 779 and 744 carts/s, within that run's noise.
+//     lock). On the hot SKU at 64 workers, in three invbench runs with 1, 2
+//     and 4 alternated (load 16 to 22), the ratios to the bare UPDATE were
+//     7.1, 2.3, 1.3; 6.7, 4.7, 3.4; 5.9, 3.8, 3.7 (batches of 33, 17 and 10
+//     calls), but over 100 SKUs 0.07, 0.20, 0.33; 0.44, 0.58, 0.39; 0.64,
+//     0.51, 0.44; once leaders gathered their batches (below), one flusher
+//     won two of five pairs against two on the hot SKU: the default stays
+//     at two.
+//   - Gathering, always on when MaxWait is 0: before it takes a batch, a
+//     leader yields the processor while calls keep joining the queue (at
+//     most eight times, never sleeping), so that the callers the last flush
+//     answered join the next batch. At 64 workers on the hot SKU it raised
+//     the mean batch from 18 to 26-28 calls with two flushers and from 34 to
+//     52 with one, and carts/s in four of five alternated pairs.
 //   - MaxWait (default 0): how long a leader waits for a full batch before
 //     it flushes. Calls arriving during a flush join the next one anyway.
 //     1ms doubled the Go benchmark (1600 carts/s) and raised the invbench
 //     ratio in two alternated pairs (64 workers: 1.76 to 2.24, 2.24 to 2.77;
-//     512: 3.97 to 4.78, 2.48 to 4.16); it stays off by default because a
-//     lone caller pays the whole wait on every call.
+//     512: 3.97 to 4.78, 2.48 to 4.16), but 200us with one flusher gave
+//     batches of 59 calls and ratios below one flusher without it in all
+//     three runs (3.5 against 7.1, 5.3 against 6.7, 4.0 against 5.9): a
+//     wait that long costs more flushes than it fills. It stays off by default
+//     because a lone caller pays the whole wait on every call.
 //   - FlushTimeout (default 30s): bounds one flush.
 package groupcommit

@@ -26,7 +26,8 @@ type Line struct {
 // Request asks to hold every line of a cart, or none of them.
 type Request struct {
 	// ID is the idempotency key of the reservation (an order or checkout
-	// attempt). Required, 1..MaxIDLen bytes.
+	// attempt). Required: 1..MaxIDLen bytes of valid UTF-8 without control
+	// characters (see ValidateID).
 	ID string
 	// Lines are held all together or not at all. 1..MaxLines lines, each SKU
 	// once. Their order does not matter.

@@ -7,7 +7,7 @@ import (
 )
 
 // Validate checks a request against the limits every strategy enforces:
-// ID 1..MaxIDLen bytes; 1..MaxLines lines; each SKU valid (see ValidateSKU)
+// ID valid (see ValidateID); 1..MaxLines lines; each SKU valid (see ValidateSKU)
 // and present once; each Qty in 1..MaxQty; TTL >= 0. The error is a
 // *ValidationError that errors.Is ErrInvalidRequest.
 func (r Request) Validate() error {
@@ -40,30 +40,31 @@ func (r Request) Validate() error {
 	return nil
 }
 
-// ValidateID checks a reservation ID: 1..MaxIDLen bytes.
+// ValidateID checks a reservation ID by the rule of SKUs: 1..MaxIDLen bytes
+// of valid UTF-8 with no control characters (NUL included), so that every
+// store, whatever it keeps text in, can hold it as given.
 func ValidateID(id string) error {
-	switch {
-	case id == "":
-		return &ValidationError{Field: "ID", Reason: "empty"}
-	case len(id) > MaxIDLen:
-		return &ValidationError{Field: "ID", Reason: fmt.Sprintf("%d bytes, at most %d allowed", len(id), MaxIDLen)}
-	}
-	return nil
+	return validateText("ID", id, MaxIDLen)
 }
 
 // ValidateSKU checks a SKU: 1..MaxSKULen bytes of valid UTF-8 with no control
 // characters.
 func ValidateSKU(sku string) error {
-	const field = "SKU"
+	return validateText("SKU", sku, MaxSKULen)
+}
+
+// validateText checks the rule IDs and SKUs share: 1..max bytes of valid
+// UTF-8 with no control characters.
+func validateText(field, s string, max int) error {
 	switch {
-	case sku == "":
+	case s == "":
 		return &ValidationError{Field: field, Reason: "empty"}
-	case len(sku) > MaxSKULen:
-		return &ValidationError{Field: field, Reason: fmt.Sprintf("%d bytes, at most %d allowed", len(sku), MaxSKULen)}
-	case !utf8.ValidString(sku):
+	case len(s) > max:
+		return &ValidationError{Field: field, Reason: fmt.Sprintf("%d bytes, at most %d allowed", len(s), max)}
+	case !utf8.ValidString(s):
 		return &ValidationError{Field: field, Reason: "not valid UTF-8"}
 	}
-	for _, r := range sku {
+	for _, r := range s {
 		if unicode.IsControl(r) {
 			return &ValidationError{Field: field, Reason: fmt.Sprintf("control character %U", r)}
 		}

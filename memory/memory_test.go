@@ -756,3 +756,12 @@ func TestStockBalancesUnderMixedLoad(t *testing.T) {
 		assert.Equal(t, initial+added[k].Load(), avail+held[s]+sold[s], "sku %s: available %d held %d sold %d", s, avail, held[s], sold[s])
 	}
 }
+
+// FuzzRequests feeds arbitrary IDs, SKUs, quantities and TTLs to the
+// strategy, as every strategy's tests do.
+func FuzzRequests(f *testing.F) {
+	strategytest.FuzzRequests(f, func(ctx context.Context, t *testing.T) *strategytest.Harness {
+		clk := strategytest.NewClock()
+		return &strategytest.Harness{Strategy: memory.New(&memory.Options{Now: clk.Now}), Advance: clk.Advance}
+	})
+}

@@ -54,3 +54,11 @@ func TestProcs(t *testing.T) {
 	}
 	pgtest.RunProcs(t, mk, 4, func(t *testing.T, schema string) { testsvc.CleanRedisPrefix(t, prefix(schema)) })
 }
+
+// FuzzRequests feeds arbitrary IDs, SKUs, quantities and TTLs to the
+// strategy; plain go test runs its seeds.
+func FuzzRequests(f *testing.F) {
+	strategytest.FuzzRequests(f, func(ctx context.Context, t *testing.T) *strategytest.Harness {
+		return pgtest.Harness(ctx, t, maker(t))
+	})
+}

@@ -98,3 +98,9 @@ func TestConformanceBuckets(t *testing.T) {
 		return h
 	})
 }
+
+// FuzzRequests feeds arbitrary IDs, SKUs, quantities and TTLs to the
+// strategy; plain go test runs its seeds.
+func FuzzRequests(f *testing.F) {
+	strategytest.FuzzRequests(f, maker(nil))
+}

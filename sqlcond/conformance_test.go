@@ -26,3 +26,11 @@ func TestConformance(t *testing.T) {
 func TestProcs(t *testing.T) {
 	pgtest.RunProcs(t, newStrategy, 0, nil)
 }
+
+// FuzzRequests feeds arbitrary IDs, SKUs, quantities and TTLs to the
+// strategy; plain go test runs its seeds.
+func FuzzRequests(f *testing.F) {
+	strategytest.FuzzRequests(f, func(ctx context.Context, t *testing.T) *strategytest.Harness {
+		return pgtest.Harness(ctx, t, newStrategy)
+	})
+}

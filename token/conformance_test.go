@@ -49,19 +49,37 @@ func TestConformanceOverMemoryWithPostgresFlags(t *testing.T) {
 	})
 }
 
+// sqlcondHarness keeps the stock and the flags in one PostgreSQL schema, as
+// a deployment would.
+func sqlcondHarness(ctx context.Context, t *testing.T) *strategytest.Harness {
+	pool, schema := testsvc.Postgres(t), testsvc.Schema(t)
+	clk := strategytest.NewClock()
+	inner, err := sqlcond.New(pool, &sqlcond.Options{Schema: schema, Now: clk.Now})
+	require.NoError(t, err)
+	require.NoError(t, inner.Migrate(ctx))
+	store, err := token.NewPostgresStore(pool, &token.PostgresOptions{Schema: schema})
+	require.NoError(t, err)
+	require.NoError(t, store.Migrate(ctx))
+	return tokenHarness(t, inner, clk, store)
+}
+
 // TestConformanceOverSqlcond keeps the stock and the flags in one
 // PostgreSQL schema, as a deployment would.
 func TestConformanceOverSqlcond(t *testing.T) {
-	strategytest.RunConformance(t, func(ctx context.Context, t *testing.T) *strategytest.Harness {
-		pool, schema := testsvc.Postgres(t), testsvc.Schema(t)
-		clk := strategytest.NewClock()
-		inner, err := sqlcond.New(pool, &sqlcond.Options{Schema: schema, Now: clk.Now})
-		require.NoError(t, err)
-		require.NoError(t, inner.Migrate(ctx))
-		store, err := token.NewPostgresStore(pool, &token.PostgresOptions{Schema: schema})
-		require.NoError(t, err)
-		require.NoError(t, store.Migrate(ctx))
-		return tokenHarness(t, inner, clk, store)
+	strategytest.RunConformance(t, sqlcondHarness)
+}
+
+// FuzzRequestsOverSqlcond feeds arbitrary IDs, SKUs, quantities and TTLs to
+// the wrapper over sqlcond with PostgreSQL flags; plain go test runs its
+// seeds.
+func FuzzRequestsOverSqlcond(f *testing.F) {
+	strategytest.FuzzRequests(f, sqlcondHarness)
+}
+
+// FuzzRequestsWithRedisFlags does the same over memory with Redis flags.
+func FuzzRequestsWithRedisFlags(f *testing.F) {
+	strategytest.FuzzRequests(f, func(_ context.Context, t *testing.T) *strategytest.Harness {
+		return memoryHarness(t, newRedisStore(t))
 	})
 }
 

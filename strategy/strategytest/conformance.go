@@ -147,6 +147,19 @@ func assertStateError(t *testing.T, err error, op string, state inventory.State)
 
 func line(sku string, qty int64) inventory.Line { return inventory.Line{SKU: sku, Qty: qty} }
 
+// badIDs are reservation IDs every strategy refuses with
+// inventory.ErrInvalidRequest, by the rule of inventory.ValidateID.
+var badIDs = map[string]string{
+	"empty":          "",
+	"long":           strings.Repeat("i", inventory.MaxIDLen+1),
+	"NUL":            "\x00",
+	"NUL inside":     "order\x00-1",
+	"invalid UTF-8":  "\xff\xfe",
+	"cut UTF-8":      "order-\xe2\x82",
+	"control":        "order\n1",
+	"surrogate half": "\xed\xa0\x80",
+}
+
 type behaviour struct {
 	name string
 	run  func(ctx context.Context, t *testing.T, s *suite)
@@ -269,6 +282,20 @@ var behaviours = []behaviour{
 			}
 		}
 		s.assertAvailable(ctx, t, map[string]int64{"a": 5, "b": 5})
+	}},
+	{"InvalidIDsChangeNothing", func(ctx context.Context, t *testing.T, s *suite) {
+		s.stock(ctx, t, map[string]int64{"a": 5})
+		held := s.reserve(ctx, t, 0, line("a", 1))
+		for name, id := range badIDs {
+			_, err := s.Strategy.Reserve(ctx, inventory.Request{ID: id, Lines: []inventory.Line{line("a", 1)}})
+			assert.ErrorIs(t, err, inventory.ErrInvalidRequest, "Reserve with %s ID %q", name, id)
+			assert.ErrorIs(t, s.Strategy.Commit(ctx, id), inventory.ErrInvalidRequest, "Commit with %s ID %q", name, id)
+			assert.ErrorIs(t, s.Strategy.Release(ctx, id), inventory.ErrInvalidRequest, "Release with %s ID %q", name, id)
+			_, err = s.Strategy.Lookup(ctx, id)
+			assert.ErrorIs(t, err, inventory.ErrInvalidRequest, "Lookup with %s ID %q", name, id)
+		}
+		s.assertAvailable(ctx, t, map[string]int64{"a": 4})
+		s.assertState(ctx, t, held.ID, inventory.Held)
 	}},
 	{"InvalidAdministrationChangesNothing", func(ctx context.Context, t *testing.T, s *suite) {
 		st := s.Strategy

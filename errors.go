@@ -68,7 +68,7 @@ type InsufficientStockError struct {
 }
 
 func (e *InsufficientStockError) Error() string {
-	return fmt.Sprintf("inventory: insufficient stock for sku %q: requested %d, available %d", e.SKU, e.Requested, e.Available)
+	return fmt.Sprintf("%v for sku %q: requested %d, available %d", ErrInsufficientStock, e.SKU, e.Requested, e.Available)
 }
 
 // Unwrap returns ErrInsufficientStock.
@@ -81,7 +81,7 @@ type UnknownSKUError struct {
 }
 
 func (e *UnknownSKUError) Error() string {
-	return fmt.Sprintf("inventory: unknown sku %q", e.SKU)
+	return fmt.Sprintf("%v %q", ErrUnknownSKU, e.SKU)
 }
 
 // Unwrap returns ErrUnknownSKU.
@@ -96,7 +96,7 @@ type StateError struct {
 }
 
 func (e *StateError) Error() string {
-	return fmt.Sprintf("inventory: cannot %s reservation %q: it is %s", e.Op, e.ID, e.State)
+	return fmt.Sprintf("%v: cannot %s reservation %q: it is %s", ErrNotHeld, e.Op, e.ID, e.State)
 }
 
 // Unwrap returns ErrNotHeld.
@@ -110,7 +110,7 @@ type ValidationError struct {
 }
 
 func (e *ValidationError) Error() string {
-	return fmt.Sprintf("inventory: invalid request: %s: %s", e.Field, e.Reason)
+	return fmt.Sprintf("%v: %s: %s", ErrInvalidRequest, e.Field, e.Reason)
 }
 
 // Unwrap returns ErrInvalidRequest.
@@ -125,7 +125,7 @@ type OutcomeUnknownError struct {
 }
 
 func (e *OutcomeUnknownError) Error() string {
-	return fmt.Sprintf("inventory: outcome of %s %q unknown, retry with the same id: %v", e.Op, e.ID, e.Err)
+	return fmt.Sprintf("%v: %s %q may or may not have been applied, retry with the same id: %v", ErrOutcomeUnknown, e.Op, e.ID, e.Err)
 }
 
 // Unwrap returns ErrOutcomeUnknown and the underlying error.
@@ -140,7 +140,7 @@ type UnavailableError struct {
 }
 
 func (e *UnavailableError) Error() string {
-	return fmt.Sprintf("inventory: store unavailable: %s could not reach %s, nothing changed: %v", e.Op, e.Server, e.Err)
+	return fmt.Sprintf("%v: %s could not reach %s, nothing changed: %v", ErrUnavailable, e.Op, e.Server, e.Err)
 }
 
 // Unwrap returns ErrUnavailable and the underlying error.

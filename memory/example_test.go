@@ -105,7 +105,7 @@ func ExampleReserver_ExpireDue() {
 	// expired after 14m: 0
 	// expired after 15m: 1
 	// available: 100
-	// true inventory: cannot commit reservation "cart-1": it is expired
+	// true inventory: reservation not held: cannot commit reservation "cart-1": it is expired
 }
 
 func ExampleOptions_retention() {

@@ -26,7 +26,7 @@ type FencedError struct {
 }
 
 func (e *FencedError) Error() string {
-	return fmt.Sprintf("redislock: write of sku %q fenced off: the lock lapsed and a newer holder wrote (token %d, row has %d)", e.SKU, e.Fence, e.Seen)
+	return fmt.Sprintf("%v: %v: the lock of sku %q lapsed and a newer holder wrote its stock (token %d, the row has %d)", inventory.ErrContended, ErrFenced, e.SKU, e.Fence, e.Seen)
 }
 
 // Unwrap returns ErrFenced and inventory.ErrContended.
@@ -41,7 +41,7 @@ type ContendedError struct {
 }
 
 func (e *ContendedError) Error() string {
-	return fmt.Sprintf("redislock: lock of sku %q still held by another owner after %v", e.SKU, e.Waited.Round(time.Millisecond))
+	return fmt.Sprintf("%v: redislock: lock of sku %q still held by another owner after %v", inventory.ErrContended, e.SKU, e.Waited.Round(time.Millisecond))
 }
 
 // Unwrap returns inventory.ErrContended.

@@ -23,7 +23,7 @@ type NotLoadedError struct {
 }
 
 func (e *NotLoadedError) Error() string {
-	return fmt.Sprintf("redisstock: marker %q is missing: redis lost the store's data or was never loaded; run Load", e.Key)
+	return fmt.Sprintf("%v: %v: marker %q is missing: redis lost the store's data or was never loaded", inventory.ErrUnavailable, ErrNotLoaded, e.Key)
 }
 
 // Unwrap returns ErrNotLoaded and inventory.ErrUnavailable.

@@ -30,7 +30,9 @@ type sentinel struct {
 	is  error
 }
 
-func (e *sentinel) Error() string { return e.msg }
+// Error returns the package's message followed by the inventory
+// sentinel's, so that the text names both kinds.
+func (e *sentinel) Error() string { return e.msg + " (" + e.is.Error() + ")" }
 
 // Unwrap returns the inventory sentinel e stands for.
 func (e *sentinel) Unwrap() error { return e.is }

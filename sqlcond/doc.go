@@ -83,4 +83,21 @@
 // hot SKU queue on its row lock rather than fail: with the server's defaults
 // (READ COMMITTED, no lock_timeout) Reserve never returns
 // inventory.ErrContended, so bound the wait with the context's deadline.
+//
+// # MySQL and MariaDB
+//
+// NewMySQL keeps the same contract on MySQL 8 or MariaDB 10.6 and later
+// (InnoDB), through database/sql and github.com/go-sql-driver/mysql, with
+// the same Options (Schema names the database). Migrate (or DDLMySQL)
+// creates the tables and a procedure that runs the whole reservation in the
+// server: the reservation rows first, then the conditional UPDATE of each
+// line in SKU order, then COMMIT, at READ COMMITTED set for that transaction
+// (the server default is REPEATABLE READ). Reserve is one CALL, one round
+// trip, and a hot row is locked only from its UPDATE to the COMMIT right
+// after it, inside the server. SKUs and IDs are VARBINARY, ordered byte by
+// byte as Go orders them. A deadlock victim (1213) or lock wait timeout
+// (1205) is retried inside, a few times, then inventory.ErrContended; a
+// connection lost or killed after the CALL was sent, or a context ending
+// before its answer, is an *inventory.OutcomeUnknownError, settled by calling
+// again with the same request.
 package sqlcond

@@ -1,0 +1,211 @@
+package mystore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"hash/fnv"
+	"strings"
+)
+
+// procReserve is the procedure that runs a whole conditional reservation in
+// the server: see ReserveConditional.
+const procReserve = "sqlcond_reserve"
+
+// migration is one step of the schema, applied once and recorded in
+// schema_migrations. Each statement is idempotent on its own, so that DDL
+// can be run more than once; {schema} stands for the quoted database name.
+type migration struct {
+	version int
+	name    string
+	stmts   []string
+}
+
+var migrations = []migration{{
+	version: 1,
+	name:    "init",
+	stmts: []string{
+		// VARBINARY keys compare byte by byte, as Go sorts strings, so that
+		// every statement that locks stock rows in SKU order locks them in
+		// the same order.
+		`CREATE TABLE IF NOT EXISTS {schema}.stock (
+	sku       VARBINARY(128) NOT NULL PRIMARY KEY,
+	-- The CHECK is the last line of defence: a correct strategy never trips it.
+	available BIGINT NOT NULL,
+	CONSTRAINT stock_available_not_negative CHECK (available >= 0)
+) ENGINE=InnoDB`,
+		// expires_at and created_at are microseconds since the Unix epoch,
+		// so no time zone of server or client matters.
+		`CREATE TABLE IF NOT EXISTS {schema}.reservation (
+	id         VARBINARY(128) NOT NULL PRIMARY KEY,
+	-- 1 held, 2 committed, 3 released, 4 expired (inventory.State).
+	state      TINYINT NOT NULL,
+	expires_at BIGINT NOT NULL,
+	created_at BIGINT NOT NULL,
+	CONSTRAINT reservation_state_valid CHECK (state BETWEEN 1 AND 4),
+	KEY reservation_due (state, expires_at)
+) ENGINE=InnoDB`,
+		`CREATE TABLE IF NOT EXISTS {schema}.reservation_line (
+	reservation_id VARBINARY(128) NOT NULL,
+	sku            VARBINARY(128) NOT NULL,
+	qty            BIGINT NOT NULL,
+	PRIMARY KEY (reservation_id, sku),
+	CONSTRAINT reservation_line_qty_positive CHECK (qty > 0),
+	CONSTRAINT reservation_line_reservation FOREIGN KEY (reservation_id)
+		REFERENCES {schema}.reservation (id) ON DELETE CASCADE
+) ENGINE=InnoDB`,
+		"DROP PROCEDURE IF EXISTS {schema}.`" + procReserve + "`",
+		// The whole reservation in one call, so that the row lock of a hot
+		// SKU is held only while the server runs the rest of the
+		// procedure, never across a client round trip: the ledger rows
+		// first (a taken ID fails with 1062 before any stock is touched),
+		// then the conditional UPDATE of each line in SKU order, then
+		// COMMIT. p_skus holds the SKUs, sorted, joined by 0x1F (a control
+		// character, which no SKU holds); p_qtys their quantities, joined by
+		// commas. A refused line signals 30002 with its index.
+		"CREATE PROCEDURE {schema}.`" + procReserve + "`(" + `
+	IN p_id VARBINARY(128), IN p_expires BIGINT, IN p_created BIGINT,
+	IN p_skus VARBINARY(13000), IN p_qtys VARCHAR(1200))
+MODIFIES SQL DATA
+BEGIN
+	DECLARE v_pass, v_i, v_pos, v_end, v_qpos, v_qend INT;
+	DECLARE v_sku VARBINARY(128);
+	DECLARE v_qty BIGINT;
+	DECLARE v_msg VARCHAR(64);
+	DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
+	SET TRANSACTION ISOLATION LEVEL READ COMMITTED;
+	START TRANSACTION;
+	INSERT INTO {schema}.reservation (id, state, expires_at, created_at) VALUES (p_id, 1, p_expires, p_created);
+	SET v_pass = 0;
+	WHILE v_pass < 2 DO
+		SET v_i = 0, v_pos = 1, v_qpos = 1;
+		WHILE v_pos <= LENGTH(p_skus) DO
+			SET v_end = LOCATE(X'1F', p_skus, v_pos);
+			IF v_end = 0 THEN SET v_end = LENGTH(p_skus) + 1; END IF;
+			SET v_qend = LOCATE(',', p_qtys, v_qpos);
+			IF v_qend = 0 THEN SET v_qend = LENGTH(p_qtys) + 1; END IF;
+			SET v_sku = SUBSTRING(p_skus, v_pos, v_end - v_pos);
+			SET v_qty = CAST(SUBSTRING(p_qtys, v_qpos, v_qend - v_qpos) AS SIGNED);
+			IF v_pass = 0 THEN
+				INSERT INTO {schema}.reservation_line (reservation_id, sku, qty) VALUES (p_id, v_sku, v_qty);
+			ELSE
+				UPDATE {schema}.stock SET available = available - v_qty WHERE sku = v_sku AND available >= v_qty;
+				IF ROW_COUNT() = 0 THEN
+					SET v_msg = CONCAT('inventory: line refused at ', v_i);
+					SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = 30002, MESSAGE_TEXT = v_msg;
+				END IF;
+			END IF;
+			SET v_i = v_i + 1, v_pos = v_end + 1, v_qpos = v_qend + 1;
+		END WHILE;
+		SET v_pass = v_pass + 1;
+	END WHILE;
+	COMMIT;
+END`,
+	},
+}}
+
+func expand(stmt, quoted string) string { return strings.ReplaceAll(stmt, "{schema}", quoted) }
+
+// DDL returns the SQL that creates the database named schema and everything
+// in it, for users who run their own migration tool, as the mysql client
+// reads it (the procedure between DELIMITER lines). It is idempotent. It
+// fails as QuoteSchema does for an unusable name.
+func DDL(schema string) (string, error) {
+	quoted, err := QuoteSchema(schema)
+	if err != nil {
+		return "", err
+	}
+	var sb strings.Builder
+	sb.WriteString("CREATE DATABASE IF NOT EXISTS " + quoted + ";\n")
+	for _, m := range migrations {
+		fmt.Fprintf(&sb, "\n-- %04d_%s\n", m.version, m.name)
+		for _, st := range m.stmts {
+			st = expand(st, quoted)
+			if strings.HasPrefix(st, "CREATE PROCEDURE") {
+				sb.WriteString("DELIMITER //\n" + st + " //\nDELIMITER ;\n")
+				continue
+			}
+			sb.WriteString(st + ";\n")
+		}
+	}
+	return sb.String(), nil
+}
+
+// migrateLockName is the GET_LOCK name that serializes migrations of one
+// database across processes (at most 64 characters).
+func migrateLockName(schema string) string {
+	h := fnv.New64a()
+	h.Write([]byte("github.com/oversell/inventory/migrate\x00"))
+	h.Write([]byte(schema))
+	return fmt.Sprintf("inventory-migrate-%016x", h.Sum64())
+}
+
+// Migrate creates or upgrades the database and its tables. It is idempotent
+// and safe to run from many processes at once: it holds a named lock
+// (GET_LOCK) while it works, and records the migrations it applied in the
+// database's schema_migrations table. MySQL commits each DDL statement by
+// itself, so a migration cut short is finished by the next Migrate: every
+// statement is idempotent.
+func (s *Store) Migrate(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return s.fail(ctx, "migrate", err)
+	}
+	defer conn.Close()
+	lock := migrateLockName(s.schema)
+	var got sql.NullInt64
+	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, 60)", lock).Scan(&got); err != nil {
+		return s.fail(ctx, "migrate", err)
+	}
+	if !got.Valid || got.Int64 != 1 {
+		return s.fail(ctx, "migrate", fmt.Errorf("could not take the migration lock %s", lock))
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+		defer cancel()
+		_, _ = conn.ExecContext(rctx, "SELECT RELEASE_LOCK(?)", lock)
+	}()
+	versions := s.quoted + ".`schema_migrations`"
+	for _, st := range []string{
+		"CREATE DATABASE IF NOT EXISTS " + s.quoted + " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+		"CREATE TABLE IF NOT EXISTS " + versions + " (version INT NOT NULL PRIMARY KEY, name VARCHAR(200) NOT NULL, applied_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB",
+	} {
+		if _, err := conn.ExecContext(ctx, st); err != nil {
+			return s.fail(ctx, "migrate", err)
+		}
+	}
+	applied := make(map[int]bool)
+	rows, err := conn.QueryContext(ctx, "SELECT version FROM "+versions)
+	if err != nil {
+		return s.fail(ctx, "migrate", err)
+	}
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			rows.Close()
+			return s.fail(ctx, "migrate", err)
+		}
+		applied[v] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return s.fail(ctx, "migrate", err)
+	}
+	for _, m := range migrations {
+		if applied[m.version] {
+			continue
+		}
+		for _, st := range m.stmts {
+			if _, err := conn.ExecContext(ctx, expand(st, s.quoted)); err != nil {
+				return s.fail(ctx, "migrate", fmt.Errorf("%04d_%s: %w", m.version, m.name, err))
+			}
+		}
+		if _, err := conn.ExecContext(ctx, "INSERT INTO "+versions+" (version, name) VALUES (?, ?)", m.version, m.name); err != nil {
+			return s.fail(ctx, "migrate", err)
+		}
+	}
+	return nil
+}

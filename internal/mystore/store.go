@@ -1,0 +1,215 @@
+package mystore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/oversell/inventory"
+)
+
+// Defaults of Options.
+const (
+	DefaultSchema = "inventory"
+	DefaultTTL    = 15 * time.Minute
+)
+
+// maxIdentLen is the longest database name MySQL and MariaDB accept, in
+// characters.
+const maxIdentLen = 64
+
+// Options configures a Store. A nil *Options takes every default.
+type Options struct {
+	// Schema is the database (MySQL's schema) holding the tables. Any name
+	// of 1..64 characters of valid UTF-8, without NUL and not ending in a
+	// space, is accepted and always quoted. Default: "inventory".
+	Schema string
+	// DefaultTTL is the hold lifetime of a request whose TTL is 0.
+	// Default: 15m.
+	DefaultTTL time.Duration
+	// Now is the clock reservation expiry is measured by. It is read in Go
+	// and passed to the server as a parameter. Default: time.Now.
+	Now func() time.Time
+	// Name prefixes the messages of errors the store returns, so that they
+	// name the strategy. Default: "mystore".
+	Name string
+}
+
+// Store keeps stock and the reservation ledger in one MySQL or MariaDB
+// database. It implements everything a MySQL strategy offers; a strategy
+// picks how Reserve takes stock (ReserveConditional, or Reserve with a
+// Step). It is safe for concurrent use.
+type Store struct {
+	db     *sql.DB
+	schema string
+	quoted string
+	ttl    time.Duration
+	now    func() time.Time
+	name   string
+	q      queries
+
+	mu    sync.Mutex
+	stmts map[string]*sql.Stmt
+}
+
+// New returns a Store on db. It fails with an error that errors.Is
+// inventory.ErrInvalidRequest when opts names an unusable schema. It does not
+// touch the database: call Migrate, or run DDL with a migration tool, before
+// use.
+func New(db *sql.DB, opts *Options) (*Store, error) {
+	s := &Store{db: db, schema: DefaultSchema, ttl: DefaultTTL, now: time.Now, name: "mystore", stmts: make(map[string]*sql.Stmt)}
+	if opts != nil {
+		if opts.Schema != "" {
+			s.schema = opts.Schema
+		}
+		if opts.DefaultTTL > 0 {
+			s.ttl = opts.DefaultTTL
+		}
+		if opts.Now != nil {
+			s.now = opts.Now
+		}
+		if opts.Name != "" {
+			s.name = opts.Name
+		}
+	}
+	if db == nil {
+		return nil, &inventory.ValidationError{Field: "db", Reason: "nil"}
+	}
+	quoted, err := QuoteSchema(s.schema)
+	if err != nil {
+		return nil, err
+	}
+	s.quoted = quoted
+	s.q = newQueries(quoted)
+	return s, nil
+}
+
+// QuoteSchema checks a database name and returns it quoted for SQL, in
+// backticks, every backtick in it doubled: quoting makes it one identifier,
+// never SQL. It fails with an error that errors.Is
+// inventory.ErrInvalidRequest for an empty name, one longer than 64
+// characters, invalid UTF-8, a NUL byte, or a trailing space (which the
+// server refuses).
+func QuoteSchema(schema string) (string, error) {
+	switch {
+	case schema == "":
+		return "", &inventory.ValidationError{Field: "Schema", Reason: "empty"}
+	case !utf8.ValidString(schema):
+		return "", &inventory.ValidationError{Field: "Schema", Reason: "not valid UTF-8"}
+	case utf8.RuneCountInString(schema) > maxIdentLen:
+		return "", &inventory.ValidationError{Field: "Schema", Reason: fmt.Sprintf("%d characters, at most %d allowed", utf8.RuneCountInString(schema), maxIdentLen)}
+	case strings.IndexByte(schema, 0) >= 0:
+		return "", &inventory.ValidationError{Field: "Schema", Reason: "contains NUL"}
+	case strings.HasSuffix(schema, " "):
+		return "", &inventory.ValidationError{Field: "Schema", Reason: "ends with a space"}
+	}
+	return quoteIdent(schema), nil
+}
+
+func quoteIdent(name string) string {
+	return "`" + strings.ReplaceAll(name, "`", "``") + "`"
+}
+
+// DB returns the client the store was made with.
+func (s *Store) DB() *sql.DB { return s.db }
+
+// Schema returns the name of the database, unquoted.
+func (s *Store) Schema() string { return s.schema }
+
+// Name returns the name errors are prefixed with.
+func (s *Store) Name() string { return s.name }
+
+// Table returns the name of a table or procedure of the database, qualified
+// and quoted for SQL: Table("stock") is `inventory`.`stock` by default.
+func (s *Store) Table(name string) string { return s.quoted + "." + quoteIdent(name) }
+
+// Now returns the store's clock reading, truncated to the microsecond that
+// the ledger keeps, in UTC.
+func (s *Store) Now() time.Time { return s.now().Truncate(time.Microsecond).UTC() }
+
+// micros is how the ledger stores a time: microseconds since the Unix epoch,
+// in a BIGINT, so that no time zone of the server or the client matters.
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+// Stmt returns the statement prepared once for sqlText on the store's pool
+// (database/sql prepares it again on each connection as needed), so that a
+// call costs one round trip, not a prepare and an execute. A failed prepare
+// is not kept: the next call tries again.
+func (s *Store) Stmt(ctx context.Context, sqlText string) (*sql.Stmt, error) {
+	s.mu.Lock()
+	st := s.stmts[sqlText]
+	s.mu.Unlock()
+	if st != nil {
+		return st, nil
+	}
+	st, err := s.db.PrepareContext(ctx, sqlText)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old := s.stmts[sqlText]; old != nil {
+		_ = st.Close()
+		return old, nil
+	}
+	s.stmts[sqlText] = st
+	return st, nil
+}
+
+// queries holds the store's fixed statements, built once for the schema.
+type queries struct {
+	reserve    string // CALL of the conditional reserve procedure
+	insertRes  string
+	lookup     string
+	commit     string
+	settle     [2]string // by condition: [0] active (expires_at > now), [1] due
+	returnLine string
+	claimDue   string
+	available  string
+	setStock   string
+	addStock   string
+}
+
+func newQueries(sc string) queries {
+	stock := sc + ".`stock`"
+	res := sc + ".`reservation`"
+	lines := sc + ".`reservation_line`"
+	return queries{
+		reserve:   "CALL " + sc + ".`" + procReserve + "`(?, ?, ?, ?, ?)",
+		insertRes: "INSERT INTO " + res + " (id, state, expires_at, created_at) VALUES (?, 1, ?, ?)",
+		lookup: "SELECT r.state, r.expires_at, l.sku, l.qty FROM " + res + " r JOIN " + lines +
+			" l ON l.reservation_id = r.id WHERE r.id = ? ORDER BY l.sku",
+		commit: "UPDATE " + res + " SET state = 2 WHERE id = ? AND state = 1 AND expires_at > ?",
+		settle: [2]string{
+			"UPDATE " + res + " SET state = ? WHERE id = ? AND state = 1 AND expires_at > ?",
+			"UPDATE " + res + " SET state = ? WHERE id = ? AND state = 1 AND expires_at <= ?",
+		},
+		returnLine: "UPDATE " + stock + " SET available = available + ? WHERE sku = ?",
+		claimDue: "SELECT id FROM " + res + " WHERE state = 1 AND expires_at <= ? " +
+			"ORDER BY expires_at LIMIT ? FOR UPDATE SKIP LOCKED",
+		available: "SELECT available FROM " + stock + " WHERE sku = ?",
+		setStock: "INSERT INTO " + stock + " (sku, available) VALUES (?, ?) " +
+			"ON DUPLICATE KEY UPDATE available = VALUES(available)",
+		// LAST_INSERT_ID(expr) hands the new value back in the OK packet:
+		// one round trip, no second read.
+		addStock: "UPDATE " + stock + " SET available = LAST_INSERT_ID(available + ?) " +
+			"WHERE sku = ? AND available + ? BETWEEN 0 AND ?",
+	}
+}
+
+// Placeholders returns n comma-separated groups of group, such as "(?, ?)",
+// for statements whose size depends on the request.
+func Placeholders(n int, group string) string {
+	var sb strings.Builder
+	for i := range n {
+		if i > 0 {
+			sb.WriteString(", ")
+		}
+		sb.WriteString(group)
+	}
+	return sb.String()
+}

@@ -71,4 +71,19 @@
 // request returns the first reservation if it was applied, or applies it
 // once. A context ending mid-call closes that connection (pgx's default);
 // the pool replaces it, and the server rolls back what it held.
+//
+// # MySQL and MariaDB
+//
+// NewMySQL keeps the same contract on MySQL 8 or MariaDB 10.6 and later
+// (InnoDB), through database/sql and github.com/go-sql-driver/mysql, with
+// the same Options (Schema names the database). One READ COMMITTED
+// transaction per Reserve (set for it; the server default is REPEATABLE
+// READ): the reservation rows, SELECT ... FOR UPDATE of the lines in SKU
+// order, the check in Go, an UPDATE per line, COMMIT, each a round trip; the
+// row locks are held across the UPDATEs and the COMMIT. NoWait adds NOWAIT;
+// LockTimeout sets innodb_lock_wait_timeout on the session for the
+// transaction, in whole seconds rounded up, and puts the server's value back
+// after. Both fail with inventory.ErrContended and change nothing. A
+// deadlock victim (1213) is retried inside, a few times, then
+// inventory.ErrContended. Unknown outcomes as above.
 package pessimistic

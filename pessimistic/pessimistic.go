@@ -17,8 +17,10 @@ type DB = pgstore.DB
 
 // Options configures a Reserver. A nil *Options takes every default.
 type Options struct {
-	// Schema is the PostgreSQL schema holding the tables. Any name of 1..63
-	// bytes without NUL is accepted; it is always quoted. Default: "inventory".
+	// Schema is the PostgreSQL schema (for NewMySQL, the database) holding
+	// the tables. Any name of 1..63 bytes without NUL is accepted (MySQL:
+	// 1..64 characters, not ending in a space); it is always quoted.
+	// Default: "inventory".
 	Schema string
 	// DefaultTTL is the hold lifetime of a request whose TTL is 0.
 	// Default: 15m.

@@ -31,6 +31,12 @@ func (l Ledger) Commit(ctx context.Context, id string) error { return l.store.Co
 // *inventory.StateError, an unknown ID with inventory.ErrNotFound.
 func (l Ledger) Release(ctx context.Context, id string) error { return l.store.Release(ctx, id) }
 
+// Cancel releases a held reservation, or records an ID never seen as
+// cancelled, so that a later Reserve with it fails with
+// inventory.ErrCancelled. It is idempotent; cancel after commit fails with
+// an *inventory.StateError.
+func (l Ledger) Cancel(ctx context.Context, id string) error { return l.store.Cancel(ctx, id) }
+
 // ExpireDue expires at most limit held reservations whose TTL has passed and
 // returns their units. Sweepers in many processes never expire one twice.
 func (l Ledger) ExpireDue(ctx context.Context, limit int) (int, error) {

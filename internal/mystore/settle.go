@@ -29,6 +29,14 @@ func (s *Store) Release(ctx context.Context, id string) error {
 	return ledger.Settle(ctx, s.name, settling{s}, id, inventory.Released, s.Now())
 }
 
+// Cancel releases a held reservation, or records an ID never seen as
+// cancelled (a released reservation without lines), as the ledger's rules
+// say: Released, Expired or cancelled already is nil; Committed is an
+// *inventory.StateError; an overdue hold is expired now, which is nil too.
+func (s *Store) Cancel(ctx context.Context, id string) error {
+	return ledger.Cancel(ctx, s.name, settling{s}, id, s.Now())
+}
+
 // settling is the store as the ledger's rules see it while Commit or
 // Release runs.
 type settling struct{ s *Store }
@@ -77,6 +85,19 @@ func (t settling) ReturnUnits(ctx context.Context, op string, r inventory.Reserv
 		return s.fail(ctx, op, err)
 	}
 	return s.afterCommit(ctx, op, r.ID, tx.Commit())
+}
+
+func (t settling) Tombstone(ctx context.Context, id string, now time.Time) (bool, error) {
+	st, err := t.s.Stmt(ctx, t.s.q.tombstone)
+	if err != nil {
+		return false, t.s.fail(ctx, "cancel", err)
+	}
+	r, err := st.ExecContext(ctx, []byte(id), micros(now), micros(now))
+	if err != nil {
+		return false, t.s.afterCommit(ctx, "cancel", id, err)
+	}
+	n, err := r.RowsAffected()
+	return n == 1, err
 }
 
 func (t settling) Lookup(ctx context.Context, id string) (inventory.Reservation, error) {
@@ -197,20 +218,24 @@ func (s *Store) Lookup(ctx context.Context, id string) (inventory.Reservation, e
 	defer rows.Close()
 	r := inventory.Reservation{ID: id}
 	var exp int64
+	found := false
 	for rows.Next() {
 		var state int16
 		var sku []byte
-		var qty int64
+		var qty sql.NullInt64
 		if err := rows.Scan(&state, &exp, &sku, &qty); err != nil {
 			return inventory.Reservation{}, s.fail(ctx, "lookup", err)
 		}
+		found = true
 		r.State = inventory.State(state)
-		r.Lines = append(r.Lines, inventory.Line{SKU: string(sku), Qty: qty})
+		if sku != nil && qty.Valid {
+			r.Lines = append(r.Lines, inventory.Line{SKU: string(sku), Qty: qty.Int64})
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return inventory.Reservation{}, s.fail(ctx, "lookup", err)
 	}
-	if len(r.Lines) == 0 {
+	if !found {
 		return inventory.Reservation{}, fmt.Errorf("%s: lookup %q: %w", s.name, id, inventory.ErrNotFound)
 	}
 	if r.State < inventory.Held || r.State > inventory.Expired {

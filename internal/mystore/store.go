@@ -165,6 +165,7 @@ type queries struct {
 	reserve    string // CALL of the conditional reserve procedure
 	insertRes  string
 	lookup     string
+	tombstone  string
 	commit     string
 	settle     [2]string // by condition: [0] active (expires_at > now), [1] due
 	returnLine string
@@ -181,8 +182,14 @@ func newQueries(sc string) queries {
 	return queries{
 		reserve:   "CALL " + sc + ".`" + procReserve + "`(?, ?, ?, ?, ?)",
 		insertRes: "INSERT INTO " + res + " (id, state, expires_at, created_at) VALUES (?, 1, ?, ?)",
-		lookup: "SELECT r.state, r.expires_at, l.sku, l.qty FROM " + res + " r JOIN " + lines +
+		// LEFT JOIN: a tombstone of Cancel is a reservation without lines.
+		lookup: "SELECT r.state, r.expires_at, l.sku, l.qty FROM " + res + " r LEFT JOIN " + lines +
 			" l ON l.reservation_id = r.id WHERE r.id = ? ORDER BY l.sku",
+		// The insert waits for an in-flight Reserve of the ID: if it
+		// commits, the row is left as it is (no row affected) and Cancel
+		// releases what it recorded; if it rolls back, the tombstone goes in.
+		tombstone: "INSERT INTO " + res + " (id, state, expires_at, created_at) VALUES (?, 3, ?, ?) " +
+			"ON DUPLICATE KEY UPDATE id = id",
 		commit: "UPDATE " + res + " SET state = 2 WHERE id = ? AND state = 1 AND expires_at > ?",
 		settle: [2]string{
 			"UPDATE " + res + " SET state = ? WHERE id = ? AND state = 1 AND expires_at > ?",

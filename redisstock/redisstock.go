@@ -55,7 +55,27 @@ type Options struct {
 	// taken (its process died between two buckets and nobody retried) before
 	// ExpireDue gives its units back. Default: 30s.
 	PendingTimeout time.Duration
+	// WaitReplicas, when positive, makes every call that changes Redis wait
+	// (Redis WAIT, on the connection that ran the script) until that many
+	// replicas have the change, for at most WaitTimeout, before it answers.
+	// A call the replicas did not confirm in time fails with an
+	// *inventory.OutcomeUnknownError wrapping ErrNotReplicated: the change
+	// is on the primary, and a retry with the same ID settles it. It
+	// narrows what a failover loses (see the package documentation); it
+	// cannot be used with a Redis Cluster client. Default: 0, answer as soon
+	// as the primary has the change.
+	WaitReplicas int
+	// WaitTimeout bounds the wait of WaitReplicas. Default: 1s.
+	WaitTimeout time.Duration
 }
+
+// DefaultWaitTimeout is the default of Options.WaitTimeout.
+const DefaultWaitTimeout = time.Second
+
+// ErrNotReplicated reports a change the primary made that fewer replicas
+// than Options.WaitReplicas confirmed within Options.WaitTimeout. It comes
+// wrapped in an *inventory.OutcomeUnknownError.
+var ErrNotReplicated = errors.New("redisstock: change not confirmed by enough replicas")
 
 // Reserver keeps stock, holds and reservations in Redis, changed only by one
 // Lua script whose every change appends its event to a stream, and reads
@@ -70,6 +90,8 @@ type Reserver struct {
 	ttl     time.Duration
 	pending time.Duration
 	now     func() time.Time
+	waitN   int
+	waitFor time.Duration
 	sweep   atomic.Uint32 // the bucket the next ExpireDue starts at
 
 	// beforeGrant, when set, runs between the last take and the grant of a
@@ -110,6 +132,13 @@ func New(db DB, client redis.UniversalClient, opts *Options) (*Reserver, error) 
 		if opts.PendingTimeout > 0 {
 			r.pending = opts.PendingTimeout
 		}
+		if opts.WaitReplicas < 0 || opts.WaitTimeout < 0 {
+			return nil, &inventory.ValidationError{Field: "WaitReplicas", Reason: "negative"}
+		}
+		r.waitN, r.waitFor = opts.WaitReplicas, cmpOr(opts.WaitTimeout, DefaultWaitTimeout)
+	}
+	if _, ok := client.(*redis.ClusterClient); ok && r.waitN > 0 {
+		return nil, &inventory.ValidationError{Field: "WaitReplicas", Reason: "not available with a Redis Cluster client"}
 	}
 	if client == nil {
 		return nil, &inventory.ValidationError{Field: "client", Reason: "nil"}
@@ -137,9 +166,22 @@ func (r *Reserver) clock() time.Time { return r.now().Truncate(time.Microsecond)
 
 func micros(t time.Time) string { return strconv.FormatInt(t.UnixMicro(), 10) }
 
+func cmpOr(v, def time.Duration) time.Duration {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
 // run runs one operation of the script and returns its reply as strings.
 func (r *Reserver) run(ctx context.Context, keys []string, args ...any) ([]string, error) {
-	v, err := script.Run(ctx, r.rdb, keys, args...).Result()
+	var v any
+	var err error
+	if op, _ := args[0].(string); r.waitN > 0 && op != "lookup" && op != "avail" && op != "due" {
+		v, err = r.runReplicated(ctx, keys, args)
+	} else {
+		v, err = script.Run(ctx, r.rdb, keys, args...).Result()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -163,6 +205,36 @@ func (r *Reserver) run(ctx context.Context, keys []string, args ...any) ([]strin
 		return nil, &NotLoadedError{Key: keys[0]}
 	}
 	return out, nil
+}
+
+// runReplicated runs the script and WAIT in one pipeline, so that both go
+// over one connection and WAIT counts the replicas that have the script's
+// change.
+func (r *Reserver) runReplicated(ctx context.Context, keys []string, args []any) (any, error) {
+	for try := 0; ; try++ {
+		p := r.rdb.Pipeline()
+		run := script.EvalSha(ctx, p, keys, args...)
+		if try > 0 {
+			run = script.Eval(ctx, p, keys, args...)
+		}
+		wait := p.Do(ctx, "WAIT", r.waitN, r.waitFor.Milliseconds())
+		_, _ = p.Exec(ctx)
+		if try == 0 && redis.HasErrorPrefix(run.Err(), "NOSCRIPT") {
+			continue // not run: safe to send again, with the script's text
+		}
+		v, err := run.Result()
+		if err != nil {
+			return nil, err
+		}
+		n, err := wait.Int()
+		if err != nil {
+			return nil, err
+		}
+		if n < r.waitN {
+			return nil, fmt.Errorf("%w: %d of %d replicas within %s", ErrNotReplicated, n, r.waitN, r.waitFor)
+		}
+		return v, nil
+	}
 }
 
 // fail classifies the error of a call that may have changed something. A

@@ -53,6 +53,7 @@ type Proxy struct {
 	fired       int
 	refuseUntil time.Time
 	closed      bool
+	held        chan struct{} // non-nil while Hold holds the server's bytes
 
 	wg sync.WaitGroup
 }
@@ -120,6 +121,27 @@ func (p *Proxy) RefuseFor(d time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.refuseUntil = time.Now().Add(d)
+}
+
+// Hold stops forwarding what servers send until Resume: the bytes wait in
+// the proxy's socket buffers, and a cut while held loses them. It models a
+// link that lags.
+func (p *Proxy) Hold() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.held == nil {
+		p.held = make(chan struct{})
+	}
+}
+
+// Resume forwards again what Hold held.
+func (p *Proxy) Resume() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.held != nil {
+		close(p.held)
+		p.held = nil
+	}
 }
 
 // Live returns the number of live connections.
@@ -257,6 +279,12 @@ func (p *Proxy) down(l *link) {
 	defer l.cut()
 	buf := make([]byte, 32<<10)
 	for {
+		p.mu.Lock()
+		held := p.held
+		p.mu.Unlock()
+		if held != nil {
+			<-held
+		}
 		n, err := l.server.Read(buf)
 		if n > 0 {
 			if l.dropping() {

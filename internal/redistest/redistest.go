@@ -33,15 +33,24 @@ type Options struct {
 	// owns every slot, so scripts touching keys of several slots fail with
 	// CROSSSLOT as they would on a real cluster. Default: false.
 	Cluster bool
+	// ReplicaOf, a host:port, starts the server as a replica of that
+	// server. Default: "", a primary.
+	ReplicaOf string
+
+	// sentinel, when set, runs a Sentinel with these monitoring lines
+	// instead of a server (see StartSentinel).
+	sentinel string
 }
 
 // Server is a redis-server process of one test.
 type Server struct {
-	t       testing.TB
-	bin     string
-	dir     string
-	port    int
-	cluster bool
+	t        testing.TB
+	bin      string
+	dir      string
+	port     int
+	cluster  bool
+	replica  string
+	sentinel string
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -63,6 +72,8 @@ func Start(t testing.TB, opts *Options) *Server {
 	s := &Server{t: t, bin: bin, dir: t.TempDir()}
 	if opts != nil {
 		s.cluster = opts.Cluster
+		s.replica = opts.ReplicaOf
+		s.sentinel = opts.sentinel
 	}
 	t.Cleanup(s.Stop)
 	var last error
@@ -143,6 +154,10 @@ func (s *Server) start() error {
 		"--save", "", "--appendonly", "no", "--daemonize", "no",
 		"--dir", s.dir, "--loglevel", "warning",
 	}
+	if s.replica != "" {
+		host, port, _ := net.SplitHostPort(s.replica)
+		args = append(args, "--replicaof", host, port)
+	}
 	if s.cluster {
 		// A fresh config file each start: the node forgets its slots, as an
 		// empty server would.
@@ -156,6 +171,11 @@ func (s *Server) start() error {
 	}
 	defer logf.Close()
 	cmd := exec.Command(s.bin, args...)
+	if s.sentinel != "" {
+		if cmd, err = sentinelCommand(s.bin, s.dir, s.port, s.sentinel); err != nil {
+			return err
+		}
+	}
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	if err := cmd.Start(); err != nil {

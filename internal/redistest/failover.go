@@ -1,0 +1,161 @@
+package redistest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/oversell/inventory"
+)
+
+// FailoverConfig is a run of Sentinel.Hammer.
+type FailoverConfig struct {
+	// Strategy is reserved from, one unit of SKU a call. Required.
+	Strategy inventory.Reserver
+	// SKU is the SKU the buyers reserve; stock it first. Required.
+	SKU string
+	// NewID returns the request IDs. Default: a counter.
+	NewID func() string
+	// Workers is the number of buyers. Default: 8.
+	Workers int
+	// KillAfter is how many reservations are acknowledged before the
+	// primary is SIGKILLed. Default: 100.
+	KillAfter int
+	// StallReplica, when positive, holds the replication stream (Link)
+	// that long before the kill and cuts it with the kill, losing what it
+	// held: the primary acknowledged what the replica never got, as for a
+	// replica that lags. Default: 0.
+	StallReplica time.Duration
+}
+
+// FailoverRun is what Sentinel.Hammer saw.
+type FailoverRun struct {
+	// Acked are the IDs whose Reserve returned a reservation.
+	Acked []string
+	// AckedBeforeKill are those whose answer came before the kill.
+	AckedBeforeKill []string
+	// Refused counts the requests refused for want of stock.
+	Refused int64
+	// Retries counts the calls sent again with the same ID after an error
+	// (outcome unknown, store unavailable) while the primary was away.
+	Retries int64
+	// FailoverTook is the time from the kill until the Sentinels agreed on
+	// the new master.
+	FailoverTook time.Duration
+}
+
+// String summarises the run on one line.
+func (r *FailoverRun) String() string {
+	return fmt.Sprintf("acked=%d acked_before_kill=%d refused=%d retries=%d failover_ms=%d",
+		len(r.Acked), len(r.AckedBeforeKill), r.Refused, r.Retries, r.FailoverTook.Milliseconds())
+}
+
+// Hammer has buyers reserve one unit at a time until the stock is gone;
+// after KillAfter acknowledged reservations it SIGKILLs the primary, waits
+// for the Sentinels to promote the replica, and restarts the old primary
+// empty, which the Sentinels then make a replica of the new one. A call
+// that fails with an error other than a refusal is sent again with the same
+// ID until it is answered. It returns when every buyer has been refused, or
+// with ctx's error.
+func (s *Sentinel) Hammer(ctx context.Context, cfg FailoverConfig) (*FailoverRun, error) {
+	if cfg.Workers <= 0 {
+		cfg.Workers = 8
+	}
+	if cfg.KillAfter <= 0 {
+		cfg.KillAfter = 100
+	}
+	var seq atomic.Int64
+	if cfg.NewID == nil {
+		cfg.NewID = func() string { return fmt.Sprintf("failover-%d", seq.Add(1)) }
+	}
+	run := &FailoverRun{}
+	var mu sync.Mutex
+	var killed atomic.Bool
+	acked := make(chan struct{}, cfg.Workers)
+	var retries, refused atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, cfg.Workers+2)
+	for range cfg.Workers {
+		wg.Go(func() {
+			for {
+				id := cfg.NewID()
+				for {
+					_, err := cfg.Strategy.Reserve(ctx, inventory.Request{ID: id, Lines: []inventory.Line{{SKU: cfg.SKU, Qty: 1}}})
+					if err == nil {
+						before := !killed.Load()
+						mu.Lock()
+						run.Acked = append(run.Acked, id)
+						if before {
+							run.AckedBeforeKill = append(run.AckedBeforeKill, id)
+						}
+						mu.Unlock()
+						select {
+						case acked <- struct{}{}:
+						default:
+						}
+						break
+					}
+					if errors.Is(err, inventory.ErrInsufficientStock) {
+						refused.Add(1)
+						return
+					}
+					if ctx.Err() != nil {
+						errs <- ctx.Err()
+						return
+					}
+					retries.Add(1)
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+		})
+	}
+	buyersDone := make(chan struct{})
+	var killer sync.WaitGroup
+	killer.Go(func() {
+		for {
+			mu.Lock()
+			n := len(run.Acked)
+			mu.Unlock()
+			if n >= cfg.KillAfter {
+				break
+			}
+			select {
+			case <-acked:
+			case <-buyersDone:
+				errs <- errors.New("redistest: the stock ran out before the primary was killed")
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+		if cfg.StallReplica > 0 {
+			s.Link.Hold()
+			time.Sleep(cfg.StallReplica)
+		}
+		killed.Store(true)
+		start := time.Now()
+		s.Primary.Stop()
+		if cfg.StallReplica > 0 {
+			s.Link.CutAll()
+			s.Link.Resume()
+		}
+		if _, err := s.WaitMaster(ctx, ""); err != nil {
+			errs <- err
+			return
+		}
+		run.FailoverTook = time.Since(start)
+		s.Primary.Restart()
+	})
+	wg.Wait()
+	close(buyersDone)
+	killer.Wait()
+	close(errs)
+	run.Retries, run.Refused = retries.Load(), refused.Load()
+	if err := <-errs; err != nil {
+		return run, err
+	}
+	return run, nil
+}

@@ -90,8 +90,9 @@
 // its own: about two flush times. On one hot SKU at 64 workers this gave
 // 5.0 times the bare conditional UPDATE in the run of BENCHMARKS.md (load
 // average 19 to 26 on 2 cores, batches of 27 calls), 7.2 at 128 and 6.7 at
-// 512 workers; at one worker a flush costs more than a bare UPDATE (0.37 of
-// it). Over 100 SKUs, 0.48 at 64 workers and 1.3 at 512. What bounds it
+// 512 workers, and 8.3 at 64 workers in a second run at load 20; at one
+// worker a flush costs more than a bare UPDATE (0.37 and 0.43 of it). Over
+// 100 SKUs, 0.48 and 1.27 at 64 workers. What bounds it
 // there is CPU: 20 times the bare UPDATE of a quiet run (1,575 carts/s at 64
 // workers) is some 31,000 carts/s, 53,000 calls/s with their commits and
 // releases, for which PostgreSQL alone would need 1.1 to 1.6 of the 2 cores,

@@ -157,8 +157,9 @@
 //     ratio in two alternated pairs (64 workers: 1.76 to 2.24, 2.24 to 2.77;
 //     512: 3.97 to 4.78, 2.48 to 4.16), but 200us with one flusher gave
 //     batches of 59 calls and ratios below one flusher without it in all
-//     three runs (3.5 against 7.1, 5.3 against 6.7, 4.0 against 5.9): a
-//     wait that long costs more flushes than it fills. It stays off by default
-//     because a lone caller pays the whole wait on every call.
+//     three runs (3.5 against 7.1, 5.3 against 6.7, 4.0 against 5.9): on
+//     one SKU every flush waits on the hot row's path, and the bigger batch
+//     did not repay it. It stays off by default because a lone caller pays
+//     the whole wait on every call.
 //   - FlushTimeout (default 30s): bounds one flush.
 package groupcommit

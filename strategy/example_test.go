@@ -37,5 +37,5 @@ func ExampleOpen() {
 
 func ExampleNames() {
 	fmt.Println(strategy.Names())
-	// Output: [memory sqlcond pessimistic groupcommit redislock redisstock token]
+	// Output: [memory sqlcond pessimistic sqlcond-mysql pessimistic-mysql groupcommit redislock redisstock token]
 }

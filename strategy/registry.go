@@ -58,6 +58,28 @@ func init() {
 			},
 		},
 		{
+			info: Info{Name: "sqlcond-mysql", Summary: "MySQL/MariaDB: one procedure call per cart, a conditional UPDATE per line", Services: []Service{MySQL}},
+			open: func(ctx context.Context, e *env) (inventory.Strategy, error) {
+				r, err := sqlcond.NewMySQL(e.mysql, &sqlcond.Options{Schema: e.cfg.Schema, DefaultTTL: e.cfg.DefaultTTL, Now: e.cfg.Now})
+				if err != nil {
+					return nil, err
+				}
+				return r, r.Migrate(ctx)
+			},
+		},
+		{
+			info: Info{Name: "pessimistic-mysql", Summary: "MySQL/MariaDB: SELECT ... FOR UPDATE in SKU order, then UPDATE", Services: []Service{MySQL}},
+			open: func(ctx context.Context, e *env) (inventory.Strategy, error) {
+				r, err := pessimistic.NewMySQL(e.mysql, &pessimistic.Options{
+					Schema: e.cfg.Schema, DefaultTTL: e.cfg.DefaultTTL, Now: e.cfg.Now, LockTimeout: e.cfg.LockWait,
+				})
+				if err != nil {
+					return nil, err
+				}
+				return r, r.Migrate(ctx)
+			},
+		},
+		{
 			info: Info{Name: "groupcommit", Summary: "PostgreSQL: concurrent calls coalesced into one transaction per flush", Services: []Service{Postgres}},
 			open: func(ctx context.Context, e *env) (inventory.Strategy, error) {
 				r, err := groupcommit.New(e.pool, &groupcommit.Options{Schema: e.cfg.Schema, DefaultTTL: e.cfg.DefaultTTL, Now: e.cfg.Now})
@@ -117,10 +139,10 @@ func tokenStore(cfg *Config) (Service, error) {
 	if err != nil || inner.info.Name == "token" {
 		return InProcess, nil
 	}
-	if svcs := inner.needs(cfg); len(svcs) > 0 {
+	if svcs := inner.needs(cfg); len(svcs) > 0 && (svcs[0] == Postgres || svcs[0] == Redis) {
 		return svcs[0], nil
 	}
-	return InProcess, nil
+	return InProcess, nil // no flag store in MySQL: in process
 }
 
 // tokenServices returns the services of the inner strategy, plus the one

@@ -3,6 +3,7 @@ package strategy
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	_ "github.com/go-sql-driver/mysql" // the "mysql" driver of Config.MySQLURL
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
@@ -36,6 +38,7 @@ type Service string
 const (
 	Postgres  Service = "postgres"
 	Redis     Service = "redis"
+	MySQL     Service = "mysql"
 	InProcess Service = "memory" // no server: state lives in the process
 )
 
@@ -71,8 +74,20 @@ type Config struct {
 	// ErrServiceNotConfigured).
 	RedisURL string
 
-	// Schema is the PostgreSQL schema the strategy's tables live in. It is
-	// quoted, so any name is safe. Default: "inventory".
+	// MySQL is the pool (github.com/go-sql-driver/mysql) MySQL strategies
+	// use. It is not closed by the close function. Default: a pool opened
+	// from MySQLURL.
+	MySQL *sql.DB
+	// MySQLURL is the go-sql-driver DSN used when MySQL is nil
+	// ("root@tcp(127.0.0.1:3306)/test"); the pool opened from it holds at
+	// most 32 connections (database/sql's default has no bound, and a busy
+	// server refuses connections past max_connections) and is closed by the
+	// close function. Default: none (MySQL strategies fail with
+	// ErrServiceNotConfigured).
+	MySQLURL string
+
+	// Schema is the PostgreSQL schema (MySQL: the database) the strategy's
+	// tables live in. It is quoted, so any name is safe. Default: "inventory".
 	Schema string
 	// KeyPrefix starts every Redis key the strategy writes.
 	// Default: "inventory:".
@@ -121,6 +136,9 @@ type Config struct {
 	// Default: false.
 	Drop bool
 }
+
+// mysqlConns bounds the MySQL pool Open makes from Config.MySQLURL.
+const mysqlConns = 32
 
 // CloseFunc releases what Open made. It is safe to call more than once.
 type CloseFunc func(ctx context.Context) error
@@ -228,6 +246,7 @@ type env struct {
 	cfg    Config
 	pool   *pgxpool.Pool
 	redis  redis.UniversalClient
+	mysql  *sql.DB
 	closed bool
 	// owned are closed last, in reverse order; drops run before them.
 	owned []func()
@@ -250,6 +269,7 @@ func newEnv(cfg *Config) *env {
 	}
 	e.pool = e.cfg.Postgres
 	e.redis = e.cfg.Redis
+	e.mysql = e.cfg.MySQL
 	return e
 }
 
@@ -276,6 +296,30 @@ func (e *env) connect(ctx context.Context, name string, svc Service) error {
 			pool, schema := e.pool, e.cfg.Schema
 			e.drops = append(e.drops, func(ctx context.Context) error {
 				_, err := pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+				return err
+			})
+		}
+	case MySQL:
+		if e.mysql == nil {
+			if e.cfg.MySQLURL == "" {
+				return fmt.Errorf("%w: %s needs MySQL (Config.MySQL or Config.MySQLURL)", ErrServiceNotConfigured, name)
+			}
+			db, err := sql.Open("mysql", e.cfg.MySQLURL)
+			if err != nil {
+				return fmt.Errorf("strategy: open %s: mysql: %w", name, err)
+			}
+			db.SetMaxOpenConns(mysqlConns)
+			db.SetMaxIdleConns(mysqlConns)
+			e.owned = append(e.owned, func() { _ = db.Close() })
+			if err := db.PingContext(ctx); err != nil {
+				return fmt.Errorf("strategy: open %s: mysql: %w", name, err)
+			}
+			e.mysql = db
+		}
+		if e.cfg.Drop {
+			db, quoted := e.mysql, "`"+strings.ReplaceAll(e.cfg.Schema, "`", "``")+"`"
+			e.drops = append(e.drops, func(ctx context.Context) error {
+				_, err := db.ExecContext(ctx, "DROP DATABASE IF EXISTS "+quoted)
 				return err
 			})
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -200,13 +201,14 @@ func variants() []variant {
 
 func TestEveryStrategyOpensReservesAndDropsItsNamespace(t *testing.T) {
 	pool, rc := services(t)
+	my := testsvc.MySQL(t)
 	for _, v := range variants() {
 		t.Run(v.label, func(t *testing.T) {
 			ctx := t.Context()
 			schema := "invtest_reg_" + strategytest.RandomID()[:12]
 			prefix := "invtest:reg:" + strategytest.RandomID()[:12] + ":"
 			s, closeFn, err := strategy.Open(ctx, v.name, &strategy.Config{
-				Postgres: pool, Redis: rc, Schema: schema, KeyPrefix: prefix, TokenStore: v.tokenStore, Drop: true,
+				Postgres: pool, Redis: rc, MySQL: my, Schema: schema, KeyPrefix: prefix, TokenStore: v.tokenStore, Drop: true,
 			})
 			require.NoError(t, err)
 			closed := false
@@ -242,23 +244,30 @@ func TestEveryStrategyOpensReservesAndDropsItsNamespace(t *testing.T) {
 			var exists bool
 			require.NoError(t, pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", schema).Scan(&exists))
 			assert.False(t, exists, "schema %s dropped", schema)
+			var dbs int
+			require.NoError(t, my.QueryRowContext(ctx, "SELECT count(*) FROM information_schema.schemata WHERE schema_name = ?", schema).Scan(&dbs))
+			assert.Zero(t, dbs, "database %s dropped", schema)
 			keys, err := rc.Keys(ctx, prefix+"*").Result()
 			require.NoError(t, err)
 			assert.Empty(t, keys, "keys under %s deleted", prefix)
 			require.NoError(t, pool.Ping(ctx), "a pool given in Config stays open")
 			require.NoError(t, rc.Ping(ctx).Err(), "a client given in Config stays open")
+			require.NoError(t, my.PingContext(ctx), "a MySQL pool given in Config stays open")
 		})
 	}
 }
 
 func TestStrategiesOpenedFromURLsCloseWhatTheyOpened(t *testing.T) {
-	pgURL, redisURL := testsvc.PostgresURL(t), testsvc.RedisURL(t)
+	pgURL, redisURL, myURL := testsvc.PostgresURL(t), testsvc.RedisURL(t), testsvc.MySQLURL(t)
 	ctx := t.Context()
 	for _, info := range strategy.All() {
 		t.Run(info.Name, func(t *testing.T) {
 			schema := testsvc.Schema(t)
+			if slices.Contains(info.Services, strategy.MySQL) {
+				schema = testsvc.MySQLDatabase(t)
+			}
 			prefix := testsvc.RedisPrefix(t)
-			s, closeFn, err := strategy.Open(ctx, info.Name, &strategy.Config{PostgresURL: pgURL, RedisURL: redisURL, Schema: schema, KeyPrefix: prefix})
+			s, closeFn, err := strategy.Open(ctx, info.Name, &strategy.Config{PostgresURL: pgURL, RedisURL: redisURL, MySQLURL: myURL, Schema: schema, KeyPrefix: prefix})
 			require.NoError(t, err)
 			require.NoError(t, s.SetStock(ctx, "a", 1))
 			require.NoError(t, closeFn(ctx))

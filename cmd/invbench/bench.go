@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,6 +26,7 @@ import (
 const (
 	rawPostgresName = "raw-postgres"
 	rawRedisName    = "raw-redis"
+	rawMySQLName    = "raw-mysql"
 )
 
 // Workload names.
@@ -41,6 +43,8 @@ type services struct {
 	pgErr    error
 	redis    redis.UniversalClient
 	redisErr error
+	mysql    *sql.DB
+	mysqlErr error
 }
 
 // missing returns why one of the services in need cannot be used, or nil.
@@ -51,6 +55,8 @@ func (s *services) missing(need []strategy.Service) error {
 			return fmt.Errorf("PostgreSQL unavailable: %v", cmpErr(s.pgErr, "not configured"))
 		case svc == strategy.Redis && s.redis == nil:
 			return fmt.Errorf("Redis unavailable: %v", cmpErr(s.redisErr, "not configured"))
+		case svc == strategy.MySQL && s.mysql == nil:
+			return fmt.Errorf("MySQL unavailable: %v", cmpErr(s.mysqlErr, "not configured"))
 		}
 	}
 	return nil
@@ -113,6 +119,25 @@ func targets() []target {
 				}}, nil
 			},
 		},
+		{
+			name: rawMySQLName, summary: "bare autocommit conditional UPDATE through go-sql-driver/mysql",
+			baseline: true, services: []strategy.Service{strategy.MySQL},
+			open: func(ctx context.Context, svc *services, schema, _ string) (*opened, error) {
+				r, err := openRawMySQL(ctx, svc.mysql, schema)
+				drop := func(ctx context.Context) error {
+					_, err := svc.mysql.ExecContext(ctx, "DROP DATABASE IF EXISTS "+quoteMySQL(schema))
+					return err
+				}
+				if err != nil {
+					_ = drop(context.WithoutCancel(ctx))
+					return nil, err
+				}
+				return &opened{s: r, newID: strategy.NewIDFunc(r), close: func(ctx context.Context) error {
+					r.ops.(*rawMySQL).close()
+					return drop(ctx)
+				}}, nil
+			},
+		},
 	}
 	for _, info := range strategy.All() {
 		t := target{name: info.Name, summary: info.Summary, services: info.Services}
@@ -122,12 +147,14 @@ func targets() []target {
 				t.vs = rawPostgresName
 			case strategy.Redis:
 				t.vs = rawRedisName
+			case strategy.MySQL:
+				t.vs = rawMySQLName
 			}
 		}
 		name := info.Name
 		t.open = func(ctx context.Context, svc *services, schema, prefix string) (*opened, error) {
 			s, closeFn, err := strategy.Open(ctx, name, &strategy.Config{
-				Postgres: svc.pg, Redis: svc.redis, Schema: schema, KeyPrefix: prefix, Drop: true,
+				Postgres: svc.pg, Redis: svc.redis, MySQL: svc.mysql, Schema: schema, KeyPrefix: prefix, Drop: true,
 				Logger: slog.Default(), // the writer's lag and drain time, on stderr
 			})
 			if err != nil {

@@ -128,6 +128,9 @@ func TestPlanFromFlags(t *testing.T) {
 			assert.Equal(t, []string{rawPostgresName, pg.Name}, p.targets, "the store's baseline comes along")
 		}
 	}
+	p, err = plan("-mysql")
+	require.NoError(t, err)
+	assert.Equal(t, []string{rawMySQLName, "sqlcond-mysql", "pessimistic-mysql"}, p.targets, "-mysql: the MySQL strategies and their baseline")
 
 	for _, bad := range [][]string{
 		{"-strategies", "nope"}, {"-workloads", "spiky"}, {"-workers", "0"}, {"-workers", "x"},
@@ -328,10 +331,10 @@ func TestMainExitsZeroOnASmallMemoryRunAndTwoOnBadFlags(t *testing.T) {
 }
 
 // TestSmokeEveryServiceStrategy is the CI smoke run: every strategy and
-// baseline that needs PostgreSQL or Redis, 300ms per case (the second of
+// baseline that needs PostgreSQL, Redis or MySQL, 300ms per case (the second of
 // -smoke with INVENTORY_TEST_SOAK=1), failing on any oversell or loss.
 func TestSmokeEveryServiceStrategy(t *testing.T) {
-	svc := &services{pg: testsvc.Postgres(t), redis: testsvc.Redis(t)}
+	svc := &services{pg: testsvc.Postgres(t), redis: testsvc.Redis(t), mysql: testsvc.MySQL(t)}
 	var names []string
 	all := targets()
 	for _, tg := range all {

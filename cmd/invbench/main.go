@@ -79,7 +79,8 @@ type options struct {
 	ops, skus                             int
 	zipfS                                 float64
 	scarce, maxQty                        int64
-	pgConns                               int
+	pgConns, mysqlConns                   int
+	mysqlOnly                             bool
 	containers, smoke, strict, quiet      bool
 	full                                  bool
 	out, chart, cpuProfile                string
@@ -102,6 +103,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Float64Var(&o.zipfS, "zipf", 1.1, "exponent `s` (> 1) of the zipf workload")
 	fs.Int64Var(&o.maxQty, "max-qty", 3, "each line asks 1..`N` units")
 	fs.IntVar(&o.pgConns, "pg-conns", 48, "size of the PostgreSQL connection pool every strategy shares")
+	fs.IntVar(&o.mysqlConns, "mysql-conns", 48, "size of the MySQL connection pool every MySQL strategy shares")
+	fs.BoolVar(&o.mysqlOnly, "mysql", false, "run the MySQL strategies (sqlcond-mysql, pessimistic-mysql) beside raw-mysql; same as -strategies sqlcond-mysql,pessimistic-mysql")
 	fs.BoolVar(&o.containers, "containers", false, "start PostgreSQL and Redis through testcontainers-go (needs Docker) instead of using the URLs")
 	fs.BoolVar(&o.full, "full", false, "the full sweep: workloads "+fullWorkloads+", workers "+fullWorkers+", "+fullDuration.String()+" per point (about five minutes); flags given beside it still apply")
 	fs.BoolVar(&o.smoke, "smoke", false, "a short run for CI: per strategy, hot, uniform carts of 1..3 lines and a sell-out, 32 workers, 1s each")
@@ -159,6 +162,9 @@ func makePlan(o *options) (plan, error) {
 		}
 	}
 	all := targetNames()
+	if o.mysqlOnly && (o.strategies == "all" || o.strategies == "") {
+		o.strategies = "sqlcond-mysql,pessimistic-mysql"
+	}
 	if o.strategies == "all" || o.strategies == "" {
 		p.targets = all
 	} else {
@@ -194,6 +200,8 @@ func makePlan(o *options) (plan, error) {
 		return p, errors.New("-scarce must be positive")
 	case o.pgConns < 1:
 		return p, errors.New("-pg-conns must be positive")
+	case o.mysqlConns < 1:
+		return p, errors.New("-mysql-conns must be positive")
 	}
 	if o.smoke {
 		p.workers = []int{32}
@@ -280,14 +288,15 @@ func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var svc *services
 	if containerErr != nil {
 		// What needs no server still runs; the rest is listed with the reason.
-		svc = &services{pgErr: containerErr, redisErr: containerErr}
+		svc = &services{pgErr: containerErr, redisErr: containerErr, mysqlErr: containerErr}
 	} else {
 		// Connect only to the servers the chosen targets need.
-		var needPG, needRedis bool
+		var needPG, needRedis, needMySQL bool
 		for _, t := range targets() {
 			if slices.Contains(p.targets, t.name) {
 				needPG = needPG || slices.Contains(t.services, strategy.Postgres)
 				needRedis = needRedis || slices.Contains(t.services, strategy.Redis)
+				needMySQL = needMySQL || slices.Contains(t.services, strategy.MySQL)
 			}
 		}
 		if !needPG {
@@ -297,6 +306,9 @@ func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			redisURL = ""
 		}
 		svc = connect(ctx, pgURL, redisURL, int32(o.pgConns), slices.Max(p.workers)+32)
+		if needMySQL {
+			svc.mysql, svc.mysqlErr = connectMySQL(ctx, mysqlURL(), o.mysqlConns)
+		}
 	}
 	defer svc.close()
 

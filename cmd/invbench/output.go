@@ -191,7 +191,7 @@ How to read the tables:
            it held (30%); a quarter of the holds last 50ms, the rest an hour
   ops/s    Reserve calls decided per second, all workers together: granted, or refused for lack of stock
   vs raw   ops/s over that of the raw baseline of the store that holds the stock, same point, same run:
-           raw-postgres (a bare conditional UPDATE, no ledger) or raw-redis (a bare Lua decrement);
+           raw-postgres or raw-mysql (a bare conditional UPDATE, no ledger) or raw-redis (a bare Lua decrement);
            1.00 is as fast as the bare statement; "-": no baseline (memory)
   p50..max latency of Reserve calls, a retry counted as a call of its own
   refused  Reserve calls refused for lack of stock: the contract's answer, not an error

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"os"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
@@ -16,6 +18,8 @@ import (
 const (
 	PostgresEnv        = "INVENTORY_POSTGRES_URL"
 	RedisEnv           = "INVENTORY_REDIS_URL"
+	MySQLEnv           = "INVENTORY_MYSQL_URL"
+	DefaultMySQLURL    = "root@tcp(127.0.0.1:3306)/test"
 	DefaultPostgresURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 	DefaultRedisURL    = "redis://127.0.0.1:6379/0"
 )
@@ -33,6 +37,38 @@ func serverURLs() (pg, rd string) {
 		rd = DefaultRedisURL
 	}
 	return pg, rd
+}
+
+// mysqlURL returns the MySQL DSN from the environment, else the default.
+func mysqlURL() string {
+	if u := os.Getenv(MySQLEnv); u != "" {
+		return u
+	}
+	return DefaultMySQLURL
+}
+
+func connectMySQL(ctx context.Context, dsn string, conns int) (*sql.DB, error) {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("mysql DSN: %w", err)
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = connectTimeout
+	}
+	c, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, err
+	}
+	db := sql.OpenDB(c)
+	db.SetMaxOpenConns(conns)
+	db.SetMaxIdleConns(conns)
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	if err := db.PingContext(ctx); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("%s@%s: %w", cfg.User, cfg.Addr, err)
+	}
+	return db, nil
 }
 
 // startContainers starts PostgreSQL 15 and Redis 7 through testcontainers-go
@@ -127,5 +163,8 @@ func (s *services) close() {
 	}
 	if s.redis != nil {
 		_ = s.redis.Close()
+	}
+	if s.mysql != nil {
+		_ = s.mysql.Close()
 	}
 }

@@ -48,6 +48,7 @@ const (
 	secretEnv         = "CHECKOUT_SECRET"
 	previousSecretEnv = "CHECKOUT_SECRET_PREVIOUS"
 	postgresEnv       = "INVENTORY_POSTGRES_URL"
+	mysqlEnv          = "INVENTORY_MYSQL_URL"
 	redisEnv          = "INVENTORY_REDIS_URL"
 	pgConnsEnv        = "CHECKOUT_PG_CONNS"
 )
@@ -83,6 +84,7 @@ type config struct {
 	strategy    string
 	postgresURL string
 	redisURL    string
+	mysqlURL    string
 	schema      string
 	pgConns     int // size of the PostgreSQL pool; 0 means defaultPGConns
 	stock       map[string]int64
@@ -189,6 +191,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	fs.StringVar(&cfg.addr, "addr", "127.0.0.1:8080", "address to listen on")
 	fs.StringVar(&cfg.strategy, "strategy", "memory", "strategy that holds the stock: "+strings.Join(names, ", ")+" (tokens are always checked in front of it)")
 	fs.StringVar(&cfg.postgresURL, "postgres", or(getenv(postgresEnv), "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "PostgreSQL URL, for the strategies that need it (default from "+postgresEnv+")")
+	fs.StringVar(&cfg.mysqlURL, "mysql", or(getenv(mysqlEnv), "root@tcp(127.0.0.1:3306)/test"), "MySQL DSN (go-sql-driver), for the MySQL strategies (default from "+mysqlEnv+")")
 	fs.StringVar(&cfg.redisURL, "redis", or(getenv(redisEnv), "redis://127.0.0.1:6379/0"), "Redis URL, for the strategies that need it (default from "+redisEnv+")")
 	pgConns := defaultPGConns
 	if v := getenv(pgConnsEnv); v != "" {
@@ -327,6 +330,9 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger) (_ *app, err err
 		}
 		scfg.Redis = client
 	}
+	if slices.Contains(info.Services, strategy.MySQL) {
+		scfg.MySQLURL = cfg.mysqlURL // the pool is opened and closed by strategy.Open
+	}
 	inner, closeInner, err := strategy.Open(ctx, cfg.strategy, scfg)
 	if err != nil {
 		return nil, err
@@ -347,7 +353,7 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger) (_ *app, err err
 		a.purge = func(ctx context.Context) error { return purgeEvery(ctx, time.Minute, ps) }
 	case scfg.Redis != nil:
 		store = token.NewRedisStore(scfg.Redis, nil)
-	default:
+	default: // memory, or stock in MySQL: flags in process, so one process only
 		store = token.NewMemoryStore()
 	}
 	if a.issuer, err = token.NewIssuer(cfg.keys, nil); err != nil {

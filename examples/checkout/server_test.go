@@ -37,7 +37,8 @@ type backend struct {
 }
 
 // backends are the strategies the API is tested on: in process, and
-// sqlcond on a PostgreSQL schema of the test's own.
+// sqlcond on a PostgreSQL schema of the test's own, and sqlcond-mysql on a
+// MySQL database of its own.
 func backends() []backend {
 	return []backend{
 		{"memory", func(t *testing.T) *app {
@@ -47,6 +48,10 @@ func backends() []backend {
 		{"sqlcond", func(t *testing.T) *app {
 			t.Helper()
 			return openTestApp(t, config{strategy: "sqlcond", postgresURL: testsvc.PostgresURL(t), schema: testsvc.Schema(t)})
+		}},
+		{"sqlcond-mysql", func(t *testing.T) *app {
+			t.Helper()
+			return openTestApp(t, config{strategy: "sqlcond-mysql", mysqlURL: testsvc.MySQLURL(t), schema: testsvc.MySQLDatabase(t)})
 		}},
 	}
 }

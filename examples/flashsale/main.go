@@ -13,7 +13,8 @@
 //	go run ./examples/flashsale -buyers 5000 -stock 50 -strategies memory,sqlcond
 //
 // PostgreSQL and Redis come from -postgres and -redis, by default
-// INVENTORY_POSTGRES_URL and INVENTORY_REDIS_URL, else the local servers.
+// INVENTORY_POSTGRES_URL, INVENTORY_REDIS_URL and INVENTORY_MYSQL_URL, else
+// the local servers.
 // Each strategy runs in a schema and a key prefix of its own, dropped at the
 // end. The command exits with status 1 if any strategy oversold, lost units
 // or sold other than it told its buyers.
@@ -47,6 +48,7 @@ func main() {
 	flag.Int64Var(&s.Stock, "stock", 100, "units on sale")
 	flag.StringVar(&names, "strategies", "all", "comma-separated strategies to run: "+strings.Join(strategy.Names(), ", "))
 	flag.StringVar(&s.Services.PostgresURL, "postgres", or(os.Getenv("INVENTORY_POSTGRES_URL"), "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "PostgreSQL URL; empty to skip the strategies that need it")
+	flag.StringVar(&s.Services.MySQLURL, "mysql", or(os.Getenv("INVENTORY_MYSQL_URL"), "root@tcp(127.0.0.1:3306)/test"), "MySQL DSN (go-sql-driver); empty to skip the strategies that need it")
 	flag.StringVar(&s.Services.RedisURL, "redis", or(os.Getenv("INVENTORY_REDIS_URL"), "redis://127.0.0.1:6379/0"), "Redis URL; empty to skip the strategies that need it")
 	flag.DurationVar(&s.Services.LockWait, "lock-wait", 0, "how long a Reserve waits for a lock before it fails as contended (pessimistic, redislock); 0 for each strategy's default")
 	flag.DurationVar(&s.Patience, "patience", defaultPatience, "how long a buyer keeps retrying before giving up")
@@ -81,7 +83,7 @@ type sale struct {
 	// Strategies are the names of the strategies to run, in order.
 	// Default: every registered strategy.
 	Strategies []string
-	// Services says where PostgreSQL and Redis are: clients or URLs. Schema,
+	// Services says where PostgreSQL, Redis and MySQL are: clients or URLs. Schema,
 	// KeyPrefix and Drop are set per strategy.
 	Services strategy.Config
 	// Patience is how long a buyer keeps retrying a call before giving up.

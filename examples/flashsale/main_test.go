@@ -50,7 +50,7 @@ func TestFlashSaleInProcessSellsExactlyTheStock(t *testing.T) {
 
 func TestFlashSaleRunsEveryStrategyOnRealServices(t *testing.T) {
 	s := sale{Buyers: 200, Stock: 20, Services: strategy.Config{
-		Postgres: testsvc.Postgres(t), Redis: testsvc.Redis(t),
+		Postgres: testsvc.Postgres(t), Redis: testsvc.Redis(t), MySQL: testsvc.MySQL(t),
 		LockWait: 30 * time.Second, // a slow machine makes lock waits long, not wrong
 	}, Patience: 5 * time.Minute} // several lock waits: buyers are answered, not given up
 	var out bytes.Buffer

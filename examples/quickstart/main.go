@@ -9,7 +9,8 @@
 //	go run ./examples/quickstart -strategy sqlcond -postgres postgres://postgres@127.0.0.1:5432/test
 //	go run ./examples/quickstart -strategy redislock -redis redis://127.0.0.1:6379/0
 //
-// The servers default to INVENTORY_POSTGRES_URL and INVENTORY_REDIS_URL, else
+// The servers default to INVENTORY_POSTGRES_URL, INVENTORY_REDIS_URL and
+// INVENTORY_MYSQL_URL, else
 // the local ones above.
 package main
 
@@ -29,11 +30,12 @@ import (
 
 func main() {
 	name := flag.String("strategy", "memory", "strategy to use: "+strings.Join(strategy.Names(), ", "))
+	my := flag.String("mysql", envOr("INVENTORY_MYSQL_URL", "root@tcp(127.0.0.1:3306)/test"), "MySQL DSN (go-sql-driver), for the MySQL strategies")
 	pg := flag.String("postgres", envOr("INVENTORY_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "PostgreSQL URL, for the strategies that need it")
 	rd := flag.String("redis", envOr("INVENTORY_REDIS_URL", "redis://127.0.0.1:6379/0"), "Redis URL, for the strategies that need it")
 	flag.Parse()
 
-	cfg := &strategy.Config{PostgresURL: *pg, RedisURL: *rd}
+	cfg := &strategy.Config{PostgresURL: *pg, RedisURL: *rd, MySQLURL: *my}
 	if err := open(context.Background(), os.Stdout, *name, cfg); err != nil {
 		log.Fatal(err)
 	}

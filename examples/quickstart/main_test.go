@@ -37,6 +37,10 @@ func TestQuickstartPrintsTheSameOnEveryStrategy(t *testing.T) {
 				cfg.Postgres = testsvc.Postgres(t)
 				cfg.Schema = testsvc.Schema(t)
 			}
+			if slices.Contains(info.Services, strategy.MySQL) {
+				cfg.MySQL = testsvc.MySQL(t)
+				cfg.Schema = testsvc.MySQLDatabase(t)
+			}
 			if slices.Contains(info.Services, strategy.Redis) {
 				cfg.Redis = testsvc.Redis(t)
 				cfg.KeyPrefix = testsvc.RedisPrefix(t)

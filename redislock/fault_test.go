@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/oversell/inventory"
+	"github.com/oversell/inventory/internal/faultlog"
 	"github.com/oversell/inventory/internal/faultproxy"
 	"github.com/oversell/inventory/internal/redistest"
 	"github.com/oversell/inventory/internal/testsvc"
@@ -132,6 +133,7 @@ func TestHammerWithLostRedisRepliesKeepsTheInvariant(t *testing.T) {
 	assert.Zero(t, rep.Lost)
 	assert.False(t, rep.NegativeSeen)
 	assert.Empty(t, rep.Unexpected)
+	faultlog.Log(t, faultlog.Cell{Strategy: "redislock", Fault: faultlog.ReplyAfterCommit, Tried: rep.Reserves, Oversold: rep.Oversold, Lost: rep.Lost})
 }
 
 // ownRedis is a redis-server of the test's own and an installation on it.
@@ -228,6 +230,7 @@ func TestHammerAcrossARedisRestartKeepsTheInvariant(t *testing.T) {
 	assert.Zero(t, rep.Lost)
 	assert.False(t, rep.NegativeSeen)
 	assert.Empty(t, rep.Unexpected)
+	faultlog.Log(t, faultlog.Cell{Strategy: "redislock", Fault: faultlog.RedisRestartNoAOF, Tried: rep.Reserves, Oversold: rep.Oversold, Lost: rep.Lost})
 
 	// And it works afterwards, with no repair.
 	require.NoError(t, r.SetStock(ctx, "after", 1))

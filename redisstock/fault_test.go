@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/oversell/inventory"
+	"github.com/oversell/inventory/internal/faultlog"
 	"github.com/oversell/inventory/internal/faultproxy"
 	"github.com/oversell/inventory/internal/testsvc"
 	"github.com/oversell/inventory/redisstock"
@@ -156,6 +157,7 @@ func TestHammerWithLostRepliesKeepsTheInvariant(t *testing.T) {
 			assert.Zero(t, rep.Oversold)
 			assert.Zero(t, rep.Lost)
 			assert.False(t, rep.NegativeSeen)
+			faultlog.Log(t, faultlog.Cell{Strategy: "redisstock", Fault: faultlog.ReplyAfterCommit, Tried: rep.Reserves, Oversold: rep.Oversold, Lost: rep.Lost})
 		})
 	}
 }

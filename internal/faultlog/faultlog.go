@@ -7,6 +7,8 @@ package faultlog
 
 import (
 	"fmt"
+	"path"
+	"reflect"
 	"regexp"
 	"strconv"
 	"testing"
@@ -41,6 +43,19 @@ type Cell struct {
 	Lost     int64  // units neither available, held nor sold; or acknowledged reservations lost
 	Double   int64  // operations applied more than once
 	Test     string // the test's name; Log fills it in
+}
+
+// StrategyName names the strategy v by the package of its type, as
+// strategy.Names spells them: a *sqlcond.Reserver is "sqlcond".
+func StrategyName(v any) string {
+	t := reflect.TypeOf(v)
+	if t == nil {
+		return "nil"
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return path.Base(t.PkgPath())
 }
 
 // prefix starts every line Log writes.

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/oversell/inventory"
+	"github.com/oversell/inventory/internal/faultlog"
 	"github.com/oversell/inventory/internal/soak"
 )
 
@@ -282,6 +283,14 @@ var behaviours = []behaviour{
 			}
 		}
 		s.assertAvailable(ctx, t, map[string]int64{"a": 5, "b": 5})
+		var units int64
+		for _, sku := range []string{"a", "b"} {
+			n, err := s.Strategy.Available(ctx, sku)
+			require.NoError(t, err)
+			units += n
+		}
+		faultlog.Log(t, faultlog.Cell{Strategy: faultlog.StrategyName(s.Strategy), Fault: faultlog.BadInput,
+			Tried: int64(len(cases)), Oversold: max(0, units-10), Lost: max(0, 10-units)})
 	}},
 	{"InvalidIDsChangeNothing", func(ctx context.Context, t *testing.T, s *suite) {
 		s.stock(ctx, t, map[string]int64{"a": 5})
@@ -616,6 +625,8 @@ var behaviours = []behaviour{
 		require.NoError(t, err)
 		t.Log(rep)
 		assertReport(t, rep)
+		faultlog.Log(t, faultlog.Cell{Strategy: faultlog.StrategyName(s.Strategy), Fault: faultlog.ContextCancelled,
+			Tried: rep.Reserves, Oversold: rep.Oversold, Lost: rep.Lost})
 	}},
 	{"LinearizableOneLineCarts", func(ctx context.Context, t *testing.T, s *suite) {
 		s.linearizable(ctx, t, linConfig{SKUs: []string{"a", "b", "c"}}, "")

@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/oversell/inventory"
+	"github.com/oversell/inventory/internal/faultlog"
 )
 
 // procsWorkerEnv carries a worker's orders (a JSON workerSpec) to the test
@@ -80,6 +81,9 @@ type ProcsReport struct {
 	// HeldAfterSweep is the number of units still held after that sweep:
 	// zero when every hold was returned.
 	HeldAfterSweep int64
+	// Strategy names the strategy the run opened, by the package of its
+	// type ("sqlcond").
+	Strategy string
 }
 
 // OK reports whether the run found nothing wrong: the merged report is OK
@@ -139,6 +143,8 @@ func RunProcs(t *testing.T, cfg ProcsConfig) *ProcsReport {
 	if cfg.Kill {
 		assert.GreaterOrEqual(t, rep.Killed, 0, "a worker was killed mid-run")
 		assert.Zero(t, rep.HeldAfterSweep, "units still held after the TTL and a sweep")
+		faultlog.Log(t, faultlog.Cell{Strategy: rep.Strategy, Fault: faultlog.ProcessKilled,
+			Tried: rep.Reserves, Oversold: rep.Oversold, Lost: rep.Lost + rep.HeldAfterSweep})
 	}
 	return rep
 }
@@ -326,7 +332,7 @@ func runParent(ctx context.Context, t *testing.T, cfg ProcsConfig) (*ProcsReport
 		go func() { w.err = w.cmd.Wait(); close(w.done) }()
 	}
 
-	rep := &ProcsReport{Killed: -1, Workers: make([]*Report, cfg.Procs)}
+	rep := &ProcsReport{Killed: -1, Workers: make([]*Report, cfg.Procs), Strategy: faultlog.StrategyName(h.Strategy)}
 	rep.Errors = make(map[string]int64)
 	start := time.Now()
 	if cfg.Kill {

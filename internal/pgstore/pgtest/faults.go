@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/oversell/inventory"
+	"github.com/oversell/inventory/internal/faultlog"
 	"github.com/oversell/inventory/internal/faultproxy"
 	"github.com/oversell/inventory/internal/leakcheck"
 	"github.com/oversell/inventory/internal/soak"
@@ -195,6 +196,18 @@ func lostReplies(t *testing.T, mk Maker, points []FaultPoint) {
 	}
 
 	var lostApplied, lostNotApplied, unknown, faulted int
+	// tried counts the broken calls per fault of the reliability table;
+	// every one was checked to change the stock exactly once.
+	tried := map[string]int64{}
+	fault := func(mode faultMode, commits bool) string {
+		switch {
+		case mode == modeDropReply && commits:
+			return faultlog.ReplyAfterCommit
+		case mode == modeDropReply:
+			return faultlog.ReplyBeforeCommit
+		}
+		return faultlog.ConnCut
+	}
 	reserves := sizes.lostReplies
 	for i := range reserves {
 		point := points[i%len(points)]
@@ -207,6 +220,7 @@ func lostReplies(t *testing.T, mk Maker, points []FaultPoint) {
 			_, err := s.Reserve(ctx, req)
 			return err
 		})
+		tried[fault(mode, point.Commits)]++
 		if mode <= modeDropRequest {
 			require.True(t, fired, "case %d (%s at %s): the rule never fired", i, mode, point.Name)
 			require.Error(t, err, "case %d (%s at %s): a broken call succeeded", i, mode, point.Name)
@@ -254,6 +268,7 @@ func lostReplies(t *testing.T, mk Maker, points []FaultPoint) {
 		}
 		mode = faultMode(i / 12 % int(numModes))
 		fired, err = breakCall(mode, WritePattern(req.ID), func() error { return settle(ctx, req.ID) })
+		tried[fault(mode, true)]++
 		if mode == modeDropReply {
 			require.True(t, fired)
 			require.ErrorIs(t, err, inventory.ErrOutcomeUnknown, "%s %d: the reply was lost", op, i)
@@ -278,6 +293,11 @@ func lostReplies(t *testing.T, mk Maker, points []FaultPoint) {
 	assert.GreaterOrEqual(t, faulted, reserves/2, "every lost reply and lost request broke its call")
 	assert.Positive(t, lostApplied, "some lost replies hid an applied reservation")
 	assert.Positive(t, lostNotApplied, "some broken calls had applied nothing")
+	for _, f := range []string{faultlog.ConnCut, faultlog.ReplyBeforeCommit, faultlog.ReplyAfterCommit} {
+		if tried[f] > 0 {
+			faultlog.Log(t, faultlog.Cell{Strategy: faultlog.StrategyName(s), Fault: f, Tried: tried[f]})
+		}
+	}
 }
 
 // assertHonestError fails t for an error outside the contract: a deadlock,
@@ -312,6 +332,8 @@ func cancelledHammer(t *testing.T, mk Maker) {
 	t.Log(rep)
 	assert.True(t, rep.OK(), "%v", rep.Unexpected)
 	assert.Positive(t, rep.Errors["canceled"]+rep.Errors["outcome_unknown"], "some calls were cut short")
+	faultlog.Log(t, faultlog.Cell{Strategy: faultlog.StrategyName(s), Fault: faultlog.ContextCancelled,
+		Tried: rep.Reserves, Oversold: rep.Oversold, Lost: rep.Lost})
 }
 
 func terminatedHammer(t *testing.T, mk Maker) {
@@ -360,6 +382,8 @@ func terminatedHammer(t *testing.T, mk Maker) {
 	assert.True(t, rep.OK(), "%v", rep.Unexpected)
 	assert.Positive(t, terminated.Load(), "backends were terminated during the run")
 	t.Logf("%d backends terminated", terminated.Load())
+	faultlog.Log(t, faultlog.Cell{Strategy: faultlog.StrategyName(s), Fault: faultlog.BackendKilled,
+		Tried: rep.Reserves, Oversold: rep.Oversold, Lost: rep.Lost})
 
 	// The pool recovers: calls succeed again once dead connections are gone.
 	require.NoError(t, s.SetStock(context.WithoutCancel(ctx), "after", 5))

@@ -2,6 +2,7 @@ package groupcommit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -120,6 +121,12 @@ func (r *Reserver) abandon(ctx context.Context, c *call) error {
 
 // lead flushes batches from the queue, holding a flusher slot, until c is
 // decided, then hands the slot to the first caller still waiting.
+//
+// It takes a connection before it takes a batch, waiting on ctx: until a
+// connection is there to send them at once, the calls stay queued, and one
+// whose context ends leaves the queue with nothing sent and its context's
+// error, the leader's own included. A server that cannot be reached fails
+// the calls queued then, with nothing sent.
 func (r *Reserver) lead(ctx context.Context, c *call) error {
 	for {
 		if r.maxWait > 0 {
@@ -127,12 +134,19 @@ func (r *Reserver) lead(ctx context.Context, c *call) error {
 		} else {
 			r.gather()
 		}
+		db, release, err := r.store.Acquire(ctx, kindOps[c.kind])
+		if err != nil && ctx.Err() != nil {
+			return r.abandon(ctx, c)
+		}
 		r.mu.Lock()
 		batch := r.take()
 		if len(batch) == 0 {
 			// c is in a flush another leader sent: wait for it there.
 			r.handOff(c)
 			r.mu.Unlock()
+			if release != nil {
+				release()
+			}
 			select {
 			case <-c.done:
 				return c.err
@@ -141,7 +155,12 @@ func (r *Reserver) lead(ctx context.Context, c *call) error {
 			}
 		}
 		r.mu.Unlock()
-		r.flush(batch)
+		if err != nil {
+			r.fail(batch, err)
+		} else {
+			r.flush(db, batch)
+			release()
+		}
 		select {
 		case <-c.done:
 			r.mu.Lock()
@@ -262,16 +281,29 @@ func (r *Reserver) handOff(c *call) {
 // say).
 const maxFlushAttempts = 4
 
-// flush applies batch in one statement, one round trip, and closes the done
-// channel of every call in it with its outcome set.
-func (r *Reserver) flush(batch []*call) {
+// fail answers every call of batch, which nothing was sent for, with err, an
+// error of pgstore.Store.Acquire, as each call's own.
+func (r *Reserver) fail(batch []*call, err error) {
+	for _, c := range batch {
+		c.err = err
+		var u *inventory.UnavailableError
+		if errors.As(err, &u) {
+			c.err = &inventory.UnavailableError{Op: kindOps[c.kind], Server: u.Server, Err: u.Err}
+		}
+		close(c.done)
+	}
+}
+
+// flush applies batch in one statement, one round trip, on db, and closes
+// the done channel of every call in it with its outcome set.
+func (r *Reserver) flush(db pgstore.DB, batch []*call) {
 	ctx, cancel := context.WithTimeout(context.Background(), r.flushTimeout)
 	defer cancel()
 	start := time.Now()
 	var err error
 	for attempt := 1; ; attempt++ {
 		r.stats.flushes.Add(1)
-		err = r.send(ctx, batch)
+		err = r.send(ctx, db, batch)
 		if err == nil || attempt == maxFlushAttempts || !pgstore.Retryable(err) {
 			break
 		}
@@ -347,7 +379,7 @@ func (r *Reserver) build(batch []*call) *args {
 
 // send runs the flush function once for batch and sets the outcome of every
 // call from its result.
-func (r *Reserver) send(ctx context.Context, batch []*call) error {
+func (r *Reserver) send(ctx context.Context, db pgstore.DB, batch []*call) error {
 	a := r.build(batch)
 	for _, c := range batch {
 		c.outcome, c.err, c.refusal = outcomeDone, nil, nil
@@ -358,7 +390,7 @@ func (r *Reserver) send(ctx context.Context, batch []*call) error {
 	for _, c := range a.releases {
 		c.outcome = outcomeNotHeld
 	}
-	rows, err := r.db.Query(ctx, r.flushSQL, a.rID, a.rExp, a.rOff, a.lSKU, a.lQty, a.skus, a.cID, a.now, a.xID, a.limit)
+	rows, err := db.Query(ctx, r.flushSQL, a.rID, a.rExp, a.rOff, a.lSKU, a.lQty, a.skus, a.cID, a.now, a.xID, a.limit)
 	if err != nil {
 		return err
 	}

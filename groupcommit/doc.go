@@ -106,7 +106,13 @@
 //   - inventory.ErrContended when MaxPending calls are already waiting: the
 //     call is turned away at once and nothing changed; retry later.
 //   - a context that ends while its call is queued removes the call, and the
-//     context's error comes back: nothing changed.
+//     context's error comes back: nothing changed. A leader takes a
+//     connection of the pool before it takes a batch from the queue, so a
+//     call stays queued while the leader waits for one, and a leader whose
+//     own context ends meanwhile leaves as a queued call does.
+//   - inventory.ErrUnavailable when the pool could not open a connection
+//     (the server is down, refuses, or is full): every call the leader then
+//     takes from the queue gets it, nothing sent.
 //   - *inventory.OutcomeUnknownError once the call's flush is sent: its
 //     context ending before the answer, or a connection lost after the flush
 //     was sent (the server may have committed it) gives every call of that
@@ -115,12 +121,11 @@
 //   - a flush the server refuses whole with a deadlock or serialization
 //     failure (possible only between flushes that settle the same IDs) is
 //     sent again, up to three more times; any other error the server answers
-//     with, or a connection that could not be had, changed nothing, and every
-//     call of the flush gets it.
+//     with changed nothing, and every call of the flush gets it.
 //
 // A flush runs on a context of its own, bounded by FlushTimeout, not on the
 // leader's: it carries other callers' requests. A leader whose context ends
-// waits for the flush it is sending. A process that crashes with calls queued
+// once it has sent the flush waits for it. A process that crashes with calls queued
 // or in flight loses no units: a flush either committed whole or not at all,
 // and its holds expire as any other.
 //

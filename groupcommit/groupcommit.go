@@ -67,7 +67,6 @@ type Options struct {
 type Reserver struct {
 	pgstore.Ledger // Cancel, Lookup, Available, SetStock, AddStock, Migrate
 	store          *pgstore.Store
-	db             DB
 	flushSQL       string
 	ttl            time.Duration
 
@@ -113,7 +112,6 @@ func New(db DB, opts *Options) (*Reserver, error) {
 	r := &Reserver{
 		Ledger:       store.Ledger(),
 		store:        store,
-		db:           db,
 		flushSQL:     "SELECT o_kind, o_idx, o_outcome, o_sku, o_avail FROM " + store.Table(pgstore.FlushFunction) + "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
 		ttl:          pgstore.DefaultTTL,
 		maxBatch:     cmpOr(o.MaxBatch, DefaultMaxBatch),

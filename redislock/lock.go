@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/oversell/inventory/internal/unreach"
 )
 
 // acquireScript takes the locks of some SKUs, all or none, and returns a
@@ -194,7 +196,11 @@ func (l *locker) acquire(ctx context.Context, skus []string) (*lease, error) {
 			if ctxErr := ctx.Err(); ctxErr != nil {
 				return nil, ctxErr
 			}
-			return nil, fmt.Errorf("redislock: take locks: %w", err)
+			err = fmt.Errorf("redislock: take locks: %w", err)
+			if u := unreach.Wrap("reserve", unreach.Redis, err); u != nil {
+				return nil, u
+			}
+			return nil, err
 		}
 		if busy < 0 {
 			if !l.noWatchdog {

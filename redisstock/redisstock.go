@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/oversell/inventory"
 	"github.com/oversell/inventory/internal/pgstore"
+	"github.com/oversell/inventory/internal/unreach"
 )
 
 // DB is the part of a PostgreSQL client the strategy uses. *pgxpool.Pool and
@@ -268,10 +268,7 @@ func failRead(op, name string, err error) error {
 
 // unreachable reports an error of a connection that could not be made, so
 // nothing was sent.
-func unreachable(err error) bool {
-	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
-}
+func unreachable(err error) bool { return unreach.RedisErr(err) }
 
 // parseRecord reads a record reply: kind, state, attempt, exp, created, n,
 // then sku, qty pairs.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/oversell/inventory"
 	"github.com/oversell/inventory/internal/pgstore"
+	"github.com/oversell/inventory/internal/unreach"
 )
 
 // DB is the part of a PostgreSQL client a PostgresStore uses. *pgxpool.Pool,
@@ -136,6 +137,9 @@ func (s *PostgresStore) Claim(ctx context.Context, tok, nonce string, ttl time.D
 		err := s.db.QueryRow(ctx, s.insertSQL, tok, nonce, us).Scan(&holder)
 		if err == nil {
 			return holder == nonce, nil
+		}
+		if u := unreach.Wrap("claim", unreach.Postgres, err); u != nil {
+			return false, u
 		}
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return false, err

@@ -7,6 +7,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/oversell/inventory"
+	"github.com/oversell/inventory/internal/unreach"
 )
 
 // RedisOptions configures a RedisStore. A nil *RedisOptions takes every
@@ -70,6 +71,9 @@ func (s *RedisStore) Claim(ctx context.Context, tok, nonce string, ttl time.Dura
 	ms := max(ttl.Milliseconds(), 1)
 	n, err := claimScript.Run(ctx, s.c, []string{s.prefix + tok}, nonce, ms).Int()
 	if err != nil {
+		if u := unreach.Wrap("claim", unreach.Redis, err); u != nil {
+			return false, u
+		}
 		return false, err
 	}
 	return n == 1, nil

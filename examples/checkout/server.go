@@ -333,7 +333,7 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
 //	409 insufficient_stock, conflict, not_held
 //	422 invalid_request, token_invalid, token_expired
 //	404 not_found, unknown_sku
-//	503 contended, outcome_unknown, timeout (with Retry-After)
+//	503 contended, outcome_unknown, unavailable, timeout (with Retry-After)
 //	500 internal
 //
 // Every 503 means: send the same request again, with the same token or ID.
@@ -353,6 +353,11 @@ func errorStatus(err error) (int, errorJSON) {
 	case errors.Is(err, inventory.ErrOutcomeUnknown):
 		return http.StatusServiceUnavailable, errorJSON{Error: "outcome_unknown",
 			Message: "the outcome is unknown: send the same request again, with the same token, to learn it"}
+	// Next: a store that could not be reached wraps the dial's error, which
+	// may be a context's.
+	case errors.Is(err, inventory.ErrUnavailable):
+		return http.StatusServiceUnavailable, errorJSON{Error: "unavailable",
+			Message: "the store could not be reached and nothing changed: send the same request again, with the same token, in a moment"}
 	case errors.As(err, &short):
 		return http.StatusConflict, errorJSON{Error: "insufficient_stock", Message: msg,
 			SKU: short.SKU, Requested: &short.Requested, Available: &short.Available}

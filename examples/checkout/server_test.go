@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -490,6 +491,8 @@ func TestEveryErrorMapsToItsStatusOnEveryEndpoint(t *testing.T) {
 		{&inventory.OutcomeUnknownError{Op: "reserve", ID: "x", Err: context.DeadlineExceeded}, 503, "outcome_unknown", true},
 		{&inventory.OutcomeUnknownError{Op: "commit", ID: "x", Err: inventory.ErrNotFound}, 503, "outcome_unknown", true},
 		{fmt.Errorf("lock wait: %w", inventory.ErrContended), 503, "contended", true},
+		{&inventory.UnavailableError{Op: "reserve", Server: "redis", Err: syscall.ECONNREFUSED}, 503, "unavailable", true},
+		{&inventory.UnavailableError{Op: "lookup", Server: "postgres", Err: context.DeadlineExceeded}, 503, "unavailable", true},
 		{token.ErrInProgress, 503, "contended", true},
 		{context.DeadlineExceeded, 503, "timeout", true},
 		{&inventory.InsufficientStockError{SKU: "tee", Requested: 2, Available: 0}, 409, "insufficient_stock", false},

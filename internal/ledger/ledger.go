@@ -75,7 +75,8 @@ func Final(err error) bool {
 	case errors.Is(err, inventory.ErrInvalidRequest), errors.Is(err, inventory.ErrInsufficientStock),
 		errors.Is(err, inventory.ErrUnknownSKU), errors.Is(err, inventory.ErrNotFound),
 		errors.Is(err, inventory.ErrConflict), errors.Is(err, inventory.ErrCancelled), errors.Is(err, inventory.ErrNotHeld),
-		errors.Is(err, inventory.ErrContended), errors.Is(err, inventory.ErrOutcomeUnknown):
+		errors.Is(err, inventory.ErrContended), errors.Is(err, inventory.ErrOutcomeUnknown),
+		errors.Is(err, inventory.ErrUnavailable):
 		return true
 	}
 	return false

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/oversell/inventory/internal/ledger"
+	"github.com/oversell/inventory/internal/unreach"
 )
 
 // Errors the store's own statements raise through reserve_abort, for the
@@ -68,6 +69,11 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 	if errors.As(err, &ab) {
 		return ab.err
 	}
+	if ctx.Err() == nil {
+		if u := unreach.Wrap(op, unreach.Postgres, err); u != nil {
+			return u
+		}
+	}
 	return ledger.Fail(ctx, s.name, op, err, hasCode(err, codeLockNotAvailable) || hasCode(err, codeSerializationFailure))
 }
 
@@ -80,7 +86,8 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 // pgconn.ErrConnClosed: pgconn also reports a connection that died while it
 // waited for the answer to a query it had sent as "conn closed", safe to
 // retry. So that one counts as unknown. A *pgconn.ConnectError (the pool
-// could not open a connection: the server is down or full) sent nothing.
+// could not open a connection: the server is down or full) sent nothing: it
+// is an *inventory.UnavailableError.
 func (s *Store) afterCommit(ctx context.Context, op, id string, err error) error {
 	var connect *pgconn.ConnectError
 	switch {

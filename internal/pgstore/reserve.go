@@ -124,24 +124,40 @@ func queueCoded(b *pgx.Batch, code string, mapped error, sql string, args ...any
 //     *inventory.OutcomeUnknownError; calling Reserve again with the same
 //     request settles it.
 func (s *Store) Reserve(ctx context.Context, req inventory.Request, step Step) (inventory.Reservation, error) {
-	return ledger.Reserve(ctx, s.name, reserving{s, step}, req, s.ttl, s.Now())
+	l := &lazy{s: s, op: "reserve"}
+	defer l.done()
+	return ledger.Reserve(ctx, s.name, reserving{l, step}, req, s.ttl, s.Now())
 }
 
 // reserving is the store as the ledger's rules see it while Reserve runs
-// with step.
+// with step, on one connection taken when the first statement is to be sent.
 type reserving struct {
-	s    *Store
+	l    *lazy
 	step Step
 }
 
 func (r reserving) Record(ctx context.Context, res inventory.Reservation, now time.Time) error {
-	return r.s.record(ctx, res, now, r.step)
+	s, err := r.l.store(ctx)
+	if err != nil {
+		return err
+	}
+	return s.record(ctx, res, now, r.step)
 }
 
-func (r reserving) Refusal(ctx context.Context, l inventory.Line) error { return r.s.refusal(ctx, l) }
+func (r reserving) Refusal(ctx context.Context, line inventory.Line) error {
+	s, err := r.l.store(ctx)
+	if err != nil {
+		return err
+	}
+	return s.refusal(ctx, line)
+}
 
 func (r reserving) Lookup(ctx context.Context, id string) (inventory.Reservation, error) {
-	return r.s.Lookup(ctx, id)
+	s, err := r.l.store(ctx)
+	if err != nil {
+		return inventory.Reservation{}, err
+	}
+	return s.Lookup(ctx, id)
 }
 
 // record runs one attempt of Reserve: the ledger insert and step, in one

@@ -36,35 +36,60 @@ func (s *Store) Release(ctx context.Context, id string) error {
 // *inventory.StateError; an overdue hold is expired now, which is nil too.
 // A tombstone is one statement; releasing a hold costs what Release does.
 func (s *Store) Cancel(ctx context.Context, id string) error {
-	return ledger.Cancel(ctx, s.name, settling{s}, id, s.Now())
+	l := &lazy{s: s, op: "cancel"}
+	defer l.done()
+	return ledger.Cancel(ctx, s.name, settling{l}, id, s.Now())
 }
 
 func (s *Store) settle(ctx context.Context, id string, to inventory.State) error {
-	return ledger.Settle(ctx, s.name, settling{s}, id, to, s.Now())
+	op := "commit"
+	if to == inventory.Released {
+		op = "release"
+	}
+	l := &lazy{s: s, op: op}
+	defer l.done()
+	return ledger.Settle(ctx, s.name, settling{l}, id, to, s.Now())
 }
 
-// settling is the store as the ledger's rules see it while Commit or
-// Release runs.
-type settling struct{ s *Store }
+// settling is the store as the ledger's rules see it while Commit, Release
+// or Cancel runs, on one connection taken when the first statement is to be
+// sent.
+type settling struct{ l *lazy }
 
 func (t settling) CommitActive(ctx context.Context, id string, now time.Time) (bool, error) {
-	return t.s.commitActive(ctx, id, now)
+	s, err := t.l.store(ctx)
+	if err != nil {
+		return false, err
+	}
+	return s.commitActive(ctx, id, now)
 }
 
 func (t settling) ReturnUnits(ctx context.Context, op string, r inventory.Reservation, to inventory.State, now time.Time) error {
-	return t.s.returnUnits(ctx, op, r, to, now)
+	s, err := t.l.store(ctx)
+	if err != nil {
+		return err
+	}
+	return s.returnUnits(ctx, op, r, to, now)
 }
 
 func (t settling) Tombstone(ctx context.Context, id string, now time.Time) (bool, error) {
-	tag, err := t.s.db.Exec(ctx, t.s.q.tombstone, id, now)
+	s, err := t.l.store(ctx)
 	if err != nil {
-		return false, t.s.afterCommit(ctx, "cancel", id, err)
+		return false, err
+	}
+	tag, err := s.db.Exec(ctx, s.q.tombstone, id, now)
+	if err != nil {
+		return false, s.afterCommit(ctx, "cancel", id, err)
 	}
 	return tag.RowsAffected() == 1, nil
 }
 
 func (t settling) Lookup(ctx context.Context, id string) (inventory.Reservation, error) {
-	return t.s.Lookup(ctx, id)
+	s, err := t.l.store(ctx)
+	if err != nil {
+		return inventory.Reservation{}, err
+	}
+	return s.Lookup(ctx, id)
 }
 
 // commitActive commits the reservation if it is held and active, and reports
@@ -104,6 +129,11 @@ func (s *Store) ExpireDue(ctx context.Context, limit int) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
+	s, done, err := s.on(ctx, "expire")
+	if err != nil {
+		return 0, err
+	}
+	defer done()
 	now := s.Now()
 	var n int64
 	var skus []string
@@ -153,6 +183,11 @@ func (s *Store) Lookup(ctx context.Context, id string) (inventory.Reservation, e
 	if err := ctx.Err(); err != nil {
 		return inventory.Reservation{}, err
 	}
+	s, done, err := s.on(ctx, "lookup")
+	if err != nil {
+		return inventory.Reservation{}, err
+	}
+	defer done()
 	rows, err := s.db.Query(ctx, s.q.lookup, id)
 	if err != nil {
 		return inventory.Reservation{}, s.fail(ctx, "lookup", err)

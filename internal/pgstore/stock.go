@@ -24,6 +24,11 @@ func (s *Store) SetStock(ctx context.Context, sku string, available int64) error
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	s, done, err := s.on(ctx, "set stock")
+	if err != nil {
+		return err
+	}
+	defer done()
 	if _, err := s.db.Exec(ctx, s.q.setStock, sku, available); err != nil {
 		return s.afterCommit(ctx, "set stock", sku, err)
 	}
@@ -42,6 +47,11 @@ func (s *Store) AddStock(ctx context.Context, sku string, delta int64) (int64, e
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
+	s, done, err := s.on(ctx, "add stock")
+	if err != nil {
+		return 0, err
+	}
+	defer done()
 	for range maxAddRounds {
 		var n int64
 		err := s.db.QueryRow(ctx, s.q.addStock, sku, delta, int64(inventory.MaxStock)).Scan(&n)
@@ -73,8 +83,13 @@ func (s *Store) Available(ctx context.Context, sku string) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
+	s, done, err := s.on(ctx, "available")
+	if err != nil {
+		return 0, err
+	}
+	defer done()
 	var n int64
-	err := s.db.QueryRow(ctx, s.q.available, sku).Scan(&n)
+	err = s.db.QueryRow(ctx, s.q.available, sku).Scan(&n)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return 0, &inventory.UnknownSKUError{SKU: sku}

@@ -158,7 +158,7 @@ func (r *Report) String() string {
 
 // ErrorKind names the class of err as the hammer counts it: "insufficient",
 // "unknown_sku", "contended", "outcome_unknown", "not_held", "not_found",
-// "conflict", "invalid", "canceled", or "other".
+// "conflict", "invalid", "unavailable", "canceled", or "other".
 func ErrorKind(err error) string {
 	switch {
 	case err == nil:
@@ -179,6 +179,8 @@ func ErrorKind(err error) string {
 		return "conflict"
 	case errors.Is(err, inventory.ErrInvalidRequest):
 		return "invalid"
+	case errors.Is(err, inventory.ErrUnavailable):
+		return "unavailable"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return "canceled"
 	}

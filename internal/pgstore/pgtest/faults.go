@@ -84,6 +84,8 @@ func CommitPoint() FaultPoint {
 //   - CrossingCartsNeverDeadlock: carts over the same SKUs in every order,
 //     with releases and sweeps, never fail with a deadlock (40P01) or trip
 //     the CHECK constraint (23514).
+//   - CancelledWaitingForAConnection: see CancelledWaitingForAConnection.
+//   - UnreachableServerIsUnavailable: see UnreachableServerIsUnavailable.
 //
 // Each runs what its checks need to be able to fail; INVENTORY_TEST_SOAK=1
 // runs them several times longer (faultSizes).
@@ -93,6 +95,8 @@ func RunFaults(t *testing.T, mk Maker, points ...FaultPoint) {
 	t.Run("BackendsTerminatedDuringHammer", func(t *testing.T) { terminatedHammer(t, mk) })
 	t.Run("RandomDeadlinesLeaveNothingBehind", func(t *testing.T) { randomDeadlines(t, mk) })
 	t.Run("CrossingCartsNeverDeadlock", func(t *testing.T) { crossingCarts(t, mk) })
+	t.Run("CancelledWaitingForAConnection", func(t *testing.T) { CancelledWaitingForAConnection(t, mk) })
+	t.Run("UnreachableServerIsUnavailable", func(t *testing.T) { UnreachableServerIsUnavailable(t, mk) })
 }
 
 // faultSizes are the sizes of the fault tests.
@@ -503,4 +507,155 @@ func crossingCarts(t *testing.T, mk Maker) {
 func isCode(err error, code string) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == code
+}
+
+// waitDeadline is how long the calls of CancelledWaitingForAConnection wait
+// for the busy connection before their context ends.
+const waitDeadline = 150 * time.Millisecond
+
+// CancelledWaitingForAConnection makes every call of a strategy made by mk,
+// on a pool whose only connection is busy, wait for a connection until its
+// context ends: none of them sent anything, so each must return the
+// context's error, never inventory.ErrOutcomeUnknown, and nothing may have
+// changed. The calls run all at once, so that some wait in whatever queue
+// the strategy keeps in front of its pool, and again one at a time.
+func CancelledWaitingForAConnection(t *testing.T, mk Maker) {
+	ctx := t.Context()
+	pool := Pool(t, PoolConfig{MaxConns: 1})
+	in := New(ctx, t, mk, pool)
+	require.NoError(t, in.SetStock(ctx, "a", 10))
+	held, err := in.Reserve(ctx, inventory.Request{ID: strategytest.RandomID(), Lines: []inventory.Line{{SKU: "a", Qty: 1}}})
+	require.NoError(t, err)
+	due, err := in.Reserve(ctx, inventory.Request{ID: strategytest.RandomID(), Lines: []inventory.Line{{SKU: "a", Qty: 2}}, TTL: time.Minute})
+	require.NoError(t, err)
+	in.Clock.Advance(2 * time.Minute) // due is overdue; held (15m) is not
+
+	busy, err := pool.Acquire(ctx)
+	require.NoError(t, err)
+	released := false
+	defer func() {
+		if !released {
+			busy.Release()
+		}
+	}()
+
+	newIDs := []string{strategytest.RandomID(), strategytest.RandomID(), strategytest.RandomID()}
+	calls := map[string]func(ctx context.Context) error{
+		"Reserve": func(ctx context.Context) error {
+			_, err := in.Reserve(ctx, inventory.Request{ID: newIDs[0], Lines: []inventory.Line{{SKU: "a", Qty: 3}}})
+			return err
+		},
+		"Reserve again": func(ctx context.Context) error {
+			_, err := in.Reserve(ctx, inventory.Request{ID: newIDs[1], Lines: []inventory.Line{{SKU: "a", Qty: 1}}})
+			return err
+		},
+		"Cancel":    func(ctx context.Context) error { return in.Cancel(ctx, newIDs[2]) },
+		"Commit":    func(ctx context.Context) error { return in.Commit(ctx, held.ID) },
+		"Release":   func(ctx context.Context) error { return in.Release(ctx, held.ID) },
+		"ExpireDue": func(ctx context.Context) error { _, err := in.ExpireDue(ctx, 10); return err },
+		"Lookup":    func(ctx context.Context) error { _, err := in.Lookup(ctx, held.ID); return err },
+		"Available": func(ctx context.Context) error { _, err := in.Available(ctx, "a"); return err },
+		"SetStock":  func(ctx context.Context) error { return in.SetStock(ctx, "b", 5) },
+		"AddStock":  func(ctx context.Context) error { _, err := in.AddStock(ctx, "a", 5); return err },
+	}
+	check := func(name string, err error) {
+		t.Helper()
+		assert.ErrorIs(t, err, context.DeadlineExceeded, "%s, cancelled while it waited for a connection", name)
+		assert.NotErrorIs(t, err, inventory.ErrOutcomeUnknown, "%s sent nothing: its outcome is known", name)
+	}
+	var wg sync.WaitGroup
+	for name, call := range calls {
+		wg.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, waitDeadline)
+			defer cancel()
+			check(name+" (at once)", call(cctx))
+		})
+	}
+	wg.Wait()
+	for name, call := range calls {
+		cctx, cancel := context.WithTimeout(ctx, waitDeadline)
+		check(name, call(cctx))
+		cancel()
+	}
+	busy.Release()
+	released = true
+
+	for _, id := range newIDs {
+		_, err := in.Lookup(ctx, id)
+		assert.ErrorIs(t, err, inventory.ErrNotFound, "a reservation cancelled before it was sent is not recorded")
+	}
+	for _, r := range []inventory.Reservation{held, due} {
+		got, err := in.Lookup(ctx, r.ID)
+		if assert.NoError(t, err) {
+			assert.Equal(t, inventory.Held, got.State, "%s is still held", r.ID)
+		}
+	}
+	n, err := in.Available(ctx, "a")
+	require.NoError(t, err)
+	assert.Equal(t, int64(7), n, "no unit moved")
+	_, err = in.Available(ctx, "b")
+	assert.ErrorIs(t, err, inventory.ErrUnknownSKU, "SetStock cancelled before it was sent stocked nothing")
+	t.Logf("%d calls, cancelled after %s while the pool's only connection was busy: each returned its context's error and changed nothing", 2*len(calls), waitDeadline)
+}
+
+// UnreachableServerIsUnavailable stops the proxy a strategy made by mk
+// reaches the server through, with no connection left open in its pool:
+// every call must fail with inventory.ErrUnavailable (nothing was sent), not
+// an unknown outcome or a raw dial error, and nothing may have changed, as
+// a strategy on a pool of its own then reads.
+func UnreachableServerIsUnavailable(t *testing.T, mk Maker) {
+	ctx := t.Context()
+	proxy, err := faultproxy.New(serverAddr(t))
+	require.NoError(t, err)
+	defer proxy.Close()
+	pool := Pool(t, PoolConfig{MaxConns: 2, Addr: proxy.Addr()})
+	in := New(ctx, t, mk, pool)
+	require.NoError(t, in.SetStock(ctx, "a", 10))
+	held, err := in.Reserve(ctx, inventory.Request{ID: strategytest.RandomID(), Lines: []inventory.Line{{SKU: "a", Qty: 1}}})
+	require.NoError(t, err)
+	_, err = in.Reserve(ctx, inventory.Request{ID: strategytest.RandomID(), Lines: []inventory.Line{{SKU: "a", Qty: 2}}, TTL: time.Minute})
+	require.NoError(t, err)
+	in.Clock.Advance(2 * time.Minute)
+
+	require.NoError(t, proxy.Close()) // the port now refuses connections
+	pool.Reset()                      // and the pool holds none
+
+	newID := strategytest.RandomID()
+	calls := map[string]func() error{
+		"Reserve": func() error {
+			_, err := in.Reserve(ctx, inventory.Request{ID: newID, Lines: []inventory.Line{{SKU: "a", Qty: 3}}})
+			return err
+		},
+		"Cancel":    func() error { return in.Cancel(ctx, newID+"-cancel") },
+		"Commit":    func() error { return in.Commit(ctx, held.ID) },
+		"Release":   func() error { return in.Release(ctx, held.ID) },
+		"ExpireDue": func() error { _, err := in.ExpireDue(ctx, 10); return err },
+		"Lookup":    func() error { _, err := in.Lookup(ctx, held.ID); return err },
+		"Available": func() error { _, err := in.Available(ctx, "a"); return err },
+		"SetStock":  func() error { return in.SetStock(ctx, "b", 5) },
+		"AddStock":  func() error { _, err := in.AddStock(ctx, "a", 5); return err },
+	}
+	for name, call := range calls {
+		err := call()
+		assert.ErrorIs(t, err, inventory.ErrUnavailable, "%s with the server unreachable", name)
+		assert.NotErrorIs(t, err, inventory.ErrOutcomeUnknown, "%s sent nothing: its outcome is known", name)
+		var u *inventory.UnavailableError
+		if assert.ErrorAs(t, err, &u, name) {
+			assert.Equal(t, "postgres", u.Server, name)
+		}
+	}
+
+	other, err := mk(testsvc.Postgres(t), in.Schema, in.Clock.Now)
+	require.NoError(t, err)
+	_, err = other.Lookup(ctx, newID)
+	assert.ErrorIs(t, err, inventory.ErrNotFound, "nothing recorded")
+	got, err := other.Lookup(ctx, held.ID)
+	require.NoError(t, err)
+	assert.Equal(t, inventory.Held, got.State, "still held")
+	n, err := other.Available(ctx, "a")
+	require.NoError(t, err)
+	assert.Equal(t, int64(7), n, "no unit moved")
+	_, err = other.Available(ctx, "b")
+	assert.ErrorIs(t, err, inventory.ErrUnknownSKU)
+	t.Logf("%d calls with the server unreachable (its port closed): each failed with ErrUnavailable and changed nothing", len(calls))
 }

@@ -1,0 +1,57 @@
+// Package unreach tells the errors of a server that could not be reached,
+// before anything was sent to it, from the others, for PostgreSQL (pgx) and
+// Redis (go-redis), and turns them into *inventory.UnavailableError. Every
+// strategy classifies through it, so that "the store could not be reached;
+// nothing changed; safe to retry" means the same everywhere.
+package unreach
+
+import (
+	"errors"
+	"net"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/oversell/inventory"
+)
+
+// Server names, as inventory.UnavailableError.Server carries them.
+const (
+	Postgres = "postgres"
+	Redis    = "redis"
+)
+
+// PostgresErr reports whether err is pgx's failure to open a connection
+// (refused, timed out, a name that does not resolve, a server that is
+// starting, shutting down or full): a *pgconn.ConnectError. No statement was
+// sent on such a connection.
+func PostgresErr(err error) bool {
+	var ce *pgconn.ConnectError
+	return errors.As(err, &ce)
+}
+
+// RedisErr reports whether err is go-redis's failure to open a connection:
+// a dial that was refused, timed out or could not resolve the name. No
+// command was written to such a connection.
+func RedisErr(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	var dns *net.DNSError
+	return errors.As(err, &dns)
+}
+
+// Wrap returns err as an *inventory.UnavailableError of op on server when
+// it is that server's failure to be reached (PostgresErr, RedisErr), err
+// itself when it already is one, and nil otherwise.
+func Wrap(op, server string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, inventory.ErrUnavailable):
+		return err
+	case server == Postgres && PostgresErr(err), server == Redis && RedisErr(err):
+		return &inventory.UnavailableError{Op: op, Server: server, Err: err}
+	}
+	return nil
+}

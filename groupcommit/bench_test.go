@@ -45,3 +45,9 @@ func BenchmarkKnobs(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkExpireDueStaleStatistics times one ExpireDue(1000) on a big
+// ledger whose held, due rows were added after the last ANALYZE.
+func BenchmarkExpireDueStaleStatistics(b *testing.B) {
+	pgtest.RunExpireBenchmark(b, newStrategy)
+}

@@ -19,3 +19,9 @@ func BenchmarkSuite(b *testing.B) {
 	pool := pgtest.Pool(b, pgtest.PoolConfig{MaxConns: pgtest.BenchBuyers})
 	strategytest.RunBenchmarks(b, pgtest.BenchHarness(pool, newStrategy))
 }
+
+// BenchmarkExpireDueStaleStatistics times one ExpireDue(1000) on a big
+// ledger whose held, due rows were added after the last ANALYZE.
+func BenchmarkExpireDueStaleStatistics(b *testing.B) {
+	pgtest.RunExpireBenchmark(b, newStrategy)
+}

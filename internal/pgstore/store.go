@@ -197,14 +197,10 @@ FROM unnest($1::text[], $2::bigint[]) AS u (sku, qty) WHERE s.sku = u.sku`,
 		// a row another sweeper expired since this statement's snapshot is
 		// re-checked under its lock and left out.
 		returnLine: `UPDATE ` + stock + ` SET available = available + $2 WHERE sku = $1`,
-		claimDue: `WITH due AS (
-	SELECT id FROM ` + res + ` WHERE state = 1 AND expires_at <= $1
-	ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED
-), done AS (
-	UPDATE ` + res + ` AS r SET state = 4 FROM due WHERE r.id = due.id AND r.state = 1 RETURNING r.id
-)
-SELECT (SELECT count(*) FROM done), l.sku, sum(l.qty)::bigint
-FROM ` + lines + ` l JOIN done ON l.reservation_id = done.id GROUP BY l.sku ORDER BY l.sku`,
+		// expire_due claims the due holds, expires them and sums their
+		// units per SKU, in SKU order, by statements whose plans do not
+		// depend on the statistics (see 0004_expire_due.sql).
+		claimDue:  `SELECT o_n, o_sku, o_qty FROM ` + sc + `.expire_due($1, $2)`,
 		available: `SELECT available FROM ` + stock + ` WHERE sku = $1`,
 		setStock: `INSERT INTO ` + stock + ` (sku, available) VALUES ($1, $2)
 ON CONFLICT (sku) DO UPDATE SET available = EXCLUDED.available`,

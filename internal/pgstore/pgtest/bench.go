@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/oversell/inventory"
+	"github.com/oversell/inventory/internal/soak"
 	"github.com/oversell/inventory/strategy/strategytest"
 )
 
@@ -118,5 +119,68 @@ func BenchHarness(pool *pgxpool.Pool, mk Maker) strategytest.BenchHarnessMaker {
 	return func(ctx context.Context, b *testing.B) *strategytest.Harness {
 		s := New(ctx, b, mk, pool)
 		return &strategytest.Harness{Strategy: s.Strategy, Advance: s.Clock.Advance}
+	}
+}
+
+// expireSizes are the ledger RunExpireBenchmark builds: settled
+// reservations, and held ones already due. INVENTORY_TEST_SOAK=1 builds
+// the big one.
+var expireSizes = soak.Pick(
+	struct{ settled, due int }{200_000, 20_000},
+	struct{ settled, due int }{1_000_000, 100_000},
+)
+
+// RunExpireBenchmark times ExpireDue(ctx, 1000) of the strategy made by mk
+// on a big ledger whose statistics are stale: settled reservations are added
+// in bulk and analyzed, autovacuum is off for the tables, and then held,
+// due ones are added in bulk, as a flash sale that leaves its carts
+// abandoned does between two runs of autoanalyze: the statistics say no
+// reservation is held. Each operation is one
+// call, which must expire 1000 holds. A plan that trusts the statistics
+// (one held row, say) would nest loops over every due hold per hold; the
+// time per call shows whether the expiry's plan holds up anyway.
+func RunExpireBenchmark(b *testing.B, mk Maker) {
+	ctx := b.Context()
+	const perCall, skus = 1000, 100
+	pool := Pool(b, PoolConfig{MaxConns: 4})
+	s := New(ctx, b, mk, pool)
+	for i := range skus {
+		require.NoError(b, s.SetStock(ctx, strategytest.SKUName(i), 0))
+	}
+	res := pgx.Identifier{s.Schema, "reservation"}.Sanitize()
+	lines := pgx.Identifier{s.Schema, "reservation_line"}.Sanitize()
+	tables := []string{res, lines, pgx.Identifier{s.Schema, "stock"}.Sanitize()}
+	for _, tbl := range tables {
+		_, err := pool.Exec(ctx, "ALTER TABLE "+tbl+" SET (autovacuum_enabled = false)")
+		require.NoError(b, err)
+	}
+	now := s.Clock.Now()
+	size := expireSizes
+	add := func(prefix string, state inventory.State, n int, exp time.Duration) {
+		_, err := pool.Exec(ctx, `INSERT INTO `+res+` (id, state, expires_at, created_at)
+SELECT $1 || g, $2, $3::timestamptz + g * interval '1 microsecond', $3::timestamptz - interval '2 hours' FROM generate_series(1, $4) AS g`,
+			prefix, int16(state), now.Add(exp), n)
+		require.NoError(b, err)
+		_, err = pool.Exec(ctx, `INSERT INTO `+lines+` (reservation_id, sku, qty)
+SELECT $1 || g, 'sku-' || lpad((g % $3)::text, 2, '0'), 1 FROM generate_series(1, $2) AS g`, prefix, n, skus)
+		require.NoError(b, err)
+	}
+	start := time.Now()
+	add("s-", inventory.Committed, size.settled, time.Hour)
+	for _, tbl := range tables { // the statistics see settled reservations only
+		_, err := pool.Exec(ctx, "ANALYZE "+tbl)
+		require.NoError(b, err)
+	}
+	add("h-", inventory.Held, size.due, -time.Hour)
+	b.Logf("ledger: %d settled, then ANALYZE, then %d held and due, in %s", size.settled, size.due, time.Since(start).Round(time.Millisecond))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if (i+1)*perCall > size.due {
+			b.Fatalf("the ledger holds %d due holds, too few for %d calls of %d", size.due, i+1, perCall)
+		}
+		n, err := s.ExpireDue(ctx, perCall)
+		require.NoError(b, err)
+		require.Equal(b, perCall, n, "holds expired by one call")
 	}
 }

@@ -35,6 +35,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
@@ -60,6 +62,20 @@ const (
 // work that keeps a CPU busy, not for requests that wait on round trips and
 // row locks. README.md says how to size it.
 const defaultPGConns = 32
+
+// cancelRequest makes a query whose context ends (a client gone, a
+// deadline) end by a cancel request to the server, keeping its connection,
+// instead of by closing the connection, pgx's default. Under random
+// cancellations (8 buyers, deadlines of 0-5 ms, 8 connections:
+// BenchmarkRandomCancellations in sqlcond) closing left no call succeeding,
+// the pool dialling 18 connections per 1000 calls; the cancel request kept
+// 68-81% succeeding and dialled 5-8. The price: a cancelled call returns
+// once the server has answered the cancel, up to DeadlineDelay after its
+// deadline. Either way the outcome is classified as before: a statement the
+// server cancelled changed nothing; a reply that never came is unknown.
+func cancelRequest(c *pgconn.PgConn) ctxwatch.Handler {
+	return &pgconn.CancelRequestContextWatcherHandler{Conn: c, DeadlineDelay: time.Second}
+}
 
 // shutdownTimeout bounds the wait for requests in flight at shutdown.
 const shutdownTimeout = 15 * time.Second
@@ -307,6 +323,7 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger) (_ *app, err err
 			return nil, fmt.Errorf("postgres: %w", err)
 		}
 		pc.MaxConns = int32(cmp.Or(cfg.pgConns, defaultPGConns))
+		pc.ConnConfig.BuildContextWatcherHandler = cancelRequest
 		pool, err := pgxpool.NewWithConfig(ctx, pc)
 		if err != nil {
 			return nil, fmt.Errorf("postgres: %w", err)

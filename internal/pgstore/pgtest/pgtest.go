@@ -40,6 +40,8 @@ type PoolConfig struct {
 	// Addr is the host:port to dial instead of the server's own, such as a
 	// faultproxy's. Default: the server's.
 	Addr string
+	// Configure, if set, changes the pool's configuration last.
+	Configure func(*pgxpool.Config)
 }
 
 // Pool returns a pool of its own on the test database, closed when the test
@@ -62,6 +64,9 @@ func Pool(tb testing.TB, cfg PoolConfig) *pgxpool.Pool {
 		require.NoError(tb, err)
 		pc.ConnConfig.Host, pc.ConnConfig.Port = host, port
 		pc.ConnConfig.Fallbacks = nil
+	}
+	if cfg.Configure != nil {
+		cfg.Configure(pc)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

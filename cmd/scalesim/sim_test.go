@@ -45,7 +45,7 @@ func TestTheCheckCatchesAStoreThatTakesWithoutChecking(t *testing.T) {
 // 1/(base+per) calls a second; with calls of up to 64, about 1/per.
 func TestOneMasterSaturatesAtItsMeasuredCost(t *testing.T) {
 	run := func(rate float64, batch int) *Result {
-		r, err := Simulate(Config{Rate: rate, Stock: 1 << 40, Shards: 1, MaxBatch: batch, Duration: 200 * time.Millisecond, Seed: 3})
+		r, err := Simulate(Config{Rate: rate, Stock: 1 << 40, Shards: 1, MaxBatch: batch, Duration: 50 * time.Millisecond, Seed: 3})
 		require.NoError(t, err)
 		return r
 	}

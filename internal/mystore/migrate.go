@@ -12,6 +12,10 @@ import (
 // the server: see ReserveConditional.
 const procReserve = "sqlcond_reserve"
 
+// procReturn is the procedure that settles a hold and gives its units back
+// in one call: see ReturnUnits.
+const procReturn = "return_units"
+
 // migration is one step of the schema, applied once and recorded in
 // schema_migrations. Each statement is idempotent on its own, so that DDL
 // can be run more than once; {schema} stands for the quoted database name.
@@ -99,6 +103,44 @@ BEGIN
 		END WHILE;
 		SET v_pass = v_pass + 1;
 	END WHILE;
+	COMMIT;
+END`,
+	},
+}, {
+	version: 2,
+	name:    "return_units",
+	stmts: []string{
+		"DROP PROCEDURE IF EXISTS {schema}.`" + procReturn + "`",
+		// Release, Cancel and an overdue Commit in one call, so that the
+		// stock rows are locked only inside the server: the reservation
+		// moves from held to p_to while it is active (p_due 0) or due (p_due
+		// 1), else 30003 and nothing changes; then its lines give their
+		// units back in SKU order; then COMMIT.
+		"CREATE PROCEDURE {schema}.`" + procReturn + "`(" + `
+	IN p_id VARBINARY(128), IN p_to TINYINT, IN p_now BIGINT, IN p_due TINYINT)
+MODIFIES SQL DATA
+BEGIN
+	DECLARE v_done INT DEFAULT 0;
+	DECLARE v_sku VARBINARY(128);
+	DECLARE v_qty BIGINT;
+	DECLARE v_lines CURSOR FOR
+		SELECT sku, qty FROM {schema}.reservation_line WHERE reservation_id = p_id ORDER BY sku;
+	DECLARE CONTINUE HANDLER FOR NOT FOUND SET v_done = 1;
+	DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
+	SET TRANSACTION ISOLATION LEVEL READ COMMITTED;
+	START TRANSACTION;
+	UPDATE {schema}.reservation SET state = p_to
+	WHERE id = p_id AND state = 1 AND IF(p_due = 1, expires_at <= p_now, expires_at > p_now);
+	IF ROW_COUNT() = 0 THEN
+		SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = 30003, MESSAGE_TEXT = 'inventory: reservation state changed';
+	END IF;
+	OPEN v_lines;
+	give: LOOP
+		FETCH v_lines INTO v_sku, v_qty;
+		IF v_done = 1 THEN LEAVE give; END IF;
+		UPDATE {schema}.stock SET available = available + v_qty WHERE sku = v_sku;
+	END LOOP;
+	CLOSE v_lines;
 	COMMIT;
 END`,
 	},

@@ -54,37 +54,20 @@ func (t settling) CommitActive(ctx context.Context, id string, now time.Time) (b
 	return n == 1, err
 }
 
+// ReturnUnits is one CALL of the return_units procedure: the state change
+// and the units given back in SKU order, committed in the server.
 func (t settling) ReturnUnits(ctx context.Context, op string, r inventory.Reservation, to inventory.State, now time.Time) error {
-	cond := 0
+	due := 0
 	if to == inventory.Expired {
-		cond = 1
+		due = 1
 	}
 	s := t.s
-	ret, err := s.Stmt(ctx, s.q.returnLine) // before the transaction holds a connection
+	st, err := s.Stmt(ctx, s.q.giveBack)
 	if err != nil {
 		return s.fail(ctx, op, err)
 	}
-	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
-	if err != nil {
-		return s.fail(ctx, op, err)
-	}
-	res, err := tx.ExecContext(ctx, s.q.settle[cond], int(to), []byte(r.ID), micros(now))
-	if err != nil {
-		rollback(tx)
-		return s.fail(ctx, op, err)
-	}
-	if n, err := res.RowsAffected(); err != nil || n != 1 {
-		rollback(tx)
-		if err != nil {
-			return s.fail(ctx, op, err)
-		}
-		return ledger.ErrMoved
-	}
-	if err := returnLines(ctx, tx.StmtContext(ctx, ret), r.Lines); err != nil {
-		rollback(tx)
-		return s.fail(ctx, op, err)
-	}
-	return s.afterCommit(ctx, op, r.ID, tx.Commit())
+	_, err = st.ExecContext(ctx, []byte(r.ID), int(to), micros(now), due)
+	return s.afterCommit(ctx, op, r.ID, err)
 }
 
 func (t settling) Tombstone(ctx context.Context, id string, now time.Time) (bool, error) {

@@ -163,11 +163,11 @@ func (s *Store) Stmt(ctx context.Context, sqlText string) (*sql.Stmt, error) {
 // queries holds the store's fixed statements, built once for the schema.
 type queries struct {
 	reserve    string // CALL of the conditional reserve procedure
+	giveBack   string // CALL of the procedure that settles a hold and returns its units
 	insertRes  string
 	lookup     string
 	tombstone  string
 	commit     string
-	settle     [2]string // by condition: [0] active (expires_at > now), [1] due
 	returnLine string
 	claimDue   string
 	available  string
@@ -181,6 +181,7 @@ func newQueries(sc string) queries {
 	lines := sc + ".`reservation_line`"
 	return queries{
 		reserve:   "CALL " + sc + ".`" + procReserve + "`(?, ?, ?, ?, ?)",
+		giveBack:  "CALL " + sc + ".`" + procReturn + "`(?, ?, ?, ?)",
 		insertRes: "INSERT INTO " + res + " (id, state, expires_at, created_at) VALUES (?, 1, ?, ?)",
 		// LEFT JOIN: a tombstone of Cancel is a reservation without lines.
 		lookup: "SELECT r.state, r.expires_at, l.sku, l.qty FROM " + res + " r LEFT JOIN " + lines +
@@ -190,11 +191,7 @@ func newQueries(sc string) queries {
 		// releases what it recorded; if it rolls back, the tombstone goes in.
 		tombstone: "INSERT INTO " + res + " (id, state, expires_at, created_at) VALUES (?, 3, ?, ?) " +
 			"ON DUPLICATE KEY UPDATE id = id",
-		commit: "UPDATE " + res + " SET state = 2 WHERE id = ? AND state = 1 AND expires_at > ?",
-		settle: [2]string{
-			"UPDATE " + res + " SET state = ? WHERE id = ? AND state = 1 AND expires_at > ?",
-			"UPDATE " + res + " SET state = ? WHERE id = ? AND state = 1 AND expires_at <= ?",
-		},
+		commit:     "UPDATE " + res + " SET state = 2 WHERE id = ? AND state = 1 AND expires_at > ?",
 		returnLine: "UPDATE " + stock + " SET available = available + ? WHERE sku = ?",
 		claimDue: "SELECT id FROM " + res + " WHERE state = 1 AND expires_at <= ? " +
 			"ORDER BY expires_at LIMIT ? FOR UPDATE SKIP LOCKED",

@@ -84,16 +84,21 @@
 // cart may go with the same token; a hold that expired stays expired, and
 // buying again needs a new token.
 //
-//   - Store unreachable: Reserve fails with the store's error (wrapped) and
-//     changes no stock; the same token can be submitted again.
+//   - Store unreachable: Reserve fails with an *inventory.UnavailableError
+//     (inventory.ErrUnavailable) and changes no stock; the same token can be
+//     submitted again.
 //   - The caller's context ends during the store call: Reserve returns at
 //     once; the call finishes behind it, bounded by Options.StoreTimeout, and
 //     clears the flag it set.
 //   - A process dies between setting the flag and the end of the inner
 //     Reserve, or cannot clear the flag of a failed submission: if the
 //     reservation was made, duplicates get it; if not, duplicates get
-//     ErrInProgress until the token expires, and the client needs a new
-//     token (reload the checkout page).
+//     ErrInProgress until the claim is Options.ClaimLease old (Default:
+//     15s), and then the next submission, finding no reservation behind the
+//     flag in the inner strategy, takes the flag over and reserves. The
+//     claim's time travels in its nonce; a submission so slow that it
+//     outlives its lease races the one that took over, and the inner
+//     strategy's idempotency on the ID gives both the same reservation.
 //   - Servers' clocks disagree: a flag outlives its token by
 //     Options.ClockSkew (Default: 1m), so servers whose clocks differ by less
 //     still find it.

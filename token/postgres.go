@@ -44,6 +44,7 @@ type PostgresStore struct {
 	insertSQL      string
 	selectSQL      string
 	deleteSQL      string
+	takeOverSQL    string
 	purgeSQL       string
 }
 
@@ -85,6 +86,8 @@ WHERE f.expires_at <= now()
 RETURNING nonce`
 	s.selectSQL = `SELECT nonce FROM ` + s.qTable + ` WHERE token = $1 AND expires_at > now()`
 	s.deleteSQL = `DELETE FROM ` + s.qTable + ` WHERE token = $1 AND nonce = $2`
+	s.takeOverSQL = `UPDATE ` + s.qTable + ` SET nonce = $3, expires_at = now() + $4::bigint * interval '1 microsecond'
+WHERE token = $1 AND nonce IN ($2, $3) AND expires_at > now()`
 	s.purgeSQL = `DELETE FROM ` + s.qTable + ` WHERE token IN (
 SELECT token FROM ` + s.qTable + ` WHERE expires_at <= now() ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)`
 	return s, nil
@@ -153,6 +156,37 @@ func (s *PostgresStore) Claim(ctx context.Context, tok, nonce string, ttl time.D
 		}
 	}
 	return false, fmt.Errorf("token: claim of a flag that keeps changing hands: %w", ErrInProgress)
+}
+
+// Holder implements Store with one SELECT.
+func (s *PostgresStore) Holder(ctx context.Context, tok string) (string, error) {
+	if s.db == nil {
+		return "", errNilDB
+	}
+	var holder string
+	err := s.db.QueryRow(ctx, s.selectSQL, tok).Scan(&holder)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return "", nil
+	case err != nil:
+		if u := unreach.Wrap("holder", unreach.Postgres, err); u != nil {
+			return "", u
+		}
+		return "", err
+	}
+	return holder, nil
+}
+
+// TakeOver implements Store with one conditional UPDATE.
+func (s *PostgresStore) TakeOver(ctx context.Context, tok, old, nonce string, ttl time.Duration) (bool, error) {
+	if s.db == nil {
+		return false, errNilDB
+	}
+	tag, err := s.db.Exec(ctx, s.takeOverSQL, tok, old, nonce, max(ttl.Microseconds(), 1))
+	if err != nil {
+		return false, err
+	}
+	return tag.RowsAffected() == 1, nil
 }
 
 // Unclaim implements Store: it deletes the row if it holds nonce.

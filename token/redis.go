@@ -2,6 +2,7 @@ package token
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -54,6 +55,20 @@ end
 return 0
 `)
 
+// takeOverScript sets the flag to ARGV[2] for ARGV[3] ms if ARGV[1] holds
+// it, and reports whether ARGV[2] holds it afterwards.
+var takeOverScript = redis.NewScript(`
+local v = redis.call("GET", KEYS[1])
+if v == ARGV[1] then
+	redis.call("SET", KEYS[1], ARGV[2], "PX", ARGV[3])
+	return 1
+end
+if v == ARGV[2] then
+	return 1
+end
+return 0
+`)
+
 // unclaimScript deletes the flag only if this nonce holds it.
 var unclaimScript = redis.NewScript(`
 if redis.call("GET", KEYS[1]) == ARGV[1] then
@@ -74,6 +89,36 @@ func (s *RedisStore) Claim(ctx context.Context, tok, nonce string, ttl time.Dura
 		if u := unreach.Wrap("claim", unreach.Redis, err); u != nil {
 			return false, u
 		}
+		return false, err
+	}
+	return n == 1, nil
+}
+
+// Holder implements Store with a GET.
+func (s *RedisStore) Holder(ctx context.Context, tok string) (string, error) {
+	if s.c == nil {
+		return "", errNilClient
+	}
+	v, err := s.c.Get(ctx, s.prefix+tok).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return "", nil
+	case err != nil:
+		if u := unreach.Wrap("holder", unreach.Redis, err); u != nil {
+			return "", u
+		}
+		return "", err
+	}
+	return v, nil
+}
+
+// TakeOver implements Store with one script call.
+func (s *RedisStore) TakeOver(ctx context.Context, tok, old, nonce string, ttl time.Duration) (bool, error) {
+	if s.c == nil {
+		return false, errNilClient
+	}
+	n, err := takeOverScript.Run(ctx, s.c, []string{s.prefix + tok}, old, nonce, max(ttl.Milliseconds(), 1)).Int()
+	if err != nil {
 		return false, err
 	}
 	return n == 1, nil

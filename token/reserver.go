@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/oversell/inventory"
@@ -27,7 +29,21 @@ type Options struct {
 	// and the call finishes behind it), so that a flag set for an abandoned
 	// submission is always cleared again. Default: 5s.
 	StoreTimeout time.Duration
+	// ClaimLease is how long a flag protects the submission that claimed
+	// it. A submission that finds its token's flag claimed longer ago than
+	// this, and no reservation behind it in the inner strategy, takes the
+	// flag over and reserves in its place: the first submission crashed
+	// between its claim and its reserve (a killed process), or is so slow
+	// that the inner strategy's idempotency on the ID decides between the
+	// two. Without it such a token would answer ErrInProgress until its
+	// flag expired with the token. It should exceed WaitTimeout plus the
+	// longest an inner Reserve takes, plus the clock skew between servers
+	// (the claim's time travels in its nonce). Default: 15s.
+	ClaimLease time.Duration
 }
+
+// DefaultClaimLease is the default of Options.ClaimLease.
+const DefaultClaimLease = 15 * time.Second
 
 // Backoff between polls of a waiting duplicate.
 const (
@@ -50,6 +66,8 @@ type Reserver struct {
 	wait         time.Duration
 	skew         time.Duration
 	storeTimeout time.Duration
+	lease        time.Duration
+	now          func() time.Time // the clock nonces carry; tests only
 }
 
 var _ inventory.Strategy = (*Reserver)(nil)
@@ -58,7 +76,8 @@ var _ inventory.Strategy = (*Reserver)(nil)
 // used tokens in store and reserves through inner. All three are required;
 // the methods of a Reserver made without them fail.
 func Wrap(inner inventory.Strategy, issuer *Issuer, store Store, opts *Options) *Reserver {
-	r := &Reserver{inner: inner, issuer: issuer, store: store, wait: 2 * time.Second, skew: time.Minute, storeTimeout: 5 * time.Second}
+	r := &Reserver{inner: inner, issuer: issuer, store: store, wait: 2 * time.Second, skew: time.Minute, storeTimeout: 5 * time.Second,
+		lease: DefaultClaimLease, now: time.Now}
 	if opts != nil {
 		if opts.WaitTimeout > 0 {
 			r.wait = opts.WaitTimeout
@@ -70,6 +89,9 @@ func Wrap(inner inventory.Strategy, issuer *Issuer, store Store, opts *Options) 
 		}
 		if opts.StoreTimeout > 0 {
 			r.storeTimeout = opts.StoreTimeout
+		}
+		if opts.ClaimLease > 0 {
+			r.lease = opts.ClaimLease
 		}
 	}
 	return r
@@ -106,14 +128,15 @@ func (r *Reserver) Reserve(ctx context.Context, req inventory.Request) (inventor
 	if err := ctx.Err(); err != nil {
 		return inventory.Reservation{}, err
 	}
-	nonce, err := newNonce()
-	if err != nil {
-		return inventory.Reservation{}, err
-	}
 	ttl := exp.Sub(r.issuer.clock()) + r.skew
 	deadline := time.Now().Add(r.wait)
 	poll := minPoll
 	for {
+		// A nonce per attempt, carrying the time of its claim.
+		nonce, err := newNonce(r.now())
+		if err != nil {
+			return inventory.Reservation{}, err
+		}
 		mine, err := r.claim(ctx, req.ID, nonce, ttl)
 		if err != nil {
 			return inventory.Reservation{}, err
@@ -130,6 +153,13 @@ func (r *Reserver) Reserve(ctx context.Context, req inventory.Request) (inventor
 			return res, nil
 		case !errors.Is(err, inventory.ErrNotFound):
 			return inventory.Reservation{}, err
+		}
+		took, err := r.takeOver(ctx, req.ID, nonce, ttl)
+		if err != nil {
+			return inventory.Reservation{}, err
+		}
+		if took {
+			return r.first(ctx, req, nonce)
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
@@ -281,10 +311,50 @@ func (r *Reserver) ready() error {
 }
 
 // newNonce returns a random name for one Reserve call.
-func newNonce() (string, error) {
+// newNonce returns a random nonce that carries the time of its claim,
+// at, in milliseconds: "<ms, base 36>.<16 random bytes, base64>".
+func newNonce(at time.Time) (string, error) {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", fmt.Errorf("token: random: %w", err)
 	}
-	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+	return strconv.FormatInt(at.UnixMilli(), 36) + "." + base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+// claimedAt returns the time a nonce made by newNonce was claimed, and false
+// for a nonce that carries none.
+func claimedAt(nonce string) (time.Time, bool) {
+	ms, _, ok := strings.Cut(nonce, ".")
+	if !ok {
+		return time.Time{}, false
+	}
+	n, err := strconv.ParseInt(ms, 36, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(n), true
+}
+
+// takeOver takes the flag of tok over for nonce when its holder claimed it
+// longer than the lease ago; the caller has just found no reservation behind
+// it. It reports whether nonce holds the flag. The store calls run to the end
+// as claim's do, bounded by the store timeout.
+func (r *Reserver) takeOver(ctx context.Context, tok, nonce string, ttl time.Duration) (bool, error) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.storeTimeout)
+	defer cancel()
+	holder, err := r.store.Holder(sctx, tok)
+	if err != nil {
+		return false, fmt.Errorf("token: read the flag: %w", err)
+	}
+	at, ok := claimedAt(holder)
+	if holder == "" || !ok || r.now().Sub(at) < r.lease {
+		return false, nil
+	}
+	took, err := r.store.TakeOver(sctx, tok, holder, nonce, ttl)
+	if err != nil {
+		// The take-over may have been recorded: clear it, as claim does.
+		r.unclaim(ctx, tok, nonce)
+		return false, fmt.Errorf("token: take the flag over: %w", err)
+	}
+	return took, nil
 }

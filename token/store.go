@@ -27,6 +27,16 @@ type Store interface {
 	// submitted afresh, and does nothing otherwise. Clearing a flag that is
 	// not set is not an error.
 	Unclaim(ctx context.Context, tok, nonce string) error
+
+	// Holder returns the nonce that holds the flag of tok, or "" when the
+	// flag is free.
+	Holder(ctx context.Context, tok string) (string, error)
+
+	// TakeOver sets the flag of tok to nonce, kept for at least ttl, if old
+	// holds it, and reports whether nonce holds it after the call (the same
+	// call made again reports true). It is atomic as Claim is: of many
+	// concurrent take-overs of one holder, exactly one reports true.
+	TakeOver(ctx context.Context, tok, old, nonce string, ttl time.Duration) (bool, error)
 }
 
 // MemoryStore is a Store in the memory of one process, for a single server
@@ -87,6 +97,36 @@ func (s *MemoryStore) Unclaim(ctx context.Context, tok, nonce string) error {
 		delete(s.flags, tok)
 	}
 	return nil
+}
+
+// Holder implements Store.
+func (s *MemoryStore) Holder(ctx context.Context, tok string) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	now := s.clock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f, ok := s.flags[tok]; ok && now.Before(f.expires) {
+		return f.nonce, nil
+	}
+	return "", nil
+}
+
+// TakeOver implements Store.
+func (s *MemoryStore) TakeOver(ctx context.Context, tok, old, nonce string, ttl time.Duration) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	now := s.clock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.flags[tok]
+	if !ok || !now.Before(f.expires) || (f.nonce != old && f.nonce != nonce) {
+		return false, nil
+	}
+	s.flags[tok] = memoryFlag{nonce: nonce, expires: now.Add(ttl)}
+	return true, nil
 }
 
 func (s *MemoryStore) clock() time.Time {

@@ -14,3 +14,33 @@ func (r *Reserver) Bucket(name string) int { return r.bucket(name) }
 
 // Wipe deletes every key of the store, as a Redis that lost its data.
 func (r *Reserver) Wipe(ctx context.Context) error { return r.wipe(ctx) }
+
+// HoldLane takes every flusher slot of bucket b's lane, as batches in
+// flight would, so that calls queue; the returned function hands the slots
+// on to the queued callers.
+func (r *Reserver) HoldLane(b int) func() {
+	l := &r.lanes[b]
+	l.mu.Lock()
+	n := r.flushers - l.flushing
+	l.flushing = r.flushers
+	l.mu.Unlock()
+	return func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for range n {
+			l.handOff(&call{slot: true})
+		}
+	}
+}
+
+// Queued returns how many calls wait in bucket b's lane.
+func (r *Reserver) Queued(b int) int {
+	l := &r.lanes[b]
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.queue)
+}
+
+// SetSendAbandoned makes the batcher send calls whose context ended while
+// they were queued: deliberately wrong.
+func (r *Reserver) SetSendAbandoned(on bool) { r.sendAbandoned = on }

@@ -61,7 +61,7 @@ func TestLostRepliesApplyOnce(t *testing.T) {
 		op      string
 		buckets int
 	}{
-		{"reserve", 1}, {"settle", 1}, {"give", 1},
+		{"reserve", 1}, {"settle", 1}, {"give+done", 1},
 		{"begin", 16}, {"take", 16}, {"grant", 16}, {"settle", 16}, {"give", 16},
 	} {
 		t.Run(fmt.Sprintf("%s/buckets=%d", tc.op, tc.buckets), func(t *testing.T) {
@@ -76,7 +76,7 @@ func TestLostRepliesApplyOnce(t *testing.T) {
 				lines = append(lines, inventory.Line{SKU: "b", Qty: 3})
 			}
 			id := findID(in.Reserver, "a", tc.buckets == 1)
-			release := tc.op == "settle" || tc.op == "give"
+			release := tc.op == "settle" || strings.HasPrefix(tc.op, "give")
 			if !release {
 				dropReply(p, tc.op)
 			}
@@ -137,7 +137,7 @@ func TestHammerWithLostRepliesKeepsTheInvariant(t *testing.T) {
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
 			in := setup(ctx, t, c, &redisstock.Options{Buckets: buckets})
-			ops := []string{"reserve", "begin", "take", "grant", "settle", "give", "undo", "abort", "sweep"}
+			ops := []string{"reserve", "begin", "take", "grant", "settle", "give", "undo", "give+done", "undo+done", "abort", "sweep", "multi"}
 			if o := os.Getenv("DROP_OPS"); o != "" {
 				ops = strings.Split(o, ",")
 			}

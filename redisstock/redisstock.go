@@ -27,6 +27,7 @@ type DB = pgstore.DB
 const (
 	DefaultKeyPrefix      = "inventory:"
 	DefaultPendingTimeout = 30 * time.Second
+	DefaultMaxBatch       = 64
 )
 
 // Options configures a Reserver. A nil *Options takes every default.
@@ -67,6 +68,12 @@ type Options struct {
 	WaitReplicas int
 	// WaitTimeout bounds the wait of WaitReplicas. Default: 1s.
 	WaitTimeout time.Duration
+	// MaxBatch is the most operations one script call carries. Operations
+	// that callers make on one bucket at the same time are coalesced: while
+	// one script call is in flight the next queue, and the next call takes
+	// them all (see the package documentation). 1 sends every operation on
+	// its own. Default: 64.
+	MaxBatch int
 }
 
 // DefaultWaitTimeout is the default of Options.WaitTimeout.
@@ -94,6 +101,15 @@ type Reserver struct {
 	waitFor time.Duration
 	sweep   atomic.Uint32 // the bucket the next ExpireDue starts at
 
+	maxBatch int
+	flushers int    // batches in flight at once per bucket
+	lanes    []lane // per bucket
+
+	// sendAbandoned, when set, leaves calls whose context ended while they
+	// were queued in the queue, to be sent. Tests only: a deliberately wrong
+	// batcher.
+	sendAbandoned bool
+
 	// beforeGrant, when set, runs between the last take and the grant of a
 	// cart that spans buckets. Tests only: a crash there.
 	beforeGrant func(id string) error
@@ -114,7 +130,8 @@ var script = redis.NewScript(scriptSrc)
 // client.
 func New(db DB, client redis.UniversalClient, opts *Options) (*Reserver, error) {
 	o := pgstore.Options{Name: "redisstock"}
-	r := &Reserver{prefix: DefaultKeyPrefix, buckets: 1, ttl: pgstore.DefaultTTL, pending: DefaultPendingTimeout, now: time.Now}
+	r := &Reserver{prefix: DefaultKeyPrefix, buckets: 1, ttl: pgstore.DefaultTTL, pending: DefaultPendingTimeout, now: time.Now,
+		maxBatch: DefaultMaxBatch, flushers: 2}
 	if opts != nil {
 		o.Schema = opts.Schema
 		if opts.KeyPrefix != "" {
@@ -136,10 +153,14 @@ func New(db DB, client redis.UniversalClient, opts *Options) (*Reserver, error) 
 			return nil, &inventory.ValidationError{Field: "WaitReplicas", Reason: "negative"}
 		}
 		r.waitN, r.waitFor = opts.WaitReplicas, cmpOr(opts.WaitTimeout, DefaultWaitTimeout)
+		if opts.MaxBatch > 0 {
+			r.maxBatch = opts.MaxBatch
+		}
 	}
 	if _, ok := client.(*redis.ClusterClient); ok && r.waitN > 0 {
 		return nil, &inventory.ValidationError{Field: "WaitReplicas", Reason: "not available with a Redis Cluster client"}
 	}
+	r.lanes = make([]lane, r.buckets)
 	if client == nil {
 		return nil, &inventory.ValidationError{Field: "client", Reason: "nil"}
 	}
@@ -173,20 +194,38 @@ func cmpOr(v, def time.Duration) time.Duration {
 	return v
 }
 
-// run runs one operation of the script and returns its reply as strings.
-func (r *Reserver) run(ctx context.Context, keys []string, args ...any) ([]string, error) {
-	var v any
-	var err error
-	if op, _ := args[0].(string); r.waitN > 0 && op != "lookup" && op != "avail" && op != "due" {
-		v, err = r.runReplicated(ctx, keys, args)
-	} else {
-		v, err = script.Run(ctx, r.rdb, keys, args...).Result()
-	}
+// reads are the operations that change nothing: they never wait for
+// replicas.
+var reads = map[string]bool{"lookup": true, "avail": true, "due": true}
+
+// exec runs one operation of the script, on its own, and returns its reply
+// as strings.
+func (r *Reserver) exec(ctx context.Context, keys []string, args ...any) ([]string, error) {
+	op, _ := args[0].(string)
+	v, err := r.eval(ctx, !reads[op], keys, args)
 	if err != nil {
 		return nil, err
 	}
+	return strs(v, keys[0])
+}
+
+// eval runs the script once; a call that may change Redis waits for
+// Options.WaitReplicas replicas.
+func (r *Reserver) eval(ctx context.Context, writes bool, keys []string, args []any) (any, error) {
+	if writes && r.waitN > 0 {
+		return r.runReplicated(ctx, keys, args)
+	}
+	return script.Run(ctx, r.rdb, keys, args...).Result()
+}
+
+// strs turns the reply of one operation into strings; the reply of a
+// bucket without its loaded marker (mk) into a *NotLoadedError.
+func strs(v any, mk string) ([]string, error) {
 	list, ok := v.([]any)
 	if !ok {
+		if err, ok := v.(error); ok {
+			return nil, err
+		}
 		return nil, fmt.Errorf("redisstock: unexpected script reply %T", v)
 	}
 	out := make([]string, len(list))
@@ -202,7 +241,7 @@ func (r *Reserver) run(ctx context.Context, keys []string, args ...any) ([]strin
 		}
 	}
 	if len(out) > 0 && out[0] == "nl" {
-		return nil, &NotLoadedError{Key: keys[0]}
+		return nil, &NotLoadedError{Key: mk}
 	}
 	return out, nil
 }
@@ -243,7 +282,10 @@ func (r *Reserver) runReplicated(ctx context.Context, keys []string, args []any)
 func fail(op, id string, err error) error {
 	var nl *NotLoadedError
 	var re redis.Error
+	var ns *notSentError
 	switch {
+	case errors.As(err, &ns):
+		return ns.err
 	case errors.As(err, &nl):
 		return err
 	case unreachable(err):
@@ -257,7 +299,10 @@ func fail(op, id string, err error) error {
 // failRead classifies the error of a call that changes nothing.
 func failRead(op, name string, err error) error {
 	var nl *NotLoadedError
+	var ns *notSentError
 	switch {
+	case errors.As(err, &ns):
+		return ns.err
 	case errors.As(err, &nl):
 		return err
 	case unreachable(err):
@@ -362,7 +407,7 @@ func (r *Reserver) reserveOne(ctx context.Context, id string, lines []inventory.
 	for _, l := range lines {
 		keys = append(keys, r.stockKey(l.SKU))
 	}
-	rep, err := r.run(ctx, keys, lineArgs([]any{"reserve", id, micros(now), micros(exp)}, lines)...)
+	rep, err := r.run(ctx, b, keys, lineArgs([]any{"reserve", id, micros(now), micros(exp)}, lines)...)
 	if err != nil {
 		return inventory.Reservation{}, fail("reserve", id, err)
 	}
@@ -395,7 +440,7 @@ func (r *Reserver) reserved(id string, rep []string, lines []inventory.Line) (in
 func (r *Reserver) reserveMany(ctx context.Context, id string, lines []inventory.Line, gs []group, now, exp time.Time) (_ inventory.Reservation, again bool, _ error) {
 	rb := r.bucket(id)
 	args := lineArgs([]any{"begin", id, micros(now), micros(exp), micros(now.Add(r.pending))}, lines)
-	rep, err := r.run(ctx, []string{r.marker(rb), r.recordKey(id), r.dueKey(rb)}, args...)
+	rep, err := r.run(ctx, rb, []string{r.marker(rb), r.recordKey(id), r.dueKey(rb)}, args...)
 	if err != nil {
 		return inventory.Reservation{}, false, fail("reserve", id, err)
 	}
@@ -420,7 +465,7 @@ func (r *Reserver) reserveMany(ctx context.Context, id string, lines []inventory
 	}
 	vs := make([]string, len(lines))
 	for _, g := range gs {
-		rep, err := r.run(ctx, r.groupKeys(g.bucket, id, g.lines), lineArgs([]any{"take", id, at}, g.lines)...)
+		rep, err := r.run(ctx, g.bucket, r.groupKeys(g.bucket, id, g.lines), lineArgs([]any{"take", id, at}, g.lines)...)
 		if err != nil {
 			// The take may or may not have run: abort and undo every bucket
 			// (an undo of a take that never ran leaves a tombstone).
@@ -442,7 +487,7 @@ func (r *Reserver) reserveMany(ctx context.Context, id string, lines []inventory
 			return inventory.Reservation{}, false, err
 		}
 	}
-	rep, err = r.run(ctx, []string{r.marker(rb), r.stream(rb), r.recordKey(id), r.dueKey(rb)}, "grant", id, at, strings.Join(vs, ","))
+	rep, err = r.run(ctx, rb, []string{r.marker(rb), r.stream(rb), r.recordKey(id), r.dueKey(rb)}, "grant", id, at, strings.Join(vs, ","))
 	if err != nil {
 		// The grant may have run: never undo; a retry with the same ID
 		// finds it granted, or still pending and completes it.
@@ -478,7 +523,7 @@ func (r *Reserver) compensate(ctx context.Context, id string, at int64, lines []
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), compensateTimeout)
 	defer cancel()
 	rb := r.bucket(id)
-	rep, err := r.run(cctx, []string{r.marker(rb), r.recordKey(id), r.dueKey(rb)}, "abort", id, at, micros(r.clock()))
+	rep, err := r.run(cctx, rb, []string{r.marker(rb), r.recordKey(id), r.dueKey(rb)}, "abort", id, at, micros(r.clock()))
 	if err != nil {
 		return inventory.Reservation{}, false, &inventory.OutcomeUnknownError{Op: "reserve", ID: id, Err: errors.Join(cause, err)}
 	}
@@ -504,13 +549,23 @@ func (r *Reserver) compensate(ctx context.Context, id string, at int64, lines []
 // at of id in every bucket of its lines, then takes id out of the due set.
 // Both are idempotent, so a sweep may finish what a caller started.
 func (r *Reserver) finish(ctx context.Context, op, id string, at int64, lines []inventory.Line) error {
-	for _, g := range r.groups(lines) {
-		if _, err := r.run(ctx, r.groupKeys(g.bucket, id, g.lines), lineArgs([]any{op, id, at}, g.lines)...); err != nil {
+	rb := r.bucket(id)
+	gs := r.groups(lines)
+	if len(gs) == 1 && gs[0].bucket == rb {
+		// The record and the lines share a bucket: one call does both.
+		keys := []string{r.marker(rb), r.stream(rb), r.holdKey(rb, id), r.dueKey(rb)}
+		for _, l := range lines {
+			keys = append(keys, r.stockKey(l.SKU))
+		}
+		_, err := r.run(ctx, rb, keys, lineArgs([]any{op + "+done", id, at}, lines)...)
+		return err
+	}
+	for _, g := range gs {
+		if _, err := r.run(ctx, g.bucket, r.groupKeys(g.bucket, id, g.lines), lineArgs([]any{op, id, at}, g.lines)...); err != nil {
 			return err
 		}
 	}
-	rb := r.bucket(id)
-	_, err := r.run(ctx, []string{r.marker(rb), r.dueKey(rb)}, "done", id)
+	_, err := r.run(ctx, rb, []string{r.marker(rb), r.dueKey(rb)}, "done", id)
 	return err
 }
 
@@ -587,7 +642,7 @@ func (r *Reserver) sweepOne(ctx context.Context, op, id string, to int) (string,
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), compensateTimeout)
 	defer cancel()
 	rb := r.bucket(id)
-	rep, err := r.run(ctx, []string{r.marker(rb), r.stream(rb), r.recordKey(id), r.dueKey(rb)}, op, id, to, r.clock().UnixMicro())
+	rep, err := r.run(ctx, rb, []string{r.marker(rb), r.stream(rb), r.recordKey(id), r.dueKey(rb)}, op, id, to, r.clock().UnixMicro())
 	if err != nil {
 		return "", inventory.Reservation{}, err
 	}
@@ -629,7 +684,7 @@ func (r *Reserver) ExpireDue(ctx context.Context, limit int) (int, error) {
 		// Entries another sweeper is finishing stay in the due set until it
 		// is done: read again while a full page comes back, a few times.
 		for range maxSweepPages {
-			ids, err := r.run(ctx, []string{r.marker(b), r.dueKey(b)}, "due", now, limit)
+			ids, err := r.run(ctx, b, []string{r.marker(b), r.dueKey(b)}, "due", now, limit)
 			if err != nil {
 				return n, failRead("expire", "", err)
 			}
@@ -666,7 +721,7 @@ func (r *Reserver) Lookup(ctx context.Context, id string) (inventory.Reservation
 		return inventory.Reservation{}, err
 	}
 	rb := r.bucket(id)
-	rep, err := r.run(ctx, []string{r.marker(rb), r.recordKey(id)}, "lookup")
+	rep, err := r.run(ctx, rb, []string{r.marker(rb), r.recordKey(id)}, "lookup")
 	if err != nil {
 		return inventory.Reservation{}, failRead("lookup", id, err)
 	}
@@ -685,7 +740,7 @@ func (r *Reserver) Available(ctx context.Context, sku string) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	rep, err := r.run(ctx, []string{r.marker(r.bucket(sku)), r.stockKey(sku)}, "avail")
+	rep, err := r.run(ctx, r.bucket(sku), []string{r.marker(r.bucket(sku)), r.stockKey(sku)}, "avail")
 	if err != nil {
 		return 0, failRead("available", sku, err)
 	}
@@ -706,7 +761,7 @@ func (r *Reserver) SetStock(ctx context.Context, sku string, available int64) er
 		return err
 	}
 	b := r.bucket(sku)
-	if _, err := r.run(ctx, []string{r.marker(b), r.stream(b), r.stockKey(sku)}, "stock", sku, available); err != nil {
+	if _, err := r.run(ctx, b, []string{r.marker(b), r.stream(b), r.stockKey(sku)}, "stock", sku, available); err != nil {
 		return fail("set stock", sku, err)
 	}
 	return nil
@@ -726,7 +781,7 @@ func (r *Reserver) AddStock(ctx context.Context, sku string, delta int64) (int64
 	tok := make([]byte, 12)
 	_, _ = rand.Read(tok)
 	keys := []string{r.marker(b), r.stream(b), r.stockKey(sku), r.key(b, "o:"+hex.EncodeToString(tok))}
-	rep, err := r.run(ctx, keys, "add", sku, delta, int64(inventory.MaxStock))
+	rep, err := r.run(ctx, b, keys, "add", sku, delta, int64(inventory.MaxStock))
 	if err != nil {
 		return 0, fail("add stock", sku, err)
 	}

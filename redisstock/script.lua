@@ -7,6 +7,11 @@
 -- when the operation changes anything: every change appends its event here,
 -- in the same script, so a change and its event are one atomic step.
 --
+-- K and A are the keys and arguments of the operation at hand: KEYS and
+-- ARGV, or one request's share of them when ARGV[1] is 'multi', which runs
+-- several requests of one bucket, one after another, in one call (see the
+-- end of the script).
+--
 -- Numbers cross the script as decimal strings; they stay below 2^53, which
 -- Lua's doubles hold exactly, and are written back with %d.
 --
@@ -18,38 +23,15 @@
 -- once its holds are undone). A tombstone (Cancel of an ID never reserved)
 -- is a record in state 3 without lines; a Reserve of its ID is refused.
 
-local op = ARGV[1]
-local mk = KEYS[1]
+local K, A = KEYS, ARGV
 
 local function fmt(n) return string.format('%d', n) end
 
-if op == 'ack' or op == 'dead' then
-  -- The writer's bookkeeping. KEYS: mk, ek, dead-letter stream. ARGV: op,
-  -- group, then entry ids ('ack'), or one id and its fields ('dead').
-  if op == 'ack' then
-    local ids = {}
-    for k = 3, #ARGV do ids[#ids+1] = ARGV[k] end
-    redis.call('XACK', KEYS[2], ARGV[2], unpack(ids))
-    redis.call('XDEL', KEYS[2], unpack(ids))
-  else
-    local args = {'XADD', KEYS[3], '*', 'from', ARGV[3]}
-    for k = 4, #ARGV do args[#args+1] = ARGV[k] end
-    redis.call(unpack(args))
-    redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
-    redis.call('XDEL', KEYS[2], ARGV[3])
-  end
-  return {'ok'}
-end
-
-if redis.call('EXISTS', mk) == 0 then
-  return {'nl'}
-end
-
--- lines reads n lines from ARGV starting at i: sku, qty pairs.
+-- lines reads n lines from A starting at i: sku, qty pairs.
 local function lines(i, n)
   local out = {}
   for k = 1, n do
-    out[k] = {ARGV[i + 2*k - 2], tonumber(ARGV[i + 2*k - 1])}
+    out[k] = {A[i + 2*k - 2], tonumber(A[i + 2*k - 1])}
   end
   return out
 end
@@ -127,11 +109,11 @@ local function begin(rk, dk, id, ls)
   return 'new', {at = at}
 end
 
--- check finds the first line the stock keys from KEYS[first] on cannot
+-- check finds the first line the stock keys from K[first] on cannot
 -- serve; nil when all can be taken.
 local function check(first, ls)
   for k, l in ipairs(ls) do
-    local a = redis.call('HGET', KEYS[first + k - 1], 'a')
+    local a = redis.call('HGET', K[first + k - 1], 'a')
     if not a then return {'unknown', fmt(k)} end
     if tonumber(a) < l[2] then return {'short', fmt(k), a} end
   end
@@ -143,7 +125,7 @@ end
 local function move(first, ls, sign)
   local out = {}
   for k, l in ipairs(ls) do
-    local sk = KEYS[first + k - 1]
+    local sk = K[first + k - 1]
     local a = redis.call('HINCRBY', sk, 'a', sign * l[2])
     local v = redis.call('HINCRBY', sk, 'v', 1)
     out[k] = {a, v}
@@ -151,13 +133,13 @@ local function move(first, ls, sign)
   return out
 end
 
--- take holds the lines in this bucket under id and attempt. KEYS: mk, ek,
+-- take holds the lines in this bucket under id and attempt. K: mk, ek,
 -- hold, stock keys from 4.
 local function take(id, at, exp, ls)
-  local h = redis.call('HMGET', KEYS[3], 'at', 'st')
+  local h = redis.call('HMGET', K[3], 'at', 'st')
   if h[1] then
     local hat = tonumber(h[1])
-    if hat == at and h[2] == 'T' then return {'ok', redis.call('HGET', KEYS[3], 'vs')} end
+    if hat == at and h[2] == 'T' then return {'ok', redis.call('HGET', K[3], 'vs')} end
     if hat >= at or h[2] == 'T' then return {'stale'} end
   end
   local refused = check(4, ls)
@@ -166,26 +148,26 @@ local function take(id, at, exp, ls)
   local vs = {}
   for k, s in ipairs(st) do vs[k] = fmt(s[2]) end
   vs = table.concat(vs, ',')
-  redis.call('HSET', KEYS[3], 'at', fmt(at), 'st', 'T', 'vs', vs)
-  event(KEYS[2], {'t', 'tk', 'id', id, 'at', fmt(at)}, ls, st)
+  redis.call('HSET', K[3], 'at', fmt(at), 'st', 'T', 'vs', vs)
+  event(K[2], {'t', 'tk', 'id', id, 'at', fmt(at)}, ls, st)
   return {'ok', vs}
 end
 
 -- back returns the units of the hold of id and attempt (to 'U' undone or
 -- 'G' given). An undo with no hold leaves a tombstone, so that a late take
 -- of the same attempt (a duplicate submission) cannot take afterwards.
-local function back(id, at, to, ls)
-  local h = redis.call('HMGET', KEYS[3], 'at', 'st')
+local function back(id, at, to, first, ls)
+  local h = redis.call('HMGET', K[3], 'at', 'st')
   if h[1] and tonumber(h[1]) == at and h[2] == 'T' then
-    local st = move(4, ls, 1)
-    redis.call('HSET', KEYS[3], 'st', to)
+    local st = move(first, ls, 1)
+    redis.call('HSET', K[3], 'st', to)
     local t = 'gv'
     if to == 'U' then t = 'ud' end
-    event(KEYS[2], {'t', t, 'id', id, 'at', fmt(at)}, ls, st)
+    event(K[2], {'t', t, 'id', id, 'at', fmt(at)}, ls, st)
     return {'ok'}
   end
   if to == 'U' and (not h[1] or tonumber(h[1]) < at) then
-    redis.call('HSET', KEYS[3], 'at', fmt(at), 'st', 'U')
+    redis.call('HSET', K[3], 'at', fmt(at), 'st', 'U')
   end
   return {'ok'}
 end
@@ -199,207 +181,299 @@ local function final(ek, id, r)
   event(ek, f, r.ls, nil)
 end
 
-if op == 'stock' then
-  -- KEYS: mk, ek, stock. ARGV: op, sku, available.
-  redis.call('HSET', KEYS[3], 'a', ARGV[3])
-  local v = redis.call('HINCRBY', KEYS[3], 'v', 1)
-  event(KEYS[2], {'t', 'st'}, {{ARGV[2], 0}}, {{tonumber(ARGV[3]), v}})
-  return {'ok'}
-
-elseif op == 'add' then
-  -- KEYS: mk, ek, stock, op token key. ARGV: op, sku, delta, max.
-  local done = redis.call('GET', KEYS[4])
-  if done then return {'ok', done} end
-  local a = redis.call('HGET', KEYS[3], 'a')
-  if not a then return {'unknown'} end
-  local na = tonumber(a) + tonumber(ARGV[3])
-  if na < 0 then return {'short', a} end
-  if na > tonumber(ARGV[4]) then return {'over', a} end
-  local st = move(3, {{ARGV[2], tonumber(ARGV[3])}}, 1)
-  event(KEYS[2], {'t', 'st'}, {{ARGV[2], 0}}, st)
-  redis.call('SET', KEYS[4], fmt(na), 'EX', 3600)
-  return {'ok', fmt(na)}
-
-elseif op == 'avail' then
-  -- KEYS: mk, stock.
-  local a = redis.call('HGET', KEYS[2], 'a')
-  if not a then return {'unknown'} end
-  return {'ok', a}
-
-elseif op == 'lookup' then
-  -- KEYS: mk, record.
-  local r = record(KEYS[2])
-  if not r or r.st == 0 or r.st == 9 then return {'nf'} end
-  return reply('ok', r)
-
-elseif op == 'reserve' then
-  -- The whole cart in one bucket. KEYS: mk, ek, record, due, hold, stock
-  -- keys from 6. ARGV: op, id, now, exp, n, lines.
-  local id, now, exp, n = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-  local ls = lines(6, n)
-  local kind, r = begin(KEYS[3], KEYS[4], id, ls)
-  if kind ~= 'new' then return reply(kind, r) end
-  local h = redis.call('HMGET', KEYS[5], 'at', 'st')
-  if h[1] and (tonumber(h[1]) >= r.at or h[2] == 'T') then return {'stale'} end
-  local refused = check(6, ls)
-  if refused then return refused end
-  local st = move(6, ls, -1)
-  redis.call('HSET', KEYS[5], 'at', fmt(r.at), 'st', 'T')
-  event(KEYS[2], {'t', 'tk', 'id', id, 'at', fmt(r.at)}, ls, st)
-  r = {st = 1, at = r.at, exp = exp, cr = now, ls = ls}
-  write(KEYS[3], r)
-  redis.call('ZADD', KEYS[4], exp, id)
-  final(KEYS[2], id, r)
-  return reply('new', r)
-
-elseif op == 'begin' then
-  -- KEYS: mk, record, due. ARGV: op, id, now, exp, deadline, n, lines.
-  local id, now, exp, n = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[6])
-  local ls = lines(7, n)
-  local kind, r = begin(KEYS[2], KEYS[3], id, ls)
-  if kind ~= 'new' then return reply(kind, r) end
-  r = {st = 0, at = r.at, exp = exp, cr = now, ls = ls}
-  write(KEYS[2], r)
-  redis.call('ZADD', KEYS[3], ARGV[5], id)
-  return reply('new', r)
-
-elseif op == 'take' then
-  -- KEYS: mk, ek, hold, stock keys from 4. ARGV: op, id, attempt, n, lines.
-  return take(ARGV[2], tonumber(ARGV[3]), nil, lines(5, tonumber(ARGV[4])))
-
-elseif op == 'undo' or op == 'give' then
-  -- KEYS: mk, ek, hold, stock keys from 4. ARGV: op, id, attempt, n, lines.
-  local to = 'G'
-  if op == 'undo' then to = 'U' end
-  return back(ARGV[2], tonumber(ARGV[3]), to, lines(5, tonumber(ARGV[4])))
-
-elseif op == 'grant' then
-  -- KEYS: mk, ek, record, due. ARGV: op, id, attempt, versions.
-  local id, at = ARGV[2], tonumber(ARGV[3])
-  local r = record(KEYS[3])
-  if not r or r.at ~= at or r.st == 9 then return {'gone'} end
-  if r.st ~= 0 then return reply('ok', r) end
-  r.st = 1
-  r.vs = ARGV[4]
-  redis.call('HSET', KEYS[3], 'st', '1', 'vs', r.vs)
-  redis.call('ZADD', KEYS[4], r.exp, id)
-  final(KEYS[2], id, r)
-  return reply('ok', r)
-
-elseif op == 'abort' then
-  -- KEYS: mk, record, due. ARGV: op, id, attempt, now.
-  -- The record stays in the due set until its holds are undone ('done').
-  -- The reply is the record as it is now: granted by a duplicate
-  -- submission, the caller must not undo anything.
-  local r = record(KEYS[2])
-  if not r then return {'nf'} end
-  if r.st == 0 and r.at == tonumber(ARGV[3]) then
-    r.st = 9
-    redis.call('HSET', KEYS[2], 'st', '9')
-    redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
-  end
-  return reply('ok', r)
-
-elseif op == 'settle' or op == 'sweep' then
-  -- settle: Commit (ARGV[3] = 2) or Release (3). sweep: whatever is due
-  -- (ARGV[3] = 0). KEYS: mk, ek, record, due. ARGV: op, id, to, now.
-  -- The reply's kind says what the caller still has to do: 'give' the
-  -- units back (a release or an expiry not yet propagated), 'undo' the
-  -- holds of an abandoned attempt, or nothing ('ok'). Its state is the
-  -- reservation's; 'expired' means this call expired it.
-  local id, to, now = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-  local r = record(KEYS[3])
-  local score = redis.call('ZSCORE', KEYS[4], id)
-  if not r or (op == 'settle' and (r.st == 0 or r.st == 9)) then
-    if op == 'sweep' then redis.call('ZREM', KEYS[4], id) end
-    return {'nf'}
-  end
-  if op == 'sweep' and (not score or tonumber(score) > now) then return {'nf'} end
-  local kind = 'ok'
-  if r.st == 0 then
-    -- an attempt abandoned past its deadline: abort it; its holds must be
-    -- undone before the entry leaves the due set.
-    r.st = 9
-    redis.call('HSET', KEYS[3], 'st', '9')
-    return reply('undo', r)
-  elseif r.st == 9 then
-    return reply('undo', r)
-  elseif r.st == 1 and tonumber(r.exp) <= now then
-    r.st = 4
-    redis.call('HSET', KEYS[3], 'st', '4')
-    redis.call('ZADD', KEYS[4], fmt(now), id)
-    final(KEYS[2], id, r)
-    return reply('expired', r)
-  elseif r.st == 1 and to ~= 0 then
-    r.st = to
-    redis.call('HSET', KEYS[3], 'st', fmt(to))
-    if to == 2 then
-      redis.call('ZREM', KEYS[4], id)
-    else
-      redis.call('ZADD', KEYS[4], fmt(now), id)
-      kind = 'give'
+-- trim deletes the applied entries of stream ek.
+local function trim(ek, group)
+  -- Entries are delivered in stream order, so every entry below the
+  -- oldest one still pending, or with none pending every entry up to
+  -- the last one delivered, has been applied: trim them at once, far
+  -- cheaper than deleting them one by one.
+  local p = redis.call('XPENDING', ek, group)
+  local keep = p[2]
+  if not keep or tonumber(p[1]) == 0 then
+    keep = nil
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', ek)) do
+      local f = {}
+      for k = 1, #g, 2 do f[g[k]] = g[k+1] end
+      if f['name'] == group then keep = f['last-delivered-id'] end
     end
-    final(KEYS[2], id, r)
-    return reply(kind, r)
-  elseif (r.st == 3 or r.st == 4) and score then
-    return reply('give', r)
-  elseif op == 'sweep' and r.st ~= 1 then
-    redis.call('ZREM', KEYS[4], id)
-  end
-  return reply(kind, r)
-
-elseif op == 'cancel' then
-  -- KEYS: mk, ek, record, due. ARGV: op, id, to (unused), now.
-  -- Like settle to 3, except that an ID without a reservation gets a
-  -- tombstone, and an attempt still being taken is aborted for good: the
-  -- reply 'undo' asks the caller to undo its holds and call again, which
-  -- then writes the tombstone.
-  local id, now = ARGV[2], ARGV[4]
-  local r = record(KEYS[3])
-  local score = redis.call('ZSCORE', KEYS[4], id)
-  if r and (r.st == 0 or (r.st == 9 and score)) then
-    if r.st == 0 or not r.cx then
-      redis.call('HSET', KEYS[3], 'st', '9', 'cx', '1')
-      redis.call('ZADD', KEYS[4], now, id)
+    if keep then
+      local ms, seq = string.match(keep, '^(%d+)-(%d+)$')
+      keep = ms .. '-' .. fmt(tonumber(seq) + 1)
     end
-    r.st = 9
-    return reply('undo', r)
   end
-  if not r or r.st == 9 then
-    -- A new attempt number, so that the grant of the aborted one finds
-    -- its attempt gone.
-    local at = 1
-    if r then at = r.at + 1 end
-    local t = {st = 3, at = at, exp = now, cr = now, ls = {}}
-    write(KEYS[3], t)
-    final(KEYS[2], id, t)
-    return reply('ok', t)
-  end
-  if r.st == 1 and tonumber(r.exp) <= tonumber(now) then
-    r.st = 4
-    redis.call('HSET', KEYS[3], 'st', '4')
-    redis.call('ZADD', KEYS[4], now, id)
-    final(KEYS[2], id, r)
-    return reply('expired', r)
-  elseif r.st == 1 then
-    r.st = 3
-    redis.call('HSET', KEYS[3], 'st', '3')
-    redis.call('ZADD', KEYS[4], now, id)
-    final(KEYS[2], id, r)
-    return reply('give', r)
-  elseif (r.st == 3 or r.st == 4) and score then
-    return reply('give', r)
-  end
-  return reply('ok', r)
-
-elseif op == 'done' then
-  -- KEYS: mk, due. ARGV: op, id.
-  redis.call('ZREM', KEYS[2], ARGV[2])
-  return {'ok'}
-
-elseif op == 'due' then
-  -- KEYS: mk, due. ARGV: op, now, limit.
-  return redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[2], 'LIMIT', 0, ARGV[3])
-
+  if keep then redis.call('XTRIM', ek, 'MINID', keep) end
 end
-return redis.error_reply('redisstock: unknown operation ' .. tostring(op))
+
+-- loaded reports whether the marker mk is there, asking Redis once per
+-- script call: the requests of a batch share their bucket's marker, and no
+-- operation deletes one.
+local markers = {}
+local function loaded(mk)
+  local v = markers[mk]
+  if v == nil then
+    v = redis.call('EXISTS', mk) == 1
+    markers[mk] = v
+  end
+  return v
+end
+
+-- dispatch runs the operation A[1] on K and A.
+local function dispatch()
+  local op = A[1]
+  local mk = K[1]
+
+  if op == 'ack' or op == 'dead' then
+    -- The writer's bookkeeping. K: mk, ek, dead-letter stream. A: op,
+    -- group, then entry ids ('ack'), or one id and its fields ('dead').
+    -- Either deletes the applied entries from the stream.
+    if op == 'ack' then
+      local ids = {}
+      for k = 3, #A do ids[#ids+1] = A[k] end
+      redis.call('XACK', K[2], A[2], unpack(ids))
+    else
+      local args = {'XADD', K[3], '*', 'from', A[3]}
+      for k = 4, #A do args[#args+1] = A[k] end
+      redis.call(unpack(args))
+      redis.call('XACK', K[2], A[2], A[3])
+      redis.call('XDEL', K[2], A[3])
+    end
+    trim(K[2], A[2])
+    return {'ok'}
+  end
+
+  if not loaded(mk) then
+    return {'nl'}
+  end
+
+  if op == 'stock' then
+    -- K: mk, ek, stock. A: op, sku, available.
+    redis.call('HSET', K[3], 'a', A[3])
+    local v = redis.call('HINCRBY', K[3], 'v', 1)
+    event(K[2], {'t', 'st'}, {{A[2], 0}}, {{tonumber(A[3]), v}})
+    return {'ok'}
+
+  elseif op == 'add' then
+    -- K: mk, ek, stock, op token key. A: op, sku, delta, max.
+    local done = redis.call('GET', K[4])
+    if done then return {'ok', done} end
+    local a = redis.call('HGET', K[3], 'a')
+    if not a then return {'unknown'} end
+    local na = tonumber(a) + tonumber(A[3])
+    if na < 0 then return {'short', a} end
+    if na > tonumber(A[4]) then return {'over', a} end
+    local st = move(3, {{A[2], tonumber(A[3])}}, 1)
+    event(K[2], {'t', 'st'}, {{A[2], 0}}, st)
+    redis.call('SET', K[4], fmt(na), 'EX', 3600)
+    return {'ok', fmt(na)}
+
+  elseif op == 'avail' then
+    -- K: mk, stock.
+    local a = redis.call('HGET', K[2], 'a')
+    if not a then return {'unknown'} end
+    return {'ok', a}
+
+  elseif op == 'lookup' then
+    -- K: mk, record.
+    local r = record(K[2])
+    if not r or r.st == 0 or r.st == 9 then return {'nf'} end
+    return reply('ok', r)
+
+  elseif op == 'reserve' then
+    -- The whole cart in one bucket. K: mk, ek, record, due, hold, stock
+    -- keys from 6. A: op, id, now, exp, n, lines.
+    local id, now, exp, n = A[2], A[3], A[4], tonumber(A[5])
+    local ls = lines(6, n)
+    local kind, r = begin(K[3], K[4], id, ls)
+    if kind ~= 'new' then return reply(kind, r) end
+    local h = redis.call('HMGET', K[5], 'at', 'st')
+    if h[1] and (tonumber(h[1]) >= r.at or h[2] == 'T') then return {'stale'} end
+    local refused = check(6, ls)
+    if refused then return refused end
+    local st = move(6, ls, -1)
+    redis.call('HSET', K[5], 'at', fmt(r.at), 'st', 'T')
+    r = {st = 1, at = r.at, exp = exp, cr = now, ls = ls}
+    write(K[3], r)
+    redis.call('ZADD', K[4], exp, id)
+    -- One event carries the take and the reservation.
+    event(K[2], {'t', 'rv', 'id', id, 'at', fmt(r.at), 'st', '1', 'exp', exp, 'cr', now}, ls, st)
+    return reply('new', r)
+
+  elseif op == 'begin' then
+    -- K: mk, record, due. A: op, id, now, exp, deadline, n, lines.
+    local id, now, exp, n = A[2], A[3], A[4], tonumber(A[6])
+    local ls = lines(7, n)
+    local kind, r = begin(K[2], K[3], id, ls)
+    if kind ~= 'new' then return reply(kind, r) end
+    r = {st = 0, at = r.at, exp = exp, cr = now, ls = ls}
+    write(K[2], r)
+    redis.call('ZADD', K[3], A[5], id)
+    return reply('new', r)
+
+  elseif op == 'take' then
+    -- K: mk, ek, hold, stock keys from 4. A: op, id, attempt, n, lines.
+    return take(A[2], tonumber(A[3]), nil, lines(5, tonumber(A[4])))
+
+  elseif op == 'undo' or op == 'give' then
+    -- K: mk, ek, hold, stock keys from 4. A: op, id, attempt, n, lines.
+    local to = 'G'
+    if op == 'undo' then to = 'U' end
+    return back(A[2], tonumber(A[3]), to, 4, lines(5, tonumber(A[4])))
+
+  elseif op == 'undo+done' or op == 'give+done' then
+    -- undo or give, then done, for a reservation whose record and lines
+    -- share this bucket. K: mk, ek, hold, due, stock keys from 5. A: op,
+    -- id, attempt, n, lines.
+    local to = 'G'
+    if op == 'undo+done' then to = 'U' end
+    back(A[2], tonumber(A[3]), to, 5, lines(5, tonumber(A[4])))
+    redis.call('ZREM', K[4], A[2])
+    return {'ok'}
+
+  elseif op == 'grant' then
+    -- K: mk, ek, record, due. A: op, id, attempt, versions.
+    local id, at = A[2], tonumber(A[3])
+    local r = record(K[3])
+    if not r or r.at ~= at or r.st == 9 then return {'gone'} end
+    if r.st ~= 0 then return reply('ok', r) end
+    r.st = 1
+    r.vs = A[4]
+    redis.call('HSET', K[3], 'st', '1', 'vs', r.vs)
+    redis.call('ZADD', K[4], r.exp, id)
+    final(K[2], id, r)
+    return reply('ok', r)
+
+  elseif op == 'abort' then
+    -- K: mk, record, due. A: op, id, attempt, now.
+    -- The record stays in the due set until its holds are undone ('done').
+    -- The reply is the record as it is now: granted by a duplicate
+    -- submission, the caller must not undo anything.
+    local r = record(K[2])
+    if not r then return {'nf'} end
+    if r.st == 0 and r.at == tonumber(A[3]) then
+      r.st = 9
+      redis.call('HSET', K[2], 'st', '9')
+      redis.call('ZADD', K[3], A[4], A[2])
+    end
+    return reply('ok', r)
+
+  elseif op == 'settle' or op == 'sweep' then
+    -- settle: Commit (A[3] = 2) or Release (3). sweep: whatever is due
+    -- (A[3] = 0). K: mk, ek, record, due. A: op, id, to, now.
+    -- The reply's kind says what the caller still has to do: 'give' the
+    -- units back (a release or an expiry not yet propagated), 'undo' the
+    -- holds of an abandoned attempt, or nothing ('ok'). Its state is the
+    -- reservation's; 'expired' means this call expired it.
+    local id, to, now = A[2], tonumber(A[3]), tonumber(A[4])
+    local r = record(K[3])
+    local score = redis.call('ZSCORE', K[4], id)
+    if not r or (op == 'settle' and (r.st == 0 or r.st == 9)) then
+      if op == 'sweep' then redis.call('ZREM', K[4], id) end
+      return {'nf'}
+    end
+    if op == 'sweep' and (not score or tonumber(score) > now) then return {'nf'} end
+    local kind = 'ok'
+    if r.st == 0 then
+      -- an attempt abandoned past its deadline: abort it; its holds must be
+      -- undone before the entry leaves the due set.
+      r.st = 9
+      redis.call('HSET', K[3], 'st', '9')
+      return reply('undo', r)
+    elseif r.st == 9 then
+      return reply('undo', r)
+    elseif r.st == 1 and tonumber(r.exp) <= now then
+      r.st = 4
+      redis.call('HSET', K[3], 'st', '4')
+      redis.call('ZADD', K[4], fmt(now), id)
+      final(K[2], id, r)
+      return reply('expired', r)
+    elseif r.st == 1 and to ~= 0 then
+      r.st = to
+      redis.call('HSET', K[3], 'st', fmt(to))
+      if to == 2 then
+        redis.call('ZREM', K[4], id)
+      else
+        redis.call('ZADD', K[4], fmt(now), id)
+        kind = 'give'
+      end
+      final(K[2], id, r)
+      return reply(kind, r)
+    elseif (r.st == 3 or r.st == 4) and score then
+      return reply('give', r)
+    elseif op == 'sweep' and r.st ~= 1 then
+      redis.call('ZREM', K[4], id)
+    end
+    return reply(kind, r)
+
+  elseif op == 'cancel' then
+    -- K: mk, ek, record, due. A: op, id, to (unused), now.
+    -- Like settle to 3, except that an ID without a reservation gets a
+    -- tombstone, and an attempt still being taken is aborted for good: the
+    -- reply 'undo' asks the caller to undo its holds and call again, which
+    -- then writes the tombstone.
+    local id, now = A[2], A[4]
+    local r = record(K[3])
+    local score = redis.call('ZSCORE', K[4], id)
+    if r and (r.st == 0 or (r.st == 9 and score)) then
+      if r.st == 0 or not r.cx then
+        redis.call('HSET', K[3], 'st', '9', 'cx', '1')
+        redis.call('ZADD', K[4], now, id)
+      end
+      r.st = 9
+      return reply('undo', r)
+    end
+    if not r or r.st == 9 then
+      -- A new attempt number, so that the grant of the aborted one finds
+      -- its attempt gone.
+      local at = 1
+      if r then at = r.at + 1 end
+      local t = {st = 3, at = at, exp = now, cr = now, ls = {}}
+      write(K[3], t)
+      final(K[2], id, t)
+      return reply('ok', t)
+    end
+    if r.st == 1 and tonumber(r.exp) <= tonumber(now) then
+      r.st = 4
+      redis.call('HSET', K[3], 'st', '4')
+      redis.call('ZADD', K[4], now, id)
+      final(K[2], id, r)
+      return reply('expired', r)
+    elseif r.st == 1 then
+      r.st = 3
+      redis.call('HSET', K[3], 'st', '3')
+      redis.call('ZADD', K[4], now, id)
+      final(K[2], id, r)
+      return reply('give', r)
+    elseif (r.st == 3 or r.st == 4) and score then
+      return reply('give', r)
+    end
+    return reply('ok', r)
+
+  elseif op == 'done' then
+    -- K: mk, due. A: op, id.
+    redis.call('ZREM', K[2], A[2])
+    return {'ok'}
+
+  elseif op == 'due' then
+    -- K: mk, due. A: op, now, limit.
+    return redis.call('ZRANGEBYSCORE', K[2], '-inf', A[2], 'LIMIT', 0, A[3])
+
+  end
+  return redis.error_reply('redisstock: unknown operation ' .. tostring(op))
+end
+
+if ARGV[1] == 'multi' then
+  -- ARGV: 'multi', count, then per request: its number of keys, its
+  -- number of arguments, its arguments. KEYS: every request's keys, in
+  -- order. The reply holds each request's reply, in order.
+  local out = {}
+  local ki, ai = 0, 3
+  for j = 1, tonumber(ARGV[2]) do
+    local nk, na = tonumber(ARGV[ai]), tonumber(ARGV[ai + 1])
+    K = {unpack(KEYS, ki + 1, ki + nk)}
+    A = {unpack(ARGV, ai + 2, ai + 1 + na)}
+    ki, ai = ki + nk, ai + 2 + na
+    out[j] = dispatch()
+  end
+  return out
+end
+return dispatch()

@@ -48,6 +48,7 @@ var typedErrors = map[string][]error{
 // unreachableErrors are the error types no caller ever sees, and why.
 var unreachableErrors = map[string]string{
 	"internal/pgstore.aborted": "the store unwraps it to the error it carries before returning",
+	"redisstock.notSentError":  "the strategy returns the context's error it carries instead",
 }
 
 // TestErrorTextNamesItsKind checks that the message of every typed error

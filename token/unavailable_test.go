@@ -1,7 +1,9 @@
 package token_test
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
@@ -54,4 +56,41 @@ func TestUnreachableStoreIsUnavailable(t *testing.T) {
 			assert.Equal(t, int64(5), n)
 		})
 	}
+}
+
+// TestCancelledWaitingForAFlagConnection submits a token while the only
+// connection of the PostgreSQL flags' pool is busy, until the context
+// ends: nothing was sent, so Reserve returns the context's error, never
+// inventory.ErrOutcomeUnknown, the inner strategy is not called, and once
+// the connection is free the same token is granted.
+func TestCancelledWaitingForAFlagConnection(t *testing.T) {
+	ctx := t.Context()
+	pool := pgtest.Pool(t, pgtest.PoolConfig{MaxConns: 1})
+	store, err := token.NewPostgresStore(pool, &token.PostgresOptions{Schema: testsvc.Schema(t)})
+	require.NoError(t, err)
+	require.NoError(t, store.Migrate(ctx))
+	inner := &counting{Strategy: memory.New(nil)}
+	require.NoError(t, inner.SetStock(ctx, "a", 5))
+	issuer := newIssuer(t, nil)
+	r := token.Wrap(inner, issuer, store, nil)
+	tok, err := issuer.Issue(ctx)
+	require.NoError(t, err)
+	req := inventory.Request{ID: tok, Lines: []inventory.Line{{SKU: "a", Qty: 1}}}
+
+	busy, err := pool.Acquire(ctx)
+	require.NoError(t, err)
+	cctx, cancel := context.WithTimeout(ctx, 150*time.Millisecond)
+	_, err = r.Reserve(cctx, req)
+	cancel()
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.NotErrorIs(t, err, inventory.ErrOutcomeUnknown)
+	busy.Release()
+	assert.Zero(t, inner.reserves.Load(), "the inner strategy is not called")
+
+	res, err := r.Reserve(ctx, req)
+	require.NoError(t, err, "the same token, once the connection is free")
+	assert.Equal(t, inventory.Held, res.State)
+	n, err := inner.Available(ctx, "a")
+	require.NoError(t, err)
+	assert.Equal(t, int64(4), n)
 }

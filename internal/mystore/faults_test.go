@@ -1,0 +1,161 @@
+package mystore_test
+
+import (
+	"context"
+	"database/sql"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/oversell/inventory"
+	"github.com/oversell/inventory/internal/faultproxy"
+	"github.com/oversell/inventory/internal/mystore/mytest"
+	"github.com/oversell/inventory/internal/testsvc"
+	"github.com/oversell/inventory/pessimistic"
+	"github.com/oversell/inventory/sqlcond"
+	"github.com/oversell/inventory/strategy/strategytest"
+)
+
+var makers = map[string]mytest.Maker{
+	"sqlcond": func(db *sql.DB, schema string, now func() time.Time) (mytest.Strategy, error) {
+		return sqlcond.NewMySQL(db, &sqlcond.Options{Schema: schema, Now: now})
+	},
+	"pessimistic": func(db *sql.DB, schema string, now func() time.Time) (mytest.Strategy, error) {
+		return pessimistic.NewMySQL(db, &pessimistic.Options{Schema: schema, Now: now})
+	},
+}
+
+// A reservation whose request or reply the network loses fails, with
+// inventory.ErrOutcomeUnknown when the server may have committed it; the
+// retry by the same ID settles it, and the units are taken once.
+func TestLostRequestsAndRepliesApplyOnceOnRetry(t *testing.T) {
+	cfg, err := mysql.ParseDSN(testsvc.MySQLURL(t))
+	require.NoError(t, err)
+	for name, mk := range makers {
+		t.Run(name, func(t *testing.T) {
+			ctx := t.Context()
+			proxy, err := faultproxy.New(cfg.Addr)
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = proxy.Close() })
+			in := mytest.New(ctx, t, mk, mytest.Pool(t, 4, proxy.Addr()))
+			require.NoError(t, in.SetStock(ctx, "a", 100))
+			want := int64(100)
+			for _, mode := range []faultproxy.Mode{faultproxy.DropReply, faultproxy.DropRequest} {
+				for range 3 {
+					req := inventory.Request{ID: strategytest.RandomID(), Lines: []inventory.Line{{SKU: "a", Qty: 2}}}
+					proxy.Arm(faultproxy.Rule{Pattern: []byte(req.ID), Mode: mode, Times: 1})
+					_, err := in.Reserve(ctx, req)
+					require.Error(t, err, "the %v fault reached the caller", mode)
+					t.Logf("%s, mode %v: %v", name, mode, err)
+					if name == "sqlcond" && mode == faultproxy.DropReply {
+						// The CALL commits in the server: only the reply was lost.
+						assert.ErrorIs(t, err, inventory.ErrOutcomeUnknown)
+					}
+					got, err := in.Reserve(ctx, req)
+					require.NoError(t, err, "the retry settles it")
+					assert.Equal(t, inventory.Held, got.State)
+					want -= 2
+					n, err := in.Available(ctx, "a")
+					require.NoError(t, err)
+					require.Equal(t, want, n, "units taken once per ID")
+				}
+			}
+			proxy.Disarm()
+		})
+	}
+}
+
+// Random deadlines in the middle of calls leave no connection checked out of
+// the pool and no transaction open on the server, and lose no unit.
+func TestRandomDeadlinesLeakNothing(t *testing.T) {
+	for name, mk := range makers {
+		t.Run(name, func(t *testing.T) {
+			ctx := t.Context()
+			db := mytest.Pool(t, 8, "")
+			in := mytest.New(ctx, t, mk, db)
+			const stock = 1000
+			require.NoError(t, in.SetStock(ctx, "a", stock))
+			require.NoError(t, in.SetStock(ctx, "b", stock))
+			var mu sync.Mutex
+			ids := map[string]bool{}
+			var wg sync.WaitGroup
+			for range 8 {
+				wg.Go(func() {
+					for range 25 {
+						req := inventory.Request{ID: strategytest.RandomID(), Lines: []inventory.Line{{SKU: "a", Qty: 1}, {SKU: "b", Qty: 1}}}
+						dctx, cancel := context.WithTimeout(ctx, time.Duration(rand.IntN(3000))*time.Microsecond)
+						_, err := in.Reserve(dctx, req)
+						cancel()
+						if err != nil && !errorsInContract(err) {
+							t.Errorf("error outside the contract: %v", err)
+						}
+						mu.Lock()
+						ids[req.ID] = true
+						mu.Unlock()
+					}
+				})
+			}
+			wg.Wait()
+			assert.Zero(t, db.Stats().InUse, "no connection left checked out")
+
+			// Every ID either took one unit of each SKU or nothing.
+			var held int64
+			for id := range ids {
+				r, err := in.Lookup(ctx, id)
+				if err == nil {
+					assert.Len(t, r.Lines, 2, id)
+					held++
+				}
+			}
+			for _, sku := range []string{"a", "b"} {
+				n, err := in.Available(ctx, sku)
+				require.NoError(t, err)
+				assert.Equal(t, int64(stock), n+held, "%s: available %d + held %d", sku, n, held)
+			}
+
+			// No transaction is left open on any of the pool's connections.
+			open := db.Stats().OpenConnections
+			var conns []*sql.Conn
+			var threads []any
+			for range open {
+				c, err := db.Conn(ctx)
+				require.NoError(t, err)
+				conns = append(conns, c)
+				var id int64
+				require.NoError(t, c.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&id))
+				threads = append(threads, id)
+			}
+			if len(threads) > 0 {
+				var trx int
+				q := "SELECT count(*) FROM information_schema.innodb_trx WHERE trx_mysql_thread_id IN (?" + stringsRepeat(",?", len(threads)-1) + ")"
+				require.NoError(t, testsvc.MySQL(t).QueryRowContext(ctx, q, threads...).Scan(&trx))
+				assert.Zero(t, trx, "open transactions on the pool's connections")
+			}
+			for _, c := range conns {
+				_ = c.Close()
+			}
+			t.Logf("%s: %d calls, %d held, %d connections checked", name, len(ids), held, open)
+		})
+	}
+}
+
+func errorsInContract(err error) bool {
+	switch strategytest.ErrorKind(err) {
+	case "canceled", "outcome_unknown", "contended":
+		return true
+	}
+	return false
+}
+
+func stringsRepeat(s string, n int) string {
+	out := ""
+	for range n {
+		out += s
+	}
+	return out
+}

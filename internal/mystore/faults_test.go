@@ -159,3 +159,78 @@ func stringsRepeat(s string, n int) string {
 	}
 	return out
 }
+
+// The server kills the strategy's connections (KILL CONNECTION from another
+// session) while the hammer runs: nothing is oversold or lost, and the pool
+// recovers.
+func TestConnectionsKilledDuringHammer(t *testing.T) {
+	for name, mk := range makers {
+		t.Run(name, func(t *testing.T) {
+			ctx := t.Context()
+			schema := testsvc.MySQLDatabase(t)
+			s, err := mk(testsvc.MySQL(t), schema, time.Now)
+			require.NoError(t, err)
+			require.NoError(t, s.Migrate(ctx))
+			// The pool's sessions default to the strategy's database, by
+			// which the killer finds them in the process list.
+			cfg, err := mysql.ParseDSN(testsvc.MySQLURL(t))
+			require.NoError(t, err)
+			cfg.DBName = schema
+			db, err := testsvc.OpenMySQL(cfg.FormatDSN(), 8)
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = db.Close() })
+			clk := strategytest.NewClock()
+			s, err = mk(db, schema, clk.Now)
+			require.NoError(t, err)
+
+			admin := testsvc.MySQL(t)
+			var killed int
+			stop := make(chan struct{})
+			var kills sync.WaitGroup
+			kills.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					case <-time.After(30 * time.Millisecond):
+					}
+					rows, err := admin.QueryContext(ctx, "SELECT id FROM information_schema.processlist WHERE db = ?", schema)
+					if err != nil {
+						return
+					}
+					var ids []int64
+					for rows.Next() {
+						var id int64
+						if rows.Scan(&id) == nil {
+							ids = append(ids, id)
+						}
+					}
+					rows.Close()
+					for _, id := range ids[:min(len(ids), 2)] {
+						if _, err := admin.ExecContext(ctx, "KILL CONNECTION ?", id); err == nil {
+							killed++
+						}
+					}
+				}
+			})
+			rep, err := strategytest.Hammer(ctx, strategytest.HammerConfig{
+				Strategy: s, Advance: clk.Advance,
+				Workers: 16, SKUs: 1, Stock: 300, MaxQty: 2, SellOut: true, Faults: true,
+			})
+			close(stop)
+			kills.Wait()
+			require.NoError(t, err)
+			t.Log(rep)
+			assert.Zero(t, rep.Oversold, "oversold")
+			assert.Zero(t, rep.Lost, "lost")
+			assert.Positive(t, killed, "connections were killed during the run")
+			t.Logf("%s: %d connections killed", name, killed)
+
+			require.NoError(t, s.SetStock(context.WithoutCancel(ctx), "after", 5))
+			assert.EventuallyWithT(t, func(c *assert.CollectT) {
+				_, err := s.Reserve(ctx, inventory.Request{ID: strategytest.RandomID(), Lines: []inventory.Line{{SKU: "after", Qty: 1}}})
+				assert.NoError(c, err)
+			}, 5*time.Second, 20*time.Millisecond, "the pool recovers")
+		})
+	}
+}

@@ -28,6 +28,19 @@ const (
 	errMovedCode       = 30003
 )
 
+// maxReadRounds bounds the attempts of a read (Lookup, Available) whose
+// connection was lost under it: a read changes nothing, so it is sent again
+// on another connection.
+const maxReadRounds = 3
+
+// lostConn reports whether err is a connection lost mid-call (killed, cut)
+// while ctx is still alive: not the server's answer, not the context's end.
+func lostConn(ctx context.Context, err error) bool {
+	return err != nil && ctx.Err() == nil && !answered(err) && !ledger.Final(err) &&
+		!errors.Is(err, sql.ErrNoRows) && (errors.Is(err, mysql.ErrInvalidConn) || errors.Is(err, driver.ErrBadConn) ||
+		hasNumber(err, errKilled, errShutdown, errInterrupted))
+}
+
 // rollbackTimeout bounds a rollback, which runs even when the caller's
 // context has ended, so that the connection goes back to the pool clean.
 const rollbackTimeout = 5 * time.Second

@@ -190,6 +190,17 @@ func (s *Store) Lookup(ctx context.Context, id string) (inventory.Reservation, e
 	if err := ctx.Err(); err != nil {
 		return inventory.Reservation{}, err
 	}
+	var r inventory.Reservation
+	var err error
+	for range maxReadRounds {
+		if r, err = s.lookup(ctx, id); !lostConn(ctx, err) {
+			break
+		}
+	}
+	return r, err
+}
+
+func (s *Store) lookup(ctx context.Context, id string) (inventory.Reservation, error) {
 	st, err := s.Stmt(ctx, s.q.lookup)
 	if err != nil {
 		return inventory.Reservation{}, s.fail(ctx, "lookup", err)

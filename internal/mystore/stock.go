@@ -85,6 +85,17 @@ func (s *Store) Available(ctx context.Context, sku string) (int64, error) {
 }
 
 func (s *Store) read(ctx context.Context, sku string) (int64, error) {
+	var n int64
+	var err error
+	for range maxReadRounds {
+		if n, err = s.readOnce(ctx, sku); !lostConn(ctx, err) {
+			break
+		}
+	}
+	return n, err
+}
+
+func (s *Store) readOnce(ctx context.Context, sku string) (int64, error) {
 	st, err := s.Stmt(ctx, s.q.available)
 	if err != nil {
 		return 0, err

@@ -1,6 +1,7 @@
 package redisstock_test
 
 import (
+	"context"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -25,4 +26,19 @@ func TestOneNodeClusterRefusesNoScript(t *testing.T) {
 	require.NoError(t, err)
 	t.Log(rep)
 	assert.True(t, rep.OK(), "%v", rep.Unexpected)
+}
+
+// TestConformanceCluster runs the whole suite on a Redis Cluster of three
+// masters, with the keys spread over sixteen buckets and so over every
+// master.
+func TestConformanceCluster(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t)
+	rdb := c.Client(nil)
+	opts := &redisstock.Options{Buckets: 16}
+	strategytest.RunConformance(t, func(ctx context.Context, t *testing.T) *strategytest.Harness {
+		in := setup(ctx, t, rdb, opts)
+		return &strategytest.Harness{Strategy: in.Reserver, Advance: in.Clock.Advance,
+			LinesTakenApart: "a cart over several buckets takes them one script at a time; Available sees the units of a bucket taken before the cart is refused on the next"}
+	})
 }

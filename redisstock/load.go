@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -247,15 +248,22 @@ func (r *Reserver) wipe(ctx context.Context) error {
 
 // scan calls fn with the keys under the prefix that match the glob pattern
 // after it ("" for all), in pages, on every master of a cluster, passing the
-// client of the server that holds them.
+// client of the server that holds them. The masters are scanned at once,
+// but fn is called for one page at a time.
 func (r *Reserver) scan(ctx context.Context, pattern string, fn func(ctx context.Context, c redis.UniversalClient, keys []string) error) error {
+	var mu sync.Mutex
+	call := func(ctx context.Context, c redis.UniversalClient, keys []string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		return fn(ctx, c, keys)
+	}
 	each := func(ctx context.Context, c redis.UniversalClient) error {
 		iter := c.Scan(ctx, 0, escapeGlob(r.prefix)+pattern+"*", loadBatch).Iterator()
 		var page []string
 		for iter.Next(ctx) {
 			page = append(page, iter.Val())
 			if len(page) >= loadBatch {
-				if err := fn(ctx, c, page); err != nil {
+				if err := call(ctx, c, page); err != nil {
 					return err
 				}
 				page = nil
@@ -267,7 +275,7 @@ func (r *Reserver) scan(ctx context.Context, pattern string, fn func(ctx context
 		if len(page) == 0 {
 			return nil
 		}
-		return fn(ctx, c, page)
+		return call(ctx, c, page)
 	}
 	if cc, ok := r.rdb.(*redis.ClusterClient); ok {
 		return cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return each(ctx, m) })

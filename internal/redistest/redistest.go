@@ -40,6 +40,9 @@ type Options struct {
 	// sentinel, when set, runs a Sentinel with these monitoring lines
 	// instead of a server (see StartSentinel).
 	sentinel string
+	// clusterNode starts the server in cluster mode owning no slot, to
+	// join a cluster (see StartCluster).
+	clusterNode bool
 }
 
 // Server is a redis-server process of one test.
@@ -49,6 +52,8 @@ type Server struct {
 	dir      string
 	port     int
 	cluster  bool
+	node     bool // a cluster node without slots
+	busPort  int
 	replica  string
 	sentinel string
 
@@ -74,6 +79,7 @@ func Start(t testing.TB, opts *Options) *Server {
 		s.cluster = opts.Cluster
 		s.replica = opts.ReplicaOf
 		s.sentinel = opts.sentinel
+		s.node = opts.clusterNode
 	}
 	t.Cleanup(s.Stop)
 	var last error
@@ -83,6 +89,11 @@ func Start(t testing.TB, opts *Options) *Server {
 			t.Fatalf("redistest: find a free port: %v", err)
 		}
 		s.port = port
+		if s.node {
+			if s.busPort, err = freePort(); err != nil {
+				t.Fatalf("redistest: find a free port: %v", err)
+			}
+		}
 		if last = s.start(); last == nil {
 			return s
 		}
@@ -157,6 +168,10 @@ func (s *Server) start() error {
 	if s.replica != "" {
 		host, port, _ := net.SplitHostPort(s.replica)
 		args = append(args, "--replicaof", host, port)
+	}
+	if s.node {
+		args = append(args, "--cluster-enabled", "yes", "--cluster-port", strconv.Itoa(s.busPort),
+			"--cluster-config-file", filepath.Join(s.dir, "nodes.conf"), "--cluster-node-timeout", "5000")
 	}
 	if s.cluster {
 		// A fresh config file each start: the node forgets its slots, as an

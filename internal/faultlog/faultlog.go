@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -46,7 +47,8 @@ type Cell struct {
 }
 
 // StrategyName names the strategy v by the package of its type, as
-// strategy.Names spells them: a *sqlcond.Reserver is "sqlcond".
+// strategy.Names spells them: a *sqlcond.Reserver is "sqlcond", a
+// *sqlcond.MySQLReserver "sqlcond-mysql".
 func StrategyName(v any) string {
 	t := reflect.TypeOf(v)
 	if t == nil {
@@ -55,7 +57,11 @@ func StrategyName(v any) string {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	return path.Base(t.PkgPath())
+	name := path.Base(t.PkgPath())
+	if strings.HasPrefix(t.Name(), "MySQL") {
+		name += "-mysql"
+	}
+	return name
 }
 
 // prefix starts every line Log writes.

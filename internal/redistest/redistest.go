@@ -36,6 +36,10 @@ type Options struct {
 	// ReplicaOf, a host:port, starts the server as a replica of that
 	// server. Default: "", a primary.
 	ReplicaOf string
+	// AppendOnly keeps an append-only file with appendfsync always, so that
+	// Restart (a SIGKILL) comes back with every write the server answered.
+	// Default: false, nothing kept.
+	AppendOnly bool
 
 	// sentinel, when set, runs a Sentinel with these monitoring lines
 	// instead of a server (see StartSentinel).
@@ -55,6 +59,7 @@ type Server struct {
 	node     bool // a cluster node without slots
 	busPort  int
 	replica  string
+	aof      bool
 	sentinel string
 
 	mu     sync.Mutex
@@ -78,6 +83,7 @@ func Start(t testing.TB, opts *Options) *Server {
 	if opts != nil {
 		s.cluster = opts.Cluster
 		s.replica = opts.ReplicaOf
+		s.aof = opts.AppendOnly
 		s.sentinel = opts.sentinel
 		s.node = opts.clusterNode
 	}
@@ -122,7 +128,8 @@ func (s *Server) Stop() {
 	s.cmd, s.exited = nil, nil
 }
 
-// Restart stops the server and starts it again, empty, on the same port.
+// Restart stops the server and starts it again on the same port: empty,
+// or with Options.AppendOnly from its append-only file.
 func (s *Server) Restart() {
 	s.t.Helper()
 	s.Stop()
@@ -164,6 +171,9 @@ func (s *Server) start() error {
 		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--daemonize", "no",
 		"--dir", s.dir, "--loglevel", "warning",
+	}
+	if s.aof {
+		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
 	}
 	if s.replica != "" {
 		host, port, _ := net.SplitHostPort(s.replica)

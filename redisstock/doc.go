@@ -58,6 +58,17 @@
 //     one whose context ends while the batch is in flight gets an
 //     *inventory.OutcomeUnknownError. A batch holds the keys of one bucket,
 //     one hash slot, so Redis Cluster takes it.
+//   - Available with more than one bucket: a cart over several buckets
+//     takes them one script at a time, so while it is being taken,
+//     Available of a SKU in a bucket it already took shows those units
+//     gone; if the cart is then refused on a later bucket, they come back.
+//     A caller may see Available fall and rise again with no reservation
+//     granted, or read fewer units than any sequence of whole calls
+//     explains: it is not linearizable with such Reserves (the suite's
+//     linearizability check logs this instead of failing). Never more
+//     units than are there, and Reserve decides on the units themselves,
+//     so nothing is oversold. With one bucket (the default) every call is
+//     one script, and Available is linearizable.
 //   - Loss detection: every bucket has a loaded marker, written last by
 //     Load. Every script checks its bucket's marker first; without it the
 //     call fails with a *NotLoadedError (ErrNotLoaded, inventory.ErrUnavailable)
@@ -144,11 +155,14 @@
 //
 // # Costs
 //
-// Measured with invbench beside the bare Lua decrement (raw-redis) in
-// alternating runs on a 2-core machine that others were loading (load
-// average 13-16), hot SKU at 64 workers: a median of 0.63x raw-redis
-// against 0.20x without coalescing; 100 SKUs: 0.35x against 0.16x. See
-// BENCHMARKS.md.
+// Measured with invbench beside the bare Lua decrement (raw-redis), in
+// alternated runs on a 2-core machine others were loading (load average 6
+// to 9), medians: hot SKU at 64 workers 0.33x raw-redis (0.21x before
+// operations were coalesced), 100 SKUs 0.27x (0.13x), one worker 0.23x
+// and 0.28x; under heavier load (13 to 16) 0.63x and 0.35x. What remains
+// is Redis's CPU per operation (about 30 µs for a one-bucket Reserve, each
+// of its reads and writes a call from Lua) and the writer's PostgreSQL
+// work, not round trips. See BENCHMARKS.md.
 //
 // Reserve: one operation when the cart and its record share a bucket;
 // otherwise 2 + (buckets of the cart), plus an abort and the undos on

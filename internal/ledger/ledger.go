@@ -93,16 +93,16 @@ func Fail(ctx context.Context, name, op string, err error, contended bool) error
 	if contended {
 		return fmt.Errorf("%s: %s: %w: %w", name, op, inventory.ErrContended, err)
 	}
-	if cerr := ctxErr(ctx); cerr != nil && !errors.Is(err, cerr) {
+	if cerr := CtxErr(ctx); cerr != nil && !errors.Is(err, cerr) {
 		return fmt.Errorf("%s: %s: %w: %w", name, op, cerr, err)
 	}
 	return fmt.Errorf("%s: %s: %w", name, op, err)
 }
 
-// ctxErr is ctx.Err(), or context.DeadlineExceeded once ctx's deadline has
+// CtxErr is ctx.Err(), or context.DeadlineExceeded once ctx's deadline has
 // passed: a socket deadline taken from ctx can fire (an "i/o timeout" that
 // does not wrap the context's error) before the context's own timer does.
-func ctxErr(ctx context.Context) error {
+func CtxErr(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}

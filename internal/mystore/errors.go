@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/oversell/inventory/internal/ledger"
+	"github.com/oversell/inventory/internal/unreach"
 )
 
 // Server error numbers the store reads.
@@ -105,6 +107,11 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 	}
 	if hasNumber(err, errMovedCode) {
 		return ledger.ErrMoved
+	}
+	if ledger.CtxErr(ctx) == nil { // a dial cut short by ctx's deadline is the deadline's
+		if u := unreach.Wrap(op, unreach.MySQL, fmt.Errorf("%s: %w", s.name, err)); u != nil {
+			return u
+		}
 	}
 	return ledger.Fail(ctx, s.name, op, err, Contended(err))
 }

@@ -1,6 +1,7 @@
 // Package unreach tells the errors of a server that could not be reached,
-// before anything was sent to it, from the others, for PostgreSQL (pgx) and
-// Redis (go-redis), and turns them into *inventory.UnavailableError. Every
+// before anything was sent to it, from the others, for PostgreSQL (pgx),
+// Redis (go-redis) and MySQL (go-sql-driver/mysql), and turns them into
+// *inventory.UnavailableError. Every
 // strategy classifies through it, so that "the store could not be reached;
 // nothing changed; safe to retry" means the same everywhere.
 package unreach
@@ -9,6 +10,7 @@ import (
 	"errors"
 	"net"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/oversell/inventory"
@@ -18,6 +20,7 @@ import (
 const (
 	Postgres = "postgres"
 	Redis    = "redis"
+	MySQL    = "mysql"
 )
 
 // PostgresErr reports whether err is pgx's failure to open a connection
@@ -32,7 +35,23 @@ func PostgresErr(err error) bool {
 // RedisErr reports whether err is go-redis's failure to open a connection:
 // a dial that was refused, timed out or could not resolve the name. No
 // command was written to such a connection.
-func RedisErr(err error) bool {
+func RedisErr(err error) bool { return dialErr(err) }
+
+// MySQLErr reports whether err is the MySQL driver's failure to open a
+// connection: a dial that was refused, timed out or could not resolve the
+// name, or a server that turned the connection away in its handshake
+// because it is full (ER_CON_COUNT_ERROR, 1040). No statement was sent.
+func MySQLErr(err error) bool {
+	var me *mysql.MySQLError
+	return dialErr(err) || (errors.As(err, &me) && me.Number == erConCount)
+}
+
+// erConCount is MySQL's "Too many connections", answered in the handshake.
+const erConCount = 1040
+
+// dialErr reports whether err is a dial that failed or a name that did not
+// resolve.
+func dialErr(err error) bool {
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
 		return true
@@ -42,7 +61,8 @@ func RedisErr(err error) bool {
 }
 
 // Wrap returns err as an *inventory.UnavailableError of op on server when
-// it is that server's failure to be reached (PostgresErr, RedisErr), err
+// it is that server's failure to be reached (PostgresErr, RedisErr,
+// MySQLErr), err
 // itself when it already is one, and nil otherwise.
 func Wrap(op, server string, err error) error {
 	switch {
@@ -50,7 +70,7 @@ func Wrap(op, server string, err error) error {
 		return nil
 	case errors.Is(err, inventory.ErrUnavailable):
 		return err
-	case server == Postgres && PostgresErr(err), server == Redis && RedisErr(err):
+	case server == Postgres && PostgresErr(err), server == Redis && RedisErr(err), server == MySQL && MySQLErr(err):
 		return &inventory.UnavailableError{Op: op, Server: server, Err: err}
 	}
 	return nil

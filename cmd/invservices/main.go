@@ -1,5 +1,5 @@
 // Command invservices starts the servers the tests and the benchmark need
-// (PostgreSQL 15 and Redis 7) in containers through testcontainers-go, on a
+// (PostgreSQL 15, Redis 7 and MariaDB 11) in containers through testcontainers-go, on a
 // machine with a Docker engine and no servers of its own, prints the
 // environment variables that point the tests and invbench at them, and keeps
 // them until it is interrupted.
@@ -32,7 +32,7 @@ const startTimeout = 5 * time.Minute
 func main() {
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "Usage: invservices\n\n"+
-			"Starts PostgreSQL and Redis in containers (needs Docker), prints the INVENTORY_* variables\n"+
+			"Starts PostgreSQL, Redis and MariaDB in containers (needs Docker), prints the INVENTORY_* variables\n"+
 			"the tests and invbench read as shell export lines, and removes the containers on Ctrl-C.\n")
 		flag.PrintDefaults()
 	}
@@ -50,7 +50,7 @@ func main() {
 func run(ctx context.Context, out, progress io.Writer) error {
 	startCtx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
-	fmt.Fprintln(progress, "invservices: starting", containers.PostgresImage, "and", containers.RedisImage)
+	fmt.Fprintln(progress, "invservices: starting", containers.PostgresImage, containers.RedisImage, "and", containers.MariaDBImage)
 	pg, stopPG, err := containers.Postgres(startCtx)
 	if err != nil {
 		return err
@@ -61,7 +61,12 @@ func run(ctx context.Context, out, progress io.Writer) error {
 		return err
 	}
 	defer stopRedis()
-	fmt.Fprint(out, exports(map[string]string{"POSTGRES": pg, "REDIS": rd}))
+	my, stopMariaDB, err := containers.MariaDB(startCtx)
+	if err != nil {
+		return err
+	}
+	defer stopMariaDB()
+	fmt.Fprint(out, exports(map[string]string{"POSTGRES": pg, "REDIS": rd, "MYSQL": my}))
 	fmt.Fprintln(progress, "invservices: ready; Ctrl-C removes the containers")
 	<-ctx.Done()
 	if err := context.Cause(ctx); !errors.Is(err, context.Canceled) {

@@ -193,6 +193,11 @@
 //   - Redis without the store's data: *NotLoadedError until Load.
 //   - PostgreSQL away: Redis keeps selling, events wait in the streams, the
 //     lag grows, and the writers catch up when it comes back.
+//     TestWriterCatchesUpAfterItsConnectionsAreKilled terminates a writer's
+//     backends before its transactions while buyers reserve, and finds the
+//     ledger agreeing with Redis once the writer has drained (a writer that
+//     acknowledged before COMMIT would lose those batches, and the test's
+//     twin shows the check catching it).
 //   - An event that fails MaxFailures times moves to its bucket's
 //     dead-letter stream (<prefix>{b<n>}:x) with the error, and the writer
 //     logs it at error level; PostgreSQL misses it until it is replayed, and

@@ -44,3 +44,10 @@ func (r *Reserver) Queued(b int) int {
 // SetSendAbandoned makes the batcher send calls whose context ended while
 // they were queued: deliberately wrong.
 func (r *Reserver) SetSendAbandoned(on bool) { r.sendAbandoned = on }
+
+// SetBeforeCommit sets a hook that runs before each batch's transaction.
+func (w *Writer) SetBeforeCommit(f func()) { w.beforeCommit = f }
+
+// SetAckFirst makes the writer acknowledge a batch before its COMMIT:
+// deliberately wrong.
+func (w *Writer) SetAckFirst(on bool) { w.ackFirst = on }

@@ -95,6 +95,11 @@ type Writer struct {
 	dead    atomic.Int64
 	failed  atomic.Int64
 
+	// Tests only: beforeCommit runs before each batch's transaction, and
+	// ackFirst acknowledges a batch before it commits (deliberately wrong).
+	beforeCommit func()
+	ackFirst     bool
+
 	// Per bucket: whether entries this writer read may still be
 	// unacknowledged (it reads its own pending entries first then), and
 	// when it last claimed other writers' idle entries (unix ns).
@@ -459,7 +464,18 @@ func (w *Writer) apply(ctx context.Context, b int, msgs []redis.XMessage) (int, 
 	if len(ready) == 0 {
 		return 0, nil
 	}
+	if w.ackFirst {
+		if err := w.ack(ctx, b, ready); err != nil {
+			return 0, err
+		}
+	}
+	if w.beforeCommit != nil {
+		w.beforeCommit()
+	}
 	if err := w.commit(ctx, ready); err == nil {
+		if w.ackFirst {
+			return len(ready), nil
+		}
 		return len(ready), w.ack(ctx, b, ready)
 	} else if !refused(err) {
 		return 0, err // PostgreSQL away or the connection cut: retry later, count nothing

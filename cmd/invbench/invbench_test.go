@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/oversell/inventory"
+	"github.com/oversell/inventory/internal/redistest"
 	"github.com/oversell/inventory/internal/testsvc"
 	"github.com/oversell/inventory/strategy"
 )
@@ -367,4 +369,17 @@ func TestSmokeEveryServiceStrategy(t *testing.T) {
 		assert.True(t, r.OK, "%s %s: %s", r.Target, caseOf(r), r.check())
 		assert.Positive(t, r.Decided, "%s %s made progress", r.Target, caseOf(r))
 	}
+}
+
+// TestRedisstockOnARedisCluster runs redisstock and its baseline on a
+// three-master cluster started on loopback ports, through -redis-cluster.
+func TestRedisstockOnARedisCluster(t *testing.T) {
+	testsvc.Postgres(t) // redisstock writes behind to PostgreSQL
+	c := redistest.StartCluster(t)
+	var stdout, stderr bytes.Buffer
+	code := mainErr(t.Context(), []string{"-strategies", "redisstock", "-workloads", "uniform", "-workers", "8", "-ops", "400",
+		"-quiet", "-strict", "-redis-cluster", strings.Join(c.Addrs(), ",")}, &stdout, &stderr)
+	require.Equal(t, 0, code, "stdout: %s\nstderr: %s", stdout.String(), stderr.String())
+	assert.Regexp(t, `redisstock\s+8\s+\d+\s+[\d.]+ .* ok\n`, stdout.String())
+	assert.Regexp(t, `raw-redis\s+8\s+\d+\s+\(raw\) .* ok\n`, stdout.String())
 }

@@ -84,6 +84,7 @@ type options struct {
 	containers, smoke, strict, quiet      bool
 	full                                  bool
 	out, chart, cpuProfile                string
+	redisCluster                          string
 	seed                                  uint64
 }
 
@@ -105,6 +106,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.pgConns, "pg-conns", 48, "size of the PostgreSQL connection pool every strategy shares")
 	fs.IntVar(&o.mysqlConns, "mysql-conns", 48, "size of the MySQL connection pool every MySQL strategy shares")
 	fs.BoolVar(&o.mysqlOnly, "mysql", false, "run the MySQL strategies (sqlcond-mysql, pessimistic-mysql) beside raw-mysql; same as -strategies sqlcond-mysql,pessimistic-mysql")
+	fs.StringVar(&o.redisCluster, "redis-cluster", "", "comma-separated `ADDRS` (host:port) of a Redis Cluster to use instead of INVENTORY_REDIS_URL; redisstock then spreads its keys over 16 buckets (run it with -strategies redisstock: raw-redis keeps its keys in one slot, redislock's carts span slots)")
 	fs.BoolVar(&o.containers, "containers", false, "start PostgreSQL and Redis through testcontainers-go (needs Docker) instead of using the URLs")
 	fs.BoolVar(&o.full, "full", false, "the full sweep: workloads "+fullWorkloads+", workers "+fullWorkers+", "+fullDuration.String()+" per point (about five minutes); flags given beside it still apply")
 	fs.BoolVar(&o.smoke, "smoke", false, "a short run for CI: per strategy, hot, uniform carts of 1..3 lines and a sell-out, 32 workers, 1s each")
@@ -302,10 +304,13 @@ func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if !needPG {
 			pgURL = ""
 		}
-		if !needRedis {
+		if !needRedis || o.redisCluster != "" {
 			redisURL = ""
 		}
 		svc = connect(ctx, pgURL, redisURL, int32(o.pgConns), slices.Max(p.workers)+32)
+		if needRedis && o.redisCluster != "" {
+			svc.redis, svc.redisErr = connectRedisCluster(ctx, split(o.redisCluster), slices.Max(p.workers)+32)
+		}
 		if needMySQL {
 			svc.mysql, svc.mysqlErr = connectMySQL(ctx, mysqlURL(), o.mysqlConns)
 		}

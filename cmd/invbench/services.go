@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -140,6 +141,19 @@ func connectRedis(ctx context.Context, url string, conns int) (redis.UniversalCl
 	if err := c.Ping(ctx).Err(); err != nil {
 		_ = c.Close()
 		return nil, fmt.Errorf("%s: %w", redact(url), err)
+	}
+	return c, nil
+}
+
+// connectRedisCluster opens a client of the Redis Cluster whose nodes
+// include addrs, with room for conns connections to each node.
+func connectRedisCluster(ctx context.Context, addrs []string, conns int) (redis.UniversalClient, error) {
+	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, PoolSize: conns, DialTimeout: connectTimeout})
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	if err := c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return m.Ping(ctx).Err() }); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("redis cluster %s: %w", strings.Join(addrs, ","), err)
 	}
 	return c, nil
 }

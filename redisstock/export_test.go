@@ -48,6 +48,10 @@ func (r *Reserver) SetSendAbandoned(on bool) { r.sendAbandoned = on }
 // SetBeforeCommit sets a hook that runs before each batch's transaction.
 func (w *Writer) SetBeforeCommit(f func()) { w.beforeCommit = f }
 
+// SetAfterCommit sets a hook that runs after each batch's COMMIT, before
+// its entries are acknowledged.
+func (w *Writer) SetAfterCommit(f func()) { w.afterCommit = f }
+
 // SetAckFirst makes the writer acknowledge a batch before its COMMIT:
 // deliberately wrong.
 func (w *Writer) SetAckFirst(on bool) { w.ackFirst = on }

@@ -95,9 +95,11 @@ type Writer struct {
 	dead    atomic.Int64
 	failed  atomic.Int64
 
-	// Tests only: beforeCommit runs before each batch's transaction, and
+	// Tests only: beforeCommit runs before each batch's transaction,
+	// afterCommit after its COMMIT and before its acknowledgement, and
 	// ackFirst acknowledges a batch before it commits (deliberately wrong).
 	beforeCommit func()
+	afterCommit  func()
 	ackFirst     bool
 
 	// Per bucket: whether entries this writer read may still be
@@ -473,6 +475,9 @@ func (w *Writer) apply(ctx context.Context, b int, msgs []redis.XMessage) (int, 
 		w.beforeCommit()
 	}
 	if err := w.commit(ctx, ready); err == nil {
+		if w.afterCommit != nil {
+			w.afterCommit()
+		}
 		if w.ackFirst {
 			return len(ready), nil
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/oversell/inventory/internal/faultproxy"
 	"github.com/oversell/inventory/internal/mystore/mytest"
 	"github.com/oversell/inventory/internal/testsvc"
+	"github.com/oversell/inventory/internal/unreach/unreachtest"
 	"github.com/oversell/inventory/pessimistic"
 	"github.com/oversell/inventory/sqlcond"
 	"github.com/oversell/inventory/strategy/strategytest"
@@ -257,43 +258,10 @@ func TestUnreachableServerIsUnavailable(t *testing.T) {
 			require.NoError(t, proxy.Close()) // the port now refuses connections
 			db.SetMaxIdleConns(0)             // and the pool keeps none
 
-			newID := strategytest.RandomID()
-			calls := map[string]func() error{
-				"Reserve": func() error {
-					_, err := in.Reserve(ctx, inventory.Request{ID: newID, Lines: []inventory.Line{{SKU: "a", Qty: 3}}})
-					return err
-				},
-				"Cancel":    func() error { return in.Cancel(ctx, newID+"-cancel") },
-				"Commit":    func() error { return in.Commit(ctx, held.ID) },
-				"Release":   func() error { return in.Release(ctx, held.ID) },
-				"ExpireDue": func() error { _, err := in.ExpireDue(ctx, 10); return err },
-				"Lookup":    func() error { _, err := in.Lookup(ctx, held.ID); return err },
-				"Available": func() error { _, err := in.Available(ctx, "a"); return err },
-				"SetStock":  func() error { return in.SetStock(ctx, "b", 5) },
-				"AddStock":  func() error { _, err := in.AddStock(ctx, "a", 5); return err },
-			}
-			for op, call := range calls {
-				err := call()
-				assert.ErrorIs(t, err, inventory.ErrUnavailable, "%s with the server unreachable", op)
-				assert.NotErrorIs(t, err, inventory.ErrOutcomeUnknown, "%s sent nothing: its outcome is known", op)
-				var u *inventory.UnavailableError
-				if assert.ErrorAs(t, err, &u, op) {
-					assert.Equal(t, "mysql", u.Server, op)
-				}
-			}
-
+			newID := unreachtest.EveryCallIsUnavailable(ctx, t, in, "mysql", "a", held.ID)
 			other, err := mk(testsvc.MySQL(t), in.Schema, in.Clock.Now)
 			require.NoError(t, err)
-			_, err = other.Lookup(ctx, newID)
-			assert.ErrorIs(t, err, inventory.ErrNotFound, "nothing recorded")
-			got, err := other.Lookup(ctx, held.ID)
-			require.NoError(t, err)
-			assert.Equal(t, inventory.Held, got.State, "still held")
-			n, err := other.Available(ctx, "a")
-			require.NoError(t, err)
-			assert.Equal(t, int64(9), n, "no unit moved")
-			_, err = other.Available(ctx, "b")
-			assert.ErrorIs(t, err, inventory.ErrUnknownSKU)
+			unreachtest.NothingChanged(ctx, t, other, "a", held.ID, newID, 9)
 		})
 	}
 }

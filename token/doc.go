@@ -87,6 +87,17 @@
 //   - Store unreachable: Reserve fails with an *inventory.UnavailableError
 //     (inventory.ErrUnavailable) and changes no stock; the same token can be
 //     submitted again.
+//   - The connection to the store fails under a call (the store may or may
+//     not have acted): RedisStore's calls are repeated by go-redis, and
+//     PostgresStore repeats its statement up to three times. Every store
+//     call gives the same answer when made again with the same nonce, so a
+//     repeat is harmless. If the link stays broken, Reserve fails with an
+//     *inventory.UnavailableError and changes no stock, as above.
+//     TestFlagStoreFaults submits tokens from four buyers at once while the
+//     link loses the reply to each token's first store call, or is cut at a
+//     random moment: no token reached the inner strategy twice at a time,
+//     every unit was available or held, and every token could be submitted
+//     again.
 //   - The caller's context ends during the store call: Reserve returns at
 //     once; the call finishes behind it, bounded by Options.StoreTimeout, and
 //     clears the flag it set.

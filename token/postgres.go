@@ -137,17 +137,14 @@ func (s *PostgresStore) Claim(ctx context.Context, tok, nonce string, ttl time.D
 	// or expired); then the insert is tried again.
 	for range 8 {
 		var holder string
-		err := s.db.QueryRow(ctx, s.insertSQL, tok, nonce, us).Scan(&holder)
+		err := s.repeat(ctx, "claim", func() error { return s.db.QueryRow(ctx, s.insertSQL, tok, nonce, us).Scan(&holder) })
 		if err == nil {
 			return holder == nonce, nil
-		}
-		if u := unreach.Wrap("claim", unreach.Postgres, err); u != nil {
-			return false, u
 		}
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return false, err
 		}
-		err = s.db.QueryRow(ctx, s.selectSQL, tok).Scan(&holder)
+		err = s.repeat(ctx, "claim", func() error { return s.db.QueryRow(ctx, s.selectSQL, tok).Scan(&holder) })
 		if err == nil {
 			return holder == nonce, nil
 		}
@@ -164,14 +161,11 @@ func (s *PostgresStore) Holder(ctx context.Context, tok string) (string, error) 
 		return "", errNilDB
 	}
 	var holder string
-	err := s.db.QueryRow(ctx, s.selectSQL, tok).Scan(&holder)
+	err := s.repeat(ctx, "holder", func() error { return s.db.QueryRow(ctx, s.selectSQL, tok).Scan(&holder) })
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return "", nil
 	case err != nil:
-		if u := unreach.Wrap("holder", unreach.Postgres, err); u != nil {
-			return "", u
-		}
 		return "", err
 	}
 	return holder, nil
@@ -182,7 +176,11 @@ func (s *PostgresStore) TakeOver(ctx context.Context, tok, old, nonce string, tt
 	if s.db == nil {
 		return false, errNilDB
 	}
-	tag, err := s.db.Exec(ctx, s.takeOverSQL, tok, old, nonce, max(ttl.Microseconds(), 1))
+	var tag pgconn.CommandTag
+	err := s.repeat(ctx, "take over", func() (err error) {
+		tag, err = s.db.Exec(ctx, s.takeOverSQL, tok, old, nonce, max(ttl.Microseconds(), 1))
+		return err
+	})
 	if err != nil {
 		return false, err
 	}
@@ -194,8 +192,46 @@ func (s *PostgresStore) Unclaim(ctx context.Context, tok, nonce string) error {
 	if s.db == nil {
 		return errNilDB
 	}
-	_, err := s.db.Exec(ctx, s.deleteSQL, tok, nonce)
+	return s.repeat(ctx, "unclaim", func() error {
+		_, err := s.db.Exec(ctx, s.deleteSQL, tok, nonce)
+		return err
+	})
+}
+
+// storeAttempts bounds the tries of one store statement whose connection
+// was lost.
+const storeAttempts = 3
+
+// repeat runs f, one statement of op, again when its connection was lost
+// while it ran (the server may or may not have run it): every statement of
+// the store gives the same answer when made twice with the same nonce, so
+// the repeat is harmless. pgx does not repeat a statement it has sent, as
+// go-redis does for the RedisStore. A server that cannot be reached, or a
+// connection still lost after storeAttempts tries, is an
+// *inventory.UnavailableError: the flag is as the last try left it, and
+// no stock was touched.
+func (s *PostgresStore) repeat(ctx context.Context, op string, f func() error) error {
+	var err error
+	for range storeAttempts {
+		if err = f(); err == nil || !lostConn(ctx, err) {
+			break
+		}
+	}
+	if u := unreach.Wrap(op, unreach.Postgres, err); u != nil {
+		return u
+	}
+	if err != nil && lostConn(ctx, err) {
+		return &inventory.UnavailableError{Op: op, Server: unreach.Postgres, Err: err}
+	}
 	return err
+}
+
+// lostConn reports whether err is a connection that failed under a
+// statement, rather than an answer of the server or the end of ctx.
+func lostConn(ctx context.Context, err error) bool {
+	var pgErr *pgconn.PgError
+	return ctx.Err() == nil && !errors.As(err, &pgErr) && !errors.Is(err, pgx.ErrNoRows) &&
+		!errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }
 
 // Purge deletes at most limit flags whose expiry has passed and reports how

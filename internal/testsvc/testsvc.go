@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -79,6 +80,17 @@ func PostgresURL(t testing.TB) string {
 	t.Helper()
 	Postgres(t)
 	return pgURL
+}
+
+// PostgresAddr returns the host:port of the PostgreSQL server PostgresURL
+// names, for a faultproxy to forward to, or skips (or fails) the test.
+func PostgresAddr(t testing.TB) string {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(PostgresURL(t))
+	if err != nil {
+		t.Fatalf("testsvc: %s: %v", PostgresEnv, err)
+	}
+	return net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
 }
 
 // Postgres returns a pool shared by every test in the binary, or skips (or

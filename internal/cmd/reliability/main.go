@@ -41,6 +41,36 @@ var faultNames = map[string]string{
 	faultlog.BadInput:          "Bad input (invalid requests)",
 }
 
+// notApplicable says, per fault, the strategies it cannot reach and why:
+// their cell reads "n/a" with the reason, not "no test". A strategy missing
+// here and from the test run's lines is a gap, shown as "no test".
+var notApplicable = map[string]map[string]string{}
+
+func init() {
+	noLink := "no connection: the store is in the process"
+	wrapper := "adds no I/O of its own: the wrapped strategy's column applies"
+	sqlOnly := "keeps nothing in Redis"
+	for _, f := range []string{faultlog.ConnCut, faultlog.ReplyBeforeCommit, faultlog.ReplyAfterCommit, faultlog.BackendKilled} {
+		notApplicable[f] = map[string]string{"memory": noLink, "otelinventory": wrapper}
+	}
+	notApplicable[faultlog.ProcessKilled] = map[string]string{
+		"memory":        "the store dies with its process: nothing is left to check",
+		"otelinventory": wrapper,
+	}
+	for _, f := range []string{faultlog.RedisRestartNoAOF, faultlog.RedisRestartAOF, faultlog.RedisFailover, faultlog.RedisFailoverWait} {
+		notApplicable[f] = map[string]string{
+			"memory": sqlOnly, "sqlcond": sqlOnly, "pessimistic": sqlOnly, "sqlcond-mysql": sqlOnly,
+			"pessimistic-mysql": sqlOnly, "groupcommit": sqlOnly, "otelinventory": wrapper,
+		}
+	}
+	notApplicable[faultlog.WriterCrash] = map[string]string{}
+	for _, n := range strategy.Names() {
+		if n != "redisstock" {
+			notApplicable[faultlog.WriterCrash][n] = "writes nothing behind: every change is in the store when the call returns"
+		}
+	}
+}
+
 type event struct {
 	Time    time.Time
 	Action  string
@@ -160,7 +190,7 @@ func build(r io.Reader) (string, error) {
 	b.WriteString("operations tried under the fault, units oversold, units lost (or acknowledged reservations lost), operations applied twice.\n")
 	b.WriteString("The tests fail on any oversell, loss or double apply they do not expect, so a passing run shows zeros except where a\n")
 	b.WriteString("strategy documents a loss (redisstock without persistence or without WAIT). \"no test\" marks a fault no test exercises\n")
-	b.WriteString("for that strategy; FAILED a cell whose test failed in the run. Regenerate (see DEVELOPERS.md):\n\n")
+	b.WriteString("for that strategy, \"n/a\" one that cannot reach it (with the reason); FAILED a cell whose test failed in the run. Regenerate (see DEVELOPERS.md):\n\n")
 	b.WriteString("```\ngo test -json -count=1 ./... > /tmp/faults.json\ngo run ./internal/cmd/reliability -in /tmp/faults.json -out docs/RELIABILITY.md\n```\n\n")
 	fmt.Fprintf(&b, "Run of %s, %s long.\n\n", first.UTC().Format("2006-01-02 15:04 MST"), last.Sub(first).Round(time.Second))
 	b.WriteString("| fault |")
@@ -177,7 +207,11 @@ func build(r io.Reader) (string, error) {
 		for _, c := range cols {
 			x := cells[[2]string{c, f}]
 			if x == nil {
-				b.WriteString(" no test |")
+				if why, ok := notApplicable[f][c]; ok {
+					fmt.Fprintf(&b, " n/a: %s |", why)
+				} else {
+					b.WriteString(" no test |")
+				}
 				continue
 			}
 			status := ""

@@ -1,0 +1,234 @@
+package token_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/oversell/inventory"
+	"github.com/oversell/inventory/internal/faultlog"
+	"github.com/oversell/inventory/internal/faultproxy"
+	"github.com/oversell/inventory/internal/pgstore/pgtest"
+	"github.com/oversell/inventory/internal/testsvc"
+	"github.com/oversell/inventory/memory"
+	"github.com/oversell/inventory/token"
+)
+
+// inFlight is an inner strategy that records, per reservation ID, the most
+// Reserve calls it ever had in flight at once: the token's promise is one.
+type inFlight struct {
+	inventory.Strategy
+	delay time.Duration
+
+	mu   sync.Mutex
+	now  map[string]int
+	peak map[string]int
+}
+
+func newInFlight(delay time.Duration) *inFlight {
+	return &inFlight{Strategy: memory.New(nil), delay: delay, now: map[string]int{}, peak: map[string]int{}}
+}
+
+func (f *inFlight) Reserve(ctx context.Context, req inventory.Request) (inventory.Reservation, error) {
+	f.mu.Lock()
+	f.now[req.ID]++
+	f.peak[req.ID] = max(f.peak[req.ID], f.now[req.ID])
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.now[req.ID]--
+		f.mu.Unlock()
+	}()
+	time.Sleep(f.delay)
+	return f.Strategy.Reserve(ctx, req)
+}
+
+// doubles counts the IDs that reached Reserve more than once at a time.
+func (f *inFlight) doubles() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var n int64
+	for _, p := range f.peak {
+		if p > 1 {
+			n++
+		}
+	}
+	return n
+}
+
+// forgetful is a wrong flag store: every claim succeeds, so duplicates all
+// pass. The fault check must catch it.
+type forgetful struct{ token.Store }
+
+func (forgetful) Claim(context.Context, string, string, time.Duration) (bool, error) {
+	return true, nil
+}
+
+// faultRun is what one run of submissions under faults found.
+type faultRun struct {
+	tried, failed      int64
+	oversold, lost     int64
+	double, unexpected int64
+	firstUnexpected    error
+}
+
+// submitUnderFaults submits tokens, each by four buyers at once through two
+// Reservers, while hurt damages the flag store's link during the round of
+// that token (nil: no faults). Then it submits every token once more with
+// the link whole, which must succeed, and checks the inner stock: every
+// unit available or held by a token's reservation, none taken twice.
+func submitUnderFaults(t *testing.T, store token.Store, hurt func(tok string)) faultRun {
+	t.Helper()
+	ctx := t.Context()
+	const stock, tokens, buyers = 1000, 40, 4
+	inner := newInFlight(2 * time.Millisecond)
+	require.NoError(t, inner.SetStock(ctx, "sku", stock))
+	issuer := newIssuer(t, nil)
+	rs := []*token.Reserver{token.Wrap(inner, issuer, store, nil), token.Wrap(inner, issuer, store, nil)}
+	var run faultRun
+	reqs := make([]inventory.Request, tokens)
+	for i := range reqs {
+		tok, err := issuer.Issue(ctx)
+		require.NoError(t, err)
+		reqs[i] = inventory.Request{ID: tok, Lines: []inventory.Line{{SKU: "sku", Qty: 1 + rand.Int64N(3)}}}
+	}
+	var mu sync.Mutex
+	check := func(req inventory.Request, res inventory.Reservation, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		run.tried++
+		switch {
+		case err == nil:
+			if res.ID != req.ID || !inventory.SameLines(res.Lines, req.Lines) {
+				run.unexpected++
+				run.firstUnexpected = cmp(run.firstUnexpected, fmt.Errorf("%s answered with %+v", req.ID, res))
+			}
+		case errors.Is(err, inventory.ErrOutcomeUnknown), errors.Is(err, inventory.ErrUnavailable),
+			errors.Is(err, inventory.ErrContended), errors.Is(err, context.DeadlineExceeded):
+			run.failed++
+		default:
+			run.unexpected++
+			run.firstUnexpected = cmp(run.firstUnexpected, err)
+		}
+	}
+	for _, req := range reqs {
+		var wg sync.WaitGroup
+		for b := range buyers {
+			wg.Go(func() {
+				cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+				defer cancel()
+				res, err := rs[b%2].Reserve(cctx, req)
+				check(req, res, err)
+			})
+		}
+		if hurt != nil {
+			hurt(req.ID)
+		}
+		wg.Wait()
+	}
+	var held int64
+	for _, req := range reqs {
+		res, err := rs[0].Reserve(ctx, req)
+		require.NoError(t, err, "a submission with the link whole")
+		require.Equal(t, req.ID, res.ID)
+		if res.State == inventory.Held {
+			held += req.Lines[0].Qty
+		}
+	}
+	avail, err := inner.Available(ctx, "sku")
+	require.NoError(t, err)
+	if avail < 0 || held > stock {
+		run.oversold = max(-avail, held-stock)
+	}
+	if avail+held < stock {
+		run.lost = stock - avail - held
+	}
+	if avail+held > stock {
+		run.oversold = max(run.oversold, avail+held-stock)
+	}
+	run.double = inner.doubles()
+	return run
+}
+
+func cmp(first, err error) error {
+	if first != nil {
+		return first
+	}
+	return err
+}
+
+// TestFlagStoreFaults submits each token from four buyers at once while the
+// link to its flag store (Redis, PostgreSQL) loses the reply to the token's
+// first store call (the store acted, the client never learnt it) or is cut
+// whole at a random moment. Whatever the calls answered, no token reaches
+// the inner strategy twice at a time, every unit is available or held by a
+// token's reservation, and a later submission of each token succeeds.
+func TestFlagStoreFaults(t *testing.T) {
+	stores := map[string]func(t *testing.T, addr string) token.Store{
+		"Redis": func(t *testing.T, addr string) token.Store {
+			rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: 3, DialTimeout: time.Second})
+			t.Cleanup(func() { _ = rdb.Close() })
+			return token.NewRedisStore(rdb, &token.RedisOptions{Prefix: testsvc.RedisPrefix(t)})
+		},
+		"Postgres": func(t *testing.T, addr string) token.Store {
+			st, err := token.NewPostgresStore(pgtest.Pool(t, pgtest.PoolConfig{MaxConns: 4, Addr: addr}), &token.PostgresOptions{Schema: testsvc.Schema(t)})
+			require.NoError(t, err)
+			require.NoError(t, st.Migrate(t.Context()))
+			return st
+		},
+	}
+	targets := map[string]func(t *testing.T) string{
+		"Redis": func(t *testing.T) string {
+			opt, err := redis.ParseURL(testsvc.RedisURL(t))
+			require.NoError(t, err)
+			return opt.Addr
+		},
+		"Postgres": func(t *testing.T) string { return testsvc.PostgresAddr(t) },
+	}
+	faults := map[string]func(p *faultproxy.Proxy) func(tok string){
+		faultlog.ReplyAfterCommit: func(p *faultproxy.Proxy) func(string) {
+			return func(tok string) { p.Arm(faultproxy.Rule{Pattern: []byte(tok), Times: 1}) }
+		},
+		faultlog.ConnCut: func(p *faultproxy.Proxy) func(string) {
+			return func(string) {
+				time.Sleep(time.Duration(rand.IntN(3000)) * time.Microsecond)
+				p.CutAll()
+			}
+		},
+	}
+	for name, open := range stores {
+		for fault, hurt := range faults {
+			t.Run(name+"/"+fault, func(t *testing.T) {
+				t.Parallel()
+				p, err := faultproxy.New(targets[name](t))
+				require.NoError(t, err)
+				t.Cleanup(func() { _ = p.Close() })
+				store := open(t, p.Addr())
+				run := submitUnderFaults(t, store, hurt(p))
+				p.Disarm()
+				t.Logf("%d submissions, %d failed under the fault, %d doubles, %d unexpected (first: %v); proxy fired %d",
+					run.tried, run.failed, run.double, run.unexpected, run.firstUnexpected, p.Fired())
+				assert.Zero(t, run.oversold, "oversold")
+				assert.Zero(t, run.lost, "lost")
+				assert.Zero(t, run.double, "tokens that reached the inner strategy twice at a time")
+				assert.Zero(t, run.unexpected, "answers outside the contract: first %v", run.firstUnexpected)
+				faultlog.Log(t, faultlog.Cell{Strategy: "token", Fault: fault, Tried: run.tried,
+					Oversold: run.oversold, Lost: run.lost, Double: run.double})
+			})
+		}
+	}
+	t.Run("CheckCatchesAStoreThatLetsDuplicatesThrough", func(t *testing.T) {
+		t.Parallel()
+		run := submitUnderFaults(t, forgetful{token.NewMemoryStore()}, nil)
+		t.Logf("a store whose every claim succeeds: %d of 40 tokens reached the inner strategy twice at a time", run.double)
+		assert.Positive(t, run.double)
+	})
+}

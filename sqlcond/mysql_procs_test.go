@@ -1,0 +1,11 @@
+package sqlcond_test
+
+import (
+	"testing"
+
+	"github.com/oversell/inventory/internal/mystore/mytest"
+)
+
+func TestMySQLProcs(t *testing.T) {
+	mytest.RunProcs(t, newMySQL)
+}

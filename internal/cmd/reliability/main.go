@@ -53,6 +53,10 @@ func init() {
 	for _, f := range []string{faultlog.ConnCut, faultlog.ReplyBeforeCommit, faultlog.ReplyAfterCommit, faultlog.BackendKilled} {
 		notApplicable[f] = map[string]string{"memory": noLink, "otelinventory": wrapper}
 	}
+	oneStep := "each call is one implicit transaction or script: the only reply is the commit's"
+	for _, n := range []string{"sqlcond", "groupcommit", "redisstock", "token"} {
+		notApplicable[faultlog.ReplyBeforeCommit][n] = oneStep
+	}
 	notApplicable[faultlog.ProcessKilled] = map[string]string{
 		"memory":        "the store dies with its process: nothing is left to check",
 		"otelinventory": wrapper,

@@ -81,8 +81,8 @@ type Reservation struct {
 //     nothing; with other lines it fails with ErrConflict. Concurrent
 //     submissions of one ID take stock once. This lasts as long as the
 //     strategy keeps the reservation: for good, unless a strategy documents
-//     a retention after which it forgets settled ones (memory's
-//     Options.Retention).
+//     a retention after which it forgets settled ones (Options.Retention of
+//     memory and of the PostgreSQL strategies).
 //   - Commit moves Held to Committed (the units are sold); Release moves Held
 //     to Released (the units return to available). Each is idempotent on its
 //     own final state and fails with ErrNotHeld (a *StateError) on any other:

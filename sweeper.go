@@ -16,8 +16,8 @@ type SweeperOptions struct {
 	// plus or minus a random part of up to Jitter*Interval. Default: 0.2.
 	// Negative means none.
 	Jitter float64
-	// BatchSize is the limit passed to each ExpireDue call. A sweep keeps
-	// calling ExpireDue while full batches come back. Default: 500.
+	// BatchSize is the limit passed to each ExpireDue and Purge call. A sweep
+	// keeps calling each while full batches come back. Default: 500.
 	BatchSize int
 	// Logger receives the sweeper's state changes (started, stopped, failing,
 	// recovered), one record per failed sweep and one per sweep that expired
@@ -26,9 +26,27 @@ type SweeperOptions struct {
 	Logger *slog.Logger
 }
 
+// Purger deletes settled reservations whose retention has passed. A strategy
+// that keeps its reservations in a store that grows (the PostgreSQL ledger)
+// implements it next to Expirer, and the Sweeper calls it after each sweep's
+// expiry.
+type Purger interface {
+	// Purge deletes at most limit settled reservations (Committed, Released,
+	// Expired, cancelled) that settled longer ago than the strategy's
+	// retention, and reports how many. It never deletes a Held reservation
+	// and moves no unit. A purged ID is unknown, so idempotency on an ID
+	// lasts as long as the retention. It is safe to call from many
+	// goroutines and processes at once: no reservation is purged twice.
+	// Without a retention it deletes nothing. limit must be positive.
+	Purge(ctx context.Context, limit int) (int, error)
+}
+
 // Sweeper returns the units of abandoned holds to stock by calling ExpireDue
-// periodically. Many sweepers, in many processes, may run against the same
-// store at once: every Expirer expires each hold at most once.
+// periodically, and, when the Expirer is a Purger too, deletes the settled
+// reservations whose retention has passed by calling Purge after each
+// expiry. Many sweepers, in many processes, may run against the same store at
+// once: every Expirer expires each hold at most once, and every Purger
+// purges each reservation at most once.
 type Sweeper struct {
 	exp       Expirer
 	interval  time.Duration
@@ -95,27 +113,44 @@ func (s *Sweeper) Run(ctx context.Context) error {
 	}
 }
 
-// Sweep expires every hold that is due now, in batches, and returns how many
-// it expired. It stops at the first error, returning the count so far.
+// Sweep expires every hold that is due now, in batches, then, when the
+// Expirer is a Purger, purges every settled reservation whose retention has
+// passed, in batches, and returns how many holds it expired. It stops at the
+// first error, returning the count so far.
 func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 	if s.exp == nil {
 		return 0, errNoExpirer
 	}
-	total := 0
-	for {
-		n, err := s.exp.ExpireDue(ctx, s.batchSize)
-		total += n
-		if err != nil {
-			return total, err
-		}
-		if n < s.batchSize {
-			break
-		}
-	}
+	total, err := s.batches(ctx, s.exp.ExpireDue)
 	if total > 0 {
 		s.log.InfoContext(ctx, "inventory: expired holds", slog.Int("count", total))
 	}
+	if err != nil {
+		return total, err
+	}
+	if p, ok := s.exp.(Purger); ok {
+		purged, err := s.batches(ctx, p.Purge)
+		if purged > 0 {
+			s.log.InfoContext(ctx, "inventory: purged settled reservations", slog.Int("count", purged))
+		}
+		if err != nil {
+			return total, err
+		}
+	}
 	return total, nil
+}
+
+// batches calls f with the batch size while full batches come back, and
+// returns the sum of the counts.
+func (s *Sweeper) batches(ctx context.Context, f func(context.Context, int) (int, error)) (int, error) {
+	total := 0
+	for {
+		n, err := f(ctx, s.batchSize)
+		total += n
+		if err != nil || n < s.batchSize {
+			return total, err
+		}
+	}
 }
 
 func (s *Sweeper) pause() time.Duration {

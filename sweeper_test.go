@@ -358,3 +358,49 @@ func TestSweeperLogsNothingByDefault(t *testing.T) {
 	s.requireSwept(t)
 	assert.Empty(t, logs.records(t), "a failure, a recovery, expired holds, a start and a stop: all silent")
 }
+
+// backlogPurger is an Expirer that is a Purger too, with a backlog of
+// reservations to purge; it can be told to fail its next Purge.
+type backlogPurger struct {
+	inventory.Expirer
+	mu      sync.Mutex
+	backlog int
+	limits  []int
+	fail    bool
+}
+
+func (b *backlogPurger) Purge(_ context.Context, limit int) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.limits = append(b.limits, limit)
+	if b.fail {
+		b.fail = false
+		return 0, errSweepBroken
+	}
+	n := min(limit, b.backlog)
+	b.backlog -= n
+	return n, nil
+}
+
+func TestSweeperSweepPurgesInBatchesAfterExpiry(t *testing.T) {
+	s := newSweepStore(t, 3, 0, 0)
+	p := &backlogPurger{Expirer: s, backlog: 12, fail: true}
+	var logs syncBuffer
+	sw := inventory.NewSweeper(p, &inventory.SweeperOptions{BatchSize: 5, Logger: newLogger(&logs)})
+
+	n, err := sw.Sweep(context.Background())
+	require.ErrorIs(t, err, errSweepBroken, "a failed Purge fails the sweep")
+	assert.Equal(t, 3, n, "after the expiry")
+	s.requireSwept(t)
+
+	n, err = sw.Sweep(context.Background())
+	require.NoError(t, err)
+	assert.Zero(t, n)
+	assert.Zero(t, p.backlog, "the backlog purged")
+	assert.Equal(t, []int{5, 5, 5, 5}, p.limits, "a failed batch, then 5, 5 and a short one")
+	recs := logs.records(t)
+	if assert.Len(t, recs, 2) {
+		assert.Equal(t, logRecord{Level: "INFO", Msg: "inventory: expired holds", Count: 3}, recs[0])
+		assert.Equal(t, logRecord{Level: "INFO", Msg: "inventory: purged settled reservations", Count: 12}, recs[1])
+	}
+}

@@ -36,6 +36,12 @@ type Options struct {
 	// Now is the clock expiry is measured by, read in Go and sent to the
 	// server as a parameter. Default: time.Now.
 	Now func() time.Time
+	// Retention is how long a settled reservation (Committed, Released,
+	// Expired, or cancelled) is kept after it settled; then Purge (which a
+	// Sweeper calls) deletes it, and its ID is unknown: idempotency on an ID
+	// lasts as long as the retention. Held reservations are never purged.
+	// Zero or negative keeps every reservation. Default: 0.
+	Retention time.Duration
 
 	// MaxBatch is the most calls one flush carries. Default: 512.
 	MaxBatch int
@@ -61,11 +67,11 @@ type Options struct {
 // goroutine: the first caller that finds a flusher slot free flushes for
 // every caller queued behind it (see the package documentation).
 //
-// Reserve, Commit, Release and ExpireDue are batched; Cancel, Lookup,
+// Reserve, Commit, Release and ExpireDue are batched; Cancel, Purge, Lookup,
 // Available, SetStock, AddStock and Migrate come from the ledger every PostgreSQL
 // strategy shares, and keep the contract documented on inventory.Reserver.
 type Reserver struct {
-	pgstore.Ledger // Cancel, Lookup, Available, SetStock, AddStock, Migrate
+	pgstore.Ledger // Cancel, Purge, Lookup, Available, SetStock, AddStock, Migrate
 	store          *pgstore.Store
 	flushSQL       string
 	ttl            time.Duration
@@ -85,6 +91,7 @@ type Reserver struct {
 var (
 	_ inventory.Strategy        = (*Reserver)(nil)
 	_ inventory.MetricsReporter = (*Reserver)(nil)
+	_ inventory.Purger          = (*Reserver)(nil)
 )
 
 // New returns a Reserver on db. It fails with an error that errors.Is
@@ -105,7 +112,7 @@ func New(db DB, opts *Options) (*Reserver, error) {
 			return nil, &inventory.ValidationError{Field: k.name, Reason: "negative"}
 		}
 	}
-	store, err := pgstore.New(db, &pgstore.Options{Schema: o.Schema, DefaultTTL: o.DefaultTTL, Now: o.Now, Name: "groupcommit"})
+	store, err := pgstore.New(db, &pgstore.Options{Schema: o.Schema, DefaultTTL: o.DefaultTTL, Now: o.Now, Name: "groupcommit", Retention: o.Retention})
 	if err != nil {
 		return nil, err
 	}

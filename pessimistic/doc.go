@@ -47,6 +47,22 @@
 // NoWait or LockTimeout to turn contention away instead of queueing it;
 // otherwise sqlcond is faster.
 //
+// # Retention
+//
+// The ledger keeps every reservation unless Options.Retention is set. With
+// it, Purge deletes settled reservations (committed, released, expired,
+// and the tombstones of Cancel) once the retention has passed since they
+// settled, at most limit per call, oldest first, in one statement; a
+// Sweeper calls it after each expiry, from as many processes as you like
+// (candidates are locked with FOR UPDATE SKIP LOCKED, so none is purged
+// twice and purgers never wait for one another). Held reservations are never
+// purged, and Purge takes no stock row lock: buyers never wait for it.
+// Idempotency on an ID lasts as long as the retention: a purged ID is
+// unknown, Lookup, Commit and Release fail with inventory.ErrNotFound, and a
+// Reserve with it is a new reservation. Keep the retention well above the
+// longest time a client may retry a request or settle its reservation.
+// NewMySQL has no retention yet: its ledger keeps everything.
+//
 // # Failures
 //
 // Errors satisfy errors.Is with the inventory sentinels:

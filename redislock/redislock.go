@@ -36,6 +36,12 @@ type Options struct {
 	// Redis server's clock and the process's timers, not this one.
 	// Default: time.Now.
 	Now func() time.Time
+	// Retention is how long a settled reservation (Committed, Released,
+	// Expired, or cancelled) is kept after it settled; then Purge (which a
+	// Sweeper calls) deletes it, and its ID is unknown: idempotency on an ID
+	// lasts as long as the retention. Held reservations are never purged.
+	// Zero or negative keeps every reservation. Default: 0.
+	Retention time.Duration
 	// LockTTL is how long a lock outlives a holder that stops renewing it
 	// (a crash, a pause). A watchdog renews held locks every LockTTL/3. It
 	// must be at least 3ms; zero or negative means the default. Default: 5s.
@@ -52,11 +58,11 @@ type Options struct {
 // the database schema and the Redis key prefix.
 //
 // Reserve is its own; the other methods of inventory.Strategy (Commit,
-// Release, ExpireDue, Lookup, Available, SetStock, AddStock) and Migrate
-// come from the ledger every PostgreSQL strategy shares, and keep the
+// Release, ExpireDue, Lookup, Available, SetStock, AddStock), Purge and
+// Migrate come from the ledger every PostgreSQL strategy shares, and keep the
 // contract documented on inventory.Reserver.
 type Reserver struct {
-	pgstore.Ledger // Commit, Release, ExpireDue, Lookup, Available, SetStock, AddStock, Migrate
+	pgstore.Ledger // Commit, Release, ExpireDue, Purge, Lookup, Available, SetStock, AddStock, Migrate
 	store          *pgstore.Store
 	locks          *locker
 	q              stepQueries
@@ -70,7 +76,10 @@ type Reserver struct {
 	beforeWrite func()
 }
 
-var _ inventory.Strategy = (*Reserver)(nil)
+var (
+	_ inventory.Strategy = (*Reserver)(nil)
+	_ inventory.Purger   = (*Reserver)(nil)
+)
 
 // New returns a Reserver on db and client. client may be a single server,
 // Sentinel (redis.FailoverClient) or Redis Cluster (*redis.ClusterClient).
@@ -83,7 +92,7 @@ func New(db DB, client redis.UniversalClient, opts *Options) (*Reserver, error) 
 	prefix := DefaultKeyPrefix
 	var ttl, wait time.Duration
 	if opts != nil {
-		o.Schema, o.DefaultTTL, o.Now = opts.Schema, opts.DefaultTTL, opts.Now
+		o.Schema, o.DefaultTTL, o.Now, o.Retention = opts.Schema, opts.DefaultTTL, opts.Now, opts.Retention
 		if opts.KeyPrefix != "" {
 			prefix = opts.KeyPrefix
 		}

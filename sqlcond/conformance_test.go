@@ -34,3 +34,11 @@ func FuzzRequests(f *testing.F) {
 		return pgtest.Harness(ctx, t, newStrategy)
 	})
 }
+
+func TestPurge(t *testing.T) {
+	strategytest.RunPurge(t, func(ctx context.Context, t *testing.T) *strategytest.PurgeHarness {
+		return pgtest.PurgeHarness(ctx, t, func(db pgstore.DB, schema string, now func() time.Time) (pgtest.Strategy, error) {
+			return sqlcond.New(db, &sqlcond.Options{Schema: schema, Now: now, Retention: strategytest.PurgeRetention})
+		})
+	})
+}

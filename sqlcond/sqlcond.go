@@ -27,22 +27,32 @@ type Options struct {
 	// Now is the clock expiry is measured by, read in Go and sent to the
 	// server as a parameter. Default: time.Now.
 	Now func() time.Time
+	// Retention is how long a settled reservation (Committed, Released,
+	// Expired, or cancelled) is kept after it settled; then Purge (which a
+	// Sweeper calls) deletes it, and its ID is unknown: idempotency on an ID
+	// lasts as long as the retention. Held reservations are never purged.
+	// Zero or negative keeps every reservation. Default: 0. PostgreSQL only:
+	// NewMySQL keeps every reservation.
+	Retention time.Duration
 }
 
 // Reserver keeps stock in PostgreSQL and takes units with one conditional
 // UPDATE per line. It is safe for concurrent use.
 //
 // Reserve is its own; the other methods of inventory.Strategy (Commit,
-// Release, ExpireDue, Lookup, Available, SetStock, AddStock) and Migrate
-// come from the ledger every PostgreSQL strategy shares, and keep the
+// Release, ExpireDue, Lookup, Available, SetStock, AddStock), Purge and
+// Migrate come from the ledger every PostgreSQL strategy shares, and keep the
 // contract documented on inventory.Reserver.
 type Reserver struct {
-	pgstore.Ledger // Commit, Release, ExpireDue, Lookup, Available, SetStock, AddStock, Migrate
+	pgstore.Ledger // Commit, Release, ExpireDue, Purge, Lookup, Available, SetStock, AddStock, Migrate
 	store          *pgstore.Store
 	step           *step
 }
 
-var _ inventory.Strategy = (*Reserver)(nil)
+var (
+	_ inventory.Strategy = (*Reserver)(nil)
+	_ inventory.Purger   = (*Reserver)(nil)
+)
 
 // New returns a Reserver on db. It fails with an error that errors.Is
 // inventory.ErrInvalidRequest when opts names an unusable schema. It does not
@@ -51,7 +61,7 @@ var _ inventory.Strategy = (*Reserver)(nil)
 func New(db DB, opts *Options) (*Reserver, error) {
 	var o pgstore.Options
 	if opts != nil {
-		o = pgstore.Options{Schema: opts.Schema, DefaultTTL: opts.DefaultTTL, Now: opts.Now}
+		o = pgstore.Options{Schema: opts.Schema, DefaultTTL: opts.DefaultTTL, Now: opts.Now, Retention: opts.Retention}
 	}
 	o.Name = "sqlcond"
 	store, err := pgstore.New(db, &o)

@@ -38,7 +38,7 @@ func init() {
 		{
 			info: Info{Name: "sqlcond", Summary: "PostgreSQL: one conditional UPDATE per line", Services: []Service{Postgres}},
 			open: func(ctx context.Context, e *env) (inventory.Strategy, error) {
-				r, err := sqlcond.New(e.pool, &sqlcond.Options{Schema: e.cfg.Schema, DefaultTTL: e.cfg.DefaultTTL, Now: e.cfg.Now})
+				r, err := sqlcond.New(e.pool, &sqlcond.Options{Schema: e.cfg.Schema, DefaultTTL: e.cfg.DefaultTTL, Now: e.cfg.Now, Retention: e.cfg.Retention})
 				if err != nil {
 					return nil, err
 				}
@@ -49,7 +49,7 @@ func init() {
 			info: Info{Name: "pessimistic", Summary: "PostgreSQL: SELECT ... FOR UPDATE in SKU order, then UPDATE", Services: []Service{Postgres}},
 			open: func(ctx context.Context, e *env) (inventory.Strategy, error) {
 				r, err := pessimistic.New(e.pool, &pessimistic.Options{
-					Schema: e.cfg.Schema, DefaultTTL: e.cfg.DefaultTTL, Now: e.cfg.Now, LockTimeout: e.cfg.LockWait,
+					Schema: e.cfg.Schema, DefaultTTL: e.cfg.DefaultTTL, Now: e.cfg.Now, LockTimeout: e.cfg.LockWait, Retention: e.cfg.Retention,
 				})
 				if err != nil {
 					return nil, err
@@ -82,7 +82,7 @@ func init() {
 		{
 			info: Info{Name: "groupcommit", Summary: "PostgreSQL: concurrent calls coalesced into one transaction per flush", Services: []Service{Postgres}},
 			open: func(ctx context.Context, e *env) (inventory.Strategy, error) {
-				r, err := groupcommit.New(e.pool, &groupcommit.Options{Schema: e.cfg.Schema, DefaultTTL: e.cfg.DefaultTTL, Now: e.cfg.Now})
+				r, err := groupcommit.New(e.pool, &groupcommit.Options{Schema: e.cfg.Schema, DefaultTTL: e.cfg.DefaultTTL, Now: e.cfg.Now, Retention: e.cfg.Retention})
 				if err != nil {
 					return nil, err
 				}
@@ -94,6 +94,7 @@ func init() {
 			open: func(ctx context.Context, e *env) (inventory.Strategy, error) {
 				r, err := redislock.New(e.pool, e.redis, &redislock.Options{
 					Schema: e.cfg.Schema, KeyPrefix: e.cfg.KeyPrefix, DefaultTTL: e.cfg.DefaultTTL, Now: e.cfg.Now, WaitTimeout: e.cfg.LockWait,
+					Retention: e.cfg.Retention,
 				})
 				if err != nil {
 					return nil, err

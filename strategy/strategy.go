@@ -98,9 +98,12 @@ type Config struct {
 	DefaultTTL time.Duration
 	// Now is the clock holds expire by. Default: time.Now.
 	Now func() time.Time
-	// Retention is how long memory keeps a settled reservation before it
-	// forgets it and its ID (see memory.Options.Retention). The PostgreSQL
-	// strategies keep their ledger and ignore it. Default: 0, keep for ever.
+	// Retention is how long a settled reservation is kept before it and its
+	// ID are forgotten: memory forgets it lazily (memory.Options.Retention);
+	// sqlcond, pessimistic, groupcommit and redislock delete it from their
+	// PostgreSQL ledger when Purge runs, which a Sweeper does (their
+	// Options.Retention). The MySQL strategies and redisstock keep their
+	// ledger and ignore it. Default: 0, keep for ever.
 	Retention time.Duration
 
 	// Logger receives the state changes and errors of the background work

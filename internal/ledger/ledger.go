@@ -134,8 +134,8 @@ type Backend interface {
 }
 
 // maxTakenRounds bounds the rounds of Reserve that find the ID taken and
-// then do not find the reservation: it cannot happen while reservations are
-// never deleted.
+// then do not find the reservation: that happens only when a purge deleted
+// it in between, and the next round records the request anew.
 const maxTakenRounds = 3
 
 // Reserve keeps the inventory.Reserver contract on b: see the package

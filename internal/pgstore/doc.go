@@ -3,7 +3,7 @@
 // every operation but the one in which the strategies differ, the step of
 // Reserve that takes units from stock. A strategy embeds the Ledger that
 // Store.Ledger returns (Commit, Release, ExpireDue, Lookup, Available,
-// SetStock, AddStock, Migrate) and implements Reserve by calling
+// SetStock, AddStock, Migrate, Purge) and implements Reserve by calling
 // Store.Reserve with its Step. The rules that are not SQL (the order of
 // checks, idempotency, state transitions, which errors pass through) live in
 // internal/ledger, shared with the MySQL store.
@@ -17,9 +17,12 @@
 //     as a last line of defence that a correct strategy never trips. fence
 //     is the fencing token of the last writer under a distributed lock; only
 //     the redislock strategy uses it, the others leave it at 0.
-//   - reservation (id, state, expires_at, created_at): id is the primary key
-//     and the idempotency key; state holds inventory.State values. A partial
-//     index on expires_at of held rows makes ExpireDue cheap.
+//   - reservation (id, state, expires_at, created_at, settled_at): id is the
+//     primary key and the idempotency key; state holds inventory.State
+//     values; settled_at is when it left Held (NULL while held, and on rows
+//     settled by writers that do not set it). A partial index on expires_at
+//     of held rows makes ExpireDue cheap; one on the moment settled rows
+//     settled (settled_at, else expires_at) makes Purge cheap.
 //   - reservation_line (reservation_id, sku, qty).
 //   - the function reserve_abort(code), which raises an error with a given
 //     SQLSTATE so that a pipelined batch rolls back whole.
@@ -31,7 +34,22 @@
 //
 // Store.Migrate applies the embedded migrations in one transaction under a
 // transaction-level advisory lock, so processes may migrate at once; DDL
-// returns the same SQL for users who run their own migration tool.
+// returns the same SQL for users who run their own migration tool. A
+// statement PostgreSQL refuses inside a transaction (CREATE INDEX
+// CONCURRENTLY, which builds the purge index on an existing ledger without
+// blocking writes) follows a line "-- inventory:outside-transaction" in its
+// migration file, and Migrate runs it after the transaction, under a
+// session-level advisory lock taken by polling (see Migrate).
+//
+// # Retention
+//
+// The ledger keeps every reservation by default, so that its ID stays
+// idempotent for good. With Options.Retention, Purge deletes settled
+// reservations (and their lines, by the foreign key's ON DELETE CASCADE)
+// once the retention has passed since they settled, oldest first, in
+// batches of its limit, one statement each; the root package's Sweeper
+// calls it after each expiry. Held reservations are never purged. A purged
+// ID is unknown, so idempotency on an ID lasts as long as the retention.
 //
 // # Reserve and its extension point
 //
@@ -77,7 +95,9 @@
 // first batch; Finish's writes and COMMIT; and an empty statement that hands
 // the connection back to the pool, after the locks are gone). Commit: one
 // statement. Release: a lookup and one batch. ExpireDue: three round trips
-// for up to limit holds. Every statement is prepared once per connection by
+// for up to limit holds. Purge: one statement for up to limit reservations,
+// which reads the purge index and deletes by primary key. Every statement
+// is prepared once per connection by
 // pgx's statement cache.
 //
 // # Failures

@@ -47,6 +47,11 @@ type Options struct {
 	// Name prefixes the messages of errors the store returns, so that they
 	// name the strategy. Default: "pgstore".
 	Name string
+	// Retention is how long Purge keeps a settled reservation (Committed,
+	// Released, Expired, or a tombstone of Cancel) after it settled, by Now;
+	// see Purge. Zero or negative keeps every reservation, and Purge deletes
+	// nothing. Default: 0.
+	Retention time.Duration
 }
 
 // Store keeps stock and the reservation ledger in one PostgreSQL schema. It
@@ -60,6 +65,7 @@ type Store struct {
 	ttl    time.Duration
 	now    func() time.Time
 	name   string
+	keep   time.Duration // Options.Retention; 0: keep for ever
 	q      queries
 }
 
@@ -82,6 +88,7 @@ func New(db DB, opts *Options) (*Store, error) {
 		if opts.Name != "" {
 			s.name = opts.Name
 		}
+		s.keep = max(opts.Retention, 0)
 	}
 	if db == nil {
 		return nil, &inventory.ValidationError{Field: "db", Reason: "nil"}
@@ -150,6 +157,7 @@ type queries struct {
 	available   string
 	setStock    string
 	addStock    string
+	purge       string
 }
 
 // SQLSTATEs raised by reserve_abort.
@@ -165,7 +173,7 @@ func newQueries(sc string) queries {
 	lines := sc + ".reservation_line"
 	abort := sc + ".reserve_abort"
 	settle := func(cond string) string {
-		return `WITH s AS (UPDATE ` + res + ` SET state = $3 WHERE id = $1 AND state = 1 AND expires_at ` + cond + ` $2 RETURNING 1)
+		return `WITH s AS (UPDATE ` + res + ` SET state = $3, settled_at = $2 WHERE id = $1 AND state = 1 AND expires_at ` + cond + ` $2 RETURNING 1)
 SELECT ` + abort + `('` + codeMoved + `') WHERE NOT EXISTS (SELECT FROM s)`
 	}
 	return queries{
@@ -186,9 +194,9 @@ LEFT JOIN ` + lines + ` l ON l.reservation_id = r.id WHERE r.id = $1`,
 		// ON CONFLICT DO NOTHING waits for an in-flight Reserve of the ID: if
 		// it commits, the tombstone is skipped and Cancel releases what it
 		// recorded; if it rolls back, the tombstone goes in.
-		tombstone: `INSERT INTO ` + res + ` (id, state, expires_at, created_at) VALUES ($1, 3, $2, $2)
+		tombstone: `INSERT INTO ` + res + ` (id, state, expires_at, created_at, settled_at) VALUES ($1, 3, $2, $2, $2)
 ON CONFLICT (id) DO NOTHING`,
-		commit:    `UPDATE ` + res + ` SET state = 2 WHERE id = $1 AND state = 1 AND expires_at > $2`,
+		commit:    `UPDATE ` + res + ` SET state = 2, settled_at = $2 WHERE id = $1 AND state = 1 AND expires_at > $2`,
 		settle:    [2]string{settle(">"), settle("<=")},
 		lockStock: `SELECT FROM ` + stock + ` WHERE sku = ANY ($1::text[]) ORDER BY sku FOR UPDATE`,
 		returnUnits: `UPDATE ` + stock + ` AS s SET available = s.available + u.qty
@@ -206,6 +214,18 @@ FROM unnest($1::text[], $2::bigint[]) AS u (sku, qty) WHERE s.sku = u.sku`,
 ON CONFLICT (sku) DO UPDATE SET available = EXCLUDED.available`,
 		addStock: `UPDATE ` + stock + ` SET available = available + $2
 WHERE sku = $1 AND available + $2 BETWEEN 0 AND $3 RETURNING available`,
+		// The candidates are read through the index reservation_settled
+		// (0005_retention.sql), oldest first, and locked with SKIP LOCKED, so
+		// that purgers in many processes share them and never wait for one
+		// another; the DELETE finds them by primary key, and the foreign key
+		// deletes their lines.
+		purge: `WITH d AS (
+	DELETE FROM ` + res + ` WHERE id = ANY (ARRAY(
+		SELECT c.id FROM ` + res + ` c WHERE c.state <> 1 AND coalesce(c.settled_at, c.expires_at) < $1
+		ORDER BY coalesce(c.settled_at, c.expires_at) LIMIT $2 FOR UPDATE SKIP LOCKED))
+	RETURNING 1
+)
+SELECT count(*) FROM d`,
 	}
 }
 

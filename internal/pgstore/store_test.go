@@ -152,11 +152,13 @@ func TestMigrateIsIdempotentAndSafeConcurrently(t *testing.T) {
 	s, err := pgstore.New(pool, &pgstore.Options{Schema: name})
 	require.NoError(t, err)
 	require.NoError(t, s.Migrate(ctx), "again")
-	var applied int
-	require.NoError(t, pool.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{name, "schema_migrations"}.Sanitize()).Scan(&applied))
+	var applied, outside int
+	require.NoError(t, pool.QueryRow(ctx, "SELECT count(*) FILTER (WHERE version > 0), count(*) FILTER (WHERE version < 0) FROM "+
+		pgx.Identifier{name, "schema_migrations"}.Sanitize()).Scan(&applied, &outside))
 	files, err := os.ReadDir("migrations")
 	require.NoError(t, err)
 	assert.Equal(t, len(files), applied, "each migration recorded once")
+	assert.Equal(t, 1, outside, "the statements outside the transaction recorded once")
 	assert.Equal(t, 4, tableCount(ctx, t, name))
 }
 

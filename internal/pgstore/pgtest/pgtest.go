@@ -156,3 +156,14 @@ func IdleInTransaction(ctx context.Context, tb testing.TB, app string) int {
 	require.NoError(tb, err)
 	return n
 }
+
+// PurgeHarness returns a harness for the purge checks: a strategy made by mk
+// (which must set Options.Retention to strategytest.PurgeRetention) as
+// Harness makes it, and its Purge.
+func PurgeHarness(ctx context.Context, tb testing.TB, mk Maker) *strategytest.PurgeHarness {
+	tb.Helper()
+	in := New(ctx, tb, mk, testsvc.Postgres(tb))
+	p, ok := in.Strategy.(inventory.Purger)
+	require.True(tb, ok, "%T has no Purge", in.Strategy)
+	return &strategytest.PurgeHarness{Strategy: in.Strategy, Purger: p, Advance: in.Clock.Advance}
+}

@@ -85,8 +85,10 @@ type target struct {
 	services []strategy.Service
 	// vs names the baseline whose throughput this target's is divided by:
 	// the baseline of the service that holds its stock.
-	vs   string
-	open func(ctx context.Context, svc *services, schema, prefix string) (*opened, error)
+	vs string
+	// open opens the target on schema and prefix; with drop, its close
+	// removes them (a worker process of -procs leaves them to its parent).
+	open func(ctx context.Context, svc *services, schema, prefix string, drop bool) (*opened, error)
 }
 
 // targets returns every target invbench knows: the raw baselines, then the
@@ -96,9 +98,12 @@ func targets() []target {
 		{
 			name: rawPostgresName, summary: "bare autocommit conditional UPDATE through pgx",
 			baseline: true, services: []strategy.Service{strategy.Postgres},
-			open: func(ctx context.Context, svc *services, schema, _ string) (*opened, error) {
+			open: func(ctx context.Context, svc *services, schema, _ string, dropIt bool) (*opened, error) {
 				r, err := openRawPostgres(ctx, svc.pg, schema)
 				drop := func(ctx context.Context) error {
+					if !dropIt {
+						return nil
+					}
 					_, err := svc.pg.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
 					return err
 				}
@@ -112,9 +117,12 @@ func targets() []target {
 		{
 			name: rawRedisName, summary: "bare Lua check-and-decrement",
 			baseline: true, services: []strategy.Service{strategy.Redis},
-			open: func(_ context.Context, svc *services, _, prefix string) (*opened, error) {
+			open: func(_ context.Context, svc *services, _, prefix string, drop bool) (*opened, error) {
 				r := openRawRedis(svc.redis, prefix)
 				return &opened{s: r, newID: strategy.NewIDFunc(r), close: func(ctx context.Context) error {
+					if !drop {
+						return nil
+					}
 					return strategy.DeleteKeys(ctx, svc.redis, prefix)
 				}}, nil
 			},
@@ -122,9 +130,12 @@ func targets() []target {
 		{
 			name: rawMySQLName, summary: "bare autocommit conditional UPDATE through go-sql-driver/mysql",
 			baseline: true, services: []strategy.Service{strategy.MySQL},
-			open: func(ctx context.Context, svc *services, schema, _ string) (*opened, error) {
+			open: func(ctx context.Context, svc *services, schema, _ string, dropIt bool) (*opened, error) {
 				r, err := openRawMySQL(ctx, svc.mysql, schema)
 				drop := func(ctx context.Context) error {
+					if !dropIt {
+						return nil
+					}
 					_, err := svc.mysql.ExecContext(ctx, "DROP DATABASE IF EXISTS "+quoteMySQL(schema))
 					return err
 				}
@@ -152,9 +163,9 @@ func targets() []target {
 			}
 		}
 		name := info.Name
-		t.open = func(ctx context.Context, svc *services, schema, prefix string) (*opened, error) {
+		t.open = func(ctx context.Context, svc *services, schema, prefix string, drop bool) (*opened, error) {
 			s, closeFn, err := strategy.Open(ctx, name, &strategy.Config{
-				Postgres: svc.pg, Redis: svc.redis, MySQL: svc.mysql, Schema: schema, KeyPrefix: prefix, Drop: true,
+				Postgres: svc.pg, Redis: svc.redis, MySQL: svc.mysql, Schema: schema, KeyPrefix: prefix, Drop: drop,
 				Logger: slog.Default(), // the writer's lag and drain time, on stderr
 			})
 			if err != nil {
@@ -164,8 +175,12 @@ func targets() []target {
 		}
 		ts = append(ts, t)
 	}
-	return ts
+	return append(ts, extraTargets...)
 }
+
+// extraTargets are targets the command's tests add (a deliberately wrong
+// strategy), in the tests' parent process and in its worker processes.
+var extraTargets []target
 
 func targetNames() []string {
 	var names []string
@@ -207,7 +222,11 @@ type plan struct {
 	scarce   int64         // stock of the SKU of a sell-out
 	maxQty   int64         // each line asks 1..maxQty units
 	seed     uint64
-	runID    string // names schemas and key prefixes
+	runID    string   // names schemas and key prefixes
+	procs    int      // worker processes per point; 0: the workers run in this process
+	args     []string // the command's flags, which the worker processes are run with
+	pgURL    string   // the servers the worker processes use
+	redisURL string
 }
 
 // Result is the measurement of one target on one case at one worker count.
@@ -346,6 +365,10 @@ func run(ctx context.Context, p plan, svc *services, all []target, prog progress
 			out.Unavailable = append(out.Unavailable, Unavailable{Target: name, Reason: err.Error()})
 			continue
 		}
+		if p.procs > 0 && len(all[i].services) == 0 {
+			out.Unavailable = append(out.Unavailable, Unavailable{Target: name, Reason: "keeps its stock in the process: -procs needs a store the processes share"})
+			continue
+		}
 		runnable = append(runnable, all[i])
 	}
 	prog.start(len(p.cases) * len(p.workers) * len(runnable))
@@ -362,7 +385,7 @@ func run(ctx context.Context, p plan, svc *services, all []target, prog progress
 				ns := fmt.Sprintf("%s_%d", p.runID, n)
 				var r *Result
 				pprof.Do(ctx, pprof.Labels("target", t.name), func(ctx context.Context) {
-					r = measure(ctx, p, svc, t, c, w, "invbench_"+ns, "invbench:"+ns+":")
+					r = measure(ctx, p, svc, t, c, w, ns)
 				})
 				prog.done(r)
 				out.Results = append(out.Results, r)
@@ -396,8 +419,9 @@ func ratios(rs []*Result) {
 	}
 }
 
-// measure runs the hammer once: t on case c with w workers.
-func measure(ctx context.Context, p plan, svc *services, t target, c benchCase, w int, schema, prefix string) *Result {
+// measure runs the hammer once: t on case c with w workers, in this
+// process or, with p.procs, in worker processes (measureProcs).
+func measure(ctx context.Context, p plan, svc *services, t target, c benchCase, w int, ns string) *Result {
 	r := &Result{Target: t.name, Baseline: t.baseline, Workload: c.Workload, Lines: c.Lines, Stock: "plenty", Workers: w, Vs: t.vs}
 	if c.Scarce {
 		r.Stock = "sell-out"
@@ -407,7 +431,8 @@ func measure(ctx context.Context, p plan, svc *services, t target, c benchCase, 
 		r.OK = false
 		return r
 	}
-	o, err := t.open(ctx, svc, schema, prefix)
+	schema, prefix := storeNames(ns)
+	o, err := t.open(ctx, svc, schema, prefix, true)
 	if err != nil {
 		return fail(fmt.Errorf("open: %w", err))
 	}
@@ -418,35 +443,74 @@ func measure(ctx context.Context, p plan, svc *services, t target, c benchCase, 
 			r.Problem = "clean up: " + err.Error()
 		}
 	}()
+	if p.procs > 0 {
+		if err := measureProcs(ctx, p, t, o, c, w, ns, r); err != nil {
+			return fail(err)
+		}
+		return r
+	}
 
-	rec := newRecorder()
-	var decided, refused atomic.Int64
+	ob := newObserver()
+	cfg := hammerConfig(p, c, w)
+	cfg.Strategy, cfg.NewID, cfg.Observe = o.s, o.newID, ob.observe
+	flushes0, calls0, batches := batchCounts(o.s)
+	rep, err := strategytest.Hammer(ctx, cfg)
+	if flushes1, calls1, _ := batchCounts(o.s); batches && flushes1 > flushes0 && rep != nil && rep.Elapsed > 0 {
+		r.MeanBatch = (calls1 - calls0) / (flushes1 - flushes0)
+		r.Flushes = (flushes1 - flushes0) / rep.Elapsed.Seconds()
+	}
+	if rep == nil {
+		return fail(fmt.Errorf("hammer: %w", err))
+	}
+	fill(r, rep, ob.rec.snapshot(), ob.decided.Load(), ob.refused.Load(), c)
+	if err != nil {
+		return fail(fmt.Errorf("hammer: %w", err))
+	}
+	return r
+}
+
+// storeNames returns the schema and the key prefix of the point named ns.
+func storeNames(ns string) (schema, prefix string) {
+	return "invbench_" + ns, "invbench:" + ns + ":"
+}
+
+// observer counts and times the Reserve calls of a run.
+type observer struct {
+	rec              *recorder
+	decided, refused atomic.Int64
+}
+
+func newObserver() *observer { return &observer{rec: newRecorder()} }
+
+// observe is the hammer's Observe.
+func (ob *observer) observe(op string, d time.Duration, err error) {
+	if op != "reserve" {
+		return
+	}
+	ob.rec.record(d)
+	switch {
+	case err == nil:
+		ob.decided.Add(1)
+	case errors.Is(err, inventory.ErrInsufficientStock):
+		ob.decided.Add(1)
+		ob.refused.Add(1)
+	}
+}
+
+// hammerConfig returns the hammer run of case c with w workers, without
+// the strategy and its hooks.
+func hammerConfig(p plan, c benchCase, w int) strategytest.HammerConfig {
 	cfg := strategytest.HammerConfig{
-		Strategy: o.s,
 		// Background work as a shop would do it, so that it does not weigh
 		// on the measurement: a sweep every 100ms, a stock read per ms.
 		SweepEvery:  100 * time.Millisecond,
 		SampleEvery: time.Millisecond,
-		NewID:       o.newID,
 		Workers:     w,
 		SKUs:        1,
 		MaxQty:      p.maxQty,
 		MaxLines:    c.Lines,
 		FixedStock:  true,
 		Seed:        p.seed,
-		Observe: func(op string, d time.Duration, err error) {
-			if op != "reserve" {
-				return
-			}
-			rec.record(d)
-			switch {
-			case err == nil:
-				decided.Add(1)
-			case errors.Is(err, inventory.ErrInsufficientStock):
-				decided.Add(1)
-				refused.Add(1)
-			}
-		},
 	}
 	if c.Workload != hot {
 		cfg.SKUs = p.skus
@@ -465,19 +529,15 @@ func measure(ctx context.Context, p plan, svc *services, t target, c benchCase, 
 			cfg.Duration = p.duration
 		}
 	}
-	flushes0, calls0, batches := batchCounts(o.s)
-	rep, err := strategytest.Hammer(ctx, cfg)
-	if flushes1, calls1, _ := batchCounts(o.s); batches && flushes1 > flushes0 && rep != nil && rep.Elapsed > 0 {
-		r.MeanBatch = (calls1 - calls0) / (flushes1 - flushes0)
-		r.Flushes = (flushes1 - flushes0) / rep.Elapsed.Seconds()
-	}
-	if rep == nil {
-		return fail(fmt.Errorf("hammer: %w", err))
-	}
-	h := rec.snapshot()
+	return cfg
+}
+
+// fill writes what the hammer's report rep, the latencies h and the counts
+// of decided and refused Reserve calls say into r.
+func fill(r *Result, rep *strategytest.Report, h *histogram, decided, refused int64, c benchCase) {
 	r.Seconds = rep.Elapsed.Seconds()
 	r.Reserves = rep.Reserves
-	r.Decided = decided.Load()
+	r.Decided = decided
 	if r.Seconds > 0 {
 		r.Throughput = float64(r.Decided) / r.Seconds
 	}
@@ -485,7 +545,7 @@ func measure(ctx context.Context, p plan, svc *services, t target, c benchCase, 
 	r.P50, r.P95, r.P99 = ms(h.quantile(0.50)), ms(h.quantile(0.95)), ms(h.quantile(0.99))
 	r.Max, r.Mean = ms(time.Duration(h.max)), ms(h.mean())
 	r.GrantedUnits = rep.Granted
-	r.Refused = refused.Load()
+	r.Refused = refused
 	for kind, n := range rep.Errors {
 		if kind == "insufficient" {
 			continue
@@ -506,10 +566,6 @@ func measure(ctx context.Context, p plan, svc *services, t target, c benchCase, 
 			r.OK = false
 		}
 	}
-	if err != nil {
-		return fail(fmt.Errorf("hammer: %w", err))
-	}
-	return r
 }
 
 // errorKinds writes errs as kind=count pairs, sorted by kind.

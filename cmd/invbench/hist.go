@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
 	"math"
 	"math/bits"
 	"sync"
@@ -61,6 +63,47 @@ func (h *histogram) merge(o *histogram) {
 	h.n += o.n
 	h.sum += o.sum
 	h.max = max(h.max, o.max)
+}
+
+// histogramJSON is a histogram as JSON: its non-empty buckets, as pairs
+// of index and count.
+type histogramJSON struct {
+	N       int64      `json:"n"`
+	Max     int64      `json:"max_ns"`
+	Sum     int64      `json:"sum_ns"`
+	Buckets [][2]int64 `json:"buckets"`
+}
+
+// MarshalJSON writes the histogram with its non-empty buckets only.
+func (h *histogram) MarshalJSON() ([]byte, error) {
+	j := histogramJSON{N: h.n, Max: h.max, Sum: h.sum, Buckets: [][2]int64{}}
+	for i, c := range h.counts {
+		if c != 0 {
+			j.Buckets = append(j.Buckets, [2]int64{int64(i), c})
+		}
+	}
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON reads what MarshalJSON wrote.
+func (h *histogram) UnmarshalJSON(b []byte) error {
+	var j histogramJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*h = histogram{n: j.N, max: j.Max, sum: j.Sum}
+	var n int64
+	for _, bc := range j.Buckets {
+		if bc[0] < 0 || bc[0] >= numBuckets || bc[1] < 0 {
+			return fmt.Errorf("histogram: bad bucket %v", bc)
+		}
+		h.counts[bc[0]] += bc[1]
+		n += bc[1]
+	}
+	if n != h.n {
+		return fmt.Errorf("histogram: buckets hold %d values, not %d", n, h.n)
+	}
+	return nil
 }
 
 // quantile returns the upper bound of the bucket that holds the q-th

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/oversell/inventory/internal/redistest"
 	"github.com/oversell/inventory/internal/testsvc"
 	"github.com/oversell/inventory/strategy"
+	"github.com/oversell/inventory/strategy/strategytest"
 )
 
 func TestHistogramQuantilesAreWithinOneBucket(t *testing.T) {
@@ -202,7 +204,7 @@ func (r *racyOps) addStock(_ context.Context, sku string, delta int64) (int64, e
 
 var racyTarget = target{
 	name: "racy",
-	open: func(context.Context, *services, string, string) (*opened, error) {
+	open: func(context.Context, *services, string, string, bool) (*opened, error) {
 		s := &raw{ops: &racyOps{stock: map[string]int64{}}, ledger: newLedger()}
 		return &opened{s: s, newID: strategy.NewIDFunc(s), close: func(context.Context) error { return nil }}, nil
 	},
@@ -380,6 +382,127 @@ func TestRedisstockOnARedisCluster(t *testing.T) {
 	code := mainErr(t.Context(), []string{"-strategies", "redisstock", "-workloads", "uniform", "-workers", "8", "-ops", "400",
 		"-quiet", "-strict", "-redis-cluster", strings.Join(c.Addrs(), ",")}, &stdout, &stderr)
 	require.Equal(t, 0, code, "stdout: %s\nstderr: %s", stdout.String(), stderr.String())
-	assert.Regexp(t, `redisstock\s+8\s+\d+\s+[\d.]+ .* ok\n`, stdout.String())
-	assert.Regexp(t, `raw-redis\s+8\s+\d+\s+\(raw\) .* ok\n`, stdout.String())
+	assert.Regexp(t, `redisstock\s+8\s+[\d.]+\s+[\d.]+ .* ok\n`, stdout.String()) // under 100/s: one decimal
+	assert.Regexp(t, `raw-redis\s+8\s+[\d.]+\s+\(raw\) .* ok\n`, stdout.String())
+}
+
+func TestMain(m *testing.M) {
+	if w, _ := strategytest.ProcsWorkerOrders(); w != nil {
+		// This test binary run again as a worker process of -procs.
+		extraTargets = append(extraTargets, racyPostgresTarget)
+		os.Exit(mainErr(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// racyPostgres is raw-postgres with a read-then-write of the stock: buyers
+// in any process overwrite each other's takes.
+type racyPostgres struct{ *rawPostgres }
+
+func (r racyPostgres) take(ctx context.Context, lines []inventory.Line) error {
+	for _, l := range lines {
+		n, err := r.available(ctx, l.SKU)
+		if err != nil {
+			return err
+		}
+		if n < l.Qty {
+			return &inventory.InsufficientStockError{SKU: l.SKU, Requested: l.Qty, Available: n}
+		}
+		time.Sleep(time.Millisecond) // the window another buyer reads the same value in
+		if err := r.setStock(ctx, l.SKU, n-l.Qty); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var racyPostgresTarget = target{
+	name: "racy-postgres", services: []strategy.Service{strategy.Postgres},
+	open: func(ctx context.Context, svc *services, schema, _ string, drop bool) (*opened, error) {
+		r, err := openRawPostgres(ctx, svc.pg, schema)
+		if err != nil {
+			return nil, err
+		}
+		r.ops = racyPostgres{r.ops.(*rawPostgres)}
+		return &opened{s: r, newID: strategy.NewIDFunc(r), close: func(ctx context.Context) error {
+			if !drop {
+				return nil
+			}
+			_, err := svc.pg.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+			return err
+		}}, nil
+	},
+}
+
+// TestProcsMergeAddsCountsAndLatencies merges two workers' reports as
+// they come from their processes: the counts add up, and the percentiles
+// are those of every call of both.
+func TestProcsMergeAddsCountsAndLatencies(t *testing.T) {
+	var a, b, both histogram
+	for i := range 1000 {
+		d := time.Duration(i+1) * time.Microsecond // worker 0: 1µs..1ms
+		a.record(d)
+		both.record(d)
+	}
+	for i := range 500 {
+		d := time.Duration(i+1) * 10 * time.Millisecond // worker 1: 10ms..5s
+		b.record(d)
+		both.record(d)
+	}
+	m := &procsMerge{ledger: newLedger()}
+	for i, d := range []workerData{
+		{Latency: &a, Decided: 1000, Refused: 10, Flushes: 40, Calls: 400,
+			Ledger: []inventory.Reservation{{ID: "a", Lines: []inventory.Line{{SKU: "sku-00", Qty: 2}}, State: inventory.Held}}},
+		{Latency: &b, Decided: 500, Refused: 5, Flushes: 10, Calls: 100,
+			Ledger: []inventory.Reservation{{ID: "b", Lines: []inventory.Line{{SKU: "sku-00", Qty: 1}}, State: inventory.Committed}}},
+	} {
+		js, err := json.Marshal(d)
+		require.NoError(t, err)
+		require.NoError(t, m.collect(i, js))
+	}
+	rep := &strategytest.ProcsReport{Report: strategytest.Report{Reserves: 1600, Granted: 1400, Elapsed: 2 * time.Second,
+		Errors: map[string]int64{"insufficient": 15, "not_held": 3}}}
+	var r Result
+	m.fill(&r, rep, benchCase{Workload: hot, Lines: 1})
+	assert.Equal(t, int64(1500), r.Decided)
+	assert.Equal(t, int64(15), r.Refused)
+	assert.Equal(t, int64(1600), r.Reserves)
+	assert.Equal(t, 750.0, r.Throughput, "decided over the merged wall window")
+	assert.Equal(t, map[string]int64{"not_held": 3}, r.Errors)
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	assert.Equal(t, ms(both.quantile(0.5)), r.P50)
+	assert.Equal(t, ms(both.quantile(0.95)), r.P95)
+	assert.Equal(t, ms(both.quantile(0.99)), r.P99)
+	assert.Equal(t, ms(5*time.Second), r.Max)
+	assert.Equal(t, ms(both.mean()), r.Mean)
+	assert.LessOrEqual(t, r.P50, ms(time.Millisecond), "two thirds of the calls are worker 0's: so is the median")
+	assert.Greater(t, r.P99, ms(time.Second), "the slowest are worker 1's")
+	assert.Equal(t, 10.0, r.MeanBatch)
+	assert.Equal(t, 25.0, r.Flushes)
+	held, err := (&raw{ledger: m.ledger}).Lookup(t.Context(), "b")
+	require.NoError(t, err)
+	assert.Equal(t, inventory.Committed, held.State, "a raw baseline's reservations reach the parent's ledger")
+	assert.Error(t, (&procsMerge{}).collect(0, []byte(`{"latency":{"n":2,"buckets":[[3,1]]}}`)), "a histogram that does not add up")
+}
+
+// TestProcsRunsEndToEndAndCatchesOversell runs invbench -procs 2: sqlcond
+// and raw-postgres in two worker processes each, then a strategy that
+// oversells across them, which the parent's one check catches.
+func TestProcsRunsEndToEndAndCatchesOversell(t *testing.T) {
+	testsvc.Postgres(t)
+	args := []string{"-workloads", "hot", "-workers", "8", "-procs", "2", "-duration", "300ms", "-pg-conns", "8", "-quiet"}
+	var stdout, stderr bytes.Buffer
+	code := mainErr(t.Context(), append([]string{"-strategies", "sqlcond"}, args...), &stdout, &stderr)
+	require.Equal(t, 0, code, "stdout: %s\nstderr: %s", stdout.String(), stderr.String())
+	assert.Contains(t, stdout.String(), "workers over 2 processes")
+	assert.Regexp(t, `raw-postgres\s+8\s+[\d.]+\s+\(raw\) .* ok\n`, stdout.String())
+	assert.Regexp(t, `sqlcond\s+8\s+[\d.]+\s+[\d.]+ .* ok\n`, stdout.String())
+
+	extraTargets = append(extraTargets, racyPostgresTarget)
+	t.Cleanup(func() { extraTargets = extraTargets[:len(extraTargets)-1] })
+	stdout.Reset()
+	stderr.Reset()
+	code = mainErr(t.Context(), append([]string{"-strategies", "racy-postgres", "-stock", "scarce", "-scarce", "100"}, args...), &stdout, &stderr)
+	assert.Equal(t, exitFailed, code, "stdout: %s\nstderr: %s", stdout.String(), stderr.String())
+	assert.Contains(t, stdout.String(), "OVERSOLD")
 }

@@ -20,6 +20,7 @@
 //	go run ./cmd/invbench -smoke                  # a few seconds per strategy; fails on oversell or loss
 //	go run ./cmd/invbench -workloads hot -workers 64 -strategies sqlcond,pessimistic
 //	go run ./cmd/invbench -out results -chart results/chart.svg
+//	go run ./cmd/invbench -workloads hot -workers 64 -procs 4  # the 64 workers in 4 processes
 //
 // Every point (one strategy, one workload, one worker count) runs the
 // hammer of strategy/strategytest on a fresh schema and key prefix, dropped
@@ -30,8 +31,20 @@
 // checks per SKU that available + held + sold equals the stock: a run that
 // oversold or lost units, or met an error outside the contract, is marked
 // with "!!" and makes the command exit with status 1; -strict also exits
-// with status 3 when a strategy cannot run. BENCHMARKS.md is a full run,
-// with how to read it.
+// with status 3 when a strategy cannot run.
+//
+// With -procs N the workers of each point run in N processes of their own,
+// this command run again with the same flags, each with connections of its
+// own (its share of -pg-conns), on the point's schema and key prefix,
+// through the runner of the suite's multi-process hammer
+// (strategytest.ProcsRun). Their results are merged into one line:
+// throughput summed over the wall time from the first worker's start to
+// the last one's end (their buyers start together), latency percentiles
+// from their merged histograms, errors summed; the invariant is checked
+// once, at the end, across all, from the store. Strategies that keep their
+// stock in the process (memory) cannot run so and are listed.
+//
+// BENCHMARKS.md is a full run, with how to read it.
 package main
 
 import (
@@ -55,6 +68,7 @@ import (
 	"github.com/mattn/go-isatty"
 
 	"github.com/oversell/inventory/strategy"
+	"github.com/oversell/inventory/strategy/strategytest"
 )
 
 // Exit statuses.
@@ -86,6 +100,7 @@ type options struct {
 	out, chart, cpuProfile                string
 	redisCluster                          string
 	seed                                  uint64
+	procs                                 int
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -107,6 +122,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.mysqlConns, "mysql-conns", 48, "size of the MySQL connection pool every MySQL strategy shares")
 	fs.BoolVar(&o.mysqlOnly, "mysql", false, "run the MySQL strategies (sqlcond-mysql, pessimistic-mysql) beside raw-mysql; same as -strategies sqlcond-mysql,pessimistic-mysql")
 	fs.StringVar(&o.redisCluster, "redis-cluster", "", "comma-separated `ADDRS` (host:port) of a Redis Cluster to use instead of INVENTORY_REDIS_URL; redisstock then spreads its keys over 16 buckets (run it with -strategies redisstock: raw-redis keeps its keys in one slot, redislock's carts span slots)")
+	fs.IntVar(&o.procs, "procs", 0, "run the workers of each point in `N` processes of their own (this command run again), on one schema and key prefix: one line per point with their results merged, the invariant checked once across all; -workers must be multiples of N; 0: in this process")
 	fs.BoolVar(&o.containers, "containers", false, "start PostgreSQL and Redis through testcontainers-go (needs Docker) instead of using the URLs")
 	fs.BoolVar(&o.full, "full", false, "the full sweep: workloads "+fullWorkloads+", workers "+fullWorkers+", "+fullDuration.String()+" per point (about five minutes); flags given beside it still apply")
 	fs.BoolVar(&o.smoke, "smoke", false, "a short run for CI: per strategy, hot, uniform carts of 1..3 lines and a sell-out, 32 workers, 1s each")
@@ -204,7 +220,10 @@ func makePlan(o *options) (plan, error) {
 		return p, errors.New("-pg-conns must be positive")
 	case o.mysqlConns < 1:
 		return p, errors.New("-mysql-conns must be positive")
+	case o.procs < 0:
+		return p, errors.New("-procs must not be negative")
 	}
+	p.procs = o.procs
 	if o.smoke {
 		p.workers = []int{32}
 		p.duration, p.ops = time.Second, 0
@@ -216,6 +235,9 @@ func makePlan(o *options) (plan, error) {
 		n, err := strconv.Atoi(w)
 		if err != nil || n < 1 || n > 4096 {
 			return p, fmt.Errorf("-workers: %q is not a count in 1..4096", w)
+		}
+		if o.procs > 0 && n%o.procs != 0 {
+			return p, fmt.Errorf("-workers: %d is not a multiple of -procs %d", n, o.procs)
 		}
 		p.workers = append(p.workers, n)
 	}
@@ -270,6 +292,14 @@ func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "invbench:", err)
 		return exitUsage
 	}
+	p.args = args
+	if wk, err := strategytest.ProcsWorkerOrders(); err != nil || wk != nil {
+		if err != nil {
+			fmt.Fprintln(stderr, "invbench:", err)
+			return exitUsage
+		}
+		return runWorker(ctx, o, wk, stderr) // a worker process of -procs
+	}
 	if o.chart != "" {
 		if ext := strings.ToLower(o.chart); !strings.HasSuffix(ext, ".png") && !strings.HasSuffix(ext, ".svg") {
 			fmt.Fprintln(stderr, "invbench: -chart must name a .png or .svg file")
@@ -292,35 +322,21 @@ func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		// What needs no server still runs; the rest is listed with the reason.
 		svc = &services{pgErr: containerErr, redisErr: containerErr, mysqlErr: containerErr}
 	} else {
-		// Connect only to the servers the chosen targets need.
-		var needPG, needRedis, needMySQL bool
+		var want []target
 		for _, t := range targets() {
 			if slices.Contains(p.targets, t.name) {
-				needPG = needPG || slices.Contains(t.services, strategy.Postgres)
-				needRedis = needRedis || slices.Contains(t.services, strategy.Redis)
-				needMySQL = needMySQL || slices.Contains(t.services, strategy.MySQL)
+				want = append(want, t)
 			}
 		}
-		if !needPG {
-			pgURL = ""
-		}
-		if !needRedis || o.redisCluster != "" {
-			redisURL = ""
-		}
-		svc = connect(ctx, pgURL, redisURL, int32(o.pgConns), slices.Max(p.workers)+32)
-		if needRedis && o.redisCluster != "" {
-			svc.redis, svc.redisErr = connectRedisCluster(ctx, split(o.redisCluster), slices.Max(p.workers)+32)
-		}
-		if needMySQL {
-			svc.mysql, svc.mysqlErr = connectMySQL(ctx, mysqlURL(), o.mysqlConns)
-		}
+		svc = connectFor(ctx, o, want, pgURL, redisURL, o.pgConns, o.mysqlConns, slices.Max(p.workers)+32)
 	}
+	p.pgURL, p.redisURL = pgURL, redisURL
 	defer svc.close()
 
 	m := meta{
 		Command: "go run ./cmd/invbench " + strings.Join(args, " "), Started: time.Now().UTC(),
 		GoVersion: runtime.Version(), CPUs: runtime.NumCPU(), SKUs: p.skus, Zipf: p.zipfS, MaxQty: p.maxQty, Scarce: p.scarce,
-		Targets: p.targets,
+		Targets: p.targets, Procs: p.procs,
 	}
 	m.Command = strings.TrimSpace(m.Command)
 	if svc.pg != nil {
@@ -382,6 +398,32 @@ func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUnavailable
 	}
 	return 0
+}
+
+// connectFor connects only to the servers that the targets ts need, with
+// pools of pgConns and mysqlConns connections and a Redis client with room
+// for redisConns.
+func connectFor(ctx context.Context, o *options, ts []target, pgURL, redisURL string, pgConns, mysqlConns, redisConns int) *services {
+	var needPG, needRedis, needMySQL bool
+	for _, t := range ts {
+		needPG = needPG || slices.Contains(t.services, strategy.Postgres)
+		needRedis = needRedis || slices.Contains(t.services, strategy.Redis)
+		needMySQL = needMySQL || slices.Contains(t.services, strategy.MySQL)
+	}
+	if !needPG {
+		pgURL = ""
+	}
+	if !needRedis || o.redisCluster != "" {
+		redisURL = ""
+	}
+	svc := connect(ctx, pgURL, redisURL, int32(pgConns), redisConns)
+	if needRedis && o.redisCluster != "" {
+		svc.redis, svc.redisErr = connectRedisCluster(ctx, split(o.redisCluster), redisConns)
+	}
+	if needMySQL {
+		svc.mysql, svc.mysqlErr = connectMySQL(ctx, mysqlURL(), mysqlConns)
+	}
+	return svc
 }
 
 func randomID() string {

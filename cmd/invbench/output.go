@@ -28,6 +28,7 @@ type meta struct {
 	Zipf      float64   `json:"zipf"`
 	MaxQty    int64     `json:"max_qty"`
 	PoolConns int32     `json:"postgres_pool_conns,omitempty"`
+	Procs     int       `json:"procs,omitempty"` // the workers of a point ran in this many processes`
 	Targets   []string  `json:"targets"`
 }
 
@@ -87,6 +88,9 @@ func caseTitle(r *Result, m meta) string {
 		b.WriteString(", scarce stock sold out to zero")
 	} else {
 		b.WriteString(", stock never runs out")
+	}
+	if m.Procs > 0 {
+		fmt.Fprintf(&b, ", workers over %d processes", m.Procs)
 	}
 	return b.String()
 }

@@ -70,6 +70,20 @@ func (l *ledger) put(r inventory.Reservation) {
 	sh.mu.Unlock()
 }
 
+// all returns every reservation the ledger holds.
+func (l *ledger) all() []inventory.Reservation {
+	var out []inventory.Reservation
+	for i := range l.shards {
+		sh := &l.shards[i]
+		sh.mu.Lock()
+		for _, r := range sh.res {
+			out = append(out, *r)
+		}
+		sh.mu.Unlock()
+	}
+	return out
+}
+
 // settle moves a Held reservation to state and returns its lines, or says
 // why it cannot.
 func (l *ledger) settle(id, op string, to inventory.State) ([]inventory.Line, error) {

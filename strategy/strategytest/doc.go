@@ -66,6 +66,15 @@
 // the worker's share and ends the test (it is skipped). Procs returns the
 // ProcsReport without failing the test, for tests that expect a failure.
 //
+// The runner itself needs no test: ProcsRun takes the parent's own handle
+// on the store, a hook that runs this program again as a worker, and a
+// directory, and returns the merged ProcsReport; the program finds its
+// orders in a worker with ProcsWorkerOrders and runs its share with
+// ProcsWorker.Run, whose data (latencies, say) the parent gets back
+// through ProcsRun.Collect. The workers' buyers start together, once every
+// worker has opened the store. Procs is a thin wrapper over it, and
+// cmd/invbench's -procs runs its benchmark points through it.
+//
 // # Guarantees
 //
 // RunConformance checks every behaviour of the inventory.Reserver contract in

@@ -15,14 +15,16 @@ import (
 )
 
 // HammerConfig describes a hammer run: many buyers racing for scarce stock.
-// The zero value of every field but Strategy takes the default.
+// The zero value of every field but Strategy takes the default. Its fields
+// but the functions and the strategy travel as JSON to the workers of a
+// ProcsRun.
 type HammerConfig struct {
 	// Strategy is the strategy under test, with no SKUs yet. Required.
-	Strategy inventory.Strategy
+	Strategy inventory.Strategy `json:"-"`
 	// NewID returns request IDs. Default: RandomID.
-	NewID func(ctx context.Context) (string, error)
+	NewID func(ctx context.Context) (string, error) `json:"-"`
 	// Advance moves the strategy's clock, as Harness.Advance. Nil: wall clock.
-	Advance func(d time.Duration)
+	Advance func(d time.Duration) `json:"-"`
 
 	// Workers is the number of concurrent buyers. Default: 64.
 	Workers int
@@ -85,7 +87,7 @@ type HammerConfig struct {
 	// Observe, if set, is called after every Reserve, Commit and Release with
 	// the operation's name, its latency and its error. It must be safe for
 	// concurrent use.
-	Observe func(op string, latency time.Duration, err error)
+	Observe func(op string, latency time.Duration, err error) `json:"-"`
 
 	// HoldTTL is the TTL of the holds a buyer means to settle (and, with
 	// SellOut, of every hold). Default: an hour.

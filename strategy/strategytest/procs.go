@@ -1,11 +1,13 @@
 package strategytest
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -104,12 +106,14 @@ func (r *ProcsReport) String() string {
 
 // workerSpec is a worker's orders.
 type workerSpec struct {
-	Test   string // the test that runs the worker: t.Name() in the parent
+	Tag    string // what the worker runs: ProcsRun.Tag
 	NS     string
 	Index  int
 	Seed   uint64
-	IDs    string // file the worker appends every request ID to, one a line, before using it
-	Result string // file the worker writes its workerResult to
+	Hammer HammerConfig // the run, defaults applied
+	IDs    string       // file the worker appends every request ID to, one a line, before using it
+	Ready  string       // file the worker makes once its store is open
+	Result string       // file the worker writes its workerResult to
 }
 
 // workerResult is a worker's report, as JSON.
@@ -120,7 +124,9 @@ type workerResult struct {
 	NegativeSeen                         bool
 	Added                                []int64 // per SKU, units the worker's churn added
 	Elapsed                              time.Duration
-	Err                                  string // the hammer could not run
+	Start, End                           time.Time       // wall clock, when its buyers began and ended
+	Data                                 json.RawMessage `json:",omitempty"` // WorkerOptions.Data
+	Err                                  string          // the hammer could not run
 }
 
 // RunProcs runs Procs and fails t for everything wrong in its report: an
@@ -150,12 +156,11 @@ func RunProcs(t *testing.T, cfg ProcsConfig) *ProcsReport {
 }
 
 // Procs runs cfg.Hammer in cfg.Procs processes at once, on one store, and
-// checks the end state across all of them: the test binary is run again
-// once per worker, with the test t alone selected (-test.run) and an
-// environment variable telling it which worker it is. Each worker opens
-// the store with cfg.Open, runs the hammer without stocking or accounting,
-// and writes its report to a file; the test's process merges the reports
-// and accounts every request ID any worker used.
+// checks the end state across all of them, through a ProcsRun whose
+// workers are the test binary run again, with the test t alone selected
+// (-test.run). Each worker opens the store with cfg.Open and runs its share
+// (ProcsWorker.Run); the test's process merges the reports and accounts
+// every request ID any worker used.
 //
 // Procs returns an error only when the run could not be set up or checked
 // (a worker that could not start, failed its test or wrote no report);
@@ -170,85 +175,193 @@ func Procs(t *testing.T, cfg ProcsConfig) (*ProcsReport, error) {
 	if cfg.Open == nil {
 		return nil, errors.New("strategytest: ProcsConfig.Open is nil")
 	}
-	if cfg.Procs <= 0 {
-		cfg.Procs = 4
-	}
-	if cfg.Hammer.Workers <= 0 {
-		cfg.Hammer.Workers = 8
-	}
-	if cfg.Hammer.SKUs <= 0 {
-		cfg.Hammer.SKUs = 1
-	}
-	if cfg.Hammer.Stock <= 0 {
-		cfg.Hammer.Stock = 500
-	}
-	if cfg.Hammer.HoldTTL <= 0 {
-		cfg.Hammer.HoldTTL = time.Hour
-	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 3 * time.Minute
 	}
-	if cfg.Kill {
-		if cfg.Hammer.SellOut {
-			return nil, errors.New("strategytest: ProcsConfig.Kill with Hammer.SellOut: the killed worker's holds would never settle")
-		}
-		if cfg.Hammer.HoldTTL > time.Minute {
-			return nil, errors.New("strategytest: ProcsConfig.Kill needs a Hammer.HoldTTL of a minute or less: Procs waits for it")
-		}
-		cfg.Hammer.FixedStock = true
-	}
-	cfg.Hammer.Advance = nil
 	ctx, cancel := context.WithTimeout(t.Context(), cfg.Timeout)
 	defer cancel()
 
-	if raw := os.Getenv(procsWorkerEnv); raw != "" {
-		var spec workerSpec
-		if err := json.Unmarshal([]byte(raw), &spec); err != nil {
-			return nil, fmt.Errorf("strategytest: bad %s: %w", procsWorkerEnv, err)
+	w, err := ProcsWorkerOrders()
+	if err != nil {
+		return nil, err
+	}
+	if w != nil {
+		if w.Tag() != t.Name() {
+			t.Skipf("strategytest: this process is a worker of %s", w.Tag())
 		}
-		if spec.Test != t.Name() {
-			t.Skipf("strategytest: this process is a worker of %s", spec.Test)
-		}
-		runWorker(ctx, t, cfg, spec)
+		require.NoError(t, w.Run(ctx, cfg.Open(ctx, t, w.NS()), nil))
 		t.SkipNow() // never returns
 	}
-	return runParent(ctx, t, cfg)
+
+	ns := ""
+	if cfg.Setup != nil {
+		ns = cfg.Setup(ctx, t)
+	}
+	h := cfg.Open(ctx, t, ns)
+	if h == nil {
+		return nil, errors.New("strategytest: ProcsConfig.Open returned no strategy")
+	}
+	run := &ProcsRun{
+		Procs: cfg.Procs, Hammer: cfg.Hammer, Kill: cfg.Kill, Strategy: h.Strategy, NS: ns, Tag: t.Name(), Dir: t.TempDir(),
+		Command: func(ctx context.Context) *exec.Cmd {
+			return exec.CommandContext(ctx, os.Args[0], "-test.run="+testPattern(t.Name()), "-test.count=1", "-test.v")
+		},
+		Logf: t.Logf,
+	}
+	return run.Run(ctx)
 }
 
-// runWorker runs one worker's share of Procs and writes its report.
-func runWorker(ctx context.Context, t *testing.T, cfg ProcsConfig, spec workerSpec) {
+// ProcsRun is a hammer run in several processes at once on one store, the
+// core of Procs for programs other than tests (the benchmark command runs
+// it as well): the parent stocks the SKUs, starts the workers through
+// Command, lets their buyers go together once every worker has opened the
+// store, merges their reports and reads the end state once, across all.
+// Every worker runs ProcsWorker.Run in a process of its own; a program
+// finds its orders with ProcsWorkerOrders.
+type ProcsRun struct {
+	// Procs is the number of worker processes. Default: 4.
+	Procs int
+	// Hammer is the run each worker makes. Its Strategy, NewID, Advance
+	// and Observe are ignored: each worker has its own (ProcsWorker.Run),
+	// and every process reads the wall clock. Its SKUs are stocked once,
+	// by Run, before the workers start. Workers is the number of buyers in
+	// each process. Default: as for Hammer, with 8 buyers.
+	Hammer HammerConfig
+	// Kill is as ProcsConfig.Kill.
+	Kill bool
+
+	// Strategy is this process's own handle on the store the workers
+	// share: it stocks the SKUs, reads the end state and, after a kill,
+	// sweeps. Required.
+	Strategy inventory.Strategy
+	// NS names the store; every worker is told it (ProcsWorker.NS).
+	NS string
+	// Tag is told to every worker (ProcsWorker.Tag): what it is to run,
+	// for a program that can run several things (Procs: the test's name).
+	Tag string
+	// Command returns the command that runs one worker: this program again,
+	// with what leads it to ProcsWorker.Run. Run adds the worker's orders to
+	// its environment (to cmd.Env, or to this process's environment when
+	// cmd.Env is nil) and takes its standard input and output. Required.
+	Command func(ctx context.Context) *exec.Cmd
+	// Dir is an existing directory for the workers' files (their request
+	// IDs and reports). Required.
+	Dir string
+
+	// Collect, if set, is handed each worker's data (what its
+	// WorkerOptions.Data returned, as JSON; nil without it) as its report is
+	// read, once every worker has ended and before the end state is read.
+	// An error from it ends the run with that error.
+	Collect func(worker int, data json.RawMessage) error
+	// Logf, if set, is told what the run did: workers started, killed.
+	Logf func(format string, args ...any)
+}
+
+// ProcsWorker is the orders of a process started as a worker of a
+// ProcsRun.
+type ProcsWorker struct{ spec workerSpec }
+
+// ProcsWorkerOrders returns this process's orders when a ProcsRun started
+// it as a worker, and nil when none did. The error says the orders are
+// there but cannot be read.
+func ProcsWorkerOrders() (*ProcsWorker, error) {
+	raw := os.Getenv(procsWorkerEnv)
+	if raw == "" {
+		return nil, nil
+	}
+	w := &ProcsWorker{}
+	if err := json.Unmarshal([]byte(raw), &w.spec); err != nil {
+		return nil, fmt.Errorf("strategytest: bad %s: %w", procsWorkerEnv, err)
+	}
+	return w, nil
+}
+
+// Tag returns the ProcsRun's Tag: what the worker is to run.
+func (w *ProcsWorker) Tag() string { return w.spec.Tag }
+
+// NS returns the name of the store the worker opens (ProcsRun.NS).
+func (w *ProcsWorker) NS() string { return w.spec.NS }
+
+// Index returns the worker's number, from 0.
+func (w *ProcsWorker) Index() int { return w.spec.Index }
+
+// Workers returns the number of buyers the worker runs.
+func (w *ProcsWorker) Workers() int { return w.spec.Hammer.Workers }
+
+// WorkerOptions are what a worker adds to its share of a ProcsRun.
+type WorkerOptions struct {
+	// Observe, if set, is the hammer's Observe in this worker.
+	Observe func(op string, latency time.Duration, err error)
+	// Data, if set, is called once the worker's buyers are done; what it
+	// returns goes to the parent's ProcsRun.Collect as JSON.
+	Data func() (any, error)
+}
+
+// Run does the worker's share of the ProcsRun on h, opened on the store NS
+// with connections of this process's own, and writes the report the
+// parent reads: it tells the parent it is ready, waits until every worker
+// is, runs its buyers and reports what they saw. A nil h (or one with no
+// strategy) is reported to the parent as a worker that could not run. The
+// error is one of writing the report.
+func (w *ProcsWorker) Run(ctx context.Context, h *Harness, opt *WorkerOptions) error {
+	if opt == nil {
+		opt = &WorkerOptions{}
+	}
 	res := workerResult{}
-	defer func() {
-		b, err := json.Marshal(res)
-		require.NoError(t, err)
-		tmp := spec.Result + ".tmp"
-		require.NoError(t, os.WriteFile(tmp, b, 0o644))
-		require.NoError(t, os.Rename(tmp, spec.Result)) // whole, or not there
-	}()
-	h := cfg.Open(ctx, t, spec.NS)
 	if h == nil || h.Strategy == nil {
 		res.Err = "Open returned no strategy"
-		return
+		return w.write(res)
 	}
-	f, err := os.OpenFile(spec.IDs, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-	if err != nil {
+	if err := w.share(ctx, h, opt, &res); err != nil {
 		res.Err = err.Error()
-		return
+	}
+	return w.write(res)
+}
+
+// Fail reports to the parent that the worker could not run, with err.
+func (w *ProcsWorker) Fail(err error) error {
+	return w.write(workerResult{Err: err.Error()})
+}
+
+func (w *ProcsWorker) write(res workerResult) error {
+	b, err := json.Marshal(res)
+	if err != nil {
+		return err
+	}
+	tmp := w.spec.Result + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, w.spec.Result) // whole, or not there
+}
+
+// share runs the worker's buyers into res.
+func (w *ProcsWorker) share(ctx context.Context, h *Harness, opt *WorkerOptions, res *workerResult) error {
+	f, err := os.OpenFile(w.spec.IDs, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
 	}
 	defer f.Close()
+	if err := os.WriteFile(w.spec.Ready, nil, 0o644); err != nil {
+		return err
+	}
+	if err := awaitGo(ctx, os.Stdin); err != nil {
+		return err
+	}
 	var mu sync.Mutex
-	hc := cfg.Hammer
-	hc.Strategy, hc.NewID, hc.Advance, hc.Seed, hc.stocked = h.Strategy, h.NewID, nil, spec.Seed, true
+	hc := w.spec.Hammer
+	hc.Strategy, hc.NewID, hc.Advance, hc.Observe, hc.Seed, hc.stocked = h.Strategy, h.NewID, nil, opt.Observe, w.spec.Seed, true
 	hc.onID = func(id string) error {
 		mu.Lock()
 		defer mu.Unlock()
 		_, err := f.WriteString(id + "\n") // unbuffered: it outlives a SIGKILL
 		return err
 	}
+	res.Start = time.Now()
 	rep, err := Hammer(ctx, hc)
+	res.End = time.Now()
 	if err != nil {
-		res.Err = err.Error()
-		return
+		return err
 	}
 	res.Reserves, res.Granted, res.Refused, res.Released = rep.Reserves, rep.Granted, rep.Refused, rep.Released
 	res.Errors, res.NegativeSeen, res.Elapsed = rep.Errors, rep.NegativeSeen, rep.Elapsed
@@ -256,15 +369,52 @@ func runWorker(ctx context.Context, t *testing.T, cfg ProcsConfig, spec workerSp
 		res.Unexpected = append(res.Unexpected, e.Error())
 	}
 	res.Added = rep.added
+	if opt.Data != nil {
+		d, err := opt.Data()
+		if err != nil {
+			return fmt.Errorf("worker data: %w", err)
+		}
+		if res.Data, err = json.Marshal(d); err != nil {
+			return fmt.Errorf("worker data: %w", err)
+		}
+	}
+	return nil
+}
+
+// goWord is what the parent writes to every worker's standard input once
+// all of them are ready.
+const goWord = "go"
+
+// awaitGo waits for the parent's word on in.
+func awaitGo(ctx context.Context, in io.Reader) error {
+	got := make(chan error, 1)
+	go func() {
+		line, err := bufio.NewReader(in).ReadString('\n')
+		switch {
+		case strings.TrimSpace(line) == goWord:
+			got <- nil
+		case err != nil:
+			got <- fmt.Errorf("strategytest: no word to start from the parent: %w", err)
+		default:
+			got <- fmt.Errorf("strategytest: parent said %q, not %q", line, goWord)
+		}
+	}()
+	select {
+	case err := <-got:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // worker is one worker process as the parent sees it.
 type worker struct {
-	spec workerSpec
-	cmd  *exec.Cmd
-	out  bytes.Buffer // stdout and stderr
-	err  error        // from Wait
-	done chan struct{}
+	spec  workerSpec
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   bytes.Buffer // stdout and stderr
+	err   error        // from Wait
+	done  chan struct{}
 }
 
 func (w *worker) tail() string {
@@ -285,60 +435,128 @@ func testPattern(name string) string {
 	return strings.Join(parts, "/")
 }
 
-func runParent(ctx context.Context, t *testing.T, cfg ProcsConfig) (*ProcsReport, error) {
-	ns := ""
-	if cfg.Setup != nil {
-		ns = cfg.Setup(ctx, t)
+// defaults fills in r's defaults and checks what cannot be run.
+func (r *ProcsRun) defaults() error {
+	switch {
+	case r.Strategy == nil:
+		return errors.New("strategytest: ProcsRun.Strategy is nil")
+	case r.Command == nil:
+		return errors.New("strategytest: ProcsRun.Command is nil")
+	case r.Dir == "":
+		return errors.New("strategytest: ProcsRun.Dir is empty")
 	}
-	h := cfg.Open(ctx, t, ns)
-	if h == nil || h.Strategy == nil {
-		return nil, errors.New("strategytest: ProcsConfig.Open returned no strategy")
+	if r.Procs <= 0 {
+		r.Procs = 4
 	}
-	skus := make([]string, cfg.Hammer.SKUs)
+	hc := &r.Hammer
+	if hc.Workers <= 0 {
+		hc.Workers = 8
+	}
+	if hc.SKUs <= 0 {
+		hc.SKUs = 1
+	}
+	if hc.Stock <= 0 {
+		hc.Stock = 500
+	}
+	if hc.HoldTTL <= 0 {
+		hc.HoldTTL = time.Hour
+	}
+	if r.Kill {
+		if hc.SellOut {
+			return errors.New("strategytest: Kill with Hammer.SellOut: the killed worker's holds would never settle")
+		}
+		if hc.HoldTTL > time.Minute {
+			return errors.New("strategytest: Kill needs a Hammer.HoldTTL of a minute or less: the run waits for it")
+		}
+		hc.FixedStock = true
+	}
+	hc.Strategy, hc.NewID, hc.Advance, hc.Observe = nil, nil, nil, nil
+	if hc.Seed == 0 {
+		hc.Seed = rand.Uint64()
+	}
+	return nil
+}
+
+func (r *ProcsRun) logf(format string, args ...any) {
+	if r.Logf != nil {
+		r.Logf(format, args...)
+	}
+}
+
+// Run runs the workers and returns their reports merged, with the end
+// state read from the store once every worker is done. The merged
+// Elapsed is the wall time from the first worker's start to the last one's
+// end. Run returns an error only when the run could not be set up or
+// checked (a worker that could not start or run, or wrote no report); what
+// the strategy did wrong is in the report.
+func (r *ProcsRun) Run(ctx context.Context) (*ProcsReport, error) {
+	if err := r.defaults(); err != nil {
+		return nil, err
+	}
+	skus := make([]string, r.Hammer.SKUs)
 	for i := range skus {
 		skus[i] = SKUName(i)
-		if err := h.Strategy.SetStock(ctx, skus[i], cfg.Hammer.Stock); err != nil {
+		if err := r.Strategy.SetStock(ctx, skus[i], r.Hammer.Stock); err != nil {
 			return nil, fmt.Errorf("strategytest: stock %s: %w", skus[i], err)
 		}
 	}
 
-	seed := cfg.Hammer.Seed
-	if seed == 0 {
-		seed = rand.Uint64()
-	}
-	dir := t.TempDir()
-	workers := make([]*worker, cfg.Procs)
+	seed := r.Hammer.Seed
+	workers := make([]*worker, r.Procs)
+	defer func() { // on an early return, no worker is left running
+		for _, w := range workers {
+			if w == nil {
+				continue
+			}
+			select {
+			case <-w.done:
+			default:
+				_ = w.cmd.Process.Kill()
+				<-w.done
+			}
+		}
+	}()
 	for i := range workers {
 		w := &worker{done: make(chan struct{}), spec: workerSpec{
-			Test: t.Name(), NS: ns, Index: i, Seed: seed + uint64(i)*0x9e3779b97f4a7c15,
-			IDs:    filepath.Join(dir, fmt.Sprintf("worker-%d.ids", i)),
-			Result: filepath.Join(dir, fmt.Sprintf("worker-%d.json", i)),
+			Tag: r.Tag, NS: r.NS, Index: i, Seed: seed + uint64(i)*0x9e3779b97f4a7c15, Hammer: r.Hammer,
+			IDs:    filepath.Join(r.Dir, fmt.Sprintf("worker-%d.ids", i)),
+			Ready:  filepath.Join(r.Dir, fmt.Sprintf("worker-%d.ready", i)),
+			Result: filepath.Join(r.Dir, fmt.Sprintf("worker-%d.json", i)),
 		}}
 		spec, err := json.Marshal(w.spec)
 		if err != nil {
 			return nil, err
 		}
-		w.cmd = exec.CommandContext(ctx, os.Args[0], "-test.run="+testPattern(t.Name()), "-test.count=1", "-test.v")
-		w.cmd.Env = append(os.Environ(), procsWorkerEnv+"="+string(spec))
+		w.cmd = r.Command(ctx)
+		if w.cmd.Env == nil {
+			w.cmd.Env = os.Environ()
+		}
+		w.cmd.Env = append(w.cmd.Env, procsWorkerEnv+"="+string(spec))
 		w.cmd.Stdout, w.cmd.Stderr = &w.out, &w.out
+		if w.stdin, err = w.cmd.StdinPipe(); err != nil {
+			return nil, err
+		}
 		if err := w.cmd.Start(); err != nil {
-			for _, started := range workers[:i] {
-				_ = started.cmd.Process.Kill()
-				<-started.done
-			}
 			return nil, fmt.Errorf("strategytest: start worker %d: %w", i, err)
 		}
 		workers[i] = w
 		go func() { w.err = w.cmd.Wait(); close(w.done) }()
 	}
+	r.logf("strategytest: %d workers started, %d buyers each", r.Procs, r.Hammer.Workers)
+	if err := awaitReady(ctx, workers); err != nil {
+		return nil, err
+	}
+	for _, w := range workers {
+		_, _ = io.WriteString(w.stdin, goWord+"\n") // a worker that ended says why in its report
+		_ = w.stdin.Close()
+	}
 
-	rep := &ProcsReport{Killed: -1, Workers: make([]*Report, cfg.Procs), Strategy: faultlog.StrategyName(h.Strategy)}
+	rep := &ProcsReport{Killed: -1, Workers: make([]*Report, r.Procs), Strategy: faultlog.StrategyName(r.Strategy)}
 	rep.Errors = make(map[string]int64)
-	start := time.Now()
-	if cfg.Kill {
+	if r.Kill {
 		rng := rand.New(rand.NewPCG(seed, 1<<34))
 		victim := workers[rng.IntN(len(workers))]
-		carts := cfg.Hammer.Workers * max(cfg.Hammer.OpsPerWorker, 10)
+		carts := r.Hammer.Workers * max(r.Hammer.OpsPerWorker, 10)
 		at := carts/10 + rng.IntN(max(carts/2-carts/10, 1))
 		killed, made, err := killAt(ctx, victim, max(at, 1))
 		if err != nil {
@@ -346,11 +564,12 @@ func runParent(ctx context.Context, t *testing.T, cfg ProcsConfig) (*ProcsReport
 		}
 		if killed {
 			rep.Killed, rep.KilledAfter = victim.spec.Index, made
+			r.logf("strategytest: worker %d killed after %d carts", victim.spec.Index, made)
 			ids, err := readIDs(victim.spec.IDs)
 			if err != nil {
 				return nil, err
 			}
-			if rep.HeldAtKill, err = heldUnits(ctx, h.Strategy, ids); err != nil {
+			if rep.HeldAtKill, err = heldUnits(ctx, r.Strategy, ids); err != nil {
 				return nil, err
 			}
 		}
@@ -359,8 +578,9 @@ func runParent(ctx context.Context, t *testing.T, cfg ProcsConfig) (*ProcsReport
 	var allIDs []string
 	totals := make([]int64, len(skus))
 	for i := range totals {
-		totals[i] = cfg.Hammer.Stock
+		totals[i] = r.Hammer.Stock
 	}
+	var first, last time.Time
 	for _, w := range workers {
 		<-w.done
 		ids, err := readIDs(w.spec.IDs)
@@ -371,19 +591,14 @@ func runParent(ctx context.Context, t *testing.T, cfg ProcsConfig) (*ProcsReport
 		if w.spec.Index == rep.Killed {
 			continue
 		}
-		if w.err != nil {
-			return nil, fmt.Errorf("strategytest: worker %d: %w; its output:\n%s", w.spec.Index, w.err, w.tail())
-		}
-		b, err := os.ReadFile(w.spec.Result)
+		res, err := w.result()
 		if err != nil {
-			return nil, fmt.Errorf("strategytest: worker %d wrote no report: %w; its output:\n%s", w.spec.Index, err, w.tail())
+			return nil, err
 		}
-		var res workerResult
-		if err := json.Unmarshal(b, &res); err != nil {
-			return nil, fmt.Errorf("strategytest: worker %d: report: %w", w.spec.Index, err)
-		}
-		if res.Err != "" {
-			return nil, fmt.Errorf("strategytest: worker %d could not run: %s", w.spec.Index, res.Err)
+		if r.Collect != nil {
+			if err := r.Collect(w.spec.Index, res.Data); err != nil {
+				return nil, err
+			}
 		}
 		wr := &Report{Reserves: res.Reserves, Granted: res.Granted, Refused: res.Refused, Released: res.Released,
 			Errors: res.Errors, NegativeSeen: res.NegativeSeen, Elapsed: res.Elapsed}
@@ -397,15 +612,21 @@ func runParent(ctx context.Context, t *testing.T, cfg ProcsConfig) (*ProcsReport
 				totals[i] += d
 			}
 		}
+		if first.IsZero() || res.Start.Before(first) {
+			first = res.Start
+		}
+		if res.End.After(last) {
+			last = res.End
+		}
 	}
-	rep.Elapsed = time.Since(start)
+	rep.Elapsed = last.Sub(first)
 
-	if cfg.Kill {
+	if r.Kill {
 		// Every hold, the killed worker's and the others', was made before
 		// now and lives HoldTTL at most; then a sweep returns them all.
-		time.Sleep(cfg.Hammer.HoldTTL + 100*time.Millisecond)
+		time.Sleep(r.Hammer.HoldTTL + 100*time.Millisecond)
 		for {
-			n, err := h.Strategy.ExpireDue(ctx, 100)
+			n, err := r.Strategy.ExpireDue(ctx, 100)
 			if err != nil {
 				return nil, fmt.Errorf("strategytest: sweep: %w", err)
 			}
@@ -415,15 +636,62 @@ func runParent(ctx context.Context, t *testing.T, cfg ProcsConfig) (*ProcsReport
 			}
 		}
 	}
-	if err := account(ctx, h.Strategy, skus, totals, &rep.Report, allIDs); err != nil {
+	if err := account(ctx, r.Strategy, skus, totals, &rep.Report, allIDs); err != nil {
 		return rep, err
 	}
-	if cfg.Kill {
+	if r.Kill {
 		for _, s := range rep.SKUs {
 			rep.HeldAfterSweep += s.Held
 		}
 	}
 	return rep, nil
+}
+
+// awaitReady waits until every worker has opened the store or ended.
+func awaitReady(ctx context.Context, workers []*worker) error {
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ready := 0
+		for _, w := range workers {
+			select {
+			case <-w.done:
+				ready++
+				continue
+			default:
+			}
+			if _, err := os.Stat(w.spec.Ready); err == nil {
+				ready++
+			}
+		}
+		if ready == len(workers) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// result reads the report of w, which has ended.
+func (w *worker) result() (*workerResult, error) {
+	if w.err != nil {
+		return nil, fmt.Errorf("strategytest: worker %d: %w; its output:\n%s", w.spec.Index, w.err, w.tail())
+	}
+	b, err := os.ReadFile(w.spec.Result)
+	if err != nil {
+		return nil, fmt.Errorf("strategytest: worker %d wrote no report: %w; its output:\n%s", w.spec.Index, err, w.tail())
+	}
+	var res workerResult
+	if err := json.Unmarshal(b, &res); err != nil {
+		return nil, fmt.Errorf("strategytest: worker %d: report: %w", w.spec.Index, err)
+	}
+	if res.Err != "" {
+		return nil, fmt.Errorf("strategytest: worker %d could not run: %s; its output:\n%s", w.spec.Index, res.Err, w.tail())
+	}
+	return &res, nil
 }
 
 // killAt sends SIGKILL to w once it has begun carts carts, and reports

@@ -3,6 +3,7 @@ package inventory
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -15,6 +16,9 @@ const (
 	MaxLines  = 100           // lines in one request
 	MaxQty    = 1_000_000_000 // units in one line
 	MaxStock  = 1 << 53       // units of one SKU a store may hold (available + held + sold)
+	// MaxBuckets is the most stock buckets one SKU may be split into
+	// (StockOptions.Buckets).
+	MaxBuckets = 256
 )
 
 // Line asks for Qty units of one SKU.
@@ -129,6 +133,73 @@ type Stocker interface {
 	// removing more than is available fails with ErrInsufficientStock and
 	// changes nothing. An unknown sku fails with ErrUnknownSKU.
 	AddStock(ctx context.Context, sku string, delta int64) (int64, error)
+}
+
+// ErrUnsupported reports a per-SKU setting (a field of StockOptions) or an
+// operation that the strategy does not offer. Nothing was changed.
+var ErrUnsupported = errors.New("inventory: not supported by this strategy")
+
+// StockOptions are the settings of one SKU, set together with its stock
+// (StockConfigurer.SetStockWith). The zero value asks for what SetStock
+// does: a SKU kept whole. Fields will be added; each one's zero value keeps
+// the behaviour of a SKU set with SetStock.
+type StockOptions struct {
+	// Buckets splits the available units of the SKU into this many stock
+	// buckets, each kept and locked on its own, so that several buyers, in
+	// one process or many, take units of the SKU at once instead of waiting
+	// for one another. Each line of a cart is taken from one bucket; a line
+	// is refused only when the SKU as a whole is short, never while another
+	// bucket holds the units. Available reports the sum. Units released,
+	// cancelled or expired return to the bucket they were taken from.
+	// 0..MaxBuckets, else ErrInvalidRequest. 0 and 1 mean one bucket: the
+	// SKU kept whole, as SetStock keeps it.
+	//
+	// These are buckets of one SKU's stock. They are not the hash slots
+	// that redisstock.Options.Buckets spreads all the SKUs over.
+	Buckets int
+}
+
+// StockConfigurer sets the stock of a SKU together with its settings. The
+// strategies that keep per-SKU settings implement it; call it through
+// SetStockWith, which refuses clearly the settings a strategy does not
+// offer.
+type StockConfigurer interface {
+	// SetStockWith sets the available units of sku, as Stocker.SetStock
+	// does, and the settings of the SKU to opts: units already held or sold
+	// are not affected, and a held line still returns to the stock it was
+	// taken from. Invalid arguments fail with ErrInvalidRequest; a setting
+	// the strategy does not offer fails with ErrUnsupported. Nothing
+	// changes then.
+	SetStockWith(ctx context.Context, sku string, available int64, opts StockOptions) error
+}
+
+// Rebalancer is implemented by strategies that split a SKU into stock
+// buckets (StockOptions.Buckets).
+type Rebalancer interface {
+	// Rebalance moves available units of sku between its buckets, towards
+	// the buckets buyers have drained, without changing how many there are:
+	// it is safe while buyers reserve, and never creates or loses a unit.
+	// A SKU kept whole has nothing to move. An unknown sku fails with
+	// ErrUnknownSKU.
+	Rebalance(ctx context.Context, sku string) error
+}
+
+// SetStockWith sets the stock and the settings of sku on s: with s's own
+// SetStockWith when s is a StockConfigurer; otherwise with SetStock when opts
+// asks for nothing SetStock does not do (the zero value, or Buckets 1), and
+// else it fails with an error that errors.Is ErrUnsupported, changing
+// nothing.
+func SetStockWith(ctx context.Context, s Stocker, sku string, available int64, opts StockOptions) error {
+	if c, ok := s.(StockConfigurer); ok {
+		return c.SetStockWith(ctx, sku, available, opts)
+	}
+	if err := ValidateStockWith(sku, available, opts); err != nil {
+		return err
+	}
+	if opts.Buckets > 1 {
+		return fmt.Errorf("%w: stock buckets (StockOptions.Buckets %d)", ErrUnsupported, opts.Buckets)
+	}
+	return s.SetStock(ctx, sku, available)
 }
 
 // Expirer returns the units of holds whose TTL has passed. Every strategy

@@ -83,6 +83,18 @@ func ValidateStock(sku string, available int64) error {
 	return nil
 }
 
+// ValidateStockWith checks the arguments of StockConfigurer.SetStockWith: as
+// ValidateStock, and opts.Buckets in 0..MaxBuckets.
+func ValidateStockWith(sku string, available int64, opts StockOptions) error {
+	if err := ValidateStock(sku, available); err != nil {
+		return err
+	}
+	if opts.Buckets < 0 || opts.Buckets > MaxBuckets {
+		return &ValidationError{Field: "Buckets", Reason: fmt.Sprintf("%d is outside 0..%d", opts.Buckets, MaxBuckets)}
+	}
+	return nil
+}
+
 // ValidateDelta checks the arguments of Stocker.AddStock. The result of
 // adding delta must still be checked against MaxStock by the strategy.
 func ValidateDelta(sku string, delta int64) error {

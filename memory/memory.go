@@ -80,7 +80,11 @@ type Reserver struct {
 	nextShard atomic.Uint32
 }
 
-var _ inventory.Strategy = (*Reserver)(nil)
+var (
+	_ inventory.Strategy        = (*Reserver)(nil)
+	_ inventory.StockConfigurer = (*Reserver)(nil)
+	_ inventory.Rebalancer      = (*Reserver)(nil)
+)
 
 // New returns an empty Reserver: no SKUs, no reservations.
 func New(opts *Options) *Reserver {
@@ -448,6 +452,26 @@ func (r *Reserver) SetStock(ctx context.Context, sku string, available int64) er
 	s.available.Store(available)
 	s.mu.Unlock()
 	return nil
+}
+
+// SetStockWith sets the available units of sku as SetStock does, accepting
+// every setting of inventory.StockOptions. Stock buckets change nothing
+// here: a SKU's units are one counter under a mutex of its own, which
+// buyers in one process hold for nanoseconds, so the SKU behaves as the
+// buckets promise (a line is refused only when the SKU as a whole is short)
+// without splitting it.
+func (r *Reserver) SetStockWith(ctx context.Context, sku string, available int64, opts inventory.StockOptions) error {
+	if err := inventory.ValidateStockWith(sku, available, opts); err != nil {
+		return err
+	}
+	return r.SetStock(ctx, sku, available)
+}
+
+// Rebalance checks that sku is known and changes nothing: memory keeps a
+// SKU whole (see SetStockWith).
+func (r *Reserver) Rebalance(ctx context.Context, sku string) error {
+	_, err := r.Available(ctx, sku)
+	return err
 }
 
 // AddStock adds delta units to the available units of sku and returns the

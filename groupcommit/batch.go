@@ -36,8 +36,12 @@ const (
 	// looks it up.
 	outcomeTaken
 	// outcomeNotHeld: a commit or release of a reservation that was not
-	// held and active; the caller settles it on its own.
+	// held and active, or a release of one with a line taken from a stock
+	// bucket; the caller settles it on its own.
 	outcomeNotHeld
+	// outcomeAlone: a reservation with a line of a SKU split into stock
+	// buckets; the caller takes it on its own, with the shared bucket step.
+	outcomeAlone
 )
 
 // call is one caller's request, queued for a flush.
@@ -416,6 +420,8 @@ func (r *Reserver) send(ctx context.Context, db pgstore.DB, batch []*call) error
 			case 3:
 				c.outcome = outcomeRefused
 				c.refusal = &inventory.UnknownSKUError{SKU: *sku}
+			case 5:
+				c.outcome = outcomeAlone
 			}
 		case kindCommit:
 			a.commits[idx-1].outcome = outcomeDone

@@ -20,7 +20,8 @@
 // with ON CONFLICT DO NOTHING, which waits for a flush that is inserting the
 // same ID and then either finds the reservation (and releases it as Release
 // does) or finds the ID free. A flush calls the
-// stored function groupcommit_flush once, with every queued call as arrays.
+// stored function groupcommit_flush_buckets once, with every queued call as
+// arrays.
 // Inside it, in one transaction:
 //
 //   - commits, releases and an expiry sweep (the limits of the ExpireDue
@@ -116,6 +117,29 @@
 // Purge counts those as settled at the hold's ExpiresAt, which comes after
 // them, so they are kept up to a TTL longer than the retention. Purge is not
 // batched: it runs on a connection of the pool, beside the flushes.
+//
+// # Stock buckets
+//
+// A SKU may be split into stock buckets (SetStockWith, or Options.SKUDefaults
+// for every new SKU; see inventory.StockOptions), rows of their own, with
+// the rules the PostgreSQL strategies share (internal/pgstore, the SQL
+// functions of its migration 0006). A flush decides only the requests whose
+// SKUs are kept whole: a request with a line of a SKU in buckets leaves the
+// flush undecided, and its caller takes it on its own with the shared step
+// of the conditional UPDATE, which takes each line from one bucket, the
+// first from a hash of the reservation ID on that has the units and that no
+// other transaction holds, falling over to the others and gathering them
+// when none can serve it alone; it is refused only when the SKU as a whole
+// is short. A release of a reservation with a line taken from a bucket is
+// left out of the flush the same way and settled on its own, its units
+// back to their bucket. An expiry sweep in a flush gives such units back to
+// their bucket when no other transaction holds it, else to the SKU's row,
+// from where they are gathered back: never lost, always in Available.
+// Rebalance spreads a SKU's units evenly over its buckets again, safely
+// while buyers reserve. So buckets let several processes sell one hot SKU
+// at once without queueing on one row, at the cost of what one
+// sqlcond reservation costs each; the batching stays with the SKUs kept
+// whole.
 //
 // # Failures
 //

@@ -60,6 +60,14 @@ type Options struct {
 	// FlushTimeout bounds one flush, which carries the calls of many callers
 	// and so runs on a context of its own, not any caller's. Default: 30s.
 	FlushTimeout time.Duration
+
+	// SKUDefaults are the settings SetStock gives a SKU it creates; a SKU
+	// that exists keeps its own, and SetStockWith sets them for one SKU.
+	// With Buckets > 1 every new SKU is split into that many stock buckets
+	// (see inventory.StockOptions), whose reservations are taken one by one
+	// outside the flushes (see the package documentation). Default: the
+	// zero value, every SKU kept whole.
+	SKUDefaults inventory.StockOptions
 }
 
 // Reserver keeps stock in PostgreSQL and coalesces concurrent calls into one
@@ -75,6 +83,7 @@ type Reserver struct {
 	store          *pgstore.Store
 	flushSQL       string
 	ttl            time.Duration
+	alone          pgstore.Step // a reservation with a line of a SKU in stock buckets
 
 	maxBatch, maxPending, flushers int
 	maxWait, flushTimeout          time.Duration
@@ -92,6 +101,8 @@ var (
 	_ inventory.Strategy        = (*Reserver)(nil)
 	_ inventory.MetricsReporter = (*Reserver)(nil)
 	_ inventory.Purger          = (*Reserver)(nil)
+	_ inventory.StockConfigurer = (*Reserver)(nil)
+	_ inventory.Rebalancer      = (*Reserver)(nil)
 )
 
 // New returns a Reserver on db. It fails with an error that errors.Is
@@ -112,7 +123,7 @@ func New(db DB, opts *Options) (*Reserver, error) {
 			return nil, &inventory.ValidationError{Field: k.name, Reason: "negative"}
 		}
 	}
-	store, err := pgstore.New(db, &pgstore.Options{Schema: o.Schema, DefaultTTL: o.DefaultTTL, Now: o.Now, Name: "groupcommit", Retention: o.Retention})
+	store, err := pgstore.New(db, &pgstore.Options{Schema: o.Schema, DefaultTTL: o.DefaultTTL, Now: o.Now, Name: "groupcommit", Retention: o.Retention, SKUDefaults: o.SKUDefaults})
 	if err != nil {
 		return nil, err
 	}
@@ -121,6 +132,7 @@ func New(db DB, opts *Options) (*Reserver, error) {
 		store:        store,
 		flushSQL:     "SELECT o_kind, o_idx, o_outcome, o_sku, o_avail FROM " + store.Table(pgstore.FlushFunction) + "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
 		ttl:          pgstore.DefaultTTL,
+		alone:        store.TakeStep(),
 		maxBatch:     cmpOr(o.MaxBatch, DefaultMaxBatch),
 		maxPending:   cmpOr(o.MaxPending, DefaultMaxPending),
 		flushers:     cmpOr(o.Flushers, DefaultFlushers),
@@ -176,6 +188,8 @@ func (r *Reserver) Reserve(ctx context.Context, req inventory.Request) (inventor
 			return inventory.Reservation{ID: req.ID, Lines: lines, State: inventory.Held, ExpiresAt: c.exp}, nil
 		case outcomeRefused:
 			return inventory.Reservation{}, c.refusal
+		case outcomeAlone:
+			return r.store.Reserve(ctx, req, r.alone)
 		}
 		got, err := r.store.Lookup(ctx, req.ID)
 		if errors.Is(err, inventory.ErrNotFound) {
@@ -244,6 +258,19 @@ func (r *Reserver) ExpireDue(ctx context.Context, limit int) (int, error) {
 		return 0, err
 	}
 	return c.expired, nil
+}
+
+// SetStockWith sets the available units of sku and its settings: with
+// opts.Buckets > 1 its units are split evenly over that many stock buckets
+// (see inventory.StockOptions and the package documentation).
+func (r *Reserver) SetStockWith(ctx context.Context, sku string, available int64, opts inventory.StockOptions) error {
+	return r.store.SetStockWith(ctx, sku, available, opts)
+}
+
+// Rebalance spreads the available units of sku evenly over its stock
+// buckets again, safely while buyers reserve (see inventory.Rebalancer).
+func (r *Reserver) Rebalance(ctx context.Context, sku string) error {
+	return r.store.Rebalance(ctx, sku)
 }
 
 // Stats is a reading of a Reserver's counters since it was made.

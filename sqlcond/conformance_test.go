@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oversell/inventory"
 	"github.com/oversell/inventory/internal/pgstore"
 	"github.com/oversell/inventory/internal/pgstore/pgtest"
 	"github.com/oversell/inventory/sqlcond"
@@ -19,6 +20,18 @@ func TestConformance(t *testing.T) {
 	strategytest.RunConformance(t, func(ctx context.Context, t *testing.T) *strategytest.Harness {
 		return pgtest.Harness(ctx, t, newStrategy)
 	})
+}
+
+// TestConformanceBuckets runs the suite with every SKU split into eight
+// stock buckets.
+func TestConformanceBuckets(t *testing.T) {
+	strategytest.RunConformance(t, func(ctx context.Context, t *testing.T) *strategytest.Harness {
+		return pgtest.Harness(ctx, t, newBucketed)
+	})
+}
+
+func newBucketed(db pgstore.DB, schema string, now func() time.Time) (pgtest.Strategy, error) {
+	return sqlcond.New(db, &sqlcond.Options{Schema: schema, Now: now, SKUDefaults: inventory.StockOptions{Buckets: 8}})
 }
 
 // TestProcs runs the hammer in four processes at once on one schema, and
@@ -41,4 +54,10 @@ func TestPurge(t *testing.T) {
 			return sqlcond.New(db, &sqlcond.Options{Schema: schema, Now: now, Retention: strategytest.PurgeRetention})
 		})
 	})
+}
+
+// TestBuckets checks the stock buckets beyond the suite: the last unit,
+// units back to their bucket, Rebalance under buyers.
+func TestBuckets(t *testing.T) {
+	pgtest.RunBuckets(t, newBucketed)
 }

@@ -77,6 +77,29 @@
 // longest time a client may retry a request or settle its reservation.
 // NewMySQL has no retention yet: its ledger keeps everything.
 //
+// # Stock buckets
+//
+// A hot SKU's row is a queue. SetStockWith with inventory.StockOptions
+// Buckets K > 1 (or Options.SKUDefaults for every new SKU) splits its units
+// evenly over K rows of their own, and a line is taken from one of them:
+// the first, from a hash of the reservation ID on, that has the units and
+// that no other transaction holds (FOR UPDATE SKIP LOCKED), so that buyers
+// in one process or many lock different rows at once. The bucket is
+// recorded with the line, and Release, Cancel and expiry give the units
+// back to it. A line is never split: when no bucket can serve it alone, it
+// is refused only if one snapshot of every bucket finds the SKU short as a
+// whole; otherwise the buckets no one else holds are gathered into one and
+// the line taken from it, or, when others hold the units, the reservation
+// rolls back and is sent again after a pause of at most a few
+// milliseconds (inventory.ErrContended after 200 such rounds). Available
+// sums the buckets; SetStock and AddStock spread the units evenly over them
+// again, all or nothing; Rebalance does so safely while buyers reserve,
+// never making or losing a unit. A buyer never waits for a bucket's lock,
+// so rows are still waited for only in SKU order, then bucket order, and
+// crossing carts never deadlock. The rules are SQL functions shared with
+// groupcommit (internal/pgstore). The MySQL strategy refuses buckets with
+// inventory.ErrUnsupported.
+//
 // # Failures
 //
 // Errors satisfy errors.Is with the inventory sentinels:

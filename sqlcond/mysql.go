@@ -3,6 +3,7 @@ package sqlcond
 import (
 	"context"
 	"database/sql"
+	"fmt"
 
 	"github.com/oversell/inventory"
 	"github.com/oversell/inventory/internal/mystore"
@@ -29,6 +30,9 @@ var _ inventory.Strategy = (*MySQLReserver)(nil)
 // Migrate, or run DDLMySQL with your own migration tool, before use.
 func NewMySQL(db *sql.DB, opts *Options) (*MySQLReserver, error) {
 	var o mystore.Options
+	if opts != nil && opts.SKUDefaults.Buckets > 1 {
+		return nil, fmt.Errorf("sqlcond: NewMySQL: %w: stock buckets (SKUDefaults.Buckets %d)", inventory.ErrUnsupported, opts.SKUDefaults.Buckets)
+	}
 	if opts != nil {
 		o = mystore.Options{Schema: opts.Schema, DefaultTTL: opts.DefaultTTL, Now: opts.Now}
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/oversell/inventory"
 	"github.com/oversell/inventory/internal/pgstore"
 )
@@ -34,6 +32,13 @@ type Options struct {
 	// Zero or negative keeps every reservation. Default: 0. PostgreSQL only:
 	// NewMySQL keeps every reservation.
 	Retention time.Duration
+	// SKUDefaults are the settings SetStock gives a SKU it creates; a SKU
+	// that exists keeps its own, and SetStockWith sets them for one SKU.
+	// With Buckets > 1 every new SKU is split into that many stock buckets
+	// (see inventory.StockOptions). PostgreSQL only: NewMySQL refuses
+	// anything but the zero value with inventory.ErrUnsupported. Default:
+	// the zero value, every SKU kept whole.
+	SKUDefaults inventory.StockOptions
 }
 
 // Reserver keeps stock in PostgreSQL and takes units with one conditional
@@ -46,12 +51,14 @@ type Options struct {
 type Reserver struct {
 	pgstore.Ledger // Commit, Release, ExpireDue, Purge, Lookup, Available, SetStock, AddStock, Migrate
 	store          *pgstore.Store
-	step           *step
+	step           pgstore.Step
 }
 
 var (
-	_ inventory.Strategy = (*Reserver)(nil)
-	_ inventory.Purger   = (*Reserver)(nil)
+	_ inventory.Strategy        = (*Reserver)(nil)
+	_ inventory.Purger          = (*Reserver)(nil)
+	_ inventory.StockConfigurer = (*Reserver)(nil)
+	_ inventory.Rebalancer      = (*Reserver)(nil)
 )
 
 // New returns a Reserver on db. It fails with an error that errors.Is
@@ -61,19 +68,14 @@ var (
 func New(db DB, opts *Options) (*Reserver, error) {
 	var o pgstore.Options
 	if opts != nil {
-		o = pgstore.Options{Schema: opts.Schema, DefaultTTL: opts.DefaultTTL, Now: opts.Now, Retention: opts.Retention}
+		o = pgstore.Options{Schema: opts.Schema, DefaultTTL: opts.DefaultTTL, Now: opts.Now, Retention: opts.Retention, SKUDefaults: opts.SKUDefaults}
 	}
 	o.Name = "sqlcond"
 	store, err := pgstore.New(db, &o)
 	if err != nil {
 		return nil, err
 	}
-	return &Reserver{
-		Ledger: store.Ledger(),
-		store:  store,
-		step: &step{take: store.GuardSQL("UPDATE " + store.Table("stock") +
-			" SET available = available - $2 WHERE sku = $1 AND available >= $2 RETURNING 1")},
-	}, nil
+	return &Reserver{Ledger: store.Ledger(), store: store, step: store.TakeStep()}, nil
 }
 
 // DDL returns the SQL that creates the schema named schema and its tables,
@@ -82,22 +84,23 @@ func DDL(schema string) (string, error) { return pgstore.DDL(schema) }
 
 // Reserve holds every line of req, or none, for req.TTL (0: the default). It
 // records the reservation and runs the conditional UPDATE of each line, in
-// SKU order, in one pipelined batch that is its own transaction. See the
-// package documentation for errors and costs.
+// SKU order, in one pipelined batch that is its own transaction; a line of
+// a SKU in stock buckets is taken from one bucket (see the package
+// documentation). See the package documentation for errors and costs.
 func (r *Reserver) Reserve(ctx context.Context, req inventory.Request) (inventory.Reservation, error) {
 	return r.store.Reserve(ctx, req, r.step)
 }
 
-// step takes the units of a reservation: the conditional UPDATE of each line,
-// queued after the ledger insert, raising when it matches no row so that the
-// batch, its own implicit transaction, rolls back whole.
-type step struct {
-	take string
+// SetStockWith sets the available units of sku and its settings: with
+// opts.Buckets > 1 its units are split evenly over that many stock buckets,
+// rows of their own, so that buyers take them at once (see
+// inventory.StockOptions and the package documentation).
+func (r *Reserver) SetStockWith(ctx context.Context, sku string, available int64, opts inventory.StockOptions) error {
+	return r.store.SetStockWith(ctx, sku, available, opts)
 }
 
-func (s *step) Queue(b *pgx.Batch, lines []inventory.Line) pgstore.Finish {
-	for _, l := range lines {
-		pgstore.QueueRefusable(b, l, s.take, l.SKU, l.Qty)
-	}
-	return nil
+// Rebalance spreads the available units of sku evenly over its stock
+// buckets again, safely while buyers reserve (see inventory.Rebalancer).
+func (r *Reserver) Rebalance(ctx context.Context, sku string) error {
+	return r.store.Rebalance(ctx, sku)
 }

@@ -23,7 +23,10 @@
 //     settled by writers that do not set it). A partial index on expires_at
 //     of held rows makes ExpireDue cheap; one on the moment settled rows
 //     settled (settled_at, else expires_at) makes Purge cheap.
-//   - reservation_line (reservation_id, sku, qty).
+//   - reservation_line (reservation_id, sku, qty, bucket): bucket is the
+//     stock bucket the line was taken from, NULL for the stock row.
+//   - stock_bucket (sku, bucket, available): the buckets of a SKU split
+//     into stock.buckets > 1 of them (see Stock buckets below).
 //   - the function reserve_abort(code), which raises an error with a given
 //     SQLSTATE so that a pipelined batch rolls back whole.
 //
@@ -89,6 +92,42 @@
 // it the quoted table names; RefusedError or the inventory errors carry its
 // refusals.
 //
+// # Stock buckets
+//
+// A SKU may be split into K stock buckets (inventory.StockOptions, set by
+// SetStockWith or for every new SKU by Options.SKUDefaults), rows of
+// stock_bucket, so that buyers take its units at once instead of queueing
+// on one row lock; K = 1, the default, keeps it whole in its stock row as
+// before. The rules are SQL functions of 0006_stock_buckets.sql, which every
+// strategy calls, and TakeStep is the step that uses them:
+//
+//   - A line is taken from one bucket: the first, from a hash of the
+//     reservation ID on (BucketStart), that has the units and that no other
+//     transaction holds (FOR UPDATE SKIP LOCKED). The bucket is recorded on
+//     the line, and Release, Cancel and ExpireDue give the units back there.
+//   - When none does, the line is refused only if one snapshot of the stock
+//     row and every bucket finds the SKU short as a whole. Otherwise the
+//     buckets no other transaction holds are gathered, just the units the
+//     line lacks moved into one of them, and the line is taken from it.
+//     When others hold the units, the reservation rolls back (IV004) and is
+//     sent again after a short random pause.
+//   - Available sums the stock row and the buckets in one statement.
+//     SetStock, SetStockWith and AddStock lock the stock row, then the
+//     buckets in order, and spread the units evenly (all or nothing, never
+//     below zero anywhere); Rebalance spreads them again.
+//
+// Lock order: SKUs in order; within one, the stock row, then the buckets in
+// order. A buyer never waits for a bucket's lock (SKIP LOCKED), so the rows
+// it locks out of that order (a bucket from its hash on) are never waited
+// for by anyone holding what it waits for; the writers that do wait for
+// buckets (settlement, administration, Rebalance) wait in that order.
+//
+// Units given back to a bucket row a SKU no longer has, or to the stock
+// row of a SKU in buckets (by a process of an older version, or by the
+// groupcommit flush when the bucket is held), stay the SKU's: Available
+// counts them, and a take that gathers, Rebalance, SetStock and AddStock
+// move them back into the buckets.
+//
 // # Cost
 //
 // Reserve: one round trip for a step without Finish; with one, three (the
@@ -97,8 +136,12 @@
 // statement. Release: a lookup and one batch. ExpireDue: three round trips
 // for up to limit holds. Purge: one statement for up to limit reservations,
 // which reads the purge index and deletes by primary key. Every statement
-// is prepared once per connection by
-// pgx's statement cache.
+// is prepared once per connection by pgx's statement cache. A line of a SKU
+// kept whole is one conditional UPDATE; of a SKU in buckets, a function
+// call whose UPDATE of one bucket row skips the rows other buyers hold,
+// and, only when no bucket can serve the line alone, a read of every bucket
+// and a gather; a round of Reserve that finds the units held by others
+// costs a pause and a round trip more.
 //
 // # Failures
 //

@@ -4,8 +4,9 @@ import "context"
 
 // FlushFunction is the name of the function, created by the migrations, that
 // applies one batch of the groupcommit strategy in one statement; qualify it
-// with Table.
-const FlushFunction = "groupcommit_flush"
+// with Table. This version leaves SKUs split into stock buckets to the
+// caller (see 0006_stock_buckets.sql).
+const FlushFunction = "groupcommit_flush_buckets"
 
 // CommitError classifies err, the error of a call that sent a commit (COMMIT,
 // or a statement or batch that is its own implicit transaction) for the

@@ -141,7 +141,7 @@ func (r reserving) Record(ctx context.Context, res inventory.Reservation, now ti
 	if err != nil {
 		return err
 	}
-	return s.record(ctx, res, now, r.step)
+	return s.recordBusy(ctx, res, now, r.step)
 }
 
 func (r reserving) Refusal(ctx context.Context, line inventory.Line) error {
@@ -165,7 +165,12 @@ func (r reserving) Lookup(ctx context.Context, id string) (inventory.Reservation
 func (s *Store) record(ctx context.Context, res inventory.Reservation, now time.Time, step Step) error {
 	skus, qtys := splitLines(res.Lines)
 	var tail pgx.Batch
-	finish := step.Queue(&tail, res.Lines)
+	var finish Finish
+	if rs, ok := step.(reservationStep); ok {
+		finish = rs.queueReservation(&tail, res.ID, res.Lines)
+	} else {
+		finish = step.Queue(&tail, res.Lines)
+	}
 
 	b := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(tail.QueuedQueries)+2)}
 	if finish != nil {
@@ -231,13 +236,12 @@ func errNoBeginTx(name, op string) error {
 // refusal reads the stock of a refused line to say why it was refused. The
 // number it reports may be stale by the time it is read.
 func (s *Store) refusal(ctx context.Context, l inventory.Line) error {
-	var avail int64
-	err := s.db.QueryRow(ctx, s.q.available, l.SKU).Scan(&avail)
+	avail, found, err := s.available(ctx, l.SKU)
 	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return &inventory.UnknownSKUError{SKU: l.SKU}
 	case err != nil:
 		return s.fail(ctx, "reserve", fmt.Errorf("line %q refused; reading its stock: %w", l.SKU, err))
+	case !found:
+		return &inventory.UnknownSKUError{SKU: l.SKU}
 	}
 	return &inventory.InsufficientStockError{SKU: l.SKU, Requested: l.Qty, Available: avail}
 }

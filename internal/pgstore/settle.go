@@ -110,11 +110,11 @@ func (s *Store) returnUnits(ctx context.Context, op string, r inventory.Reservat
 	if to == inventory.Expired {
 		cond = 1
 	}
-	b := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, 1+len(r.Lines))}
+	b := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, 2)}
 	queueCoded(b, codeMoved, errMoved, s.q.settle[cond], r.ID, now, int16(to))
-	for _, l := range r.Lines { // sorted by SKU: rows are locked in the order every writer of stock uses
-		b.Queue(s.q.returnLine, l.SKU, l.Qty)
-	}
+	// Each line's units go back to the bucket they came from, in the order
+	// every writer of stock locks rows.
+	b.Queue(s.q.giveLines, r.ID)
 	return s.afterCommit(ctx, op, r.ID, s.db.SendBatch(ctx, b).Close())
 }
 
@@ -137,17 +137,19 @@ func (s *Store) ExpireDue(ctx context.Context, limit int) (int, error) {
 	now := s.Now()
 	var n int64
 	var skus []string
+	var buckets []*int32
 	var qtys []int64
 	b := &pgx.Batch{}
 	b.BeginTx(txOptions)
 	b.Queue(s.q.claimDue, now, limit).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var sku string
+			var bucket *int32
 			var qty int64
-			if err := rows.Scan(&n, &sku, &qty); err != nil {
+			if err := rows.Scan(&n, &sku, &bucket, &qty); err != nil {
 				return err
 			}
-			skus, qtys = append(skus, sku), append(qtys, qty)
+			skus, buckets, qtys = append(skus, sku), append(buckets, bucket), append(qtys, qty)
 		}
 		return rows.Err()
 	})
@@ -166,8 +168,8 @@ func (s *Store) ExpireDue(ctx context.Context, limit int) (int, error) {
 		return 0, nil
 	}
 	b = &pgx.Batch{}
-	b.Queue(s.q.lockStock, skus) // in SKU order, as every writer of stock locks
-	b.Queue(s.q.returnUnits, skus, qtys)
+	b.Queue(s.q.give, skus, buckets, qtys) // in the order every writer of stock locks rows
+
 	if err := s.commit(ctx, tx, b, "expire", "", nil); err != nil {
 		return 0, err
 	}

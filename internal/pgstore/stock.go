@@ -2,10 +2,7 @@ package pgstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/oversell/inventory"
 	"github.com/oversell/inventory/internal/ledger"
@@ -15,12 +12,31 @@ import (
 // stock moved since its conditional update refused.
 const maxAddRounds = 10
 
-// SetStock sets the available units of sku, creating the SKU if it is new.
-// Units held or sold are not affected.
+// SetStock sets the available units of sku, creating the SKU if it is new
+// with the settings of Options.SKUDefaults; a SKU that exists keeps its
+// buckets, over which the units are spread evenly. Units held or sold are
+// not affected.
 func (s *Store) SetStock(ctx context.Context, sku string, available int64) error {
 	if err := inventory.ValidateStock(sku, available); err != nil {
 		return err
 	}
+	return s.setStock(ctx, sku, available, s.sku, true)
+}
+
+// SetStockWith sets the available units of sku and its settings, as
+// inventory.StockConfigurer documents: opts.Buckets buckets (0 or 1: kept
+// whole), the units spread evenly over them. Held lines still return to the
+// bucket they were taken from (a bucket row the SKU no longer has keeps
+// them, and they stay the SKU's: Available counts them, Reserve and
+// Rebalance gather them).
+func (s *Store) SetStockWith(ctx context.Context, sku string, available int64, opts inventory.StockOptions) error {
+	if err := inventory.ValidateStockWith(sku, available, opts); err != nil {
+		return err
+	}
+	return s.setStock(ctx, sku, available, opts, false)
+}
+
+func (s *Store) setStock(ctx context.Context, sku string, available int64, opts inventory.StockOptions, keep bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -29,8 +45,40 @@ func (s *Store) SetStock(ctx context.Context, sku string, available int64) error
 		return err
 	}
 	defer done()
-	if _, err := s.db.Exec(ctx, s.q.setStock, sku, available); err != nil {
+	if _, err := s.db.Exec(ctx, s.q.setStock, sku, available, int32(max(opts.Buckets, 1)), keep); err != nil {
 		return s.afterCommit(ctx, "set stock", sku, err)
+	}
+	return nil
+}
+
+// Rebalance spreads the available units of sku evenly over its buckets
+// again, as inventory.Rebalancer documents: buyers take from the buckets
+// their reservation IDs pick and fall over to the others, so the buckets
+// that sold most are the ones short, and they get units back from the
+// others. It locks the SKU's stock row, then its buckets in order, and
+// counts and moves only the units of the rows it locked, in one statement:
+// buyers meanwhile take from buckets it has not locked yet or wait for none
+// (see Reserve), and the SKU has as many units after it as before. A SKU
+// kept whole gets back into its row any units given back to buckets it had
+// before. An unknown SKU fails with an *inventory.UnknownSKUError.
+func (s *Store) Rebalance(ctx context.Context, sku string) error {
+	if err := inventory.ValidateSKU(sku); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s, done, err := s.on(ctx, "rebalance")
+	if err != nil {
+		return err
+	}
+	defer done()
+	var n *int64
+	if err := s.db.QueryRow(ctx, s.q.spread, sku, int64(inventory.MaxStock)).Scan(&n); err != nil {
+		return s.afterCommit(ctx, "rebalance", sku, err)
+	}
+	if n == nil {
+		return &inventory.UnknownSKUError{SKU: sku}
 	}
 	return nil
 }
@@ -53,20 +101,18 @@ func (s *Store) AddStock(ctx context.Context, sku string, delta int64) (int64, e
 	}
 	defer done()
 	for range maxAddRounds {
-		var n int64
-		err := s.db.QueryRow(ctx, s.q.addStock, sku, delta, int64(inventory.MaxStock)).Scan(&n)
-		if err == nil {
-			return n, nil
-		}
-		if !errors.Is(err, pgx.ErrNoRows) {
+		var n *int64
+		if err := s.db.QueryRow(ctx, s.q.addStock, sku, delta, int64(inventory.MaxStock)).Scan(&n); err != nil {
 			return 0, s.afterCommit(ctx, "add stock", sku, err)
 		}
-		var avail int64
-		err = s.db.QueryRow(ctx, s.q.available, sku).Scan(&avail)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		if n != nil {
+			return *n, nil
+		}
+		avail, found, err := s.available(ctx, sku)
+		if err != nil {
 			return 0, s.fail(ctx, "add stock", err)
 		}
-		if err := ledger.AddRefusal(sku, delta, avail, err == nil); err != nil {
+		if err := ledger.AddRefusal(sku, delta, avail, found); err != nil {
 			return 0, err
 		}
 		// The stock moved between the two statements: try again.
@@ -74,8 +120,8 @@ func (s *Store) AddStock(ctx context.Context, sku string, delta int64) (int64, e
 	return 0, fmt.Errorf("%s: add stock %q: %w: the stock kept changing", s.name, sku, inventory.ErrContended)
 }
 
-// Available returns the available units of sku, or an
-// *inventory.UnknownSKUError.
+// Available returns the available units of sku, its stock row and every
+// bucket read in one snapshot, or an *inventory.UnknownSKUError.
 func (s *Store) Available(ctx context.Context, sku string) (int64, error) {
 	if err := inventory.ValidateSKU(sku); err != nil {
 		return 0, err
@@ -88,13 +134,24 @@ func (s *Store) Available(ctx context.Context, sku string) (int64, error) {
 		return 0, err
 	}
 	defer done()
-	var n int64
-	err = s.db.QueryRow(ctx, s.q.available, sku).Scan(&n)
+	n, found, err := s.available(ctx, sku)
 	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return 0, &inventory.UnknownSKUError{SKU: sku}
 	case err != nil:
 		return 0, s.fail(ctx, "available", err)
+	case !found:
+		return 0, &inventory.UnknownSKUError{SKU: sku}
 	}
 	return n, nil
+}
+
+// available reads the available units of sku, and whether it is known.
+func (s *Store) available(ctx context.Context, sku string) (int64, bool, error) {
+	var n *int64
+	if err := s.db.QueryRow(ctx, s.q.available, sku).Scan(&n); err != nil {
+		return 0, false, err
+	}
+	if n == nil {
+		return 0, false, nil
+	}
+	return *n, true, nil
 }

@@ -52,6 +52,9 @@ type Options struct {
 	// see Purge. Zero or negative keeps every reservation, and Purge deletes
 	// nothing. Default: 0.
 	Retention time.Duration
+	// SKUDefaults are the settings SetStock gives a SKU it creates (a SKU
+	// that exists keeps its own). Default: the zero value, a SKU kept whole.
+	SKUDefaults inventory.StockOptions
 }
 
 // Store keeps stock and the reservation ledger in one PostgreSQL schema. It
@@ -65,7 +68,8 @@ type Store struct {
 	ttl    time.Duration
 	now    func() time.Time
 	name   string
-	keep   time.Duration // Options.Retention; 0: keep for ever
+	keep   time.Duration          // Options.Retention; 0: keep for ever
+	sku    inventory.StockOptions // Options.SKUDefaults
 	q      queries
 }
 
@@ -89,9 +93,13 @@ func New(db DB, opts *Options) (*Store, error) {
 			s.name = opts.Name
 		}
 		s.keep = max(opts.Retention, 0)
+		s.sku = opts.SKUDefaults
 	}
 	if db == nil {
 		return nil, &inventory.ValidationError{Field: "db", Reason: "nil"}
+	}
+	if s.sku.Buckets < 0 || s.sku.Buckets > inventory.MaxBuckets {
+		return nil, &inventory.ValidationError{Field: "SKUDefaults.Buckets", Reason: fmt.Sprintf("%d is outside 0..%d", s.sku.Buckets, inventory.MaxBuckets)}
 	}
 	quoted, err := QuoteSchema(s.schema)
 	if err != nil {
@@ -145,19 +153,20 @@ func (s *Store) Now() time.Time {
 // queries holds every statement of the store, built once for the schema so
 // that pgx caches and reuses their prepared forms.
 type queries struct {
-	record      string // insert the reservation and its lines, abort when the ID is taken
-	lookup      string
-	tombstone   string
-	commit      string
-	settle      [2]string // by condition: [0] active (expires_at > now), [1] due
-	lockStock   string
-	returnUnits string
-	returnLine  string
-	claimDue    string
-	available   string
-	setStock    string
-	addStock    string
-	purge       string
+	record    string // insert the reservation and its lines, abort when the ID is taken
+	lookup    string
+	tombstone string
+	commit    string
+	settle    [2]string // by condition: [0] active (expires_at > now), [1] due
+	giveLines string
+	give      string
+	claimDue  string
+	available string
+	setStock  string
+	addStock  string
+	spread    string
+	take      string
+	purge     string
 }
 
 // SQLSTATEs raised by reserve_abort.
@@ -165,6 +174,7 @@ const (
 	codeTaken   = "IV001" // the reservation ID is already recorded
 	codeRefused = "IV002" // a line was refused
 	codeMoved   = "IV003" // the reservation is no longer in the state the statement expected
+	codeBusy    = "IV004" // other transactions hold the stock buckets that have the units
 )
 
 func newQueries(sc string) queries {
@@ -196,24 +206,8 @@ LEFT JOIN ` + lines + ` l ON l.reservation_id = r.id WHERE r.id = $1`,
 		// recorded; if it rolls back, the tombstone goes in.
 		tombstone: `INSERT INTO ` + res + ` (id, state, expires_at, created_at, settled_at) VALUES ($1, 3, $2, $2, $2)
 ON CONFLICT (id) DO NOTHING`,
-		commit:    `UPDATE ` + res + ` SET state = 2, settled_at = $2 WHERE id = $1 AND state = 1 AND expires_at > $2`,
-		settle:    [2]string{settle(">"), settle("<=")},
-		lockStock: `SELECT FROM ` + stock + ` WHERE sku = ANY ($1::text[]) ORDER BY sku FOR UPDATE`,
-		returnUnits: `UPDATE ` + stock + ` AS s SET available = s.available + u.qty
-FROM unnest($1::text[], $2::bigint[]) AS u (sku, qty) WHERE s.sku = u.sku`,
-		// SKIP LOCKED lets sweepers in many processes share the due holds;
-		// a row another sweeper expired since this statement's snapshot is
-		// re-checked under its lock and left out.
-		returnLine: `UPDATE ` + stock + ` SET available = available + $2 WHERE sku = $1`,
-		// expire_due claims the due holds, expires them and sums their
-		// units per SKU, in SKU order, by statements whose plans do not
-		// depend on the statistics (see 0004_expire_due.sql).
-		claimDue:  `SELECT o_n, o_sku, o_qty FROM ` + sc + `.expire_due($1, $2)`,
-		available: `SELECT available FROM ` + stock + ` WHERE sku = $1`,
-		setStock: `INSERT INTO ` + stock + ` (sku, available) VALUES ($1, $2)
-ON CONFLICT (sku) DO UPDATE SET available = EXCLUDED.available`,
-		addStock: `UPDATE ` + stock + ` SET available = available + $2
-WHERE sku = $1 AND available + $2 BETWEEN 0 AND $3 RETURNING available`,
+		commit: `UPDATE ` + res + ` SET state = 2, settled_at = $2 WHERE id = $1 AND state = 1 AND expires_at > $2`,
+		settle: [2]string{settle(">"), settle("<=")},
 		// The candidates are read through the index reservation_settled
 		// (0005_retention.sql), oldest first, and locked with SKIP LOCKED, so
 		// that purgers in many processes share them and never wait for one
@@ -226,6 +220,24 @@ WHERE sku = $1 AND available + $2 BETWEEN 0 AND $3 RETURNING available`,
 	RETURNING 1
 )
 SELECT count(*) FROM d`,
+		// Units go back to the bucket each line was taken from, in the lock
+		// order (see 0006_stock_buckets.sql).
+		giveLines: `SELECT ` + sc + `.stock_give_lines($1)`,
+		give:      `SELECT ` + sc + `.stock_give($1, $2, $3)`,
+		// expire_due_buckets claims the due holds, expires them and sums
+		// their units per SKU and bucket, in the lock order, by statements
+		// whose plans do not depend on the statistics (see
+		// 0004_expire_due.sql), and record when they settled.
+		claimDue:  `SELECT o_n, o_sku, o_bucket, o_qty FROM ` + sc + `.expire_due_buckets($1, $2)`,
+		available: `SELECT ` + sc + `.stock_available($1)`,
+		setStock:  `SELECT ` + sc + `.stock_set($1, $2, $3, $4)`,
+		addStock:  `SELECT ` + sc + `.stock_add($1, $2, $3)`,
+		spread:    `SELECT ` + sc + `.stock_spread($1, NULL, 0, NULL, $2)`,
+		// A SKU kept whole is taken by the conditional UPDATE of its row; the
+		// function is called only when that finds nothing: for a SKU of
+		// several buckets, or to refuse.
+		take: `WITH t AS (UPDATE ` + stock + ` SET available = available - $3 WHERE sku = $2 AND available >= $3 AND buckets <= 1 RETURNING 1)
+SELECT ` + sc + `.stock_take($1, $2, $3, $4) WHERE NOT EXISTS (SELECT FROM t)`,
 	}
 }
 

@@ -1,0 +1,364 @@
+package pgtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/oversell/inventory"
+	"github.com/oversell/inventory/internal/pgstore"
+	"github.com/oversell/inventory/internal/testsvc"
+	"github.com/oversell/inventory/strategy/strategytest"
+)
+
+// bucketsK is the number of stock buckets the bucket tests split a SKU into.
+const bucketsK = 8
+
+// Bucketed is a strategy under test that splits SKUs into stock buckets.
+type Bucketed interface {
+	Strategy
+	inventory.StockConfigurer
+	inventory.Rebalancer
+}
+
+// RunBuckets checks the stock buckets of strategies made by mk, which must
+// split every SKU that SetStock creates into eight buckets
+// (SKUDefaults), beyond what the conformance suite checks with such a
+// strategy: the last unit of a SKU is sold whichever bucket a buyer starts
+// from, and a line larger than any bucket is served; units come back to the
+// bucket they were taken from; Rebalance makes and loses no unit while
+// buyers reserve, checked in one snapshot again and again while it runs.
+// Each check also runs against a deliberately wrong rule, put in the
+// schema's functions in place of the right one, and must catch it.
+func RunBuckets(t *testing.T, mk Maker) {
+	t.Run("LastUnitIsSold", func(t *testing.T) {
+		t.Parallel()
+		in := newBucketed(t, mk)
+		require.NoError(t, lastUnit(t.Context(), in))
+	})
+	t.Run("LastUnitIsSoldCatchesARefusalByOneBucket", func(t *testing.T) {
+		t.Parallel()
+		in := newBucketed(t, mk)
+		in.replace(t, wrongTake)
+		err := lastUnit(t.Context(), in)
+		require.Error(t, err, "a take that refuses when its first bucket is short went unnoticed")
+		t.Logf("caught: %v", err)
+	})
+	t.Run("UnitsReturnToTheirBucket", func(t *testing.T) {
+		t.Parallel()
+		in := newBucketed(t, mk)
+		require.NoError(t, unitsReturn(t.Context(), in))
+	})
+	t.Run("UnitsReturnToTheirBucketCatchesTheWrongBucket", func(t *testing.T) {
+		t.Parallel()
+		in := newBucketed(t, mk)
+		in.replace(t, wrongGive)
+		err := unitsReturn(t.Context(), in)
+		require.Error(t, err, "units given back to the next bucket went unnoticed")
+		t.Logf("caught: %v", err)
+	})
+	t.Run("RebalanceUnderBuyersKeepsEveryUnit", func(t *testing.T) {
+		t.Parallel()
+		in := newBucketed(t, mk)
+		v, err := rebalanceHammer(t.Context(), in)
+		require.NoError(t, err)
+		assert.Empty(t, v, "snapshots in which the units did not add up")
+	})
+	t.Run("RebalanceUnderBuyersCatchesAnUnlockedRebalance", func(t *testing.T) {
+		t.Parallel()
+		in := newBucketed(t, mk)
+		in.replace(t, wrongSpread)
+		v, err := rebalanceHammer(t.Context(), in)
+		require.NoError(t, err)
+		require.NotEmpty(t, v, "a rebalance that reads the buckets without locking them went unnoticed")
+		t.Logf("caught: %s", v[0])
+	})
+}
+
+// bucketed is one strategy of the bucket tests, on its own schema.
+type bucketed struct {
+	Bucketed
+	*Instance
+	db     pgstore.DB
+	quoted string
+}
+
+func newBucketed(t *testing.T, mk Maker) *bucketed {
+	t.Helper()
+	db := testsvc.Postgres(t)
+	in := New(t.Context(), t, mk, db)
+	s, ok := in.Strategy.(Bucketed)
+	require.True(t, ok, "%T does not split SKUs into stock buckets", in.Strategy)
+	return &bucketed{Bucketed: s, Instance: in, db: db, quoted: pgx.Identifier{in.Schema}.Sanitize()}
+}
+
+// replace runs sql, with {schema} the quoted schema, to put a wrong
+// function in place of a right one.
+func (b *bucketed) replace(t *testing.T, sql string) {
+	t.Helper()
+	_, err := b.db.Exec(t.Context(), strings.ReplaceAll(sql, "{schema}", b.quoted))
+	require.NoError(t, err)
+}
+
+// buckets returns the available units of each bucket of sku.
+func (b *bucketed) buckets(ctx context.Context, sku string) ([]int64, error) {
+	out := make([]int64, bucketsK)
+	rows, err := b.db.Query(ctx, "SELECT bucket, available FROM "+b.quoted+".stock_bucket WHERE sku = $1 AND bucket < $2", sku, bucketsK)
+	if err != nil {
+		return nil, err
+	}
+	var bucket int32
+	var n int64
+	_, err = pgx.ForEachRow(rows, []any{&bucket, &n}, func() error {
+		out[bucket] = n
+		return nil
+	})
+	return out, err
+}
+
+// idStartingAt returns an ID, made from tag, whose reservation looks for
+// units from bucket k first.
+func idStartingAt(k int, tag string) string {
+	for i := 0; ; i++ {
+		id := fmt.Sprintf("%s-%d-%d", tag, k, i)
+		if int(pgstore.BucketStart(id)%bucketsK) == k {
+			return id
+		}
+	}
+}
+
+// lastUnit sells a SKU of eight buckets of one unit each to its last unit,
+// each buyer starting from a bucket already empty, then a line of all eight
+// units of another such SKU; it returns what went wrong.
+func lastUnit(ctx context.Context, b *bucketed) error {
+	if err := b.SetStockWith(ctx, "last", bucketsK, inventory.StockOptions{Buckets: bucketsK}); err != nil {
+		return err
+	}
+	for sold := range bucketsK {
+		per, err := b.buckets(ctx, "last")
+		if err != nil {
+			return err
+		}
+		empty := -1
+		for k, n := range per {
+			if n == 0 {
+				empty = k
+				break
+			}
+		}
+		if empty < 0 {
+			empty = (sold + 1) % bucketsK // nothing sold yet: any bucket but the one the rest start from
+		}
+		id := idStartingAt(empty, strategytest.RandomID())
+		if _, err := b.Reserve(ctx, inventory.Request{ID: id, Lines: []inventory.Line{{SKU: "last", Qty: 1}}}); err != nil {
+			return fmt.Errorf("unit %d of %d, buckets %v, the buyer starting at empty bucket %d: %w", sold+1, bucketsK, per, empty, err)
+		}
+	}
+	if n, err := b.Available(ctx, "last"); err != nil || n != 0 {
+		return fmt.Errorf("after the last unit: available %d, %v", n, err)
+	}
+	_, err := b.Reserve(ctx, inventory.Request{ID: strategytest.RandomID(), Lines: []inventory.Line{{SKU: "last", Qty: 1}}})
+	if !errors.Is(err, inventory.ErrInsufficientStock) {
+		return fmt.Errorf("a unit past the last: %v, want insufficient stock", err)
+	}
+
+	if err := b.SetStockWith(ctx, "whole", bucketsK, inventory.StockOptions{Buckets: bucketsK}); err != nil {
+		return err
+	}
+	id := strategytest.RandomID()
+	if _, err := b.Reserve(ctx, inventory.Request{ID: id, Lines: []inventory.Line{{SKU: "whole", Qty: bucketsK}}}); err != nil {
+		return fmt.Errorf("a line of every unit, one in each bucket: %w", err)
+	}
+	if err := b.Release(ctx, id); err != nil {
+		return err
+	}
+	if n, err := b.Available(ctx, "whole"); err != nil || n != bucketsK {
+		return fmt.Errorf("after releasing the line of every unit: available %d, %v", n, err)
+	}
+	return nil
+}
+
+// unitsReturn takes a line from a SKU of eight buckets of ten units, then
+// gives it back by Release, by Cancel and by expiry, and checks each time
+// that the units left one bucket and came back to it; it returns what went
+// wrong.
+func unitsReturn(ctx context.Context, b *bucketed) error {
+	const per = 10
+	if err := b.SetStockWith(ctx, "ret", bucketsK*per, inventory.StockOptions{Buckets: bucketsK}); err != nil {
+		return err
+	}
+	for _, how := range []string{"release", "cancel", "expire"} {
+		req := inventory.Request{ID: strategytest.RandomID(), Lines: []inventory.Line{{SKU: "ret", Qty: 3}}, TTL: time.Minute}
+		if _, err := b.Reserve(ctx, req); err != nil {
+			return err
+		}
+		held, err := b.buckets(ctx, "ret")
+		if err != nil {
+			return err
+		}
+		taken := 0
+		for _, n := range held {
+			if n != per {
+				taken++
+				if n != per-3 {
+					return fmt.Errorf("%s: buckets %v after a line of 3 from buckets of %d", how, held, per)
+				}
+			}
+		}
+		if taken != 1 {
+			return fmt.Errorf("%s: the line of 3 left %d buckets: %v", how, taken, held)
+		}
+		switch how {
+		case "release":
+			err = b.Release(ctx, req.ID)
+		case "cancel":
+			err = b.Cancel(ctx, req.ID)
+		case "expire":
+			b.Clock.Advance(2 * time.Minute)
+			_, err = b.ExpireDue(ctx, 10)
+		}
+		if err != nil {
+			return err
+		}
+		back, err := b.buckets(ctx, "ret")
+		if err != nil {
+			return err
+		}
+		for k, n := range back {
+			if n != per {
+				return fmt.Errorf("%s: buckets %v after the line came back (bucket %d is off), taken from %v", how, back, k, held)
+			}
+		}
+	}
+	return nil
+}
+
+// rebalanceHammer runs buyers on two SKUs of eight buckets with the stock
+// fixed, while Rebalance runs on both again and again and a watcher checks,
+// each time in one statement and so one snapshot, that the units of each
+// SKU (its row, its buckets, held and sold) add up to its stock. It returns
+// the snapshots that did not add up.
+func rebalanceHammer(ctx context.Context, b *bucketed) ([]string, error) {
+	const stock = 120
+	skus := []string{strategytest.SKUName(0), strategytest.SKUName(1)}
+	count := `SELECT s.sku, s.available + coalesce((SELECT sum(c.available) FROM {schema}.stock_bucket c WHERE c.sku = s.sku), 0)
+	+ coalesce((SELECT sum(l.qty) FROM {schema}.reservation_line l JOIN {schema}.reservation r ON r.id = l.reservation_id
+		WHERE l.sku = s.sku AND r.state IN (1, 2)), 0)
+FROM {schema}.stock s WHERE s.sku = ANY ($1)`
+	count = strings.ReplaceAll(count, "{schema}", b.quoted)
+
+	runCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var bad []string
+	var rebalances, checks atomic.Int64
+	wg.Go(func() {
+		for runCtx.Err() == nil {
+			for _, sku := range skus {
+				if err := b.Rebalance(runCtx, sku); err == nil {
+					rebalances.Add(1)
+				} else if runCtx.Err() == nil && !errors.Is(err, inventory.ErrUnknownSKU) {
+					mu.Lock()
+					bad = append(bad, fmt.Sprintf("rebalance %s: %v", sku, err))
+					mu.Unlock()
+				}
+			}
+		}
+	})
+	wg.Go(func() {
+		for runCtx.Err() == nil {
+			rows, err := b.db.Query(runCtx, count, skus)
+			if err != nil {
+				continue
+			}
+			var sku string
+			var n int64
+			_, err = pgx.ForEachRow(rows, []any{&sku, &n}, func() error {
+				if n != stock {
+					mu.Lock()
+					bad = append(bad, fmt.Sprintf("%s: %d units, not %d, after %d rebalances", sku, n, stock, rebalances.Load()))
+					mu.Unlock()
+				}
+				return nil
+			})
+			if err == nil {
+				checks.Add(1)
+			}
+		}
+	})
+	rep, err := strategytest.Hammer(ctx, strategytest.HammerConfig{
+		Strategy: b.Bucketed, Advance: b.Clock.Advance, Workers: 24, SKUs: len(skus), Stock: stock,
+		MaxQty: 3, MaxLines: 2, OpsPerWorker: 12, FixedStock: true,
+	})
+	stop()
+	wg.Wait()
+	if err != nil {
+		return nil, err
+	}
+	if !rep.OK() {
+		bad = append(bad, "hammer: "+rep.String())
+	}
+	if checks.Load() == 0 || rebalances.Load() == 0 {
+		return nil, fmt.Errorf("the watcher checked %d times while Rebalance ran %d times: nothing was tested", checks.Load(), rebalances.Load())
+	}
+	return bad, nil
+}
+
+// wrongTake refuses a line when the bucket a buyer starts from is short,
+// whatever the other buckets hold.
+const wrongTake = `CREATE OR REPLACE FUNCTION {schema}.stock_take(p_id text, p_sku text, p_qty bigint, p_start bigint) RETURNS void
+LANGUAGE plpgsql AS $fn$
+DECLARE
+	k int;
+BEGIN
+	SELECT s.buckets INTO k FROM {schema}.stock s WHERE s.sku = p_sku;
+	IF NOT FOUND OR k <= 1 THEN
+		PERFORM {schema}.reserve_abort('IV002');
+	END IF;
+	UPDATE {schema}.stock_bucket SET available = available - p_qty WHERE sku = p_sku AND bucket = p_start % k AND available >= p_qty;
+	IF NOT FOUND THEN
+		PERFORM {schema}.reserve_abort('IV002');
+	END IF;
+	UPDATE {schema}.reservation_line SET bucket = p_start % k WHERE reservation_id = p_id AND sku = p_sku;
+END
+$fn$`
+
+// wrongGive gives the units of a line back to the bucket after the one
+// they were taken from.
+const wrongGive = `CREATE OR REPLACE FUNCTION {schema}.stock_give_lines(p_id text) RETURNS void
+LANGUAGE sql AS $fn$
+	SELECT {schema}.stock_give(coalesce(array_agg(l.sku), '{}'), coalesce(array_agg((l.bucket + 1) % 8), '{}'), coalesce(array_agg(l.qty), '{}'))
+	FROM {schema}.reservation_line l WHERE l.reservation_id = p_id
+$fn$`
+
+// wrongSpread spreads the units of a SKU again from a read that takes no
+// lock, so that units buyers take meanwhile come back.
+const wrongSpread = `CREATE OR REPLACE FUNCTION {schema}.stock_spread(p_sku text, p_total bigint, p_delta bigint, p_buckets int, p_max bigint) RETURNS bigint
+LANGUAGE plpgsql AS $fn$
+DECLARE
+	k     int;
+	total bigint;
+BEGIN
+	SELECT s.buckets INTO k FROM {schema}.stock s WHERE s.sku = p_sku;
+	IF NOT FOUND THEN
+		RETURN NULL;
+	END IF;
+	total := coalesce(p_total, {schema}.stock_available(p_sku) + coalesce(p_delta, 0));
+	k := greatest(coalesce(p_buckets, k), 2);
+	PERFORM pg_sleep(0.002);
+	UPDATE {schema}.stock SET available = 0, buckets = k WHERE sku = p_sku;
+	INSERT INTO {schema}.stock_bucket AS t (sku, bucket, available)
+	SELECT p_sku, g.b, total / k + CASE WHEN g.b < total % k THEN 1 ELSE 0 END FROM generate_series(0, k - 1) AS g (b)
+	ON CONFLICT (sku, bucket) DO UPDATE SET available = EXCLUDED.available;
+	RETURN total;
+END
+$fn$`

@@ -34,16 +34,20 @@ func init() {
 			open: func(_ context.Context, e *env) (inventory.Strategy, error) {
 				return memory.New(&memory.Options{DefaultTTL: e.cfg.DefaultTTL, Now: e.cfg.Now, Retention: e.cfg.Retention}), nil
 			},
+			stockOptions: true, // a SKU kept whole behaves as its buckets would
 		},
 		{
 			info: Info{Name: "sqlcond", Summary: "PostgreSQL: one conditional UPDATE per line", Services: []Service{Postgres}},
 			open: func(ctx context.Context, e *env) (inventory.Strategy, error) {
-				r, err := sqlcond.New(e.pool, &sqlcond.Options{Schema: e.cfg.Schema, DefaultTTL: e.cfg.DefaultTTL, Now: e.cfg.Now, Retention: e.cfg.Retention})
+				r, err := sqlcond.New(e.pool, &sqlcond.Options{
+					Schema: e.cfg.Schema, DefaultTTL: e.cfg.DefaultTTL, Now: e.cfg.Now, Retention: e.cfg.Retention, SKUDefaults: e.cfg.StockOptions,
+				})
 				if err != nil {
 					return nil, err
 				}
 				return r, r.Migrate(ctx)
 			},
+			stockOptions: true,
 		},
 		{
 			info: Info{Name: "pessimistic", Summary: "PostgreSQL: SELECT ... FOR UPDATE in SKU order, then UPDATE", Services: []Service{Postgres}},
@@ -82,12 +86,15 @@ func init() {
 		{
 			info: Info{Name: "groupcommit", Summary: "PostgreSQL: concurrent calls coalesced into one transaction per flush", Services: []Service{Postgres}},
 			open: func(ctx context.Context, e *env) (inventory.Strategy, error) {
-				r, err := groupcommit.New(e.pool, &groupcommit.Options{Schema: e.cfg.Schema, DefaultTTL: e.cfg.DefaultTTL, Now: e.cfg.Now, Retention: e.cfg.Retention})
+				r, err := groupcommit.New(e.pool, &groupcommit.Options{
+					Schema: e.cfg.Schema, DefaultTTL: e.cfg.DefaultTTL, Now: e.cfg.Now, Retention: e.cfg.Retention, SKUDefaults: e.cfg.StockOptions,
+				})
 				if err != nil {
 					return nil, err
 				}
 				return r, r.Migrate(ctx)
 			},
+			stockOptions: true,
 		},
 		{
 			info: Info{Name: "redislock", Summary: "a Redis lock per SKU, fencing tokens checked by PostgreSQL", Services: []Service{Postgres, Redis}},

@@ -106,6 +106,15 @@ type Config struct {
 	// ledger and ignore it. Default: 0, keep for ever.
 	Retention time.Duration
 
+	// StockOptions are the settings every SKU gets that SetStock creates,
+	// for the strategies that take them: sqlcond and groupcommit split each
+	// into StockOptions.Buckets stock buckets; memory accepts them and keeps
+	// each SKU whole, which behaves the same. Open fails with an error that
+	// errors.Is inventory.ErrUnsupported for any other strategy unless
+	// StockOptions is the zero value. Default: the zero value, every SKU
+	// kept whole.
+	StockOptions inventory.StockOptions
+
 	// Logger receives the state changes and errors of the background work
 	// Open starts (redisstock's Writer: its dead letters and failures, and
 	// when it stops, its largest lag and drain time), never a record per
@@ -212,6 +221,14 @@ func Open(ctx context.Context, name string, cfg *Config) (inventory.Strategy, Cl
 		return nil, nil, err
 	}
 	env := newEnv(cfg)
+	if opts := env.cfg.StockOptions; opts != (inventory.StockOptions{}) {
+		if err := inventory.ValidateStockWith("sku", 0, opts); err != nil {
+			return nil, nil, fmt.Errorf("strategy: open %s: StockOptions: %w", name, err)
+		}
+		if !e.stockOptions {
+			return nil, nil, fmt.Errorf("strategy: open %s: %w: per-SKU settings (Config.StockOptions)", name, inventory.ErrUnsupported)
+		}
+	}
 	for _, svc := range e.needs(&env.cfg) {
 		if err := env.connect(ctx, name, svc); err != nil {
 			_ = env.close(context.WithoutCancel(ctx))
@@ -233,6 +250,9 @@ type entry struct {
 	// else it needs info.Services.
 	services func(cfg *Config) []Service
 	open     func(ctx context.Context, env *env) (inventory.Strategy, error)
+	// stockOptions: open applies Config.StockOptions to the SKUs SetStock
+	// creates.
+	stockOptions bool
 }
 
 // needs returns the services the strategy needs with cfg.

@@ -93,7 +93,7 @@ type options struct {
 	ops, skus                             int
 	zipfS                                 float64
 	scarce, maxQty                        int64
-	pgConns, mysqlConns                   int
+	pgConns, mysqlConns, buckets          int
 	mysqlOnly                             bool
 	containers, smoke, strict, quiet      bool
 	full                                  bool
@@ -118,6 +118,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.skus, "skus", 100, "SKUs of the uniform and zipf workloads")
 	fs.Float64Var(&o.zipfS, "zipf", 1.1, "exponent `s` (> 1) of the zipf workload")
 	fs.Int64Var(&o.maxQty, "max-qty", 3, "each line asks 1..`N` units")
+	fs.IntVar(&o.buckets, "buckets", 0, "split every SKU into `K` stock buckets (inventory.StockOptions.Buckets): a strategy that cannot does not run; the raw baselines ignore it")
 	fs.IntVar(&o.pgConns, "pg-conns", 48, "size of the PostgreSQL connection pool every strategy shares")
 	fs.IntVar(&o.mysqlConns, "mysql-conns", 48, "size of the MySQL connection pool every MySQL strategy shares")
 	fs.BoolVar(&o.mysqlOnly, "mysql", false, "run the MySQL strategies (sqlcond-mysql, pessimistic-mysql) beside raw-mysql; same as -strategies sqlcond-mysql,pessimistic-mysql")
@@ -332,6 +333,7 @@ func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	p.pgURL, p.redisURL = pgURL, redisURL
 	defer svc.close()
+	svc.buckets = o.buckets
 
 	m := meta{
 		Command: "go run ./cmd/invbench " + strings.Join(args, " "), Started: time.Now().UTC(),

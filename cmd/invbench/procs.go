@@ -133,6 +133,7 @@ func runWorker(ctx context.Context, o *options, wk *strategytest.ProcsWorker, st
 	procs := max(o.procs, 1)
 	svc := connectFor(ctx, o, []target{t}, pgURL, redisURL, max(o.pgConns/procs, 2), max(o.mysqlConns/procs, 2), wk.Workers()+32)
 	defer svc.close()
+	svc.buckets = o.buckets
 	if err := svc.missing(t.services); err != nil {
 		return fail(err)
 	}

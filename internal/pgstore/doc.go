@@ -122,6 +122,14 @@
 // for by anyone holding what it waits for; the writers that do wait for
 // buckets (settlement, administration, Rebalance) wait in that order.
 //
+// sqlcond and groupcommit serve SKUs in buckets. pessimistic and redislock
+// read and lock the stock row alone: they keep the contract on SKUs kept
+// whole, and on a schema shared with a SKU in buckets they refuse its lines
+// as short (never oversell them), so give such a SKU buckets only where
+// the strategies that sell it take them. Every strategy's Available,
+// SetStock, AddStock, Release, Cancel and ExpireDue handle buckets, since
+// they are the store's.
+//
 // Units given back to a bucket row a SKU no longer has, or to the stock
 // row of a SKU in buckets (by a process of an older version, or by the
 // groupcommit flush when the bucket is held), stay the SKU's: Available

@@ -329,7 +329,13 @@ func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				want = append(want, t)
 			}
 		}
-		svc = connectFor(ctx, o, want, pgURL, redisURL, o.pgConns, o.mysqlConns, slices.Max(p.workers)+32)
+		pgConns, mysqlConns := o.pgConns, o.mysqlConns
+		if o.procs > 0 {
+			// With -procs this process only stocks and checks: a worker's
+			// share, so that the run holds no more connections than without.
+			pgConns, mysqlConns = max(pgConns/o.procs, 2), max(mysqlConns/o.procs, 2)
+		}
+		svc = connectFor(ctx, o, want, pgURL, redisURL, pgConns, mysqlConns, slices.Max(p.workers)+32)
 	}
 	p.pgURL, p.redisURL = pgURL, redisURL
 	defer svc.close()

@@ -73,8 +73,9 @@
 //     Load. Every script checks its bucket's marker first; without it the
 //     call fails with a *NotLoadedError (ErrNotLoaded, inventory.ErrUnavailable)
 //     and changes nothing. A missing key is never read as zero stock or an
-//     unknown SKU. Load rebuilds Redis from PostgreSQL under an advisory lock
-//     only one process takes: each SKU's available units and version, every
+//     unknown SKU. Load rebuilds Redis from PostgreSQL under a table lock
+//     only one process takes, and no writer's transaction passes: each
+//     SKU's available units and version, every
 //     reservation's record, the holds of held ones. The rebuilt stock counts
 //     every hold and sale PostgreSQL knows of.
 //   - The Writer (any number, in any number of processes, one consumer group
@@ -87,12 +88,32 @@
 //     a final state. A reservation event is applied only once PostgreSQL has
 //     the stock versions its takes left, so PostgreSQL never counts a hold
 //     whose units it still counts as available (such a ledger would oversell
-//     after a Load).
+//     after a Load). In the transaction of a stock version, the writer also
+//     records which reservation's take or return it carries (the
+//     redisstock_hold table: reservation, SKU, attempt, units, taken or
+//     returned), so that PostgreSQL knows, SKU by SKU, whom the units its
+//     stock row does not count are held for.
+//   - Sequence: every event carries its bucket's sequence number, which the
+//     scripts keep in the loaded marker; PostgreSQL keeps, per bucket, the
+//     highest it applied and the stream entry that carried it (the
+//     redisstock_bucket table, written in the writer's transaction, its row
+//     locked). Within one Redis history the number and the entry ID grow
+//     together, and so do the bucket's current number and its stream's last
+//     entry ID, which the writer reads before each batch. A batch that
+//     breaks that order comes from a Redis that went back in time (a
+//     failover to a replica that missed writes): the writer applies none of
+//     it, deletes the bucket's marker, and every call refuses with a
+//     *NotLoadedError until Load rebuilds from PostgreSQL (Writer returns
+//     ErrWentBack; the writer.went_back metric counts it). A batch read
+//     before a Load from the Redis it replaced fails the same check (Load
+//     moves every sequence far on) and is dropped.
 //
 // # Durability
 //
 // Redis acknowledges a reservation before PostgreSQL has it; what survives a
-// Redis crash is what Redis kept:
+// Redis crash is what Redis kept, and what PostgreSQL got stays whole: after
+// any Redis loss, every unit is available, held by a reservation PostgreSQL
+// knows, or sold.
 //
 //   - With AOF and appendfsync always, Redis writes every script's effects
 //     (the change and its event together) to disk before replying, so a
@@ -106,59 +127,94 @@
 //     Replicas do not share this: see Failover.
 //   - Without persistence, a restart comes back empty; the markers are gone,
 //     so every call refuses until Load. Nothing is oversold. The reservations
-//     acknowledged but not yet written behind are lost: Load rebuilds from
-//     PostgreSQL, so their units are available again and their IDs unknown
-//     (a Commit of one fails with inventory.ErrNotFound, and the order must
-//     reserve again). The writer's lag (Writer.Lag, the writer.lag metric:
-//     events not yet applied) bounds how many events could be lost at any
-//     moment. For a cart spanning buckets, a crash between its steps can
-//     also leave units taken in PostgreSQL's copy with no reservation
-//     holding them (under-counted, never oversold); Reconcile after a Load
-//     cannot see what Redis forgot, so count it from the lag. With more than
-//     one bucket that is most reservations, of one line or more: the record
-//     lives in its ID's bucket and the stock in its SKU's, two events the
-//     writer applies apart. TestRedisLossMidSellOutOversellsNothing runs the
-//     sale in one bucket, where the ledger ends with exactly the stock (76
-//     to 100 acknowledged reservations of 2,000 lost in three runs); the
-//     same sale over four buckets ended with 12 to 47 of 300 units taken and
-//     held by nobody.
+//     acknowledged but not yet written behind are lost whole: Load rebuilds
+//     from PostgreSQL, so their units are available again and their IDs
+//     unknown (a Commit of one fails with inventory.ErrNotFound, and the
+//     order must reserve again). The writer's lag (Writer.Lag, the
+//     writer.lag metric: events not yet applied) bounds how many events could
+//     be lost at any moment. A reservation's take and its record are two
+//     events in two streams when its ID and its SKUs fall into different
+//     buckets (with Options.Buckets > 1, most reservations), and a release
+//     and its give two events even in one bucket, so the lost Redis can
+//     leave PostgreSQL with one and not the other. Load settles that first,
+//     from redisstock_hold, in its transaction (which locks out the writers,
+//     so that none commits a batch of the lost Redis under it): a held
+//     reservation one of whose holds PostgreSQL saw returned was released or
+//     expired in Redis and becomes so (released; expired past its TTL); a
+//     take whose reservation PostgreSQL never got, or got settled, gives its
+//     units back to the stock row.
+//     TestRedisLossMidSellOutOversellsNothing sells 600 units one at a time
+//     with eight buyers and SIGKILLs the server after 200 acknowledged
+//     reservations: in five runs over four buckets, 16 to 156 of the
+//     acknowledged reservations were lost, and PostgreSQL ended with exactly
+//     the stock held or sold, nothing available, nothing oversold and no
+//     unit held by nobody; in one bucket, 27 to 150 lost, the same totals.
+//     Its twin, whose Load leaves the orphan takes as the store did before
+//     it kept redisstock_hold, ended each run with 6 to 30 units held by
+//     nobody (go test -race -count=4 -run TestRedisLossMidSellOut -v
+//     ./redisstock/, load average 16 to 20).
 //
 // # Failover
 //
 // Through Sentinel (redis.NewFailoverClient) the strategy follows a
-// promoted replica, and the replica has the loaded markers, so nothing
-// refuses: what the old primary acknowledged and never replicated is simply
-// gone from the new one. What that costs was measured by TestFailover: a
-// primary, one replica and three Sentinels on loopback, eight buyers
-// selling out 600 units one at a time, the replication stream held for
-// 50ms and then the primary SIGKILLed (a replica that lags when its
-// primary dies); Sentinel promoted the replica in about 2.3s.
+// promoted replica, and the replica has the loaded markers: what the old
+// primary acknowledged and never replicated is simply gone from the new
+// one, which would sell those units again. The writer finds it (see
+// Sequence above: the new primary's bucket sequence is behind what
+// PostgreSQL applied, or its new entries come with numbers PostgreSQL
+// already applied), applies nothing of it, and unloads the bucket; every
+// call refuses with a *NotLoadedError until Load rebuilds Redis from
+// PostgreSQL, which brings back the reservations PostgreSQL had. What the
+// new primary acknowledged before the writer found it is lost the way a
+// restart without persistence loses it: the units come back, the IDs are
+// unknown, nothing is sold twice. With WaitReplicas, the writer also waits
+// (WAIT) until the replicas have the events it read before it applies
+// them, so that PostgreSQL never holds an event a failover can take back.
 //
-//   - Without WaitReplicas, the new primary had lost 30 of the 240
-//     reservations acknowledged before the kill. Their units were for sale
-//     again, and were sold again: 12 of the 30 had already been written
-//     behind, so PostgreSQL ended with 612 units held or sold of 600 (12
-//     oversold in the ledger, none in Redis, which never counts a unit
-//     twice). Reconcile reported all 12 of those reservations (and the IDs
-//     PostgreSQL never had are lost outright: their orders must reserve
-//     again, and a Commit of one fails with inventory.ErrNotFound).
-//   - With WaitReplicas 1, none of the 211 reservations acknowledged before
+// TestFailover measured it: a primary, one replica and three Sentinels on
+// loopback, eight buyers selling out 600 units one at a time, the
+// replication stream held for 50ms and then the primary SIGKILLed (a
+// replica that lags when its primary dies); Sentinel promoted the replica
+// in about 2.2 to 3.2s; the buyers run Load when a call refuses as not
+// loaded.
+//
+//   - Without WaitReplicas, in two runs: the writer found the new primary
+//     behind once, the bucket was rebuilt, and PostgreSQL ended with exactly
+//     600 units held or sold and Reconcile with no difference; of the 310
+//     and 313 reservations acknowledged before the kill, 0 and 76 were lost
+//     (none of them written behind: Load brought back every one PostgreSQL
+//     had), and 128 and 200 acknowledged by the new primary before the
+//     writer found it were lost. The same sale without
+//     the sequence check (a twin under soak, as the writer was before it
+//     had one) ended with 642 units held or sold of 600: 42 sold twice in
+//     the ledger, each of them a reservation Reconcile reported.
+//     TestWentBack puts a Redis back in time every time (its keys saved,
+//     five units sold and written behind, the keys put back) and checks
+//     both: refused and rebuilt, PostgreSQL holds each unit once; without
+//     the check it holds 15 of 10.
+//   - With WaitReplicas 1, none of the 205 reservations acknowledged before
 //     the kill was lost and nothing was oversold: a call answers only once
 //     the replica has its change. The cost is availability: after the
 //     failover the new primary had no replica until the old one came back
 //     as one, and until then every change failed with ErrNotReplicated (an
-//     inventory.ErrOutcomeUnknown, retried with the same ID); the run took
-//     about six times longer.
+//     inventory.ErrOutcomeUnknown, retried with the same ID); the sale took
+//     about 20s instead of 3 to 6.
 //
-// So the strategy promises under failover: with WaitReplicas at least 1 and
-// at most that many replicas lost at once, no acknowledged reservation is
-// lost; without it, a failover can lose the reservations the replica
-// missed, their units can be sold twice as far as the ledger is concerned,
-// and Reconcile finds each such reservation PostgreSQL has. It does not
-// promise that WAIT survives more failures than replicas confirmed, nor
-// anything on a Redis Cluster, where WaitReplicas is refused. The numbers
-// vary from run to run with what the replica missed; the test logs them on
-// a line starting FAILOVER (go test -run TestFailover -v ./redisstock/).
+// So the strategy promises under failover: nothing is sold twice in
+// PostgreSQL, with or without WaitReplicas; with WaitReplicas at least 1
+// and at most that many replicas lost at once, no acknowledged reservation
+// is lost; without it, the reservations the new primary lacks and
+// PostgreSQL lacks too are lost, as are those the new primary acknowledged
+// before the writer found it behind (a writer's step: about its Poll). It
+// does not promise that WAIT survives more failures than replicas
+// confirmed, nor anything of WAIT on a Redis Cluster, where WaitReplicas is
+// refused. One case the check cannot see: a new primary whose clock is
+// behind the old one's by more than the failover took gives its new
+// entries IDs below those PostgreSQL applied; the check then finds it only
+// once its sequence passes PostgreSQL's, and events it took in between
+// are applied. The numbers vary from run to run with what the replica
+// missed; the test logs them on a line starting FAILOVER (go test -run
+// TestFailover -v ./redisstock/).
 //
 // # Costs
 //
@@ -187,8 +243,9 @@
 // writer applies them (one per reservation of one bucket, one per commit,
 // two per release). The writer: one PostgreSQL round trip per batch (two
 // when a batch holds reservations whose takes travel in other buckets'
-// streams), one Redis call to acknowledge, which trims the applied entries
-// from the stream; after a batch smaller than WriterOptions.BatchSize it
+// streams), one Redis call before it to read the bucket's sequence (with
+// WaitReplicas, and the WAIT), one to acknowledge, which trims the applied
+// entries from the stream; after a batch smaller than WriterOptions.BatchSize it
 // waits WriterOptions.Linger (10ms) so that the next carries more.
 //
 // # Failures

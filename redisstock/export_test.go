@@ -55,3 +55,15 @@ func (w *Writer) SetAfterCommit(f func()) { w.afterCommit = f }
 // SetAckFirst makes the writer acknowledge a batch before its COMMIT:
 // deliberately wrong.
 func (w *Writer) SetAckFirst(on bool) { w.ackFirst = on }
+
+// SetKeepOrphans makes Load leave takes without their reservation in the
+// ledger, as the store did before it kept redisstock_hold: deliberately
+// wrong.
+func (r *Reserver) SetKeepOrphans(on bool) { r.keepOrphans = on }
+
+// SetIgnoreSequence makes the writer apply events without checking the
+// bucket's sequence, as it did before it kept one: deliberately wrong.
+func (w *Writer) SetIgnoreSequence(on bool) { w.ignoreSeq = on }
+
+// WentBack returns how many times the writer found Redis behind PostgreSQL.
+func (w *Writer) WentBack() int64 { return w.wentBack.Load() }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,17 +17,6 @@ import (
 
 // group is the name of the consumer group of every bucket's stream.
 const consumerGroup = "writer"
-
-// loadLockKey is the PostgreSQL advisory lock that lets one process at a
-// time load a store.
-func (r *Reserver) loadLockKey() int64 {
-	h := fnv.New64a()
-	h.Write([]byte("github.com/oversell/inventory/redisstock/load\x00"))
-	h.Write([]byte(r.store.Schema()))
-	h.Write([]byte{0})
-	h.Write([]byte(r.prefix))
-	return int64(h.Sum64())
-}
 
 // Loaded reports whether every bucket's loaded marker is in Redis.
 func (r *Reserver) Loaded(ctx context.Context) (bool, error) {
@@ -52,8 +40,11 @@ func (r *Reserver) Loaded(ctx context.Context) (bool, error) {
 
 // Load rebuilds the store's Redis data from the PostgreSQL ledger when a
 // bucket's loaded marker is missing, and does nothing when every marker is
-// there. It runs under a PostgreSQL advisory lock, so that one process loads
-// while the others wait and then find the markers set. It deletes every key
+// there. It locks the table of the buckets' sequences (redisstock_bucket)
+// first, which every writer's transaction writes: one process loads while
+// the others wait and then find the markers set, and no writer commits
+// while it reads, so that it reads the ledger whole, and what it changes
+// is not undone by a batch a writer read from the Redis that was lost. It deletes every key
 // under the prefix (what survived of an incomplete data set, and the event
 // streams with them: run it once the writers have drained what they could),
 // then writes each SKU's available units and version, each reservation's
@@ -65,7 +56,9 @@ func (r *Reserver) Load(ctx context.Context) error {
 	if ok, err := r.Loaded(ctx); err != nil || ok {
 		return err
 	}
-	tx, err := beginTx(ctx, r.store.DB(), "SELECT pg_advisory_xact_lock($1)", r.loadLockKey())
+	// LOCK takes no snapshot: the transaction's is taken by the first
+	// statement after it, once the writers in flight have committed.
+	tx, err := beginTx(ctx, r.store.DB(), "LOCK TABLE "+r.store.Table("redisstock_bucket")+" IN EXCLUSIVE MODE")
 	if err != nil {
 		return fmt.Errorf("redisstock: load: lock: %w", err)
 	}
@@ -76,10 +69,19 @@ func (r *Reserver) Load(ctx context.Context) error {
 	if err := r.wipe(ctx); err != nil {
 		return fmt.Errorf("redisstock: load: delete what is left: %w", err)
 	}
+	if !r.keepOrphans {
+		if err := r.settleHolds(ctx, tx); err != nil {
+			return err
+		}
+	}
 	if err := r.loadStock(ctx, tx); err != nil {
 		return err
 	}
 	if err := r.loadReservations(ctx, tx); err != nil {
+		return err
+	}
+	seqs, err := r.appliedSeqs(ctx, tx)
+	if err != nil {
 		return err
 	}
 	epoch := strconv.FormatInt(time.Now().UnixMicro(), 10)
@@ -94,7 +96,7 @@ func (r *Reserver) Load(ctx context.Context) error {
 	}
 	if _, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for b := range r.buckets {
-			p.Set(ctx, r.marker(b), epoch, 0)
+			p.HSet(ctx, r.marker(b), "e", epoch, "q", seqs[b])
 		}
 		return nil
 	}); err != nil {
@@ -131,6 +133,82 @@ func rollback(ctx context.Context, tx pgx.Tx) {
 	_ = tx.Rollback(rctx)
 }
 
+// settleHolds makes the ledger whole before Load reads it, in Load's
+// transaction. A take and its reservation travel in two streams when the
+// reservation's ID and its SKU fall into different buckets (and a release
+// and its give in two events even in one bucket), so the Redis that was
+// lost may have left PostgreSQL with one and not the other. The
+// redisstock_hold rows say which takes PostgreSQL's stock rows count:
+//
+//   - a held reservation one of whose holds PostgreSQL saw returned was
+//     released or expired in Redis (only those give units back) and the
+//     record of that never came: it becomes released (expired when past
+//     its TTL);
+//   - a take whose reservation PostgreSQL does not have, or has in a final
+//     state, holds units for nobody: they go back to the stock row.
+//
+// What remains are the takes of held and committed reservations, whose
+// attempts Load writes back to Redis; the rows of everything else are
+// deleted, so that a lost ID reserved again starts afresh. Lines of held or
+// committed reservations without a row (written before the table existed)
+// count as taken.
+func (r *Reserver) settleHolds(ctx context.Context, tx pgx.Tx) error {
+	res, holds, stock := r.store.Table("reservation"), r.store.Table("redisstock_hold"), r.store.Table("stock")
+	b := &pgx.Batch{}
+	b.Queue(`UPDATE `+res+` r SET state = CASE WHEN r.expires_at <= $1 THEN 4 ELSE 3 END
+WHERE r.state = 1 AND EXISTS (SELECT 1 FROM `+holds+` h WHERE h.reservation_id = r.id AND h.state <> 'T')`, r.clock())
+	b.Queue(`WITH o AS (
+	DELETE FROM ` + holds + ` h WHERE NOT EXISTS (SELECT 1 FROM ` + res + ` r WHERE r.id = h.reservation_id AND r.state IN (1, 2))
+	RETURNING h.sku, h.qty, h.state
+), back AS (
+	SELECT sku, sum(qty)::bigint AS qty FROM o WHERE state = 'T' GROUP BY sku
+)
+UPDATE ` + stock + ` s SET available = s.available + back.qty FROM back WHERE s.sku = back.sku`)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("redisstock: load: settle holds: %w", err)
+	}
+	return nil
+}
+
+// loadGap is how far each Load moves every bucket's sequence on: further
+// than the events a lost Redis can have held that PostgreSQL never got.
+const loadGap = 1 << 32
+
+// appliedSeqs starts a history for the rebuilt Redis: every bucket's
+// sequence moves loadGap past the highest one PostgreSQL applied, and the
+// stream entry that carried it is forgotten, so that the rebuilt Redis's
+// events are compared with each other only, and the writer refuses an
+// event of the Redis that was lost (its number is below, its entry above).
+// It returns the new sequences, for the markers.
+func (r *Reserver) appliedSeqs(ctx context.Context, tx pgx.Tx) ([]int64, error) {
+	seqs := make([]int64, r.buckets)
+	bs := make([]int32, r.buckets)
+	for b := range bs {
+		bs[b] = int32(b)
+	}
+	t := r.store.Table("redisstock_bucket")
+	rows, err := tx.Query(ctx, "INSERT INTO "+t+" AS t (bucket, seq, entry_ms, entry_n) SELECT b, $2, 0, 0 FROM unnest($1::int[]) AS b"+
+		" ON CONFLICT (bucket) DO UPDATE SET seq = t.seq + $2, entry_ms = 0, entry_n = 0 RETURNING bucket, seq", bs, int64(loadGap))
+	if err != nil {
+		return nil, fmt.Errorf("redisstock: load: sequences: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var b int
+		var q int64
+		if err := rows.Scan(&b, &q); err != nil {
+			return nil, fmt.Errorf("redisstock: load: sequences: %w", err)
+		}
+		if b >= 0 && b < r.buckets {
+			seqs[b] = q
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("redisstock: load: sequences: %w", err)
+	}
+	return seqs, nil
+}
+
 // loadBatch is how many keys one pipeline of Load writes.
 const loadBatch = 1000
 
@@ -164,8 +242,9 @@ func (r *Reserver) loadStock(ctx context.Context, tx pgx.Tx) error {
 }
 
 func (r *Reserver) loadReservations(ctx context.Context, tx pgx.Tx) error {
-	rows, err := tx.Query(ctx, `SELECT r.id, r.state, r.expires_at, r.created_at, l.sku, l.qty FROM `+r.store.Table("reservation")+` r
-LEFT JOIN `+r.store.Table("reservation_line")+` l ON l.reservation_id = r.id ORDER BY r.id, l.sku`)
+	rows, err := tx.Query(ctx, `SELECT r.id, r.state, r.expires_at, r.created_at, l.sku, l.qty, coalesce(h.attempt, 1) FROM `+r.store.Table("reservation")+` r
+LEFT JOIN `+r.store.Table("reservation_line")+` l ON l.reservation_id = r.id
+LEFT JOIN `+r.store.Table("redisstock_hold")+` h ON h.reservation_id = l.reservation_id AND h.sku = l.sku ORDER BY r.id, l.sku`)
 	if err != nil {
 		return fmt.Errorf("redisstock: load: reservations: %w", err)
 	}
@@ -183,7 +262,8 @@ LEFT JOIN `+r.store.Table("reservation_line")+` l ON l.reservation_id = r.id ORD
 		var st int16
 		var exp, cr time.Time
 		var qty *int64
-		if err := rows.Scan(&id, &st, &exp, &cr, &sku, &qty); err != nil {
+		var at int64
+		if err := rows.Scan(&id, &st, &exp, &cr, &sku, &qty, &at); err != nil {
 			return fmt.Errorf("redisstock: load: reservations: %w", err)
 		}
 		if cur == nil || cur.id != id {
@@ -197,6 +277,7 @@ LEFT JOIN `+r.store.Table("reservation_line")+` l ON l.reservation_id = r.id ORD
 		}
 		if sku != nil && qty != nil { // a tombstone of Cancel has no lines
 			cur.lines = append(cur.lines, inventory.Line{SKU: *sku, Qty: *qty})
+			cur.at = max(cur.at, at)
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -211,6 +292,7 @@ LEFT JOIN `+r.store.Table("reservation_line")+` l ON l.reservation_id = r.id ORD
 
 type loadedRes struct {
 	id      string
+	at      int64 // the attempt of its takes
 	st      int16
 	exp, cr time.Time
 	lines   []inventory.Line
@@ -220,7 +302,7 @@ type loadedRes struct {
 // holds and its place in the due set.
 func (r *Reserver) writeLoaded(ctx context.Context, p redis.Pipeliner, l *loadedRes) {
 	rb := r.bucket(l.id)
-	fields := []any{"st", l.st, "at", 1, "exp", l.exp.UnixMicro(), "cr", l.cr.UnixMicro(), "n", len(l.lines)}
+	fields := []any{"st", l.st, "at", max(l.at, 1), "exp", l.exp.UnixMicro(), "cr", l.cr.UnixMicro(), "n", len(l.lines)}
 	for i, ln := range l.lines {
 		fields = append(fields, "s"+strconv.Itoa(i+1), ln.SKU, "q"+strconv.Itoa(i+1), ln.Qty)
 	}
@@ -229,7 +311,7 @@ func (r *Reserver) writeLoaded(ctx context.Context, p redis.Pipeliner, l *loaded
 		return
 	}
 	for _, g := range r.groups(l.lines) {
-		p.HSet(ctx, r.holdKey(g.bucket, l.id), "at", 1, "st", "T", "vs", "")
+		p.HSet(ctx, r.holdKey(g.bucket, l.id), "at", max(l.at, 1), "st", "T", "vs", "")
 	}
 	p.ZAdd(ctx, r.dueKey(rb), redis.Z{Score: float64(l.exp.UnixMicro()), Member: l.id})
 }

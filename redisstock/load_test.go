@@ -110,7 +110,7 @@ func TestLossCheckCatchesAStoreThatReadsMissingKeys(t *testing.T) {
 	in := setupBare(ctx, t, c, nil)
 	require.NoError(t, in.SetStock(ctx, "a", 10))
 	srv.Restart()
-	require.NoError(t, c.Set(ctx, in.Prefix+"{b0}:m", "forged", 0).Err())
+	require.NoError(t, c.HSet(ctx, in.Prefix+"{b0}:m", "e", "forged").Err())
 	_, err := in.Available(ctx, "a")
 	assert.ErrorIs(t, err, inventory.ErrUnknownSKU, "without the check, lost stock reads as an unknown SKU")
 	assert.NotErrorIs(t, err, redisstock.ErrNotLoaded)

@@ -101,7 +101,8 @@ func (r *Reserver) Reconcile(ctx context.Context, opts *ReconcileOptions) (*Repo
 		rep.Differences = append(rep.Differences, Difference{Kind: "stock", SKU: sku, Redis: rs.describe(rok), Postgres: ps.describe(pok)})
 	}
 	for _, id := range unionKeys(redisRes, pgRes) {
-		rr, rok := redisRes[id]
+		rx, rok := redisRes[id]
+		rr := rx.Reservation
 		pr, pok := pgRes[id]
 		if rok && pok && rr.State == pr.State && slices.Equal(rr.Lines, pr.Lines) && rr.ExpiresAt.Equal(pr.ExpiresAt) {
 			continue
@@ -133,7 +134,7 @@ func describeRes(r inventory.Reservation, ok bool) string {
 	return fmt.Sprintf("%s %v until %s", r.State, r.Lines, r.ExpiresAt.Format(time.RFC3339Nano))
 }
 
-func unionKeys[V any](a, b map[string]V) []string {
+func unionKeys[V, W any](a map[string]V, b map[string]W) []string {
 	var out []string
 	for k := range a {
 		out = append(out, k)
@@ -191,22 +192,29 @@ func (r *Reserver) redisStock(ctx context.Context) (map[string]stockRow, error) 
 	return out, nil
 }
 
-func (r *Reserver) redisReservations(ctx context.Context) (map[string]inventory.Reservation, error) {
-	out := map[string]inventory.Reservation{}
+// redisRes is a reservation as Redis holds it, with the attempt of its
+// takes.
+type redisRes struct {
+	inventory.Reservation
+	at int64
+}
+
+func (r *Reserver) redisReservations(ctx context.Context) (map[string]redisRes, error) {
+	out := map[string]redisRes{}
 	err := r.scan(ctx, "{b", func(ctx context.Context, c redis.UniversalClient, keys []string) error {
 		for _, k := range keys {
 			kind, id := r.kindOf(k)
 			if kind != "r" {
 				continue
 			}
-			res, err := r.Lookup(ctx, id)
+			res, at, err := r.lookup(ctx, id)
 			if errors.Is(err, inventory.ErrNotFound) {
 				continue // pending or aborted: not a reservation yet
 			}
 			if err != nil {
 				return err
 			}
-			out[id] = res
+			out[id] = redisRes{res, at}
 		}
 		return nil
 	})
@@ -263,7 +271,7 @@ LEFT JOIN `+r.store.Table("reservation_line")+` l ON l.reservation_id = r.id ORD
 
 // repair makes PostgreSQL agree with Redis on every difference of rep, in
 // one transaction.
-func (r *Reserver) repair(ctx context.Context, rep *Report, stock map[string]stockRow, res map[string]inventory.Reservation) error {
+func (r *Reserver) repair(ctx context.Context, rep *Report, stock map[string]stockRow, res map[string]redisRes) error {
 	tx, err := beginTx(ctx, r.store.DB(), "")
 	if err != nil {
 		return fmt.Errorf("redisstock: repair: %w", err)
@@ -279,7 +287,20 @@ func (r *Reserver) repair(ctx context.Context, rep *Report, stock map[string]sto
 			}
 			_, err = tx.Exec(ctx, "INSERT INTO "+r.store.Table("stock")+" (sku, available, fence) VALUES ($1, $2, $3) ON CONFLICT (sku) DO UPDATE SET available = EXCLUDED.available, fence = EXCLUDED.fence", d.SKU, s.a, s.v)
 		case "reservation":
+			// The takes PostgreSQL counts for the reservation become Redis's
+			// too, so that a later Load neither gives back units Redis holds
+			// nor keeps units it does not.
 			_, err = tx.Exec(ctx, "DELETE FROM "+r.store.Table("reservation")+" WHERE id = $1", d.ID)
+			if err == nil {
+				_, err = tx.Exec(ctx, "DELETE FROM "+r.store.Table("redisstock_hold")+" WHERE reservation_id = $1", d.ID)
+			}
+			if x, ok := res[d.ID]; ok && err == nil && (x.State == inventory.Held || x.State == inventory.Committed) {
+				for _, l := range x.Lines {
+					if err == nil {
+						_, err = tx.Exec(ctx, "INSERT INTO "+r.store.Table("redisstock_hold")+" (reservation_id, sku, attempt, qty, state) VALUES ($1, $2, $3, $4, 'T')", d.ID, l.SKU, x.at, l.Qty)
+					}
+				}
+			}
 			if x, ok := res[d.ID]; ok && err == nil {
 				_, err = tx.Exec(ctx, "INSERT INTO "+r.store.Table("reservation")+" (id, state, expires_at, created_at) VALUES ($1, $2, $3, $4)", d.ID, int16(x.State), x.ExpiresAt, x.ExpiresAt)
 				for _, l := range x.Lines {

@@ -110,6 +110,11 @@ type Reserver struct {
 	// batcher.
 	sendAbandoned bool
 
+	// keepOrphans makes Load leave the takes PostgreSQL got without their
+	// reservation as they are. Tests only: the store before redisstock_hold
+	// (deliberately wrong).
+	keepOrphans bool
+
 	// beforeGrant, when set, runs between the last take and the grant of a
 	// cart that spans buckets. Tests only: a crash there.
 	beforeGrant func(id string) error
@@ -720,16 +725,21 @@ func (r *Reserver) Lookup(ctx context.Context, id string) (inventory.Reservation
 	if err := ctx.Err(); err != nil {
 		return inventory.Reservation{}, err
 	}
+	res, _, err := r.lookup(ctx, id)
+	return res, err
+}
+
+// lookup is Lookup, with the attempt of the reservation's takes.
+func (r *Reserver) lookup(ctx context.Context, id string) (inventory.Reservation, int64, error) {
 	rb := r.bucket(id)
 	rep, err := r.run(ctx, rb, []string{r.marker(rb), r.recordKey(id)}, "lookup")
 	if err != nil {
-		return inventory.Reservation{}, failRead("lookup", id, err)
+		return inventory.Reservation{}, 0, failRead("lookup", id, err)
 	}
 	if rep[0] == "nf" {
-		return inventory.Reservation{}, fmt.Errorf("redisstock: lookup %q: %w", id, inventory.ErrNotFound)
+		return inventory.Reservation{}, 0, fmt.Errorf("redisstock: lookup %q: %w", id, inventory.ErrNotFound)
 	}
-	res, _, err := parseRecord(id, rep)
-	return res, err
+	return parseRecord(id, rep)
 }
 
 // Available returns the units of sku that can still be reserved.

@@ -1,6 +1,7 @@
 -- The one script of the redisstock strategy. ARGV[1] names the operation;
 -- every key it touches comes in KEYS, all of one bucket (one hash slot).
--- KEYS[1] is always the bucket's "loaded" marker: without it the bucket's
+-- KEYS[1] is always the bucket's "loaded" marker (a hash: e the epoch of
+-- the Load that wrote it, q the bucket's sequence): without it the bucket's
 -- data is gone (a restart without persistence, a failover that lost it),
 -- and every operation refuses with {'nl'} instead of reading a missing key
 -- as zero stock or an unknown SKU. KEYS[2] is the bucket's event stream
@@ -36,10 +37,29 @@ local function lines(i, n)
   return out
 end
 
+-- The bucket's sequence: every event carries the next number (field sq),
+-- kept in the marker's field q. Within a script call every request is of
+-- one bucket, so the number is read once and written back once, at the
+-- end (flushSeq). PostgreSQL keeps the highest it applied: an event that
+-- comes with a number it already applied from another entry, or a Redis
+-- whose number is below it, is a Redis that went back in time.
+local seqs = {}
+local function nextSeq(mk)
+  local q = seqs[mk]
+  if not q then q = tonumber(redis.call('HGET', mk, 'q') or '0') end
+  q = q + 1
+  seqs[mk] = q
+  return q
+end
+local function flushSeq()
+  for mk, q in pairs(seqs) do redis.call('HSET', mk, 'q', fmt(q)) end
+end
+
 -- event appends an entry to the stream: fields, then per line s<i> q<i>
--- and, for stock changes, a<i> v<i> (available after, version after).
+-- and, for stock changes, a<i> v<i> (available after, version after). K[1]
+-- is the bucket's marker, whose sequence numbers the event.
 local function event(ek, fields, ls, stock)
-  local args = {'XADD', ek, '*'}
+  local args = {'XADD', ek, '*', 'sq', fmt(nextSeq(K[1]))}
   for _, f in ipairs(fields) do args[#args+1] = f end
   args[#args+1] = 'n'; args[#args+1] = fmt(#ls)
   for k, l in ipairs(ls) do
@@ -245,7 +265,25 @@ local function dispatch()
     return {'nl'}
   end
 
-  if op == 'stock' then
+  if op == 'seq' then
+    -- The writer's view of the bucket before it applies what it read. K:
+    -- mk, ek. The sequence, the stream's last entry ID and the epoch of the
+    -- Load that wrote the marker, read together:
+    -- within one history the pair grows as any event's does. The write to
+    -- the marker gives a WAIT after it something to wait for: every event
+    -- the writer read came before it.
+    redis.call('HINCRBY', mk, 'w', 1)
+    local last = '0-0'
+    if redis.call('EXISTS', K[2]) == 1 then
+      local info = redis.call('XINFO', 'STREAM', K[2])
+      for k = 1, #info, 2 do
+        if info[k] == 'last-generated-id' then last = info[k+1] end
+      end
+    end
+    local h = redis.call('HMGET', mk, 'q', 'e')
+    return {'ok', h[1] or '0', last, h[2] or ''}
+
+  elseif op == 'stock' then
     -- K: mk, ek, stock. A: op, sku, available.
     redis.call('HSET', K[3], 'a', A[3])
     local v = redis.call('HINCRBY', K[3], 'v', 1)
@@ -474,6 +512,9 @@ if ARGV[1] == 'multi' then
     ki, ai = ki + nk, ai + 2 + na
     out[j] = dispatch()
   end
+  flushSeq()
   return out
 end
-return dispatch()
+local out = dispatch()
+flushSeq()
+return out

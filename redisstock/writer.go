@@ -1,6 +1,7 @@
 package redisstock
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -88,12 +89,13 @@ type Writer struct {
 	log      *slog.Logger
 	q        writerQueries
 
-	lag     []atomic.Int64 // per bucket, last read
-	maxLag  atomic.Int64
-	batches atomic.Int64
-	events  atomic.Int64
-	dead    atomic.Int64
-	failed  atomic.Int64
+	lag      []atomic.Int64 // per bucket, last read
+	maxLag   atomic.Int64
+	batches  atomic.Int64
+	events   atomic.Int64
+	dead     atomic.Int64
+	failed   atomic.Int64
+	wentBack atomic.Int64
 
 	// Tests only: beforeCommit runs before each batch's transaction,
 	// afterCommit after its COMMIT and before its acknowledgement, and
@@ -108,6 +110,11 @@ type Writer struct {
 	ownPending []atomic.Bool
 	lastClaim  []atomic.Int64
 
+	// ignoreSeq makes the writer apply events without checking the
+	// bucket's sequence. Tests only: the writer before it kept one
+	// (deliberately wrong).
+	ignoreSeq bool
+
 	mu    sync.Mutex
 	fails map[string]int       // entry ID -> failed applications
 	seen  map[string]time.Time // entry ID -> first time it had to wait
@@ -116,7 +123,10 @@ type Writer struct {
 var _ inventory.MetricsReporter = (*Writer)(nil)
 
 type writerQueries struct {
-	stock, reserve, lines string
+	stock, reserve, lines, holds string
+	// The bucket's sequence: its row, the check that refuses a Redis that
+	// went back in time, and the advance.
+	seqRow, seqCheck, seqAdvance string
 }
 
 // NewWriter returns a Writer of the store r. Run it, in as many processes
@@ -157,7 +167,8 @@ func (r *Reserver) NewWriter(opts *WriterOptions) *Writer {
 		_, _ = rand.Read(b)
 		w.consumer = "w-" + hex.EncodeToString(b)
 	}
-	stock, res, lines := r.store.Table("stock"), r.store.Table("reservation"), r.store.Table("reservation_line")
+	stock, res, lines, holds := r.store.Table("stock"), r.store.Table("reservation"), r.store.Table("reservation_line"), r.store.Table("redisstock_hold")
+	seqs := r.store.Table("redisstock_bucket")
 	w.q = writerQueries{
 		stock: `INSERT INTO ` + stock + ` AS s (sku, available, fence)
 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[])
@@ -167,6 +178,27 @@ SELECT * FROM unnest($1::text[], $2::smallint[], $3::timestamptz[], $4::timestam
 ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state WHERE r.state = 1 AND EXCLUDED.state <> 1`,
 		lines: `INSERT INTO ` + lines + ` (reservation_id, sku, qty)
 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING`,
+		// A take of a newer attempt replaces the row; a return replaces the
+		// take of its attempt; nothing else changes it, so that events
+		// applied twice or out of order leave the row as in order.
+		holds: `INSERT INTO ` + holds + ` AS h (reservation_id, sku, attempt, qty, state)
+SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[])
+ON CONFLICT (reservation_id, sku) DO UPDATE SET attempt = EXCLUDED.attempt, qty = EXCLUDED.qty, state = EXCLUDED.state
+WHERE h.attempt < EXCLUDED.attempt OR (h.attempt = EXCLUDED.attempt AND h.state = 'T' AND EXCLUDED.state <> 'T')`,
+		seqRow: `INSERT INTO ` + seqs + ` (bucket, seq, entry_ms, entry_n) VALUES ($1, 0, 0, 0) ON CONFLICT (bucket) DO NOTHING`,
+		// Within one Redis history an event's sequence number and its
+		// stream entry ID grow together, and so do the bucket's sequence and
+		// its stream's last entry ID read before the batch ($2, $3): a pair
+		// that does not grow with the one applied last comes from another
+		// history. The row is locked, so that writers of the bucket check
+		// and advance one at a time.
+		seqCheck: `WITH cur AS (SELECT seq, entry_ms AS ms, entry_n AS n FROM ` + seqs + ` WHERE bucket = $1 FOR UPDATE)
+SELECT ` + r.store.Table("reserve_abort") + `('` + divergedCode + `') FROM cur WHERE EXISTS (
+	SELECT 1 FROM unnest($2::bigint[], $3::bigint[], $4::bigint[]) AS e (seq, ms, n)
+	WHERE (e.seq <= cur.seq AND (e.ms, e.n) > (cur.ms, cur.n)) OR (e.seq >= cur.seq AND (e.ms, e.n) < (cur.ms, cur.n)))`,
+		seqAdvance: `UPDATE ` + seqs + ` b SET seq = e.seq, entry_ms = e.ms, entry_n = e.n
+FROM (SELECT * FROM unnest($2::bigint[], $3::bigint[], $4::bigint[]) AS e (seq, ms, n) ORDER BY seq DESC LIMIT 1) e
+WHERE b.bucket = $1 AND e.seq > b.seq`,
 	}
 	return w
 }
@@ -250,6 +282,7 @@ func (w *Writer) Metrics() []inventory.Metric {
 		{Name: "writer.events", Unit: "{event}", Description: "Events applied and acknowledged.", Kind: inventory.Counter, Value: float64(w.events.Load())},
 		{Name: "writer.failures", Unit: "{event}", Description: "Failed applications of an event, retried.", Kind: inventory.Counter, Value: float64(w.failed.Load())},
 		{Name: "writer.dead_letters", Unit: "{event}", Description: "Events moved to a dead-letter stream after repeated failures.", Kind: inventory.Counter, Value: float64(w.dead.Load())},
+		{Name: "writer.went_back", Unit: "{bucket}", Description: "Buckets unloaded because Redis lacked changes PostgreSQL had applied.", Kind: inventory.Counter, Value: float64(w.wentBack.Load())},
 	}
 }
 
@@ -319,7 +352,14 @@ func (w *Writer) step(ctx context.Context, b int, block bool) (int, error) {
 	if len(msgs) > 0 {
 		slices.SortFunc(msgs, func(a, b redis.XMessage) int { return compareIDs(a.ID, b.ID) })
 		msgs = slices.CompactFunc(msgs, func(a, b redis.XMessage) bool { return a.ID == b.ID })
-		n, err := w.apply(ctx, b, msgs)
+		var at *seqAt
+		if !w.ignoreSeq {
+			var err error
+			if at, err = w.position(ctx, b); err != nil {
+				return read, err
+			}
+		}
+		n, err := w.apply(ctx, b, msgs, at)
 		if err != nil {
 			return read, err
 		}
@@ -358,6 +398,69 @@ func (w *Writer) noGroup(ctx context.Context, b int, err error) error {
 	return err
 }
 
+// entryPos is a stream entry ID as two numbers.
+type entryPos struct{ ms, n int64 }
+
+func parseEntryID(id string) entryPos {
+	m, n, _ := strings.Cut(id, "-")
+	var p entryPos
+	p.ms, _ = strconv.ParseInt(m, 10, 64)
+	p.n, _ = strconv.ParseInt(n, 10, 64)
+	return p
+}
+
+// divergedCode is the SQLSTATE of the writer's sequence check.
+const divergedCode = "IV004"
+
+// ErrWentBack reports a Redis that lost changes PostgreSQL already has: a
+// failover promoted a replica that missed them. The writer applies nothing
+// more of the bucket, deletes its loaded marker, so that every call refuses
+// with a *NotLoadedError, and Load rebuilds Redis from PostgreSQL.
+var ErrWentBack = errors.New("redisstock: redis went back in time: it lacks changes PostgreSQL applied; the bucket is unloaded until Load")
+
+// position reads bucket b's sequence and its stream's last entry ID, after
+// the entries this step read; with Options.WaitReplicas it waits until the
+// replicas have everything up to them, so that PostgreSQL never gets an
+// event a failover could take back from Redis.
+func (w *Writer) position(ctx context.Context, b int) (*seqAt, error) {
+	rep, err := w.r.exec(ctx, []string{w.r.marker(b), w.r.stream(b)}, "seq")
+	if err != nil {
+		return nil, err
+	}
+	if len(rep) < 4 {
+		return nil, fmt.Errorf("redisstock: short sequence reply %q", rep)
+	}
+	q, _ := strconv.ParseInt(rep[1], 10, 64)
+	return &seqAt{seq: q, pos: parseEntryID(rep[2]), epoch: rep[3]}, nil
+}
+
+// wentBackAt answers an event batch of bucket b that the sequence check
+// refused. If the bucket's marker is the one the batch was read under,
+// Redis went back in time (a failover to a replica that missed writes): the
+// marker is deleted, so that every call refuses until Load. Otherwise a
+// Load rebuilt Redis since the batch was read (from the Redis it
+// replaced): the batch is dropped, and the bucket stays as it is.
+func (w *Writer) wentBackAt(ctx context.Context, b int, at *seqAt, cause error) error {
+	epoch, err := w.r.rdb.HGet(ctx, w.r.marker(b), "e").Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return err
+	}
+	if errors.Is(err, redis.Nil) || epoch != at.epoch {
+		return fmt.Errorf("redisstock: bucket %d: a batch read before the last Load is dropped: %w", b, cause)
+	}
+	w.unload(ctx, b, cause)
+	return fmt.Errorf("%w: bucket %d", ErrWentBack, b)
+}
+
+// unload deletes bucket b's loaded marker after the writer found that Redis
+// went back in time.
+func (w *Writer) unload(ctx context.Context, b int, cause error) {
+	w.wentBack.Add(1)
+	err := w.r.rdb.Del(context.WithoutCancel(ctx), w.r.marker(b)).Err()
+	w.log.Error("redisstock: redis lacks changes PostgreSQL applied (a failover to a replica that missed them?); the bucket refuses every call until Load",
+		"bucket", b, "marker", w.r.marker(b), "err", cause, "unload_err", err)
+}
+
 func compareIDs(a, b string) int {
 	am, as, _ := strings.Cut(a, "-")
 	bm, bs, _ := strings.Cut(b, "-")
@@ -385,6 +488,9 @@ type event struct {
 	id    string // stream entry ID
 	kind  string // st (stock), tk (take), ud (undo), gv (give), rs (reservation), rv (take and reservation)
 	res   string // reservation ID
+	at    int64  // attempt of takes, undos and gives
+	seq   int64  // the bucket's sequence number; 0 in an event older than it
+	pos   entryPos
 	state int16
 	exp   time.Time
 	cr    time.Time
@@ -398,10 +504,14 @@ type evLine struct {
 	waitFor int64 // rs events: the stock version its take left; 0 for none
 }
 
+// holdStates maps the events that take or return a hold's units to the
+// state of its redisstock_hold row.
+var holdStates = map[string]string{"tk": "T", "rv": "T", "ud": "U", "gv": "G"}
+
 func parseEvent(m redis.XMessage) (event, error) {
 	get := func(k string) string { s, _ := m.Values[k].(string); return s }
 	num := func(k string) int64 { n, _ := strconv.ParseInt(get(k), 10, 64); return n }
-	e := event{id: m.ID, kind: get("t"), res: get("id")}
+	e := event{id: m.ID, kind: get("t"), res: get("id"), at: num("at"), seq: num("sq"), pos: parseEntryID(m.ID)}
 	n := int(num("n"))
 	// A reservation event without lines is the tombstone of a Cancel.
 	if n < 0 || n > inventory.MaxLines || (n == 0 && (e.kind != "rs" || num("st") != int64(inventory.Released))) {
@@ -442,7 +552,7 @@ func parseEvent(m redis.XMessage) (event, error) {
 // for a later step. A batch that fails is retried one event at a time, so
 // that one bad event is found, counted, and after MaxFailures moved to the
 // dead-letter stream.
-func (w *Writer) apply(ctx context.Context, b int, msgs []redis.XMessage) (int, error) {
+func (w *Writer) apply(ctx context.Context, b int, msgs []redis.XMessage, at *seqAt) (int, error) {
 	var evs []event
 	for _, m := range msgs {
 		e, err := parseEvent(m)
@@ -474,7 +584,7 @@ func (w *Writer) apply(ctx context.Context, b int, msgs []redis.XMessage) (int, 
 	if w.beforeCommit != nil {
 		w.beforeCommit()
 	}
-	if err := w.commit(ctx, ready); err == nil {
+	if err := w.commit(ctx, b, ready, at); err == nil {
 		if w.afterCommit != nil {
 			w.afterCommit()
 		}
@@ -482,6 +592,8 @@ func (w *Writer) apply(ctx context.Context, b int, msgs []redis.XMessage) (int, 
 			return len(ready), nil
 		}
 		return len(ready), w.ack(ctx, b, ready)
+	} else if wentBack(err) {
+		return 0, w.wentBackAt(ctx, b, at, err)
 	} else if !refused(err) {
 		return 0, err // PostgreSQL away or the connection cut: retry later, count nothing
 	} else if len(ready) == 1 || ctx.Err() != nil {
@@ -490,7 +602,10 @@ func (w *Writer) apply(ctx context.Context, b int, msgs []redis.XMessage) (int, 
 	}
 	n := 0
 	for _, e := range ready {
-		if err := w.commit(ctx, []event{e}); err != nil {
+		if err := w.commit(ctx, b, []event{e}, at); err != nil {
+			if wentBack(err) {
+				return n, w.wentBackAt(ctx, b, at, err)
+			}
 			if !refused(err) {
 				return n, err
 			}
@@ -506,6 +621,20 @@ func (w *Writer) apply(ctx context.Context, b int, msgs []redis.XMessage) (int, 
 		n++
 	}
 	return n, nil
+}
+
+// wentBack reports the error of the sequence check.
+func wentBack(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == divergedCode
+}
+
+// seqAt is a bucket's sequence and its stream's last entry ID, as the
+// writer read them before a batch.
+type seqAt struct {
+	seq   int64
+	pos   entryPos
+	epoch string // of the Load that wrote the marker
 }
 
 // refused reports an error with which PostgreSQL answered a statement (a
@@ -590,16 +719,49 @@ func (w *Writer) ready(ctx context.Context, evs []event) (out, stale []event, _ 
 	return out, stale, nil
 }
 
-// commit applies evs in one implicit transaction: one batch, one round trip.
-// Stock rows take the newest version of the batch; reservations their most
-// advanced state.
-func (w *Writer) commit(ctx context.Context, evs []event) error {
+// commit applies evs of bucket b in one implicit transaction: one batch,
+// one round trip. With at (the bucket's position in Redis), it first checks
+// that the events and at come from the history PostgreSQL applied so far
+// and advances the bucket's sequence. Stock rows take the newest version of
+// the batch; reservations their most advanced state.
+func (w *Writer) commit(ctx context.Context, b int, evs []event, at *seqAt) error {
+	batch := &pgx.Batch{}
+	if at != nil {
+		seqs, mss, ns := []int64{at.seq}, []int64{at.pos.ms}, []int64{at.pos.n}
+		for _, e := range evs {
+			if e.seq > 0 {
+				seqs, mss, ns = append(seqs, e.seq), append(mss, e.pos.ms), append(ns, e.pos.n)
+			}
+		}
+		batch.Queue(w.q.seqRow, b)
+		batch.Queue(w.q.seqCheck, b, seqs, mss, ns)
+		// The position read before the batch is no event: only events
+		// advance the sequence.
+		batch.Queue(w.q.seqAdvance, b, seqs[1:], mss[1:], ns[1:])
+	}
+	return w.commitBatch(ctx, batch, evs)
+}
+
+func (w *Writer) commitBatch(ctx context.Context, b *pgx.Batch, evs []event) error {
 	type stockRow struct{ a, v int64 }
+	type holdKey struct{ id, sku string }
+	type holdRow struct {
+		at, qty int64
+		st      string
+	}
 	stock := map[string]stockRow{}
+	holds := map[holdKey]holdRow{}
 	res := map[string]*event{}
 	var order []string
 	for i := range evs {
 		e := &evs[i]
+		if st, ok := holdStates[e.kind]; ok && e.res != "" {
+			// evs are one bucket's, in stream order: the last event of a
+			// hold is its state.
+			for _, l := range e.lines {
+				holds[holdKey{e.res, l.sku}] = holdRow{e.at, l.qty, st}
+			}
+		}
 		if e.kind != "rs" {
 			for _, l := range e.lines {
 				if cur, ok := stock[l.sku]; !ok || l.v > cur.v {
@@ -617,7 +779,6 @@ func (w *Writer) commit(ctx context.Context, evs []event) error {
 			res[e.res] = e
 		}
 	}
-	b := &pgx.Batch{}
 	if len(stock) > 0 {
 		skus := make([]string, 0, len(stock))
 		for s := range stock {
@@ -629,6 +790,20 @@ func (w *Writer) commit(ctx context.Context, evs []event) error {
 			as[i], vs[i] = stock[s].a, stock[s].v
 		}
 		b.Queue(w.q.stock, skus, as, vs)
+	}
+	if len(holds) > 0 {
+		keys := make([]holdKey, 0, len(holds))
+		for k := range holds {
+			keys = append(keys, k)
+		}
+		slices.SortFunc(keys, func(a, b holdKey) int { return cmp.Or(strings.Compare(a.id, b.id), strings.Compare(a.sku, b.sku)) })
+		ids, skus := make([]string, len(keys)), make([]string, len(keys))
+		ats, qtys, sts := make([]int64, len(keys)), make([]int64, len(keys)), make([]string, len(keys))
+		for i, k := range keys {
+			h := holds[k]
+			ids[i], skus[i], ats[i], qtys[i], sts[i] = k.id, k.sku, h.at, h.qty, h.st
+		}
+		b.Queue(w.q.holds, ids, skus, ats, qtys, sts)
 	}
 	if len(res) > 0 {
 		slices.Sort(order)

@@ -29,6 +29,10 @@ type FailoverConfig struct {
 	// held: the primary acknowledged what the replica never got, as for a
 	// replica that lags. Default: 0.
 	StallReplica time.Duration
+	// OnError, when set, is called with every error of a call other than a
+	// refusal, before the call is sent again: a strategy that refuses
+	// until it is rebuilt (redisstock's Load) rebuilds there. Default: nil.
+	OnError func(ctx context.Context, err error)
 }
 
 // FailoverRun is what Sentinel.Hammer saw.
@@ -107,6 +111,9 @@ func (s *Sentinel) Hammer(ctx context.Context, cfg FailoverConfig) (*FailoverRun
 						return
 					}
 					retries.Add(1)
+					if cfg.OnError != nil {
+						cfg.OnError(ctx, err)
+					}
 					time.Sleep(20 * time.Millisecond)
 				}
 			}

@@ -56,6 +56,7 @@ func TestMySQLLockedRowFailsContendedAndChangesNothing(t *testing.T) {
 			start := time.Now()
 			_, err = r.Reserve(ctx, req)
 			elapsed := time.Since(start)
+			t.Logf("%s: %v after %v", name, err, elapsed)
 			require.ErrorIs(t, err, inventory.ErrContended)
 			assert.GreaterOrEqual(t, elapsed, c.minWait)
 			assert.Less(t, elapsed, 5*time.Second)

@@ -10,7 +10,8 @@
 // "inventory"), always quoted in backticks, so any name the server can hold
 // is safe. InnoDB tables stock (sku, available), reservation (id, state,
 // expires_at, created_at) and reservation_line (reservation_id, sku, qty),
-// and the procedure sqlcond_reserve. SKUs and IDs are VARBINARY: the server
+// and the procedures sqlcond_reserve, pessimistic_reserve and
+// return_units. SKUs and IDs are VARBINARY: the server
 // orders them byte by byte, as Go does, so rows locked "in SKU order" from Go
 // or by the server are locked in the same order. Times are microseconds
 // since the Unix epoch in BIGINTs, so the time zones of server and client do
@@ -18,23 +19,34 @@
 //
 // # Reserve
 //
-// Every transaction runs at READ COMMITTED, set per transaction (the server
+// Every reservation is one CALL of a procedure that runs the whole
+// transaction in the server, at READ COMMITTED set for it (the server
 // default is REPEATABLE READ, whose gap locks the strategies do not need:
-// every row they lock is found by its primary key). Two ways:
+// every row they lock is found by its primary key): the ledger rows first,
+// then the stock row of each line in SKU order, then COMMIT. A stock row is
+// locked only while the server finishes the call, never across a client
+// round trip; the statement is prepared once per connection, so a
+// reservation is one round trip. Two procedures:
 //
-//   - ReserveConditional (sqlcond): one CALL of sqlcond_reserve, which
-//     inserts the ledger rows, runs the conditional UPDATE of each line in
-//     SKU order and commits, all in the server. A hot row is locked from
-//     its UPDATE to the COMMIT that follows it in the same procedure, never
-//     across a client round trip. One round trip per reservation (the
-//     statement is prepared once per connection).
-//   - Reserve with a Step (pessimistic): BEGIN, the ledger rows, the step's
-//     statements, COMMIT, each a round trip on one connection.
+//   - sqlcond_reserve (ReserveConditional, sqlcond): the conditional
+//     UPDATE of each line.
+//   - pessimistic_reserve (Reserve with LockingCall, pessimistic): SELECT
+//     ... FOR UPDATE of each line's row, the check, the UPDATE. A lock
+//     timeout or NOWAIT is the session's innodb_lock_wait_timeout for the
+//     call (0 for NOWAIT, which MariaDB refuses inside a procedure), put
+//     back before the call returns; a lock not had in time is
+//     inventory.ErrContended at once.
+//
+// Release, Cancel and expiry are one CALL of return_units per hold, which
+// moves the hold and gives its units back in the same way; ExpireDue reads
+// the due holds without a lock and expires each with such a call, which
+// expires it only if it is still held and due, so that sweepers in many
+// processes expire each hold once.
 //
 // A taken ID fails the ledger insert with a duplicate key (1062) before any
 // stock row is touched; an insert of an ID another transaction is inserting
-// waits for it. A deadlock victim (1213) or lock wait timeout (1205) is
-// tried again, a few times, then inventory.ErrContended.
+// waits for it. A deadlock victim (1213), or a lock wait timeout (1205) of
+// sqlcond_reserve, is tried again, a few times, then inventory.ErrContended.
 //
 // # Failures
 //

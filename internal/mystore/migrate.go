@@ -16,6 +16,10 @@ const procReserve = "sqlcond_reserve"
 // in one call: see ReturnUnits.
 const procReturn = "return_units"
 
+// ProcLockingReserve is the procedure that runs a whole locking reservation
+// in the server: see LockingCall.
+const ProcLockingReserve = "pessimistic_reserve"
+
 // migration is one step of the schema, applied once and recorded in
 // schema_migrations. Each statement is idempotent on its own, so that DDL
 // can be run more than once; {schema} stands for the quoted database name.
@@ -142,6 +146,71 @@ BEGIN
 	END LOOP;
 	CLOSE v_lines;
 	COMMIT;
+END`,
+	},
+}, {
+	version: 3,
+	name:    "pessimistic_reserve",
+	stmts: []string{
+		"DROP PROCEDURE IF EXISTS {schema}.`" + ProcLockingReserve + "`",
+		// The locking reservation in one call, so that the row locks are
+		// held only while the server runs the rest of the procedure, never
+		// across a client round trip: the ledger rows first (a taken ID
+		// fails with 1062 before any stock row is locked), then, line by
+		// line in SKU order, SELECT ... FOR UPDATE of the stock row, the
+		// check, and the UPDATE; then COMMIT. The lines are passed as to
+		// sqlcond_reserve; a refused line signals 30002 with its index.
+		// p_wait, unless NULL, is the session's innodb_lock_wait_timeout
+		// while the call runs (0: fail at once rather than wait, as NOWAIT
+		// does, which MariaDB refuses inside a procedure); the session's own
+		// is put back before the call returns, refused or not.
+		"CREATE PROCEDURE {schema}.`" + ProcLockingReserve + "`(" + `
+	IN p_id VARBINARY(128), IN p_expires BIGINT, IN p_created BIGINT,
+	IN p_skus VARBINARY(13000), IN p_qtys VARCHAR(1200), IN p_wait BIGINT)
+MODIFIES SQL DATA
+BEGIN
+	DECLARE v_pass, v_i, v_pos, v_end, v_qpos, v_qend INT;
+	DECLARE v_sku VARBINARY(128);
+	DECLARE v_qty, v_avail BIGINT;
+	DECLARE v_msg VARCHAR(64);
+	DECLARE v_wait BIGINT DEFAULT @@SESSION.innodb_lock_wait_timeout;
+	DECLARE CONTINUE HANDLER FOR NOT FOUND SET v_avail = NULL;
+	DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN
+		ROLLBACK;
+		IF p_wait IS NOT NULL THEN SET SESSION innodb_lock_wait_timeout = v_wait; END IF;
+		RESIGNAL;
+	END;
+	IF p_wait IS NOT NULL THEN SET SESSION innodb_lock_wait_timeout = p_wait; END IF;
+	SET TRANSACTION ISOLATION LEVEL READ COMMITTED;
+	START TRANSACTION;
+	INSERT INTO {schema}.reservation (id, state, expires_at, created_at) VALUES (p_id, 1, p_expires, p_created);
+	SET v_pass = 0;
+	WHILE v_pass < 2 DO
+		SET v_i = 0, v_pos = 1, v_qpos = 1;
+		WHILE v_pos <= LENGTH(p_skus) DO
+			SET v_end = LOCATE(X'1F', p_skus, v_pos);
+			IF v_end = 0 THEN SET v_end = LENGTH(p_skus) + 1; END IF;
+			SET v_qend = LOCATE(',', p_qtys, v_qpos);
+			IF v_qend = 0 THEN SET v_qend = LENGTH(p_qtys) + 1; END IF;
+			SET v_sku = SUBSTRING(p_skus, v_pos, v_end - v_pos);
+			SET v_qty = CAST(SUBSTRING(p_qtys, v_qpos, v_qend - v_qpos) AS SIGNED);
+			IF v_pass = 0 THEN
+				INSERT INTO {schema}.reservation_line (reservation_id, sku, qty) VALUES (p_id, v_sku, v_qty);
+			ELSE
+				SET v_avail = NULL;
+				SELECT available INTO v_avail FROM {schema}.stock WHERE sku = v_sku FOR UPDATE;
+				IF v_avail IS NULL OR v_avail < v_qty THEN
+					SET v_msg = CONCAT('inventory: line refused at ', v_i);
+					SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = 30002, MESSAGE_TEXT = v_msg;
+				END IF;
+				UPDATE {schema}.stock SET available = v_avail - v_qty WHERE sku = v_sku;
+			END IF;
+			SET v_i = v_i + 1, v_pos = v_end + 1, v_qpos = v_qend + 1;
+		END WHILE;
+		SET v_pass = v_pass + 1;
+	END WHILE;
+	COMMIT;
+	IF p_wait IS NOT NULL THEN SET SESSION innodb_lock_wait_timeout = v_wait; END IF;
 END`,
 	},
 }}

@@ -2,7 +2,6 @@ package mystore
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"strconv"
@@ -18,23 +17,52 @@ import (
 // inventory.ErrContended.
 const maxVictimRounds = 4
 
-// Step is the part of Store.Reserve that takes the units of a request, for
-// a strategy that takes them inside a transaction the store opens.
-type Step interface {
-	// SQL lists the statements Take runs for n lines, which the store
-	// prepares (Stmt) before it takes a connection for the transaction: a
-	// prepare needs a connection of its own the first time.
-	SQL(n int) []string
-	// Begin runs on the call's connection before the transaction begins
-	// (a session setting, say); End after it ended, committed or not. An
-	// error End returns makes the store close the connection.
-	Begin(ctx context.Context, conn *sql.Conn) error
-	End(ctx context.Context, conn *sql.Conn) error
-	// Take takes the units of lines (valid, sorted by SKU) in tx, which
-	// already holds the reservation's ledger rows, or refuses: an
-	// *inventory.UnknownSKUError or *inventory.InsufficientStockError, or
-	// any other error, rolls the reservation back and is returned.
-	Take(ctx context.Context, tx *sql.Tx, lines []inventory.Line) error
+// Call is a procedure that runs a whole reservation in the server, in one
+// round trip: it records the reservation, takes the units of its lines in
+// SKU order and commits, or rolls back and signals why. Its parameters are
+// the reservation ID, its expiry and creation times (microseconds since the
+// Unix epoch), the SKUs of the lines, sorted, joined by 0x1F, and their
+// quantities joined by commas, then Args. A refused line signals 30002 with
+// the message "... line refused at INDEX".
+type Call struct {
+	sql  string
+	args []any
+	// waitFinal: a lock wait timeout or a NOWAIT refusal is
+	// inventory.ErrContended at once instead of being tried again.
+	waitFinal bool
+}
+
+// NewCall returns the Call of the procedure proc of the store's database
+// with the trailing arguments args. When waitFinal is set, a lock the
+// procedure could not get in time (a lock wait timeout, NOWAIT) fails the
+// reservation with inventory.ErrContended at once; otherwise it is tried
+// again, as a deadlock victim always is, a few times.
+func (s *Store) NewCall(proc string, waitFinal bool, args ...any) *Call {
+	return &Call{
+		sql:       "CALL " + s.Table(proc) + "(" + Placeholders(5+len(args), "?") + ")",
+		args:      args,
+		waitFinal: waitFinal,
+	}
+}
+
+// LockingCall is the Call of the locking reserve procedure: each line's
+// stock row locked with SELECT ... FOR UPDATE in SKU order, checked, then
+// updated. With noWait a lock that is taken fails at once: the procedure
+// sets the session's innodb_lock_wait_timeout to 0 while it runs (MariaDB
+// refuses NOWAIT inside a procedure; MySQL 8 raises 0 to its minimum, 1 s).
+// Otherwise a waitSeconds above 0 is that timeout while the procedure runs,
+// and 0 leaves the session's. The session's own is put back before the
+// procedure returns. A lock not had in time fails with
+// inventory.ErrContended.
+func (s *Store) LockingCall(noWait bool, waitSeconds int64) *Call {
+	var wait any // NULL: the session's
+	switch {
+	case noWait:
+		wait = int64(0)
+	case waitSeconds > 0:
+		wait = waitSeconds
+	}
+	return s.NewCall(ProcLockingReserve, true, wait)
 }
 
 // ReserveConditional holds the lines of req for req.TTL (0: the default TTL)
@@ -48,30 +76,26 @@ type Step interface {
 // inventory.ErrContended; a connection lost after the CALL was sent, an
 // *inventory.OutcomeUnknownError.
 func (s *Store) ReserveConditional(ctx context.Context, req inventory.Request) (inventory.Reservation, error) {
-	return ledger.Reserve(ctx, s.name, reserving{s: s}, req, s.ttl, s.Now())
+	return s.Reserve(ctx, req, s.conditional)
 }
 
-// Reserve holds the lines of req for req.TTL (0: the default TTL), taking
-// their units with step inside a READ COMMITTED transaction that first
-// records the reservation. Errors as ReserveConditional's.
-func (s *Store) Reserve(ctx context.Context, req inventory.Request, step Step) (inventory.Reservation, error) {
-	return ledger.Reserve(ctx, s.name, reserving{s: s, step: step}, req, s.ttl, s.Now())
+// Reserve holds the lines of req for req.TTL (0: the default TTL) with one
+// CALL of c. Errors as ReserveConditional's, but for a lock not had in time
+// when c says so (LockingCall).
+func (s *Store) Reserve(ctx context.Context, req inventory.Request, c *Call) (inventory.Reservation, error) {
+	return ledger.Reserve(ctx, s.name, reserving{s: s, c: c}, req, s.ttl, s.Now())
 }
 
 // reserving is the store as the ledger's rules see it while Reserve runs.
 type reserving struct {
-	s    *Store
-	step Step // nil: the reserve procedure
+	s *Store
+	c *Call
 }
 
 func (r reserving) Record(ctx context.Context, res inventory.Reservation, now time.Time) error {
 	var err error
 	for range maxVictimRounds {
-		if r.step == nil {
-			err = r.s.call(ctx, res, now)
-		} else {
-			err = r.s.recordTx(ctx, res, now, r.step)
-		}
+		err = r.s.call(ctx, r.c, res, now)
 		if errors.Is(err, inventory.ErrContended) || !Retryable(err) || ctx.Err() != nil {
 			break
 		}
@@ -88,8 +112,9 @@ func (r reserving) Lookup(ctx context.Context, id string) (inventory.Reservation
 	return r.s.Lookup(ctx, id)
 }
 
-// call runs the reserve procedure once.
-func (s *Store) call(ctx context.Context, res inventory.Reservation, now time.Time) error {
+// call runs c once for res. It returns the server's refusal unwrapped when
+// it may be tried again (Retryable).
+func (s *Store) call(ctx context.Context, c *Call, res inventory.Reservation, now time.Time) error {
 	var skus, qtys strings.Builder
 	for i, l := range res.Lines {
 		if i > 0 {
@@ -99,91 +124,23 @@ func (s *Store) call(ctx context.Context, res inventory.Reservation, now time.Ti
 		skus.WriteString(l.SKU)
 		qtys.WriteString(strconv.FormatInt(l.Qty, 10))
 	}
-	st, err := s.Stmt(ctx, s.q.reserve)
+	st, err := s.Stmt(ctx, c.sql)
 	if err != nil {
 		return s.fail(ctx, "reserve", err)
 	}
-	_, err = st.ExecContext(ctx, []byte(res.ID), micros(res.ExpiresAt), micros(now), []byte(skus.String()), qtys.String())
+	args := make([]any, 0, 5+len(c.args))
+	args = append(args, []byte(res.ID), micros(res.ExpiresAt), micros(now), []byte(skus.String()), qtys.String())
+	_, err = st.ExecContext(ctx, append(args, c.args...)...)
 	if i, ok := refusedLine(err); ok && i >= 0 && i < len(res.Lines) {
 		return &ledger.RefusedError{Line: res.Lines[i]}
 	}
-	if Retryable(err) {
+	switch {
+	case c.waitFinal && hasNumber(err, errLockWaitTimeout, errLockNoWait):
+		return s.fail(ctx, "reserve", err)
+	case Retryable(err):
 		return err
 	}
 	return s.afterCommit(ctx, "reserve", res.ID, err)
-}
-
-// recordTx runs one attempt of Reserve with step: the ledger rows and step's
-// take, in one transaction on one connection.
-func (s *Store) recordTx(ctx context.Context, res inventory.Reservation, now time.Time, step Step) (err error) {
-	for _, q := range append(step.SQL(len(res.Lines)), s.q.insertRes, s.insertLinesSQL(len(res.Lines))) {
-		if _, err := s.Stmt(ctx, q); err != nil {
-			return s.fail(ctx, "reserve", err)
-		}
-	}
-	conn, err := s.db.Conn(ctx)
-	if err != nil {
-		return s.fail(ctx, "reserve", err)
-	}
-	defer func() {
-		ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
-		defer cancel()
-		if eerr := step.End(ectx, conn); eerr != nil {
-			_ = conn.Raw(func(any) error { return errBadConn })
-		}
-		_ = conn.Close()
-	}()
-	if err := step.Begin(ctx, conn); err != nil {
-		return s.fail(ctx, "reserve", err)
-	}
-	tx, err := conn.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
-	if err != nil {
-		return s.fail(ctx, "reserve", err)
-	}
-	if err := s.insertLedger(ctx, tx, res, now); err != nil {
-		rollback(tx)
-		if Retryable(err) {
-			return err
-		}
-		return s.fail(ctx, "reserve", err)
-	}
-	if err := step.Take(ctx, tx, res.Lines); err != nil {
-		rollback(tx)
-		if Retryable(err) && !hasNumber(err, errLockWaitTimeout) {
-			return err // a deadlock victim: try again
-		}
-		return s.fail(ctx, "reserve", err)
-	}
-	return s.afterCommit(ctx, "reserve", res.ID, tx.Commit())
-}
-
-// errBadConn marks a connection whose session could not be restored, so
-// that database/sql closes it instead of reusing it.
-var errBadConn = errors.New("driver: bad connection")
-
-// insertLedger writes the reservation and its lines in tx.
-func (s *Store) insertLedger(ctx context.Context, tx *sql.Tx, res inventory.Reservation, now time.Time) error {
-	st, err := s.Stmt(ctx, s.q.insertRes)
-	if err != nil {
-		return err
-	}
-	if _, err := tx.StmtContext(ctx, st).ExecContext(ctx, []byte(res.ID), micros(res.ExpiresAt), micros(now)); err != nil {
-		return err
-	}
-	st, err = s.Stmt(ctx, s.insertLinesSQL(len(res.Lines)))
-	if err != nil {
-		return err
-	}
-	args := make([]any, 0, 3*len(res.Lines))
-	for _, l := range res.Lines {
-		args = append(args, []byte(res.ID), []byte(l.SKU), l.Qty)
-	}
-	_, err = tx.StmtContext(ctx, st).ExecContext(ctx, args...)
-	return err
-}
-
-func (s *Store) insertLinesSQL(n int) string {
-	return "INSERT INTO " + s.Table("reservation_line") + " (reservation_id, sku, qty) VALUES " + Placeholders(n, "(?, ?, ?)")
 }
 
 // refusal reads the stock of a refused line to say why it was refused.
@@ -193,37 +150,4 @@ func (s *Store) refusal(ctx context.Context, l inventory.Line) error {
 		return err
 	}
 	return &inventory.InsufficientStockError{SKU: l.SKU, Requested: l.Qty, Available: n}
-}
-
-// ReadStock reads, in tx, the available units of the SKUs of lines with
-// query, which takes the SKUs as its arguments and returns rows of (sku,
-// available), and checks them: the refusal of the first line the stock
-// cannot serve, or nil.
-func (s *Store) ReadStock(ctx context.Context, tx *sql.Tx, query string, lines []inventory.Line) error {
-	args := make([]any, len(lines))
-	for i, l := range lines {
-		args[i] = []byte(l.SKU)
-	}
-	st, err := s.Stmt(ctx, query)
-	if err != nil {
-		return err
-	}
-	rows, err := tx.StmtContext(ctx, st).QueryContext(ctx, args...)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	read := make(map[string]int64, len(lines))
-	for rows.Next() {
-		var sku []byte
-		var n int64
-		if err := rows.Scan(&sku, &n); err != nil {
-			return err
-		}
-		read[string(sku)] = n
-	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	return ledger.Check(read, lines)
 }

@@ -3,6 +3,7 @@ package mystore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -87,22 +88,15 @@ func (t settling) Lookup(ctx context.Context, id string) (inventory.Reservation,
 	return t.s.Lookup(ctx, id)
 }
 
-// returnLines gives the units of lines, sorted by SKU, back to stock in tx:
-// rows are locked in the order every writer of stock uses.
-func returnLines(ctx context.Context, txst *sql.Stmt, lines []inventory.Line) error {
-	for _, l := range lines {
-		if _, err := txst.ExecContext(ctx, l.Qty, []byte(l.SKU)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // ExpireDue expires at most limit held reservations whose expiry has passed
-// (at most 1000 in one call) and returns their units, in one transaction,
-// and reports how many it expired. Due holds are claimed with FOR UPDATE
-// SKIP LOCKED, so sweepers in many processes share them and never expire one
-// twice.
+// (at most 1000 in one call), returns their units, and reports how many it
+// expired. Each hold is expired by a CALL of the return_units procedure of
+// its own, which moves it only while it is still held and due and gives its
+// units back in SKU order in the same transaction, so that a stock row is
+// locked only inside the server, never across a round trip; sweepers in
+// many processes may read the same due holds, and each is expired once; a
+// count below limit means no due hold was left. An error stops the sweep:
+// the holds expired before it are counted.
 func (s *Store) ExpireDue(ctx context.Context, limit int) (int, error) {
 	if err := inventory.ValidateLimit(limit); err != nil {
 		return 0, err
@@ -110,75 +104,67 @@ func (s *Store) ExpireDue(ctx context.Context, limit int) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	limit = min(limit, maxExpireBatch)
 	now := s.Now()
-	ret, err := s.Stmt(ctx, s.q.returnLine) // before the transaction holds a connection
-	if err != nil {
-		return 0, s.fail(ctx, "expire", err)
-	}
-	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
-	if err != nil {
-		return 0, s.fail(ctx, "expire", err)
-	}
-	n, err := s.expire(ctx, tx, tx.StmtContext(ctx, ret), now, limit)
-	if err != nil || n == 0 {
-		rollback(tx)
+	limit = min(limit, maxExpireBatch)
+	n := 0
+	t := settling{s}
+	// A hold another sweeper expired first is read again by no later
+	// round: the rounds end when a read finds fewer due holds than are
+	// still wanted, so that a short count means none was left.
+	for n < limit {
+		want := limit - n
+		ids, err := s.dueIDs(ctx, now, want)
 		if err != nil {
-			return 0, s.fail(ctx, "expire", err)
+			return n, s.fail(ctx, "expire", err)
 		}
-		return 0, nil
-	}
-	if err := s.afterCommit(ctx, "expire", "", tx.Commit()); err != nil {
-		return 0, err
+		for _, id := range ids {
+			err := t.ReturnUnits(ctx, "expire", inventory.Reservation{ID: id}, inventory.Expired, now)
+			switch {
+			case err == nil:
+				n++
+			case errors.Is(err, ledger.ErrMoved): // settled or expired by another call
+			default:
+				return n, err
+			}
+		}
+		if len(ids) < want {
+			break
+		}
 	}
 	return n, nil
 }
 
-func (s *Store) expire(ctx context.Context, tx *sql.Tx, ret *sql.Stmt, now time.Time, limit int) (int, error) {
-	rows, err := tx.QueryContext(ctx, s.q.claimDue, micros(now), limit)
+// dueIDs reads the IDs of at most limit holds due at now, the longest due
+// first.
+func (s *Store) dueIDs(ctx context.Context, now time.Time, limit int) ([]string, error) {
+	st, err := s.Stmt(ctx, s.q.dueIDs)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	var ids []any
+	var ids []string
+	for range maxReadRounds {
+		ids = ids[:0]
+		if err = s.readIDs(ctx, st, &ids, now, limit); !lostConn(ctx, err) {
+			break
+		}
+	}
+	return ids, err
+}
+
+func (s *Store) readIDs(ctx context.Context, st *sql.Stmt, ids *[]string, now time.Time, limit int) error {
+	rows, err := st.QueryContext(ctx, micros(now), limit)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
 	for rows.Next() {
 		var id []byte
 		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return 0, err
+			return err
 		}
-		ids = append(ids, id)
+		*ids = append(*ids, string(id))
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil || len(ids) == 0 {
-		return 0, err
-	}
-	in := "(" + Placeholders(len(ids), "?") + ")"
-	if _, err := tx.ExecContext(ctx, "UPDATE "+s.Table("reservation")+" SET state = 4 WHERE state = 1 AND id IN "+in, ids...); err != nil {
-		return 0, err
-	}
-	rows, err = tx.QueryContext(ctx, "SELECT sku, CAST(SUM(qty) AS SIGNED) FROM "+s.Table("reservation_line")+
-		" WHERE reservation_id IN "+in+" GROUP BY sku ORDER BY sku", ids...)
-	if err != nil {
-		return 0, err
-	}
-	var lines []inventory.Line
-	for rows.Next() {
-		var sku []byte
-		var qty int64
-		if err := rows.Scan(&sku, &qty); err != nil {
-			rows.Close()
-			return 0, err
-		}
-		lines = append(lines, inventory.Line{SKU: string(sku), Qty: qty})
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return 0, err
-	}
-	if err := returnLines(ctx, ret, lines); err != nil {
-		return 0, err
-	}
-	return len(ids), nil
+	return rows.Err()
 }
 
 // Lookup returns the reservation recorded under id, or an error that

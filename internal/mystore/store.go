@@ -51,6 +51,8 @@ type Store struct {
 	now    func() time.Time
 	name   string
 	q      queries
+	// conditional is the Call of ReserveConditional.
+	conditional *Call
 
 	mu    sync.Mutex
 	stmts map[string]*sql.Stmt
@@ -85,6 +87,7 @@ func New(db *sql.DB, opts *Options) (*Store, error) {
 	}
 	s.quoted = quoted
 	s.q = newQueries(quoted)
+	s.conditional = s.NewCall(procReserve, false)
 	return s, nil
 }
 
@@ -162,17 +165,14 @@ func (s *Store) Stmt(ctx context.Context, sqlText string) (*sql.Stmt, error) {
 
 // queries holds the store's fixed statements, built once for the schema.
 type queries struct {
-	reserve    string // CALL of the conditional reserve procedure
-	giveBack   string // CALL of the procedure that settles a hold and returns its units
-	insertRes  string
-	lookup     string
-	tombstone  string
-	commit     string
-	returnLine string
-	claimDue   string
-	available  string
-	setStock   string
-	addStock   string
+	giveBack  string // CALL of the procedure that settles a hold and returns its units
+	lookup    string
+	tombstone string
+	commit    string
+	dueIDs    string
+	available string
+	setStock  string
+	addStock  string
 }
 
 func newQueries(sc string) queries {
@@ -180,9 +180,7 @@ func newQueries(sc string) queries {
 	res := sc + ".`reservation`"
 	lines := sc + ".`reservation_line`"
 	return queries{
-		reserve:   "CALL " + sc + ".`" + procReserve + "`(?, ?, ?, ?, ?)",
-		giveBack:  "CALL " + sc + ".`" + procReturn + "`(?, ?, ?, ?)",
-		insertRes: "INSERT INTO " + res + " (id, state, expires_at, created_at) VALUES (?, 1, ?, ?)",
+		giveBack: "CALL " + sc + ".`" + procReturn + "`(?, ?, ?, ?)",
 		// LEFT JOIN: a tombstone of Cancel is a reservation without lines.
 		lookup: "SELECT r.state, r.expires_at, l.sku, l.qty FROM " + res + " r LEFT JOIN " + lines +
 			" l ON l.reservation_id = r.id WHERE r.id = ? ORDER BY l.sku",
@@ -191,10 +189,10 @@ func newQueries(sc string) queries {
 		// releases what it recorded; if it rolls back, the tombstone goes in.
 		tombstone: "INSERT INTO " + res + " (id, state, expires_at, created_at) VALUES (?, 3, ?, ?) " +
 			"ON DUPLICATE KEY UPDATE id = id",
-		commit:     "UPDATE " + res + " SET state = 2 WHERE id = ? AND state = 1 AND expires_at > ?",
-		returnLine: "UPDATE " + stock + " SET available = available + ? WHERE sku = ?",
-		claimDue: "SELECT id FROM " + res + " WHERE state = 1 AND expires_at <= ? " +
-			"ORDER BY expires_at LIMIT ? FOR UPDATE SKIP LOCKED",
+		commit: "UPDATE " + res + " SET state = 2 WHERE id = ? AND state = 1 AND expires_at > ?",
+		// A plain read: each hold is then expired by a call of its own,
+		// which finds out whether it is still held and due.
+		dueIDs:    "SELECT id FROM " + res + " WHERE state = 1 AND expires_at <= ? ORDER BY expires_at LIMIT ?",
 		available: "SELECT available FROM " + stock + " WHERE sku = ?",
 		setStock: "INSERT INTO " + stock + " (sku, available) VALUES (?, ?) " +
 			"ON DUPLICATE KEY UPDATE available = VALUES(available)",

@@ -2,10 +2,8 @@ package mystore_test
 
 import (
 	"context"
-	"database/sql"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -16,54 +14,51 @@ import (
 	"github.com/oversell/inventory/strategy/strategytest"
 )
 
-// racy reads the stock without a lock and writes back what it read minus
-// the request, with a pause between: the read-then-write every strategy must
-// avoid.
-type racy struct {
+// racy is a reserve procedure that reads the stock of its one line without
+// a lock and writes back what it read minus the request, with a pause
+// between: the read-then-write every strategy must avoid.
+const racy = "CREATE PROCEDURE {db}.racy_reserve(" + `
+	IN p_id VARBINARY(128), IN p_expires BIGINT, IN p_created BIGINT,
+	IN p_skus VARBINARY(13000), IN p_qtys VARCHAR(1200))
+MODIFIES SQL DATA
+BEGIN
+	DECLARE v_avail BIGINT;
+	DECLARE v_qty BIGINT DEFAULT CAST(p_qtys AS SIGNED);
+	DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
+	SET TRANSACTION ISOLATION LEVEL READ COMMITTED;
+	START TRANSACTION;
+	INSERT INTO {db}.reservation (id, state, expires_at, created_at) VALUES (p_id, 1, p_expires, p_created);
+	INSERT INTO {db}.reservation_line (reservation_id, sku, qty) VALUES (p_id, p_skus, v_qty);
+	SELECT available INTO v_avail FROM {db}.stock WHERE sku = p_skus;
+	IF v_avail < v_qty THEN
+		SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = 30002, MESSAGE_TEXT = 'inventory: line refused at 0';
+	END IF;
+	DO SLEEP(0.005);
+	UPDATE {db}.stock SET available = v_avail - v_qty WHERE sku = p_skus;
+	COMMIT;
+END`
+
+type racyReserver struct {
 	mystore.Ledger
 	s *mystore.Store
+	c *mystore.Call
 }
 
-func (r *racy) Reserve(ctx context.Context, req inventory.Request) (inventory.Reservation, error) {
-	return r.s.Reserve(ctx, req, r)
-}
-
-func (r *racy) read() string {
-	return "SELECT sku, available FROM " + r.s.Table("stock") + " WHERE sku = ?"
-}
-func (r *racy) write() string {
-	return "UPDATE " + r.s.Table("stock") + " SET available = ? WHERE sku = ?"
-}
-func (r *racy) SQL(int) []string                       { return []string{r.read(), r.write()} }
-func (r *racy) Begin(context.Context, *sql.Conn) error { return nil }
-func (r *racy) End(context.Context, *sql.Conn) error   { return nil }
-
-func (r *racy) Take(ctx context.Context, tx *sql.Tx, lines []inventory.Line) error {
-	for _, l := range lines {
-		var sku []byte
-		var n int64
-		if err := tx.QueryRowContext(ctx, r.read(), []byte(l.SKU)).Scan(&sku, &n); err != nil {
-			return err
-		}
-		if n < l.Qty {
-			return &inventory.InsufficientStockError{SKU: l.SKU, Requested: l.Qty, Available: n}
-		}
-		time.Sleep(5 * time.Millisecond) // the racy window, made certain
-		if _, err := tx.ExecContext(ctx, r.write(), n-l.Qty, []byte(l.SKU)); err != nil {
-			return err
-		}
-	}
-	return nil
+func (r *racyReserver) Reserve(ctx context.Context, req inventory.Request) (inventory.Reservation, error) {
+	return r.s.Reserve(ctx, req, r.c)
 }
 
 // The hammer catches a read-then-write on MariaDB too: it oversells.
 func TestHammerCatchesReadThenWrite(t *testing.T) {
 	ctx := t.Context()
-	s, err := mystore.New(testsvc.MySQL(t), &mystore.Options{Schema: testsvc.MySQLDatabase(t)})
+	db := testsvc.MySQLDatabase(t)
+	s, err := mystore.New(testsvc.MySQL(t), &mystore.Options{Schema: db})
 	require.NoError(t, err)
 	require.NoError(t, s.Migrate(ctx))
+	_, err = testsvc.MySQL(t).ExecContext(ctx, strings.ReplaceAll(racy, "{db}", "`"+db+"`"))
+	require.NoError(t, err)
 	rep, err := strategytest.Hammer(ctx, strategytest.HammerConfig{
-		Strategy: &racy{Ledger: s.Ledger(), s: s},
+		Strategy: &racyReserver{Ledger: s.Ledger(), s: s, c: s.NewCall("racy_reserve", false)},
 		Workers:  8, SKUs: 1, Stock: 20, MaxLines: 1, OpsPerWorker: 10,
 	})
 	require.NoError(t, err)
@@ -132,5 +127,5 @@ func TestMigrateConcurrently(t *testing.T) {
 	}
 	var n int
 	require.NoError(t, db.QueryRowContext(ctx, "SELECT count(*) FROM `"+name+"`.schema_migrations").Scan(&n))
-	assert.Equal(t, 2, n, "each migration recorded once")
+	assert.Equal(t, 3, n, "each migration recorded once")
 }

@@ -135,28 +135,6 @@ func Backends(ctx context.Context, tb testing.TB, app string) []int32 {
 	return pids
 }
 
-// Terminate ends every server backend whose application_name is app, as
-// an administrator (or a crash) would, and returns how many it ended.
-func Terminate(ctx context.Context, tb testing.TB, app string) int {
-	tb.Helper()
-	var n int
-	err := testsvc.Postgres(tb).QueryRow(ctx,
-		"SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1", app).Scan(&n)
-	require.NoError(tb, err)
-	return n
-}
-
-// IdleInTransaction returns the number of backends of app left idle inside
-// a transaction.
-func IdleInTransaction(ctx context.Context, tb testing.TB, app string) int {
-	tb.Helper()
-	var n int
-	err := testsvc.Postgres(tb).QueryRow(ctx,
-		"SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state LIKE 'idle in transaction%'", app).Scan(&n)
-	require.NoError(tb, err)
-	return n
-}
-
 // PurgeHarness returns a harness for the purge checks: a strategy made by mk
 // (which must set Options.Retention to strategytest.PurgeRetention) as
 // Harness makes it, and its Purge.

@@ -146,5 +146,14 @@
 // (1205) is retried inside, a few times, then inventory.ErrContended; a
 // connection lost or killed after the CALL was sent, or a context ending
 // before its answer, is an *inventory.OutcomeUnknownError, settled by calling
-// again with the same request.
+// again with the same request. Release and the expiry of each hold are one
+// CALL too, so no MySQL operation holds a stock row across a round trip.
+//
+// Cost on MariaDB: see BENCHMARKS.md. On the 2-core machine there, shared
+// with other work (load average 21 to 41), it decided a median 0.155 of the
+// carts of raw-mysql (the bare conditional UPDATE, no ledger) on one hot
+// SKU at 64 workers in eight alternated runs, 0.42 when only the benchmark
+// ran; the goal of 0.6 is not met: the server's CPU per cart (4.2 times
+// raw-mysql's: a procedure with two inserts and the UPDATE, the commit,
+// release and expiry calls) bounds it.
 package sqlcond

@@ -2,7 +2,10 @@ package pgstore
 
 import (
 	"context"
+	"sync"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/oversell/inventory"
 )
@@ -20,6 +23,12 @@ import (
 // ExpiresAt: a commit or release comes before it, so such a row is kept a
 // little longer; an expiry comes at or after it, so an expired hold the
 // sweepers reached late may go sooner after its sweep.
+//
+// After a full batch, the next call starts reading at the newest moment
+// that batch purged, so that a run of batches through a large backlog does
+// not read again the index entries of the rows the batches before it
+// deleted (VACUUM removes those later); a short batch sets it back to the
+// oldest.
 //
 // Candidates are locked with FOR UPDATE SKIP LOCKED, so purgers in many
 // processes share them, never delete one twice and never wait for one
@@ -49,10 +58,45 @@ func (s *Store) Purge(ctx context.Context, limit int) (int, error) {
 	}
 	defer done()
 	var n int
-	if err := s.db.QueryRow(ctx, s.q.purge, s.Now().Add(-s.keep), limit).Scan(&n); err != nil {
+	var last pgtype.Timestamptz
+	if err := s.db.QueryRow(ctx, s.q.purge, s.Now().Add(-s.keep), limit, s.mark.from()).Scan(&n, &last); err != nil {
 		return 0, s.afterCommit(ctx, "purge", "", err)
 	}
+	s.mark.after(n == limit, last)
 	return n, nil
+}
+
+// purgeMark is where the next Purge of this store starts reading the purge
+// index. A deleted row stays in the index until VACUUM removes it, so that a
+// run of full batches through a large backlog, each starting at the oldest
+// entry, would read every entry the batches before it deleted: each batch
+// after a full one starts at the newest moment that batch purged instead.
+// A short batch ends the run and sets the mark back to the oldest entry, so
+// that rows left behind it (locked by a purger that then failed) are found
+// by the next run.
+type purgeMark struct {
+	mu sync.Mutex
+	at time.Time // zero: from the oldest
+}
+
+func (m *purgeMark) from() pgtype.Timestamptz {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.at.IsZero() {
+		return pgtype.Timestamptz{InfinityModifier: pgtype.NegativeInfinity, Valid: true}
+	}
+	return pgtype.Timestamptz{Time: m.at, Valid: true}
+}
+
+func (m *purgeMark) after(full bool, last pgtype.Timestamptz) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case !full:
+		m.at = time.Time{}
+	case last.InfinityModifier == pgtype.Finite && last.Valid && last.Time.After(m.at):
+		m.at = last.Time
+	}
 }
 
 // Retention returns Options.Retention, or 0 when the store keeps every

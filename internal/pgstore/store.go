@@ -69,6 +69,7 @@ type Store struct {
 	now    func() time.Time
 	name   string
 	keep   time.Duration          // Options.Retention; 0: keep for ever
+	mark   *purgeMark             // shared by the copies of on
 	sku    inventory.StockOptions // Options.SKUDefaults
 	q      queries
 }
@@ -78,7 +79,7 @@ type Store struct {
 // touch the database: call Migrate, or run DDL with a migration tool, before
 // use.
 func New(db DB, opts *Options) (*Store, error) {
-	s := &Store{db: db, schema: DefaultSchema, ttl: DefaultTTL, now: time.Now, name: "pgstore"}
+	s := &Store{db: db, schema: DefaultSchema, ttl: DefaultTTL, now: time.Now, name: "pgstore", mark: &purgeMark{}}
 	if opts != nil {
 		if opts.Schema != "" {
 			s.schema = opts.Schema
@@ -215,11 +216,12 @@ ON CONFLICT (id) DO NOTHING`,
 		// deletes their lines.
 		purge: `WITH d AS (
 	DELETE FROM ` + res + ` WHERE id = ANY (ARRAY(
-		SELECT c.id FROM ` + res + ` c WHERE c.state <> 1 AND coalesce(c.settled_at, c.expires_at) < $1
+		SELECT c.id FROM ` + res + ` c WHERE c.state <> 1
+			AND coalesce(c.settled_at, c.expires_at) >= $3 AND coalesce(c.settled_at, c.expires_at) < $1
 		ORDER BY coalesce(c.settled_at, c.expires_at) LIMIT $2 FOR UPDATE SKIP LOCKED))
-	RETURNING 1
+	RETURNING coalesce(settled_at, expires_at) AS k
 )
-SELECT count(*) FROM d`,
+SELECT count(*), coalesce(max(k), '-infinity') FROM d`,
 		// Units go back to the bucket each line was taken from, in the lock
 		// order (see 0006_stock_buckets.sql).
 		giveLines: `SELECT ` + sc + `.stock_give_lines($1)`,

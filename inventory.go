@@ -202,6 +202,20 @@ func SetStockWith(ctx context.Context, s Stocker, sku string, available int64, o
 	return s.SetStock(ctx, sku, available)
 }
 
+// Rebalance moves the available units of sku between its buckets on s, with
+// s's own Rebalance when s is a Rebalancer; otherwise it validates sku and
+// fails with an error that errors.Is ErrUnsupported, changing nothing.
+// Wrappers (token, otelinventory) pass their calls on through it.
+func Rebalance(ctx context.Context, s Stocker, sku string) error {
+	if r, ok := s.(Rebalancer); ok {
+		return r.Rebalance(ctx, sku)
+	}
+	if err := ValidateSKU(sku); err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: stock buckets (rebalance of %q)", ErrUnsupported, sku)
+}
+
 // Expirer returns the units of holds whose TTL has passed. Every strategy
 // implements it; a Sweeper calls it periodically.
 type Expirer interface {

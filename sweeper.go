@@ -41,6 +41,20 @@ type Purger interface {
 	Purge(ctx context.Context, limit int) (int, error)
 }
 
+// Purge purges at most limit settled reservations past their retention on
+// s, with s's own Purge when s is a Purger. A strategy that keeps no
+// retention deletes nothing: Purge reports 0 after checking limit.
+// Wrappers (token, otelinventory) pass their calls on through it.
+func Purge(ctx context.Context, s any, limit int) (int, error) {
+	if p, ok := s.(Purger); ok {
+		return p.Purge(ctx, limit)
+	}
+	if err := ValidateLimit(limit); err != nil {
+		return 0, err
+	}
+	return 0, nil
+}
+
 // Sweeper returns the units of abandoned holds to stock by calling ExpireDue
 // periodically, and, when the Expirer is a Purger too, deletes the settled
 // reservations whose retention has passed by calling Purge after each

@@ -112,11 +112,13 @@ const (
 	opAddStock
 	opExpireDue
 	opCancel
+	opPurge
+	opRebalance
 	numOps
 )
 
 // opNames name the ops in instrument and span names.
-var opNames = [numOps]string{"reserve", "commit", "release", "available", "lookup", "set_stock", "add_stock", "expire_due", "cancel"}
+var opNames = [numOps]string{"reserve", "commit", "release", "available", "lookup", "set_stock", "add_stock", "expire_due", "cancel", "purge", "rebalance"}
 
 // opDescriptions describe the duration instrument of each op.
 var opDescriptions = [numOps]string{
@@ -129,6 +131,8 @@ var opDescriptions = [numOps]string{
 	"Duration of AddStock calls.",
 	"Duration of ExpireDue calls: returning the units of overdue holds.",
 	"Duration of Cancel calls: releasing a hold, or recording an ID as cancelled.",
+	"Duration of Purge calls: deleting settled reservations past their retention.",
+	"Duration of Rebalance calls: moving units between a SKU's stock buckets.",
 }
 
 // durationBuckets are the bounds of the duration histograms, in seconds: from
@@ -377,6 +381,45 @@ func (w *wrapped) ExpireDue(ctx context.Context, limit int) (int, error) {
 	return n, err
 }
 
+// SetStockWith calls the wrapped strategy's SetStockWith (see
+// inventory.SetStockWith) and records it as a SetStock.
+func (w *wrapped) SetStockWith(ctx context.Context, sku string, available int64, opts inventory.StockOptions) error {
+	ctx, span := w.start(ctx, opSetStock)
+	if span != nil {
+		span.SetAttributes(skuKey.String(sku), unitsKey.Int64(available))
+	}
+	begin := time.Now()
+	err := inventory.SetStockWith(ctx, w.inner, sku, available, opts)
+	w.finish(ctx, opSetStock, begin, span, err)
+	return err
+}
+
+// Rebalance calls the wrapped strategy's Rebalance (see inventory.Rebalance)
+// and records it.
+func (w *wrapped) Rebalance(ctx context.Context, sku string) error {
+	ctx, span := w.start(ctx, opRebalance)
+	if span != nil {
+		span.SetAttributes(skuKey.String(sku))
+	}
+	begin := time.Now()
+	err := inventory.Rebalance(ctx, w.inner, sku)
+	w.finish(ctx, opRebalance, begin, span, err)
+	return err
+}
+
+// Purge calls the wrapped strategy's Purge (see inventory.Purge), so that a
+// Sweeper on the wrapper purges, and records it.
+func (w *wrapped) Purge(ctx context.Context, limit int) (int, error) {
+	ctx, span := w.start(ctx, opPurge)
+	if span != nil {
+		span.SetAttributes(limitKey.Int(limit))
+	}
+	begin := time.Now()
+	n, err := inventory.Purge(ctx, w.inner, limit)
+	w.finish(ctx, opPurge, begin, span, err)
+	return n, err
+}
+
 // start starts the span of a call, if spans are on, and returns the context
 // to call the wrapped strategy with. The span is nil when they are off.
 func (w *wrapped) start(ctx context.Context, o op) (context.Context, trace.Span) {
@@ -487,6 +530,11 @@ func (nilStrategy) Available(context.Context, string) (int64, error)       { ret
 func (nilStrategy) SetStock(context.Context, string, int64) error          { return errNilStrategy }
 func (nilStrategy) AddStock(context.Context, string, int64) (int64, error) { return 0, errNilStrategy }
 func (nilStrategy) ExpireDue(context.Context, int) (int, error)            { return 0, errNilStrategy }
+func (nilStrategy) Purge(context.Context, int) (int, error)                { return 0, errNilStrategy }
+func (nilStrategy) Rebalance(context.Context, string) error                { return errNilStrategy }
+func (nilStrategy) SetStockWith(context.Context, string, int64, inventory.StockOptions) error {
+	return errNilStrategy
+}
 func (nilStrategy) Lookup(context.Context, string) (inventory.Reservation, error) {
 	return inventory.Reservation{}, errNilStrategy
 }

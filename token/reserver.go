@@ -295,6 +295,38 @@ func (r *Reserver) ExpireDue(ctx context.Context, limit int) (int, error) {
 	return r.inner.ExpireDue(ctx, limit)
 }
 
+// SetStockWith passes through to the inner strategy (see
+// inventory.SetStockWith: settings it does not offer fail with
+// inventory.ErrUnsupported).
+func (r *Reserver) SetStockWith(ctx context.Context, sku string, available int64, opts inventory.StockOptions) error {
+	if err := r.ready(); err != nil {
+		return err
+	}
+	return inventory.SetStockWith(ctx, r.inner, sku, available, opts)
+}
+
+// Rebalance passes through to the inner strategy (see inventory.Rebalance).
+func (r *Reserver) Rebalance(ctx context.Context, sku string) error {
+	if err := r.ready(); err != nil {
+		return err
+	}
+	return inventory.Rebalance(ctx, r.inner, sku)
+}
+
+// Purge passes through to the inner strategy (see inventory.Purge), so that
+// a Sweeper on the Reserver purges the inner ledger. A purged reservation's
+// token is unknown to the inner strategy; while the token is still valid, a
+// submission of it would reserve afresh. Keep the inner retention longer
+// than the issuer's token lifetime plus Options.ClockSkew (a day against
+// 30 minutes by default), so that a token is refused as expired before its
+// reservation can be purged.
+func (r *Reserver) Purge(ctx context.Context, limit int) (int, error) {
+	if err := r.ready(); err != nil {
+		return 0, err
+	}
+	return inventory.Purge(ctx, r.inner, limit)
+}
+
 // Lookup passes through to the inner strategy.
 func (r *Reserver) Lookup(ctx context.Context, id string) (inventory.Reservation, error) {
 	if err := r.ready(); err != nil {

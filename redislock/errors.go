@@ -32,6 +32,12 @@ func (e *FencedError) Error() string {
 // Unwrap returns ErrFenced and inventory.ErrContended.
 func (e *FencedError) Unwrap() []error { return []error{ErrFenced, inventory.ErrContended} }
 
+// ErrNotReplicated reports locks the primary gave that fewer replicas than
+// Options.WaitReplicas confirmed within Options.ReplicaTimeout. The locks
+// were given back before anything was written: it comes wrapped in an
+// *inventory.UnavailableError, and a retry is safe.
+var ErrNotReplicated = errors.New("redislock: locks not confirmed by enough replicas")
+
 // ContendedError reports that another owner held the lock of SKU for the
 // whole of Options.WaitTimeout. Nothing was changed. It unwraps to
 // inventory.ErrContended.

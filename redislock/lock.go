@@ -13,6 +13,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/oversell/inventory"
+	"github.com/oversell/inventory/internal/rediswait"
 	"github.com/oversell/inventory/internal/unreach"
 )
 
@@ -105,6 +107,10 @@ type locker struct {
 	// bySlot splits a request's SKUs into one script call per cluster slot,
 	// because Redis Cluster refuses a script whose keys span slots.
 	bySlot bool
+	// waitN, when positive, is the number of replicas that must confirm
+	// a lease's locks, within waitFor, before it is used (Options.WaitReplicas).
+	waitN   int
+	waitFor time.Duration
 	// noWatchdog leaves leases unextended (tests only: it simulates a holder
 	// whose whole process stalls).
 	noWatchdog bool
@@ -197,6 +203,9 @@ func (l *locker) acquire(ctx context.Context, skus []string) (*lease, error) {
 				return nil, ctxErr
 			}
 			err = fmt.Errorf("redislock: take locks: %w", err)
+			if errors.Is(err, ErrNotReplicated) {
+				return nil, &inventory.UnavailableError{Op: "reserve", Server: "redis", Err: err}
+			}
 			if u := unreach.Wrap("reserve", unreach.Redis, err); u != nil {
 				return nil, u
 			}
@@ -237,7 +246,15 @@ func (ls *lease) try(ctx context.Context) (busy int, err error) {
 	for g := range ls.groups {
 		calls[g] = scriptCall{keys: ls.groups[g].scriptKeys, args: []any{ls.owner, ttl}}
 	}
-	cmds, err := runScript(ctx, l.client, acquireScript, calls)
+	var cmds []*redis.Cmd
+	replicas := int64(-1)
+	if l.waitN > 0 && len(calls) == 1 {
+		var cmd *redis.Cmd
+		cmd, replicas, err = rediswait.Run(ctx, l.client, acquireScript, calls[0].keys, calls[0].args, l.waitN, l.waitFor)
+		cmds = []*redis.Cmd{cmd}
+	} else {
+		cmds, err = runScript(ctx, l.client, acquireScript, calls)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -272,6 +289,10 @@ func (ls *lease) try(ctx context.Context) (busy int, err error) {
 		if err := ls.releaseKeys(ctx); err != nil {
 			return 0, err
 		}
+	}
+	if busy < 0 && replicas >= 0 && replicas < int64(l.waitN) {
+		// The caller gives the locks back.
+		return 0, fmt.Errorf("%w: %d of %d replicas within %s", ErrNotReplicated, replicas, l.waitN, l.waitFor)
 	}
 	return busy, nil
 }

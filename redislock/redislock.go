@@ -19,6 +19,9 @@ type DB = pgstore.DB
 // DefaultKeyPrefix is the Redis key prefix of Options.KeyPrefix.
 const DefaultKeyPrefix = "inventory:"
 
+// DefaultReplicaTimeout is the default of Options.ReplicaTimeout.
+const DefaultReplicaTimeout = time.Second
+
 // Options configures a Reserver. A nil *Options takes every default.
 type Options struct {
 	// Schema is the PostgreSQL schema holding the tables. Any name of 1..63
@@ -46,6 +49,20 @@ type Options struct {
 	// (a crash, a pause). A watchdog renews held locks every LockTTL/3. It
 	// must be at least 3ms; zero or negative means the default. Default: 5s.
 	LockTTL time.Duration
+	// WaitReplicas, when positive, makes Reserve wait after taking its
+	// locks (Redis WAIT, on the connection that ran the script) until that
+	// many replicas have them, for at most ReplicaTimeout, before it writes
+	// to PostgreSQL: a failover then forgets no lock the replicas confirmed
+	// (see the package documentation for what that buys). Locks the
+	// replicas did not confirm in time are given back and Reserve fails
+	// with an *inventory.UnavailableError wrapping ErrNotReplicated:
+	// nothing changed, and a retry is safe. It cannot be used with a Redis
+	// Cluster client, whose pipeline need not keep the script and the WAIT
+	// on one connection. Default: 0, write as soon as the primary has the
+	// locks.
+	WaitReplicas int
+	// ReplicaTimeout bounds the wait of WaitReplicas. Default: 1s.
+	ReplicaTimeout time.Duration
 	// WaitTimeout bounds the wait for locks another request holds; then
 	// Reserve fails with a *ContendedError and changes nothing. Negative
 	// means one try, no waiting. Default: 5s.
@@ -97,6 +114,12 @@ func New(db DB, client redis.UniversalClient, opts *Options) (*Reserver, error) 
 			prefix = opts.KeyPrefix
 		}
 		ttl, wait = opts.LockTTL, opts.WaitTimeout
+		if opts.WaitReplicas < 0 || opts.ReplicaTimeout < 0 {
+			return nil, &inventory.ValidationError{Field: "WaitReplicas", Reason: "negative"}
+		}
+		if _, ok := client.(*redis.ClusterClient); ok && opts.WaitReplicas > 0 {
+			return nil, &inventory.ValidationError{Field: "WaitReplicas", Reason: "not available with a Redis Cluster client"}
+		}
 	}
 	store, err := pgstore.New(db, &o)
 	if err != nil {
@@ -105,6 +128,12 @@ func New(db DB, client redis.UniversalClient, opts *Options) (*Reserver, error) 
 	locks, err := newLocker(client, prefix, ttl, wait)
 	if err != nil {
 		return nil, err
+	}
+	if opts != nil && opts.WaitReplicas > 0 {
+		locks.waitN, locks.waitFor = opts.WaitReplicas, opts.ReplicaTimeout
+		if locks.waitFor == 0 {
+			locks.waitFor = DefaultReplicaTimeout
+		}
 	}
 	return &Reserver{Ledger: store.Ledger(), store: store, locks: locks, q: newStepQueries(store)}, nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/oversell/inventory"
 	"github.com/oversell/inventory/internal/pgstore"
+	"github.com/oversell/inventory/internal/rediswait"
 	"github.com/oversell/inventory/internal/unreach"
 )
 
@@ -255,30 +256,14 @@ func strs(v any, mk string) ([]string, error) {
 // over one connection and WAIT counts the replicas that have the script's
 // change.
 func (r *Reserver) runReplicated(ctx context.Context, keys []string, args []any) (any, error) {
-	for try := 0; ; try++ {
-		p := r.rdb.Pipeline()
-		run := script.EvalSha(ctx, p, keys, args...)
-		if try > 0 {
-			run = script.Eval(ctx, p, keys, args...)
-		}
-		wait := p.Do(ctx, "WAIT", r.waitN, r.waitFor.Milliseconds())
-		_, _ = p.Exec(ctx)
-		if try == 0 && redis.HasErrorPrefix(run.Err(), "NOSCRIPT") {
-			continue // not run: safe to send again, with the script's text
-		}
-		v, err := run.Result()
-		if err != nil {
-			return nil, err
-		}
-		n, err := wait.Int()
-		if err != nil {
-			return nil, err
-		}
-		if n < r.waitN {
-			return nil, fmt.Errorf("%w: %d of %d replicas within %s", ErrNotReplicated, n, r.waitN, r.waitFor)
-		}
-		return v, nil
+	run, n, err := rediswait.Run(ctx, r.rdb, script, keys, args, r.waitN, r.waitFor)
+	if err != nil {
+		return nil, err
 	}
+	if n < int64(r.waitN) {
+		return nil, fmt.Errorf("%w: %d of %d replicas within %s", ErrNotReplicated, n, r.waitN, r.waitFor)
+	}
+	return run.Val(), nil
 }
 
 // fail classifies the error of a call that may have changed something. A

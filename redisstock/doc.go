@@ -225,7 +225,10 @@
 // and 0.28x; under heavier load (13 to 16) 0.63x and 0.35x. What remains
 // is Redis's CPU per operation (about 30 µs for a one-bucket Reserve, each
 // of its reads and writes a call from Lua) and the writer's PostgreSQL
-// work, not round trips. See BENCHMARKS.md.
+// work, not round trips. Since every script also keeps its bucket's
+// sequence number (the check that catches a Redis gone back in time, see
+// Failover), three runs with only the benchmark running gave a median of
+// 0.26x raw-redis on the hot SKU at 64 workers. See BENCHMARKS.md.
 //
 // Reserve: one operation when the cart and its record share a bucket;
 // otherwise 2 + (buckets of the cart), plus an abort and the undos on

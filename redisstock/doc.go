@@ -198,12 +198,19 @@
 //     failover the new primary had no replica until the old one came back
 //     as one, and until then every change failed with ErrNotReplicated (an
 //     inventory.ErrOutcomeUnknown, retried with the same ID); the sale took
-//     about 20s instead of 3 to 6.
+//     about 20s instead of 3 to 6. But in one run of four on the day this
+//     was written (go test -json -count=1 ./..., machine otherwise quiet),
+//     79 of the 204 reservations acknowledged before the kill, the last
+//     ones, were gone after it, with nothing oversold (600 units held,
+//     sold or available of 600, Reconcile clean) and no write-back
+//     refused. The cause is not found yet; until it is, WaitReplicas is not
+//     a guarantee that nothing acknowledged is lost, and TestFailover logs
+//     such a loss on its FAILOVER line instead of failing on it.
 //
 // So the strategy promises under failover: nothing is sold twice in
 // PostgreSQL, with or without WaitReplicas; with WaitReplicas at least 1
-// and at most that many replicas lost at once, no acknowledged reservation
-// is lost; without it, the reservations the new primary lacks and
+// and at most that many replicas lost at once, far fewer acknowledged
+// reservations are lost (none in three runs of four, see above); without it, the reservations the new primary lacks and
 // PostgreSQL lacks too are lost, as are those the new primary acknowledged
 // before the writer found it behind (a writer's step: about its Poll). It
 // does not promise that WAIT survives more failures than replicas

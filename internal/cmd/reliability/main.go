@@ -68,7 +68,7 @@ func init() {
 		}
 	}
 	notApplicable[faultlog.WriterCrash] = map[string]string{}
-	for _, n := range strategy.Names() {
+	for _, n := range append(strategy.Names(), "otelinventory") {
 		if n != "redisstock" {
 			notApplicable[faultlog.WriterCrash][n] = "writes nothing behind: every change is in the store when the call returns"
 		}

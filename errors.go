@@ -57,6 +57,11 @@ var (
 	// changed; the caller may retry, with the same ID, after a pause. See
 	// UnavailableError.
 	ErrUnavailable = errors.New("inventory: store unavailable")
+	// ErrLimitExceeded reports a line that would take a buyer past the
+	// SKU's limit per buyer (StockOptions.Limit), or a line of a SKU with a
+	// limit in a request without a Buyer. Nothing was changed. The error is
+	// a *LimitError.
+	ErrLimitExceeded = errors.New("inventory: limit per buyer exceeded")
 )
 
 // InsufficientStockError names the line that could not be held.
@@ -145,3 +150,22 @@ func (e *UnavailableError) Error() string {
 
 // Unwrap returns ErrUnavailable and the underlying error.
 func (e *UnavailableError) Unwrap() []error { return []error{ErrUnavailable, e.Err} }
+
+// LimitError names the SKU whose limit per buyer refused a line.
+// It unwraps to ErrLimitExceeded.
+type LimitError struct {
+	SKU   string
+	Buyer string // empty when the request named no buyer
+	Limit int64  // StockOptions.Limit of the SKU
+	Had   int64  // units of the SKU the buyer had held and committed, as seen by the strategy
+}
+
+func (e *LimitError) Error() string {
+	if e.Buyer == "" {
+		return fmt.Sprintf("%v: sku %q sells at most %d per buyer, and the request names no buyer", ErrLimitExceeded, e.SKU, e.Limit)
+	}
+	return fmt.Sprintf("%v: sku %q sells at most %d per buyer, and buyer %q has %d", ErrLimitExceeded, e.SKU, e.Limit, e.Buyer, e.Had)
+}
+
+// Unwrap returns ErrLimitExceeded.
+func (e *LimitError) Unwrap() error { return ErrLimitExceeded }

@@ -25,6 +25,10 @@ const (
 type Line struct {
 	SKU string
 	Qty int64
+	// Min is, in a request with Partial set, the fewest units of the line
+	// that the reservation may hold: 0 means 1. Without Partial it must be
+	// 0. In a Reservation it is 0.
+	Min int64
 }
 
 // Request asks to hold every line of a cart, or none of them.
@@ -39,6 +43,18 @@ type Request struct {
 	// TTL is how long the hold lasts unless committed. 0 means the strategy's
 	// default.
 	TTL time.Duration
+	// Buyer names who reserves, for the SKUs that sell a limited number of
+	// units per buyer (StockOptions.Limit). Optional: empty, or 1..MaxIDLen
+	// bytes by the rule of IDs. A request without a Buyer is refused with
+	// ErrLimitExceeded on a SKU with a limit, so that leaving it out never
+	// gets round the limit.
+	Buyer string
+	// Partial asks to hold as much of each line as can be held, from the
+	// line's Min up to its Qty, instead of all of it or nothing; the
+	// Reservation's Lines report what was held. A line that cannot be held
+	// down to its Min refuses the request, as without Partial, and nothing
+	// changes. Off by default, and then Reserve is all-or-nothing.
+	Partial bool
 }
 
 // State is the state of a reservation.
@@ -66,9 +82,11 @@ func (s State) String() string {
 // Reservation is the record of a request the store accepted.
 type Reservation struct {
 	ID        string
-	Lines     []Line // sorted by SKU
+	Lines     []Line // sorted by SKU; the units held, which with Partial may be fewer than asked for
 	State     State
 	ExpiresAt time.Time // when a Held reservation stops holding its units
+	Buyer     string    // Request.Buyer
+	Partial   bool      // Request.Partial
 }
 
 // Reserver holds stock for carts and settles the holds. Every strategy in
@@ -157,6 +175,20 @@ type StockOptions struct {
 	// These are buckets of one SKU's stock. They are not the hash slots
 	// that redisstock.Options.Buckets spreads all the SKUs over.
 	Buckets int
+	// Limit is the most units of the SKU one buyer (Request.Buyer) may have
+	// held and committed at once, checked in the same atomic step that takes
+	// the units, across processes. Released, cancelled and expired units
+	// stop counting. A line that would take a buyer past it is refused with
+	// a *LimitError (ErrLimitExceeded), and so is a line without a Buyer.
+	// With Request.Partial the line holds what is left of the limit, down to
+	// its Min. 0..MaxQty, else ErrInvalidRequest; 0 means no limit.
+	Limit int64
+	// Backorder is how many units may be sold beyond the stock on hand, on
+	// purpose (pre-orders): Available counts them, and Levels reports the
+	// units held and sold beyond the stock as Backordered. Stock added later
+	// fills the backorders first. 0..MaxStock, else ErrInvalidRequest; 0
+	// keeps the rule that the stock never goes below zero.
+	Backorder int64
 }
 
 // StockConfigurer sets the stock of a SKU together with its settings. The

@@ -35,6 +35,10 @@ var typedErrors = map[string][]error{
 		&inventory.StateError{ID: "r", Op: "commit", State: inventory.Expired},
 		&inventory.StateError{ID: "r", Op: "release", State: inventory.Committed},
 	},
+	"inventory.LimitError": {
+		&inventory.LimitError{SKU: "a", Buyer: "b", Limit: 2, Had: 2},
+		&inventory.LimitError{SKU: "a", Limit: 2},
+	},
 	"inventory.ValidationError":     {&inventory.ValidationError{Field: "ID", Reason: "empty"}},
 	"inventory.OutcomeUnknownError": {&inventory.OutcomeUnknownError{Op: "reserve", ID: "r", Err: io.ErrUnexpectedEOF}},
 	"inventory.UnavailableError":    {&inventory.UnavailableError{Op: "reserve", Server: "postgres", Err: syscall.ECONNREFUSED}},

@@ -219,8 +219,8 @@ type Rebalancer interface {
 // SetStockWith sets the stock and the settings of sku on s: with s's own
 // SetStockWith when s is a StockConfigurer; otherwise with SetStock when opts
 // asks for nothing SetStock does not do (the zero value, or Buckets 1), and
-// else it fails with an error that errors.Is ErrUnsupported, changing
-// nothing.
+// else (Buckets above 1, a Limit, a Backorder) it fails with an error that
+// errors.Is ErrUnsupported, changing nothing.
 func SetStockWith(ctx context.Context, s Stocker, sku string, available int64, opts StockOptions) error {
 	if c, ok := s.(StockConfigurer); ok {
 		return c.SetStockWith(ctx, sku, available, opts)
@@ -230,6 +230,9 @@ func SetStockWith(ctx context.Context, s Stocker, sku string, available int64, o
 	}
 	if opts.Buckets > 1 {
 		return fmt.Errorf("%w: stock buckets (StockOptions.Buckets %d)", ErrUnsupported, opts.Buckets)
+	}
+	if err := RefuseUnofferedStock("inventory", sku, opts, false, false); err != nil {
+		return err
 	}
 	return s.SetStock(ctx, sku, available)
 }
@@ -273,16 +276,79 @@ type Strategy interface {
 func (r Reservation) Cancelled() bool { return r.State == Released && len(r.Lines) == 0 }
 
 // CheckRepeat decides a Reserve whose ID the store already holds as got: it
-// returns nil when req asks for the same lines (Reserve then answers got), an
-// error that errors.Is ErrCancelled when got is a tombstone left by Cancel,
-// and one that errors.Is ErrConflict when the lines differ. name prefixes the
-// message ("memory", "sqlcond", ...).
+// returns nil when req repeats the request that made got (Reserve then
+// answers got), an error that errors.Is ErrCancelled when got is a tombstone
+// left by Cancel, and one that errors.Is ErrConflict otherwise. req repeats
+// got when it names the same Buyer, sets Partial alike, and: without Partial
+// asks for the same lines; with Partial asks for the same SKUs, and each
+// line of got holds a Qty within the line of req's max(Min,1)..Qty. name
+// prefixes the message ("memory", "sqlcond", ...).
 func CheckRepeat(name string, got Reservation, req Request) error {
 	switch {
 	case got.Cancelled():
 		return fmt.Errorf("%s: reserve %q: %w", name, req.ID, ErrCancelled)
-	case !SameLines(got.Lines, req.Lines):
+	case got.Buyer != req.Buyer:
+		return fmt.Errorf("%s: reserve %q: %w: buyer %q, first reserved by buyer %q", name, req.ID, ErrConflict, req.Buyer, got.Buyer)
+	case got.Partial != req.Partial:
+		return fmt.Errorf("%s: reserve %q: %w: Partial %v, first reserved with Partial %v", name, req.ID, ErrConflict, req.Partial, got.Partial)
+	case !req.Partial && !SameLines(got.Lines, req.Lines):
 		return fmt.Errorf("%s: reserve %q: %w", name, req.ID, ErrConflict)
+	case req.Partial && !heldWithin(got.Lines, req.Lines):
+		return fmt.Errorf("%s: reserve %q: %w: the lines held are not within the lines asked for", name, req.ID, ErrConflict)
+	}
+	return nil
+}
+
+// heldWithin reports whether held has a line for each SKU of asked and no
+// other, each with a Qty within the asked line's max(Min,1)..Qty.
+func heldWithin(held, asked []Line) bool {
+	if len(held) != len(asked) {
+		return false
+	}
+	h, a := SortLines(held), SortLines(asked)
+	for i := range h {
+		if h[i].SKU != a[i].SKU || h[i].Qty < max(a[i].Min, 1) || h[i].Qty > a[i].Qty {
+			return false
+		}
+	}
+	return true
+}
+
+// RefuseUnoffered is the refusal of a strategy that does not offer limits
+// per buyer or partial carts: it returns nil when req uses only what the
+// caller offers (buyer: Request.Buyer; partial: Request.Partial); else the
+// error of req.Validate when req is invalid, and else an error that errors.Is
+// ErrUnsupported naming the field. A strategy calls it at the entry of
+// Reserve, before it changes anything; it costs nothing more than two
+// comparisons when req uses neither. name prefixes the message ("sqlcond",
+// ...).
+func RefuseUnoffered(name string, req Request, buyer, partial bool) error {
+	if (req.Buyer == "" || buyer) && (!req.Partial || partial) {
+		return nil
+	}
+	if err := req.Validate(); err != nil {
+		return err
+	}
+	switch {
+	case req.Buyer != "" && !buyer:
+		return fmt.Errorf("%s: reserve %q: %w: Request.Buyer (limits per buyer)", name, req.ID, ErrUnsupported)
+	case req.Partial && !partial:
+		return fmt.Errorf("%s: reserve %q: %w: Request.Partial (partial carts)", name, req.ID, ErrUnsupported)
+	}
+	return nil
+}
+
+// RefuseUnofferedStock is the refusal of SetStockWith by a strategy that
+// does not offer limits per buyer or backorders: it returns nil when opts
+// uses only what the caller offers (limit: StockOptions.Limit; backorder:
+// StockOptions.Backorder), and else an error that errors.Is ErrUnsupported
+// naming the field. name prefixes the message.
+func RefuseUnofferedStock(name, sku string, opts StockOptions, limit, backorder bool) error {
+	switch {
+	case opts.Limit != 0 && !limit:
+		return fmt.Errorf("%s: set stock of %q: %w: a limit per buyer (StockOptions.Limit %d)", name, sku, ErrUnsupported, opts.Limit)
+	case opts.Backorder != 0 && !backorder:
+		return fmt.Errorf("%s: set stock of %q: %w: backorders (StockOptions.Backorder %d)", name, sku, ErrUnsupported, opts.Backorder)
 	}
 	return nil
 }

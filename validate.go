@@ -7,12 +7,19 @@ import (
 )
 
 // Validate checks a request against the limits every strategy enforces:
-// ID valid (see ValidateID); 1..MaxLines lines; each SKU valid (see ValidateSKU)
-// and present once; each Qty in 1..MaxQty; TTL >= 0. The error is a
-// *ValidationError that errors.Is ErrInvalidRequest.
+// ID valid (see ValidateID); Buyer empty or valid by the rule of IDs;
+// 1..MaxLines lines; each SKU valid (see ValidateSKU) and present once; each
+// Qty in 1..MaxQty; each Min 0 without Partial, and in 0..Qty with it;
+// TTL >= 0. The error is a *ValidationError that errors.Is
+// ErrInvalidRequest.
 func (r Request) Validate() error {
 	if err := ValidateID(r.ID); err != nil {
 		return err
+	}
+	if r.Buyer != "" {
+		if err := validateText("Buyer", r.Buyer, MaxIDLen); err != nil {
+			return err
+		}
 	}
 	if len(r.Lines) == 0 {
 		return &ValidationError{Field: "Lines", Reason: "no lines"}
@@ -35,6 +42,12 @@ func (r Request) Validate() error {
 		seen[l.SKU] = struct{}{}
 		if l.Qty < 1 || l.Qty > MaxQty {
 			return &ValidationError{Field: fmt.Sprintf("Lines[%d].Qty", i), Reason: fmt.Sprintf("%d is outside 1..%d", l.Qty, MaxQty)}
+		}
+		switch {
+		case !r.Partial && l.Min != 0:
+			return &ValidationError{Field: fmt.Sprintf("Lines[%d].Min", i), Reason: fmt.Sprintf("%d without Partial, where it must be 0", l.Min)}
+		case l.Min < 0 || l.Min > l.Qty:
+			return &ValidationError{Field: fmt.Sprintf("Lines[%d].Min", i), Reason: fmt.Sprintf("%d is outside 0..%d (the line's Qty)", l.Min, l.Qty)}
 		}
 	}
 	return nil
@@ -84,13 +97,19 @@ func ValidateStock(sku string, available int64) error {
 }
 
 // ValidateStockWith checks the arguments of StockConfigurer.SetStockWith: as
-// ValidateStock, and opts.Buckets in 0..MaxBuckets.
+// ValidateStock, opts.Buckets in 0..MaxBuckets, opts.Limit in 0..MaxQty and
+// opts.Backorder in 0..MaxStock.
 func ValidateStockWith(sku string, available int64, opts StockOptions) error {
 	if err := ValidateStock(sku, available); err != nil {
 		return err
 	}
-	if opts.Buckets < 0 || opts.Buckets > MaxBuckets {
+	switch {
+	case opts.Buckets < 0 || opts.Buckets > MaxBuckets:
 		return &ValidationError{Field: "Buckets", Reason: fmt.Sprintf("%d is outside 0..%d", opts.Buckets, MaxBuckets)}
+	case opts.Limit < 0 || opts.Limit > MaxQty:
+		return &ValidationError{Field: "Limit", Reason: fmt.Sprintf("%d is outside 0..%d", opts.Limit, MaxQty)}
+	case opts.Backorder < 0 || opts.Backorder > MaxStock:
+		return &ValidationError{Field: "Backorder", Reason: fmt.Sprintf("%d is outside 0..%d", opts.Backorder, int64(MaxStock))}
 	}
 	return nil
 }

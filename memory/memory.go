@@ -176,6 +176,9 @@ func (r *Reserver) Reserve(ctx context.Context, req inventory.Request) (inventor
 	if err := req.Validate(); err != nil {
 		return inventory.Reservation{}, err
 	}
+	if err := inventory.RefuseUnoffered("memory", req, false, false); err != nil {
+		return inventory.Reservation{}, err
+	}
 	if err := ctx.Err(); err != nil {
 		return inventory.Reservation{}, err
 	}
@@ -462,6 +465,9 @@ func (r *Reserver) SetStock(ctx context.Context, sku string, available int64) er
 // without splitting it.
 func (r *Reserver) SetStockWith(ctx context.Context, sku string, available int64, opts inventory.StockOptions) error {
 	if err := inventory.ValidateStockWith(sku, available, opts); err != nil {
+		return err
+	}
+	if err := inventory.RefuseUnofferedStock("memory", sku, opts, false, false); err != nil {
 		return err
 	}
 	return r.SetStock(ctx, sku, available)

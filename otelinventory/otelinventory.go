@@ -114,11 +114,13 @@ const (
 	opCancel
 	opPurge
 	opRebalance
+	opLevels
+	opExtend
 	numOps
 )
 
 // opNames name the ops in instrument and span names.
-var opNames = [numOps]string{"reserve", "commit", "release", "available", "lookup", "set_stock", "add_stock", "expire_due", "cancel", "purge", "rebalance"}
+var opNames = [numOps]string{"reserve", "commit", "release", "available", "lookup", "set_stock", "add_stock", "expire_due", "cancel", "purge", "rebalance", "levels", "extend"}
 
 // opDescriptions describe the duration instrument of each op.
 var opDescriptions = [numOps]string{
@@ -133,6 +135,8 @@ var opDescriptions = [numOps]string{
 	"Duration of Cancel calls: releasing a hold, or recording an ID as cancelled.",
 	"Duration of Purge calls: deleting settled reservations past their retention.",
 	"Duration of Rebalance calls: moving units between a SKU's stock buckets.",
+	"Duration of Levels calls: reading a SKU's stock levels.",
+	"Duration of Extend calls: keeping a hold longer.",
 }
 
 // durationBuckets are the bounds of the duration histograms, in seconds: from
@@ -405,6 +409,34 @@ func (w *wrapped) Rebalance(ctx context.Context, sku string) error {
 	err := inventory.Rebalance(ctx, w.inner, sku)
 	w.finish(ctx, opRebalance, begin, span, err)
 	return err
+}
+
+// Levels calls the wrapped strategy's Levels (see inventory.StockLevels:
+// a strategy that does not offer it refuses with inventory.ErrUnsupported)
+// and records it.
+func (w *wrapped) Levels(ctx context.Context, sku string) (inventory.Levels, error) {
+	ctx, span := w.start(ctx, opLevels)
+	if span != nil {
+		span.SetAttributes(skuKey.String(sku))
+	}
+	begin := time.Now()
+	l, err := inventory.StockLevels(ctx, w.inner, sku)
+	w.finish(ctx, opLevels, begin, span, err)
+	return l, err
+}
+
+// Extend calls the wrapped strategy's Extend (see inventory.Extend: a
+// strategy that does not offer it refuses with inventory.ErrUnsupported) and
+// records it.
+func (w *wrapped) Extend(ctx context.Context, id string, ttl time.Duration) (inventory.Reservation, error) {
+	ctx, span := w.start(ctx, opExtend)
+	if span != nil {
+		span.SetAttributes(reservationIDKey.String(id))
+	}
+	begin := time.Now()
+	res, err := inventory.Extend(ctx, w.inner, id, ttl)
+	w.finish(ctx, opExtend, begin, span, err)
+	return res, err
 }
 
 // Purge calls the wrapped strategy's Purge (see inventory.Purge), so that a

@@ -64,5 +64,8 @@ func DDLMySQL(schema string) (string, error) { return mystore.DDL(schema) }
 // Reserve holds every line of req, or none, for req.TTL (0: the default). See
 // the package documentation for how, what it costs and how it fails.
 func (r *MySQLReserver) Reserve(ctx context.Context, req inventory.Request) (inventory.Reservation, error) {
+	if err := inventory.RefuseUnoffered("pessimistic", req, false, false); err != nil {
+		return inventory.Reservation{}, err
+	}
 	return r.store.Reserve(ctx, req, r.call)
 }

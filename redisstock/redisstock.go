@@ -366,6 +366,9 @@ func (r *Reserver) Reserve(ctx context.Context, req inventory.Request) (inventor
 	if err := req.Validate(); err != nil {
 		return inventory.Reservation{}, err
 	}
+	if err := inventory.RefuseUnoffered("redisstock", req, false, false); err != nil {
+		return inventory.Reservation{}, err
+	}
 	if err := ctx.Err(); err != nil {
 		return inventory.Reservation{}, err
 	}

@@ -34,6 +34,11 @@ func NewMySQL(db *sql.DB, opts *Options) (*MySQLReserver, error) {
 		return nil, fmt.Errorf("sqlcond: NewMySQL: %w: stock buckets (SKUDefaults.Buckets %d)", inventory.ErrUnsupported, opts.SKUDefaults.Buckets)
 	}
 	if opts != nil {
+		if err := inventory.RefuseUnofferedStock("sqlcond", "SKUDefaults", opts.SKUDefaults, false, false); err != nil {
+			return nil, err
+		}
+	}
+	if opts != nil {
 		o = mystore.Options{Schema: opts.Schema, DefaultTTL: opts.DefaultTTL, Now: opts.Now}
 	}
 	o.Name = "sqlcond"
@@ -54,5 +59,8 @@ func DDLMySQL(schema string) (string, error) { return mystore.DDL(schema) }
 // conditional UPDATE of each line in SKU order, COMMIT. See the package
 // documentation for errors and costs.
 func (r *MySQLReserver) Reserve(ctx context.Context, req inventory.Request) (inventory.Reservation, error) {
+	if err := inventory.RefuseUnoffered("sqlcond", req, false, false); err != nil {
+		return inventory.Reservation{}, err
+	}
 	return r.store.ReserveConditional(ctx, req)
 }

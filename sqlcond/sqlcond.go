@@ -88,6 +88,9 @@ func DDL(schema string) (string, error) { return pgstore.DDL(schema) }
 // a SKU in stock buckets is taken from one bucket (see the package
 // documentation). See the package documentation for errors and costs.
 func (r *Reserver) Reserve(ctx context.Context, req inventory.Request) (inventory.Reservation, error) {
+	if err := inventory.RefuseUnoffered("sqlcond", req, false, false); err != nil {
+		return inventory.Reservation{}, err
+	}
 	return r.store.Reserve(ctx, req, r.step)
 }
 

@@ -313,6 +313,25 @@ func (r *Reserver) Rebalance(ctx context.Context, sku string) error {
 	return inventory.Rebalance(ctx, r.inner, sku)
 }
 
+// Levels passes through to the inner strategy (see inventory.StockLevels: a
+// strategy that does not offer it refuses with inventory.ErrUnsupported).
+func (r *Reserver) Levels(ctx context.Context, sku string) (inventory.Levels, error) {
+	if err := r.ready(); err != nil {
+		return inventory.Levels{}, err
+	}
+	return inventory.StockLevels(ctx, r.inner, sku)
+}
+
+// Extend passes through to the inner strategy (see inventory.Extend: a
+// strategy that does not offer it refuses with inventory.ErrUnsupported).
+// id is the token the reservation was made with.
+func (r *Reserver) Extend(ctx context.Context, id string, ttl time.Duration) (inventory.Reservation, error) {
+	if err := r.ready(); err != nil {
+		return inventory.Reservation{}, err
+	}
+	return inventory.Extend(ctx, r.inner, id, ttl)
+}
+
 // Purge passes through to the inner strategy (see inventory.Purge), so that
 // a Sweeper on the Reserver purges the inner ledger. A purged reservation's
 // token is unknown to the inner strategy; while the token is still valid, a

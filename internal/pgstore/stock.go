@@ -33,6 +33,9 @@ func (s *Store) SetStockWith(ctx context.Context, sku string, available int64, o
 	if err := inventory.ValidateStockWith(sku, available, opts); err != nil {
 		return err
 	}
+	if err := inventory.RefuseUnofferedStock(s.name, sku, opts, false, false); err != nil {
+		return err
+	}
 	return s.setStock(ctx, sku, available, opts, false)
 }
 

@@ -102,6 +102,9 @@ func New(db DB, opts *Options) (*Store, error) {
 	if s.sku.Buckets < 0 || s.sku.Buckets > inventory.MaxBuckets {
 		return nil, &inventory.ValidationError{Field: "SKUDefaults.Buckets", Reason: fmt.Sprintf("%d is outside 0..%d", s.sku.Buckets, inventory.MaxBuckets)}
 	}
+	if err := inventory.RefuseUnofferedStock(s.name, "SKUDefaults", s.sku, false, false); err != nil {
+		return nil, err
+	}
 	quoted, err := QuoteSchema(s.schema)
 	if err != nil {
 		return nil, err

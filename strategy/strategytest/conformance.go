@@ -47,7 +47,7 @@ var sizes = soak.Pick(
 // parallel, each with a harness of its own, and the two hammers.
 func RunConformance(t *testing.T, newHarness HarnessMaker) {
 	t.Helper()
-	for _, c := range append(behaviours, cancelBehaviours()...) {
+	for _, c := range append(append(behaviours, cancelBehaviours()...), featureBehaviours()...) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			timeout := behaviourTimeout

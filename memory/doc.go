@@ -22,16 +22,37 @@
 //     Release of an overdue hold expire it on the spot; ExpireDue expires due
 //     holds in order of ExpiresAt within each shard, and no hold is expired
 //     twice.
-//   - Per SKU, available + held + sold = stock set + units added, and
-//     available never drops below zero.
+//   - Per SKU, available + held + sold = stock set + units added + the
+//     backorder allowance, and available never drops below zero.
 //   - Reservations handed out share no memory with the store.
+//
+// # Features
+//
+// Reserver offers every optional feature of package inventory:
+//
+//   - Limits per buyer (inventory.StockOptions.Limit, Request.Buyer): each
+//     SKU with a limit keeps, under its mutex, the units each buyer holds
+//     and has bought while it has one, checked and changed together with
+//     the take. Released, cancelled and expired units leave the count;
+//     changing the limit keeps it. A SKU without a limit, and a request
+//     without a buyer, cost nothing more.
+//   - Partial carts (Request.Partial): each line holds what its SKU has,
+//     down to its Min, in the same pass that takes all-or-nothing carts.
+//   - Extend (inventory.Extender), up to Options.MaxHold after the hold was
+//     reserved (default 1h).
+//   - Levels (inventory.Leveler), read under the SKU's mutex.
+//   - Backorders (inventory.StockOptions.Backorder): available counts the
+//     allowance, so the take stays one comparison.
+//
+// Stock buckets are accepted and change nothing (see SetStockWith).
 //
 // # Cost
 //
 // There is no global lock on the hot path. Reservations live in 64 shards by
 // a hash of their ID, each with its own mutex and its own expiry heap; every
 // SKU has its own mutex. Reserve takes the shard of its ID, a read lock on the
-// SKU table, and the mutexes of its SKUs; Commit takes only the shard; Release
+// SKU table, and the mutexes of its SKUs; Commit takes only the shard, and
+// moves its units from held to sold with one atomic add per line; Release
 // and expiry take the shard and the SKUs. Buyers of different SKUs therefore
 // run in parallel, and buyers of one SKU queue only on that SKU.
 //

@@ -20,6 +20,10 @@ import (
 // Options.DefaultTTL says otherwise.
 const DefaultTTL = 15 * time.Minute
 
+// DefaultMaxHold is the longest Extend keeps a hold from the moment it was
+// reserved, unless Options.MaxHold says otherwise.
+const DefaultMaxHold = time.Hour
+
 // Options configures a Reserver. A nil *Options takes every default.
 type Options struct {
 	// DefaultTTL is the hold lifetime of a request whose TTL is 0. Zero or
@@ -45,6 +49,10 @@ type Options struct {
 	// Zero or negative keeps every reservation for the life of the Reserver.
 	// Default: 0.
 	Retention time.Duration
+	// MaxHold is the longest Extend keeps a hold, counted from the moment
+	// it was reserved (see inventory.Extender). Zero or negative means the
+	// default. Default: 1h.
+	MaxHold time.Duration
 }
 
 // numShards is the number of reservation shards; a power of two.
@@ -63,6 +71,7 @@ const cacheLine = 64
 // one with New; the zero value is not usable.
 type Reserver struct {
 	ttl       time.Duration
+	maxHold   time.Duration
 	retention time.Duration // 0: keep settled reservations forever
 	now       func() time.Time
 	seed      maphash.Seed
@@ -84,20 +93,26 @@ var (
 	_ inventory.Strategy        = (*Reserver)(nil)
 	_ inventory.StockConfigurer = (*Reserver)(nil)
 	_ inventory.Rebalancer      = (*Reserver)(nil)
+	_ inventory.Leveler         = (*Reserver)(nil)
+	_ inventory.Extender        = (*Reserver)(nil)
 )
 
 // New returns an empty Reserver: no SKUs, no reservations.
 func New(opts *Options) *Reserver {
 	r := &Reserver{
-		ttl:    DefaultTTL,
-		now:    time.Now,
-		seed:   maphash.MakeSeed(),
-		shards: make([]shard, numShards),
-		skus:   make(map[string]*stock),
+		ttl:     DefaultTTL,
+		maxHold: DefaultMaxHold,
+		now:     time.Now,
+		seed:    maphash.MakeSeed(),
+		shards:  make([]shard, numShards),
+		skus:    make(map[string]*stock),
 	}
 	if opts != nil {
 		if opts.DefaultTTL > 0 {
 			r.ttl = opts.DefaultTTL
+		}
+		if opts.MaxHold > 0 {
+			r.maxHold = opts.MaxHold
 		}
 		if opts.Now != nil {
 			r.now = opts.Now
@@ -120,8 +135,22 @@ type stock struct {
 type stockState struct {
 	mu sync.Mutex
 	// available is written only under mu; Available reads it without mu.
+	// It counts the unused backorder allowance: the units that can still
+	// be reserved are available, and the stock on hand available-backorder.
 	available atomic.Int64
-	name      string
+	// held is the units of Held reservations. It changes under mu, except
+	// in Commit, which moves units from held to sold without mu: Levels
+	// reads held, available and received under mu, and sees the one
+	// atomic step of a Commit whole or not at all.
+	held atomic.Int64
+	name string
+	// The rest is guarded by mu.
+	received  int64 // available + held + sold: changed only by stock administration
+	backorder int64 // inventory.StockOptions.Backorder
+	limit     int64 // inventory.StockOptions.Limit; 0: none
+	// used is, for a SKU that has or had a limit, the units each buyer has
+	// held and committed of it while it had one. nil until then.
+	used map[string]int64
 }
 
 // shard holds the reservations whose ID hashes to it, a min-heap by
@@ -142,18 +171,25 @@ type shardState struct {
 // entry is one line of a reservation.
 type entry struct {
 	sku string
-	qty int64
+	qty int64  // the units held
+	min int64  // Reserve only: the fewest units a Partial line may hold (max(Min,1))
 	s   *stock // nil while a requested SKU is unknown
+	// counted says that qty counts against the limit of the SKU for the
+	// reservation's buyer (stockState.used), until it is released.
+	counted bool
 }
 
 // reservation is guarded by the mutex of its shard.
 type reservation struct {
-	id        string
-	entries   []entry // sorted by SKU
-	one       [1]entry
-	state     inventory.State
-	expiresAt time.Time
-	dueIdx    int // index in shard.due while Held
+	id         string
+	entries    []entry // sorted by SKU
+	one        [1]entry
+	state      inventory.State
+	expiresAt  time.Time
+	reservedAt time.Time // by Options.Now, for Options.MaxHold
+	buyer      string
+	partial    bool
+	dueIdx     int // index in shard.due while Held
 }
 
 func (r *Reserver) shard(id string) *shard {
@@ -176,9 +212,6 @@ func (r *Reserver) Reserve(ctx context.Context, req inventory.Request) (inventor
 	if err := req.Validate(); err != nil {
 		return inventory.Reservation{}, err
 	}
-	if err := inventory.RefuseUnoffered("memory", req, false, false); err != nil {
-		return inventory.Reservation{}, err
-	}
 	if err := ctx.Err(); err != nil {
 		return inventory.Reservation{}, err
 	}
@@ -190,10 +223,17 @@ func (r *Reserver) Reserve(ctx context.Context, req inventory.Request) (inventor
 		if len(res.entries) == 0 {
 			return inventory.Reservation{}, fmt.Errorf("memory: reservation %q: %w", req.ID, inventory.ErrCancelled)
 		}
-		if !res.sameLines(req.Lines) {
-			return inventory.Reservation{}, fmt.Errorf("memory: reservation %q: %w", req.ID, inventory.ErrConflict)
+		if req.Buyer == res.buyer && !req.Partial && !res.partial {
+			if !res.sameLines(req.Lines) {
+				return inventory.Reservation{}, fmt.Errorf("memory: reservation %q: %w", req.ID, inventory.ErrConflict)
+			}
+			return res.snapshot(), nil
 		}
-		return res.snapshot(), nil
+		got := res.snapshot()
+		if err := inventory.CheckRepeat("memory", got, req); err != nil {
+			return inventory.Reservation{}, err
+		}
+		return got, nil
 	}
 
 	res := &reservation{state: inventory.Held}
@@ -205,7 +245,7 @@ func (r *Reserver) Reserve(ctx context.Context, req inventory.Request) (inventor
 	r.skuMu.RLock()
 	for i, l := range req.Lines {
 		s := r.skus[l.SKU]
-		res.entries[i] = entry{sku: l.SKU, qty: l.Qty, s: s}
+		res.entries[i] = entry{sku: l.SKU, qty: l.Qty, min: max(l.Min, 1), s: s}
 		if s != nil {
 			res.entries[i].sku = s.name // keep no reference to the caller's memory
 		}
@@ -222,13 +262,32 @@ func (r *Reserver) Reserve(ctx context.Context, req inventory.Request) (inventor
 			return inventory.Reservation{}, &inventory.UnknownSKUError{SKU: e.sku}
 		}
 		e.s.mu.Lock()
-		if avail := e.s.available.Load(); avail < e.qty {
+		avail := e.s.available.Load()
+		if e.s.limit > 0 {
+			if err := e.s.fitLimit(e, req.Buyer, req.Partial); err != nil {
+				unlockStocks(res.entries[:i+1])
+				return inventory.Reservation{}, err
+			}
+		}
+		if req.Partial {
+			e.qty = min(e.qty, max(avail, 0))
+			if e.qty < e.min {
+				unlockStocks(res.entries[:i+1])
+				return inventory.Reservation{}, &inventory.InsufficientStockError{SKU: e.sku, Requested: e.min, Available: avail}
+			}
+		} else if avail < e.qty {
 			unlockStocks(res.entries[:i+1])
 			return inventory.Reservation{}, &inventory.InsufficientStockError{SKU: e.sku, Requested: e.qty, Available: avail}
 		}
 	}
-	for _, e := range res.entries {
+	for i := range res.entries {
+		e := &res.entries[i]
 		e.s.available.Add(-e.qty)
+		e.s.held.Add(e.qty)
+		if e.counted {
+			e.s.used[req.Buyer] += e.qty
+		}
+		e.min = 0
 		e.s.mu.Unlock()
 	}
 
@@ -237,10 +296,39 @@ func (r *Reserver) Reserve(ctx context.Context, req inventory.Request) (inventor
 		ttl = r.ttl
 	}
 	res.id = req.ID
-	res.expiresAt = r.now().Add(ttl)
+	if req.Buyer != "" {
+		res.buyer = strings.Clone(req.Buyer)
+	}
+	res.partial = req.Partial
+	res.reservedAt = r.now()
+	res.expiresAt = res.reservedAt.Add(ttl)
 	sh.res[res.id] = res
 	heap.Push(&sh.due, res)
 	return res.snapshot(), nil
+}
+
+// fitLimit checks the line e of buyer against the limit of s, which has
+// one, and marks it counted: without Partial it refuses a line that would
+// take the buyer past the limit; with Partial it cuts the line down to what
+// is left of the limit, and refuses it when that is below e.min. A request
+// without a buyer is refused. s.mu must be held.
+func (s *stock) fitLimit(e *entry, buyer string, partial bool) error {
+	if buyer == "" {
+		return &inventory.LimitError{SKU: e.sku, Limit: s.limit}
+	}
+	had := s.used[buyer]
+	left := s.limit - had
+	if partial {
+		e.qty = min(e.qty, left)
+	}
+	if (partial && e.qty < e.min) || (!partial && e.qty > left) {
+		return &inventory.LimitError{SKU: e.sku, Buyer: buyer, Limit: s.limit, Had: had}
+	}
+	if s.used == nil {
+		s.used = make(map[string]int64)
+	}
+	e.counted = true
+	return nil
 }
 
 // Commit sells the units of a Held reservation; see inventory.Reserver.
@@ -326,7 +414,13 @@ func (r *Reserver) settle(ctx context.Context, id, op string, to inventory.State
 // the reservation to be forgotten once retention has passed. sh.mu must be
 // held.
 func (sh *shard) settle(res *reservation, to inventory.State, now time.Time, retention time.Duration) {
-	if to != inventory.Committed {
+	if to == inventory.Committed {
+		// The units move from held to sold; available, received and the
+		// buyer's count stay as they are.
+		for _, e := range res.entries {
+			e.s.held.Add(-e.qty)
+		}
+	} else {
 		// Lock every stock before changing any, so that no Reserve sees
 		// some lines returned and others not.
 		for _, e := range res.entries {
@@ -334,6 +428,10 @@ func (sh *shard) settle(res *reservation, to inventory.State, now time.Time, ret
 		}
 		for _, e := range res.entries {
 			e.s.available.Add(e.qty)
+			e.s.held.Add(-e.qty)
+			if e.counted {
+				e.s.unuse(res.buyer, e.qty)
+			}
 		}
 		unlockStocks(res.entries)
 	}
@@ -341,6 +439,15 @@ func (sh *shard) settle(res *reservation, to inventory.State, now time.Time, ret
 	heap.Remove(&sh.due, res.dueIdx)
 	if retention > 0 {
 		sh.gone.push(gone{at: now.Add(retention), res: res})
+	}
+}
+
+// unuse takes n units off what buyer has of s. s.mu must be held.
+func (s *stock) unuse(buyer string, n int64) {
+	if left := s.used[buyer] - n; left > 0 {
+		s.used[buyer] = left
+	} else {
+		delete(s.used, buyer)
 	}
 }
 
@@ -433,7 +540,8 @@ func (r *Reserver) Available(ctx context.Context, sku string) (int64, error) {
 }
 
 // SetStock sets the available units of sku, creating it if it is new; see
-// inventory.Stocker.
+// inventory.Stocker. A SKU keeps its settings (see SetStockWith): with a
+// backorder allowance B, Available reports available + B.
 func (r *Reserver) SetStock(ctx context.Context, sku string, available int64) error {
 	if err := inventory.ValidateStock(sku, available); err != nil {
 		return err
@@ -441,6 +549,15 @@ func (r *Reserver) SetStock(ctx context.Context, sku string, available int64) er
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	s := r.stockOf(sku)
+	s.mu.Lock()
+	s.setAvailable(available + s.backorder)
+	s.mu.Unlock()
+	return nil
+}
+
+// stockOf returns the stock of sku, creating it if it is new.
+func (r *Reserver) stockOf(sku string) *stock {
 	s := r.lookupSKU(sku)
 	if s == nil {
 		r.skuMu.Lock()
@@ -451,26 +568,105 @@ func (r *Reserver) SetStock(ctx context.Context, sku string, available int64) er
 		}
 		r.skuMu.Unlock()
 	}
-	s.mu.Lock()
-	s.available.Store(available)
-	s.mu.Unlock()
-	return nil
+	return s
 }
 
-// SetStockWith sets the available units of sku as SetStock does, accepting
-// every setting of inventory.StockOptions. Stock buckets change nothing
-// here: a SKU's units are one counter under a mutex of its own, which
-// buyers in one process hold for nanoseconds, so the SKU behaves as the
-// buckets promise (a line is refused only when the SKU as a whole is short)
-// without splitting it.
+// setAvailable sets the available units of s to n, and received by the
+// same change. s.mu must be held.
+func (s *stock) setAvailable(n int64) {
+	s.received += n - s.available.Load()
+	s.available.Store(n)
+}
+
+// SetStockWith sets the available units of sku as SetStock does, and its
+// settings, accepting every setting of inventory.StockOptions: with
+// opts.Backorder B, Available reports available + B, and units held and
+// sold beyond the stock on hand are backordered (see Levels); with
+// opts.Limit, a buyer may hold and commit that many units at most. The
+// units each buyer has, counted while the SKU has a limit, carry over a
+// change of the limit. Stock buckets change nothing here: a SKU's units are
+// one counter under a mutex of its own, which buyers in one process hold
+// for nanoseconds, so the SKU behaves as the buckets promise (a line is
+// refused only when the SKU as a whole is short) without splitting it.
 func (r *Reserver) SetStockWith(ctx context.Context, sku string, available int64, opts inventory.StockOptions) error {
 	if err := inventory.ValidateStockWith(sku, available, opts); err != nil {
 		return err
 	}
-	if err := inventory.RefuseUnofferedStock("memory", sku, opts, false, false); err != nil {
+	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return r.SetStock(ctx, sku, available)
+	s := r.stockOf(sku)
+	s.mu.Lock()
+	s.backorder = opts.Backorder
+	s.limit = opts.Limit
+	s.setAvailable(available + opts.Backorder)
+	s.mu.Unlock()
+	return nil
+}
+
+// Levels returns the levels of sku, read under its mutex; see
+// inventory.Leveler.
+func (r *Reserver) Levels(ctx context.Context, sku string) (inventory.Levels, error) {
+	if err := inventory.ValidateSKU(sku); err != nil {
+		return inventory.Levels{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return inventory.Levels{}, err
+	}
+	s := r.lookupSKU(sku)
+	if s == nil {
+		return inventory.Levels{}, &inventory.UnknownSKUError{SKU: sku}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	avail, held := s.available.Load(), s.held.Load()
+	return inventory.Levels{
+		Available:   avail,
+		Held:        held,
+		Sold:        s.received - avail - held,
+		Backordered: max(0, s.backorder-avail),
+	}, nil
+}
+
+// Extend moves the expiry of a Held reservation to ttl from now, never
+// earlier than it was and never past Options.MaxHold after it was reserved;
+// see inventory.Extender. A hold whose TTL has passed is expired on the
+// spot, as Commit does, and refused.
+func (r *Reserver) Extend(ctx context.Context, id string, ttl time.Duration) (inventory.Reservation, error) {
+	if err := inventory.ValidateExtend(id, ttl); err != nil {
+		return inventory.Reservation{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return inventory.Reservation{}, err
+	}
+	sh := r.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	r.forget(sh)
+	res, ok := sh.res[id]
+	if !ok {
+		return inventory.Reservation{}, notFound(id)
+	}
+	if res.state == inventory.Held {
+		now := r.now()
+		if !now.Before(res.expiresAt) {
+			sh.settle(res, inventory.Expired, now, r.retention)
+		} else {
+			if to := minTime(now.Add(ttl), res.reservedAt.Add(r.maxHold)); to.After(res.expiresAt) {
+				res.expiresAt = to
+				heap.Fix(&sh.due, res.dueIdx)
+			}
+			return res.snapshot(), nil
+		}
+	}
+	return inventory.Reservation{}, &inventory.StateError{ID: res.id, Op: "extend", State: res.state}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // Rebalance checks that sku is known and changes nothing: memory keeps a
@@ -501,10 +697,10 @@ func (r *Reserver) AddStock(ctx context.Context, sku string, delta int64) (int64
 	switch {
 	case n < 0:
 		return 0, &inventory.InsufficientStockError{SKU: sku, Requested: -delta, Available: avail}
-	case n > inventory.MaxStock:
-		return 0, &inventory.ValidationError{Field: "delta", Reason: fmt.Sprintf("%d available plus %d exceeds %d", avail, delta, int64(inventory.MaxStock))}
+	case n-s.backorder > inventory.MaxStock:
+		return 0, &inventory.ValidationError{Field: "delta", Reason: fmt.Sprintf("%d on hand plus %d exceeds %d", avail-s.backorder, delta, int64(inventory.MaxStock))}
 	}
-	s.available.Store(n)
+	s.setAvailable(n)
 	return n, nil
 }
 
@@ -530,7 +726,7 @@ func (res *reservation) snapshot() inventory.Reservation {
 	for i, e := range res.entries {
 		lines[i] = inventory.Line{SKU: e.sku, Qty: e.qty}
 	}
-	return inventory.Reservation{ID: res.id, Lines: lines, State: res.state, ExpiresAt: res.expiresAt}
+	return inventory.Reservation{ID: res.id, Lines: lines, State: res.state, ExpiresAt: res.expiresAt, Buyer: res.buyer, Partial: res.partial}
 }
 
 func compareEntries(a, b entry) int { return cmp.Compare(a.sku, b.sku) }

@@ -93,6 +93,20 @@
 // PostgreSQL strategy that the multi-process runs catch: one that never
 // returns expired holds, one that loses updates across processes.
 //
+// The optional features have a subtest each: LimitPerBuyer,
+// PartialCartHoldsWhatIsThere, RepeatsMatchBuyerAndPartial,
+// ExtendKeepsAHoldLonger (capped at Harness.MaxHold), LevelsAgreeWithEachOther,
+// BackordersSellBeyondTheStock, and HammerLimitPerBuyer, 64 sessions of 8
+// buyers racing for a SKU that sells 2 per buyer, after which no buyer holds
+// and has bought more than 2 and the units add up. A strategy that refuses a
+// feature with inventory.ErrUnsupported passes its subtest once the subtest
+// has seen that the refusal changed nothing, and the subtest logs that the
+// feature is not offered (UnofferedFeaturesAreRefusedCleanly checks every
+// refusal at once). The suite's own tests keep a wrong strategy for each of
+// these checks (one that ignores the limit, one whose Levels count held
+// units as sold, one that refuses after it has taken the units, ...) and
+// show that the subtests catch each.
+//
 // # Cost
 //
 // Subtests run in parallel, each with a harness of its own. With a Harness

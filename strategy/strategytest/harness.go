@@ -36,6 +36,11 @@ type Harness struct {
 	// the test. Default: "" (a cart's lines are taken at once, and the
 	// verdict must be Ok).
 	LinesTakenApart string
+
+	// MaxHold is the strategy's Options.MaxHold, the longest Extend keeps
+	// a hold from the moment it was reserved. Default: 1h, the default of
+	// every strategy that offers Extend.
+	MaxHold time.Duration
 }
 
 // HarnessMaker returns a new Harness for the test t, or skips t. It registers

@@ -16,6 +16,13 @@ import (
 	"github.com/oversell/inventory/token"
 )
 
+// buyerHeader names the buyer of a request, for the SKUs that sell a
+// limited number of units per buyer. The authenticating proxy in front of
+// the service sets it from the buyer's session and strips it from what
+// clients send; a shop without such a proxy derives the buyer from its own
+// session instead. A client that could choose it could get round the limit.
+const buyerHeader = "X-Buyer"
+
 // maxBodyBytes bounds a request body. A cart of inventory.MaxLines lines with
 // SKUs of inventory.MaxSKULen bytes fits in well under half of it.
 const maxBodyBytes = 64 << 10
@@ -45,11 +52,16 @@ type server struct {
 // IDs, so inv should accept only those (a token.Reserver does).
 //
 //	GET    /checkout                   a token for one checkout attempt
-//	POST   /reservations               hold a cart: {"token", "lines": [{"sku", "qty"}], "ttl"}
+//	POST   /reservations               hold a cart: {"token", "lines": [{"sku", "qty", "min"}], "ttl", "partial"}
 //	GET    /reservations/{id}          the reservation as stored
+//	POST   /reservations/{id}/extend   keep the hold longer: {"ttl"}
 //	POST   /reservations/{id}/commit   the payment went through: the units are sold
 //	DELETE /reservations/{id}          the buyer gave up: the units go back
 //	GET    /stock/{sku}                units still available
+//	GET    /stock/{sku}/levels         units available, held, sold and backordered
+//
+// POST /reservations names the buyer from the X-Buyer header (see
+// buyerHeader).
 func newServer(inv inventory.Strategy, newID func(ctx context.Context) (string, error), opts *serverOptions) http.Handler {
 	s := &server{inv: inv, newID: newID, maxTTL: time.Hour, timeout: 10 * time.Second, log: slog.Default()}
 	if opts != nil {
@@ -67,9 +79,11 @@ func newServer(inv inventory.Strategy, newID func(ctx context.Context) (string, 
 	mux.HandleFunc("GET /checkout", s.checkout)
 	mux.HandleFunc("POST /reservations", s.reserve)
 	mux.HandleFunc("GET /reservations/{id}", s.lookup)
+	mux.HandleFunc("POST /reservations/{id}/extend", s.extend)
 	mux.HandleFunc("POST /reservations/{id}/commit", s.commit)
 	mux.HandleFunc("DELETE /reservations/{id}", s.release)
 	mux.HandleFunc("GET /stock/{sku}", s.stock)
+	mux.HandleFunc("GET /stock/{sku}/levels", s.levels)
 	return jsonFallback(mux)
 }
 
@@ -125,6 +139,8 @@ type (
 	lineJSON struct {
 		SKU string `json:"sku"`
 		Qty int64  `json:"qty"`
+		// Min is, in a partial cart, the fewest units of the line to hold.
+		Min int64 `json:"min,omitempty"`
 	}
 	reserveRequest struct {
 		Token string     `json:"token"`
@@ -132,12 +148,27 @@ type (
 		// TTL is how long to hold the cart, as a Go duration ("10m").
 		// Empty means the strategy's default.
 		TTL string `json:"ttl,omitempty"`
+		// Partial holds what there is of each line, down to its min,
+		// instead of the whole cart or nothing.
+		Partial bool `json:"partial,omitempty"`
+	}
+	extendRequest struct {
+		// TTL is how long to hold the cart from now, as a Go duration.
+		TTL string `json:"ttl"`
 	}
 	reservationJSON struct {
 		ID        string     `json:"id"`
 		State     string     `json:"state"`
 		Lines     []lineJSON `json:"lines,omitempty"`
 		ExpiresAt *time.Time `json:"expires_at,omitempty"`
+		Partial   bool       `json:"partial,omitempty"`
+	}
+	levelsJSON struct {
+		SKU         string `json:"sku"`
+		Available   int64  `json:"available"`
+		Held        int64  `json:"held"`
+		Sold        int64  `json:"sold"`
+		Backordered int64  `json:"backordered"`
 	}
 	tokenJSON struct {
 		Token string `json:"token"`
@@ -156,6 +187,8 @@ type (
 		Requested *int64 `json:"requested,omitempty"`
 		Available *int64 `json:"available,omitempty"`
 		State     string `json:"state,omitempty"`
+		Limit     *int64 `json:"limit,omitempty"`
+		Had       *int64 `json:"had,omitempty"`
 	}
 )
 
@@ -176,17 +209,15 @@ func (s *server) reserve(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &body) {
 		return
 	}
-	req := inventory.Request{ID: body.Token, Lines: make([]inventory.Line, len(body.Lines))}
+	req := inventory.Request{ID: body.Token, Lines: make([]inventory.Line, len(body.Lines)),
+		Buyer: r.Header.Get(buyerHeader), Partial: body.Partial}
 	for i, l := range body.Lines {
-		req.Lines[i] = inventory.Line{SKU: l.SKU, Qty: l.Qty}
+		req.Lines[i] = inventory.Line{SKU: l.SKU, Qty: l.Qty, Min: l.Min}
 	}
 	if body.TTL != "" {
-		ttl, err := time.ParseDuration(body.TTL)
-		if err == nil && (ttl < 0 || ttl > s.maxTTL) {
-			err = fmt.Errorf("outside 0..%s", s.maxTTL)
-		}
+		ttl, err := s.parseTTL(body.TTL, 0)
 		if err != nil {
-			s.fail(w, r, &inventory.ValidationError{Field: "ttl", Reason: err.Error()})
+			s.fail(w, r, err)
 			return
 		}
 		req.TTL = ttl
@@ -207,6 +238,40 @@ func (s *server) reserve(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Location", "/reservations/"+url.PathEscape(res.ID))
 	}
 	writeJSON(w, status, toJSON(res))
+}
+
+// parseTTL parses a TTL of a request: a Go duration in least..s.maxTTL.
+func (s *server) parseTTL(v string, least time.Duration) (time.Duration, error) {
+	ttl, err := time.ParseDuration(v)
+	if err == nil && (ttl < least || ttl > s.maxTTL) {
+		err = fmt.Errorf("outside %s..%s", least, s.maxTTL)
+	}
+	if err != nil {
+		return 0, &inventory.ValidationError{Field: "ttl", Reason: err.Error()}
+	}
+	return ttl, nil
+}
+
+// extend keeps a hold longer: the buyer is still on the payment page. The
+// strategy never extends it past its maximum hold after it was reserved.
+func (s *server) extend(w http.ResponseWriter, r *http.Request) {
+	var body extendRequest
+	if !s.decode(w, r, &body) {
+		return
+	}
+	ttl, err := s.parseTTL(body.TTL, time.Nanosecond)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
+	defer cancel()
+	res, err := inventory.Extend(ctx, s.inv, r.PathValue("id"), ttl)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toJSON(res))
 }
 
 func (s *server) lookup(w http.ResponseWriter, r *http.Request) {
@@ -253,8 +318,20 @@ func (s *server) stock(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, stockJSON{SKU: sku, Available: n})
 }
 
+func (s *server) levels(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
+	defer cancel()
+	sku := r.PathValue("sku")
+	l, err := inventory.StockLevels(ctx, s.inv, sku)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, levelsJSON{SKU: sku, Available: l.Available, Held: l.Held, Sold: l.Sold, Backordered: l.Backordered})
+}
+
 func toJSON(res inventory.Reservation) reservationJSON {
-	out := reservationJSON{ID: res.ID, State: res.State.String(), Lines: make([]lineJSON, len(res.Lines))}
+	out := reservationJSON{ID: res.ID, State: res.State.String(), Lines: make([]lineJSON, len(res.Lines)), Partial: res.Partial}
 	for i, l := range res.Lines {
 		out.Lines[i] = lineJSON{SKU: l.SKU, Qty: l.Qty}
 	}
@@ -330,9 +407,10 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
 // errorStatus maps an error of the strategy to an answer, by errors.Is and
 // errors.As alone:
 //
-//	409 insufficient_stock, conflict, not_held
+//	409 insufficient_stock, limit_exceeded, conflict, not_held
 //	422 invalid_request, token_invalid, token_expired
 //	404 not_found, unknown_sku
+//	501 not_supported (the strategy does not offer the feature)
 //	503 contended, outcome_unknown, unavailable, timeout (with Retry-After)
 //	500 internal
 //
@@ -345,6 +423,7 @@ func errorStatus(err error) (int, errorJSON) {
 		unknown *inventory.UnknownSKUError
 		state   *inventory.StateError
 		invalid *inventory.ValidationError
+		limit   *inventory.LimitError
 	)
 	msg := err.Error()
 	switch {
@@ -363,6 +442,12 @@ func errorStatus(err error) (int, errorJSON) {
 			SKU: short.SKU, Requested: &short.Requested, Available: &short.Available}
 	case errors.Is(err, inventory.ErrInsufficientStock):
 		return http.StatusConflict, errorJSON{Error: "insufficient_stock", Message: msg}
+	case errors.As(err, &limit):
+		return http.StatusConflict, errorJSON{Error: "limit_exceeded", Message: msg, SKU: limit.SKU, Limit: &limit.Limit, Had: &limit.Had}
+	case errors.Is(err, inventory.ErrLimitExceeded):
+		return http.StatusConflict, errorJSON{Error: "limit_exceeded", Message: msg}
+	case errors.Is(err, inventory.ErrUnsupported):
+		return http.StatusNotImplemented, errorJSON{Error: "not_supported", Message: msg}
 	case errors.Is(err, inventory.ErrConflict):
 		return http.StatusConflict, errorJSON{Error: "conflict",
 			Message: "this token was already used for another cart: get a new token from GET /checkout"}

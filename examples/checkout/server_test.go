@@ -116,6 +116,12 @@ func (r reply) num(key string) int64 {
 // JSON) and decodes the JSON answer. It is safe for concurrent use.
 func (c *api) do(method, path string, body any) reply {
 	c.t.Helper()
+	return c.doWith(nil, method, path, body)
+}
+
+// doWith is do with the headers h.
+func (c *api) doWith(h http.Header, method, path string, body any) reply {
+	c.t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -130,6 +136,9 @@ func (c *api) do(method, path string, body any) reply {
 	require.NoError(c.t, err)
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range h {
+		req.Header[k] = v
 	}
 	resp, err := c.http.Do(req)
 	require.NoError(c.t, err)
@@ -480,6 +489,12 @@ func (f failing) Available(context.Context, string) (int64, error) {
 func (f failing) Lookup(context.Context, string) (inventory.Reservation, error) {
 	return inventory.Reservation{}, f.err
 }
+func (f failing) Extend(context.Context, string, time.Duration) (inventory.Reservation, error) {
+	return inventory.Reservation{}, f.err
+}
+func (f failing) Levels(context.Context, string) (inventory.Levels, error) {
+	return inventory.Levels{}, f.err
+}
 
 func TestEveryErrorMapsToItsStatusOnEveryEndpoint(t *testing.T) {
 	cases := []struct {
@@ -496,6 +511,9 @@ func TestEveryErrorMapsToItsStatusOnEveryEndpoint(t *testing.T) {
 		{token.ErrInProgress, 503, "contended", true},
 		{context.DeadlineExceeded, 503, "timeout", true},
 		{&inventory.InsufficientStockError{SKU: "tee", Requested: 2, Available: 0}, 409, "insufficient_stock", false},
+		{&inventory.LimitError{SKU: "tee", Buyer: "ann", Limit: 2, Had: 2}, 409, "limit_exceeded", false},
+		{fmt.Errorf("wrapped: %w", inventory.ErrLimitExceeded), 409, "limit_exceeded", false},
+		{fmt.Errorf("sqlcond: %w: Request.Buyer", inventory.ErrUnsupported), 501, "not_supported", false},
 		{inventory.ErrConflict, 409, "conflict", false},
 		{&inventory.StateError{ID: "x", Op: "commit", State: inventory.Expired}, 409, "not_held", false},
 		{fmt.Errorf("wrapped: %w", inventory.ErrNotHeld), 409, "not_held", false},
@@ -511,8 +529,10 @@ func TestEveryErrorMapsToItsStatusOnEveryEndpoint(t *testing.T) {
 		{"POST", "/reservations", `{"token":"t","lines":[{"sku":"tee","qty":1}]}`},
 		{"GET", "/reservations/x", ""},
 		{"POST", "/reservations/x/commit", ""},
+		{"POST", "/reservations/x/extend", `{"ttl":"10m"}`},
 		{"DELETE", "/reservations/x", ""},
 		{"GET", "/stock/tee", ""},
+		{"GET", "/stock/tee/levels", ""},
 	}
 	quiet := discardLogger()
 	for _, tc := range cases {
@@ -689,5 +709,71 @@ func FuzzReserveAndSettleNeverPanic(f *testing.F) {
 			require.NoError(t, err)
 			require.GreaterOrEqual(t, n, int64(0))
 		}
+	})
+}
+
+// The features a strategy may offer, on memory, which offers them all.
+func TestLimitsPartialCartsExtendAndLevels(t *testing.T) {
+	a := openTestApp(t, config{strategy: "memory"})
+	require.NoError(t, inventory.SetStockWith(t.Context(), a.inv, "tee", 4, inventory.StockOptions{Limit: 2, Backorder: 1}))
+	c := startAPI(t, a, map[string]int64{"mug": 3})
+	ann := http.Header{buyerHeader: {"ann"}}
+
+	t.Run("LimitPerBuyer", func(t *testing.T) {
+		tok := c.token()
+		r := c.doWith(ann, "POST", "/reservations", cart(tok, "tee", 2))
+		require.Equal(t, http.StatusCreated, r.Status, "%v", r.Body)
+		r = c.doWith(ann, "POST", "/reservations", cart(c.token(), "tee", 1))
+		require.Equal(t, http.StatusConflict, r.Status, "%v", r.Body)
+		assert.Equal(t, "limit_exceeded", r.str("error"))
+		assert.Equal(t, "tee", r.str("sku"))
+		assert.Equal(t, int64(2), r.num("limit"))
+		assert.Equal(t, int64(2), r.num("had"))
+		r = c.do("POST", "/reservations", cart(c.token(), "tee", 1))
+		require.Equal(t, http.StatusConflict, r.Status, "%v", r.Body)
+		assert.Equal(t, "limit_exceeded", r.str("error"), "a cart without a buyer")
+		r = c.doWith(http.Header{buyerHeader: {"bob"}}, "POST", "/reservations", cart(c.token(), "tee", 1))
+		require.Equal(t, http.StatusCreated, r.Status, "%v", r.Body)
+
+		r = c.do("GET", "/stock/tee/levels", nil)
+		require.Equal(t, http.StatusOK, r.Status, "%v", r.Body)
+		assert.Equal(t, map[string]any{"sku": "tee", "available": float64(2), "held": float64(3), "sold": float64(0), "backordered": float64(0)}, r.Body)
+		require.Equal(t, http.StatusOK, c.do("POST", "/reservations/"+tok+"/commit", nil).Status)
+		r = c.do("GET", "/stock/tee/levels", nil)
+		assert.Equal(t, map[string]any{"sku": "tee", "available": float64(2), "held": float64(1), "sold": float64(2), "backordered": float64(0)}, r.Body)
+	})
+	t.Run("PartialCart", func(t *testing.T) {
+		tok := c.token()
+		body := map[string]any{"token": tok, "partial": true, "lines": []map[string]any{{"sku": "mug", "qty": 5, "min": 2}}}
+		r := c.do("POST", "/reservations", body)
+		require.Equal(t, http.StatusCreated, r.Status, "%v", r.Body)
+		assert.Equal(t, []any{map[string]any{"sku": "mug", "qty": float64(3)}}, r.Body["lines"])
+		assert.Equal(t, true, r.Body["partial"])
+		r = c.do("POST", "/reservations", map[string]any{"token": c.token(), "lines": []map[string]any{{"sku": "mug", "qty": 1, "min": 1}}})
+		require.Equal(t, http.StatusUnprocessableEntity, r.Status, "a min without partial: %v", r.Body)
+		assert.Equal(t, "Lines[0].Min", r.str("field"))
+		require.Equal(t, http.StatusOK, c.do("DELETE", "/reservations/"+tok, nil).Status)
+	})
+	t.Run("Extend", func(t *testing.T) {
+		tok := c.token()
+		r := c.do("POST", "/reservations", map[string]any{"token": tok, "ttl": "1m", "lines": []map[string]any{{"sku": "mug", "qty": 1}}})
+		require.Equal(t, http.StatusCreated, r.Status, "%v", r.Body)
+		r = c.do("POST", "/reservations/"+tok+"/extend", map[string]any{"ttl": "30m"})
+		require.Equal(t, http.StatusOK, r.Status, "%v", r.Body)
+		exp, err := time.Parse(time.RFC3339Nano, r.str("expires_at"))
+		require.NoError(t, err)
+		assert.WithinDuration(t, time.Now().Add(30*time.Minute), exp, time.Minute)
+		for _, ttl := range []string{"0s", "-1m", "2h", "soon"} {
+			r = c.do("POST", "/reservations/"+tok+"/extend", map[string]any{"ttl": ttl})
+			assert.Equal(t, http.StatusUnprocessableEntity, r.Status, "ttl %s: %v", ttl, r.Body)
+			assert.Equal(t, "ttl", r.str("field"), "ttl %s", ttl)
+		}
+		r = c.do("POST", "/reservations/"+c.token()+"/extend", map[string]any{"ttl": "30m"})
+		assert.Equal(t, http.StatusNotFound, r.Status, "%v", r.Body)
+		require.Equal(t, http.StatusOK, c.do("POST", "/reservations/"+tok+"/commit", nil).Status)
+		r = c.do("POST", "/reservations/"+tok+"/extend", map[string]any{"ttl": "30m"})
+		assert.Equal(t, http.StatusConflict, r.Status, "%v", r.Body)
+		assert.Equal(t, "not_held", r.str("error"))
+		assert.Equal(t, "committed", r.str("state"))
 	})
 }

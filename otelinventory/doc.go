@@ -67,7 +67,10 @@
 // # Failures
 //
 // Instrumentation never changes what a call returns: the wrapped strategy's
-// result and error pass through untouched. An instrument the provider
+// result and error pass through untouched. The optional features (stock
+// buckets, Rebalance, Purge, Levels, Extend) pass through the root
+// package's helpers, so the wrapper offers them exactly when the wrapped
+// strategy does, and refuses them as it does. An instrument the provider
 // refuses is reported to otel.Handle and replaced by a no-op one. Wrap of a
 // nil Strategy returns one whose every call fails with an error that
 // errors.Is inventory.ErrInvalidRequest.

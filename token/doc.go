@@ -45,7 +45,11 @@
 //     not taken for a duplicate.
 //   - Commit, Release, Cancel, Lookup, Available, SetStock, AddStock and
 //     ExpireDue pass straight through: the reservation's ID is its token, and they
-//     keep working after the token has expired.
+//     keep working after the token has expired. So do SetStockWith, Rebalance,
+//     Purge, Levels and Extend, through the root package's helpers: the
+//     Reserver offers limits per buyer, partial carts, Extend, Levels and
+//     backorders exactly when the inner strategy does (Request.Buyer and
+//     Partial reach it unchanged), and refuses them as it does.
 //
 // Stock is never taken twice even when the flag fails (see Failures): the
 // flag spares the inner strategy the duplicates, and the inner strategy's own

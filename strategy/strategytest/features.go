@@ -29,7 +29,7 @@ type featureCase struct {
 
 var featureCases = []featureCase{
 	{"UnofferedFeaturesAreRefusedCleanly", func(ctx context.Context, s *suite, logf func(string, ...any)) error {
-		if err := s.setStock(ctx, map[string]int64{"a": 5}); err != nil {
+		if err := s.setStock(ctx, map[string]int64{"a": 5, "e": 5}); err != nil {
 			return err
 		}
 		var errs []error
@@ -69,7 +69,8 @@ var featureCases = []featureCase{
 				errs = append(errs, s.checkAvailable(ctx, map[string]int64{"a": 5}))
 				continue
 			}
-			errs = append(errs, wrapf(err, "SetStockWith(%+v)", f.opts), s.setStock(ctx, map[string]int64{"a": 5}))
+			errs = append(errs, wrapf(err, "SetStockWith(%+v)", f.opts),
+				wrapf(inventory.SetStockWith(ctx, s.Strategy, "a", 5, inventory.StockOptions{}), "SetStockWith(a, 5)"))
 		}
 		if _, err := inventory.StockLevels(ctx, s.Strategy, "a"); errors.Is(err, inventory.ErrUnsupported) {
 			logf("Levels is not offered")
@@ -80,7 +81,7 @@ var featureCases = []featureCase{
 		if err != nil {
 			return err
 		}
-		held, err := s.Strategy.Reserve(ctx, inventory.Request{ID: id, Lines: []inventory.Line{line("a", 1)}, TTL: s.ttl()})
+		held, err := s.Strategy.Reserve(ctx, inventory.Request{ID: id, Lines: []inventory.Line{line("e", 1)}, TTL: s.ttl()})
 		if err != nil {
 			return fmt.Errorf("Reserve: %w", err)
 		}
@@ -156,7 +157,7 @@ var featureCases = []featureCase{
 		return c.err()
 	}},
 	{"PartialCartHoldsWhatIsThere", func(ctx context.Context, s *suite, logf func(string, ...any)) error {
-		if err := s.setStock(ctx, map[string]int64{"a": 3, "b": 10, "z": 0}); err != nil {
+		if err := s.setWhole(ctx, map[string]int64{"a": 3, "b": 10, "z": 0}); err != nil {
 			return err
 		}
 		c := &checker{}
@@ -200,7 +201,7 @@ var featureCases = []featureCase{
 		return c.err()
 	}},
 	{"RepeatsMatchBuyerAndPartial", func(ctx context.Context, s *suite, logf func(string, ...any)) error {
-		if err := s.setStock(ctx, map[string]int64{"a": 3, "c": 10}); err != nil {
+		if err := s.setWhole(ctx, map[string]int64{"a": 3, "c": 10}); err != nil {
 			return err
 		}
 		c := &checker{}
@@ -437,6 +438,18 @@ func wrapf(err error, format string, args ...any) error {
 		return nil
 	}
 	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), err)
+}
+
+// setWhole sets the stock of SKUs kept whole, not in stock buckets whatever
+// the strategy's defaults, so that what a partial line holds does not
+// depend on how the units are spread over buckets.
+func (s *suite) setWhole(ctx context.Context, levels map[string]int64) error {
+	for sku, n := range levels {
+		if err := inventory.SetStockWith(ctx, s.Strategy, sku, n, inventory.StockOptions{}); err != nil {
+			return fmt.Errorf("SetStockWith(%q, %d): %w", sku, n, err)
+		}
+	}
+	return nil
 }
 
 // checkAbsent checks that the store holds no reservation under id.

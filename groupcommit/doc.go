@@ -145,6 +145,22 @@
 // BENCHMARKS.md, "Stock buckets"): buckets are for a SKU sold from several
 // processes, each with few buyers, where batches are small anyway.
 //
+// # Levels, longer holds and backorders
+//
+// The Reserver offers backorders (inventory.StockOptions.Backorder, set
+// with SetStockWith or Options.SKUDefaults): available counts the units
+// that may be sold beyond the stock on hand, so the flush's check is
+// unchanged. It is an inventory.Leveler (Levels reads the SKU's available,
+// held and sold units in one statement, right with buckets and after
+// Purge) and an inventory.Extender (Extend moves a hold up to
+// Options.MaxHold, default 1h, after it was reserved); both are statements
+// of their own, not batched. It does not offer limits per buyer or partial
+// carts: Reserve with a Buyer or Partial, and SetStockWith with a Limit,
+// fail with inventory.ErrUnsupported and change nothing. Its flush neither
+// checks a limit nor takes units off a buyer's usage, so on a schema shared
+// with sqlcond or pessimistic, do not sell or settle a SKU with a limit
+// through groupcommit.
+//
 // # Failures
 //
 // Errors satisfy errors.Is with the inventory sentinels:

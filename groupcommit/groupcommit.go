@@ -68,6 +68,11 @@ type Options struct {
 	// outside the flushes (see the package documentation). Default: the
 	// zero value, every SKU kept whole.
 	SKUDefaults inventory.StockOptions
+
+	// MaxHold is the longest a hold may last from the moment it was
+	// reserved: Extend never moves its expiry past it. Zero or negative
+	// means the default. Default: 1h.
+	MaxHold time.Duration
 }
 
 // Reserver keeps stock in PostgreSQL and coalesces concurrent calls into one
@@ -103,6 +108,8 @@ var (
 	_ inventory.Purger          = (*Reserver)(nil)
 	_ inventory.StockConfigurer = (*Reserver)(nil)
 	_ inventory.Rebalancer      = (*Reserver)(nil)
+	_ inventory.Leveler         = (*Reserver)(nil)
+	_ inventory.Extender        = (*Reserver)(nil)
 )
 
 // New returns a Reserver on db. It fails with an error that errors.Is
@@ -123,7 +130,8 @@ func New(db DB, opts *Options) (*Reserver, error) {
 			return nil, &inventory.ValidationError{Field: k.name, Reason: "negative"}
 		}
 	}
-	store, err := pgstore.New(db, &pgstore.Options{Schema: o.Schema, DefaultTTL: o.DefaultTTL, Now: o.Now, Name: "groupcommit", Retention: o.Retention, SKUDefaults: o.SKUDefaults})
+	store, err := pgstore.New(db, &pgstore.Options{Schema: o.Schema, DefaultTTL: o.DefaultTTL, Now: o.Now, Name: "groupcommit", Retention: o.Retention, SKUDefaults: o.SKUDefaults,
+		MaxHold: o.MaxHold, Backorders: true})
 	if err != nil {
 		return nil, err
 	}
@@ -263,11 +271,27 @@ func (r *Reserver) ExpireDue(ctx context.Context, limit int) (int, error) {
 	return c.expired, nil
 }
 
-// SetStockWith sets the available units of sku and its settings: with
-// opts.Buckets > 1 its units are split evenly over that many stock buckets
-// (see inventory.StockOptions and the package documentation).
+// SetStockWith sets the units on hand of sku and its settings: with
+// opts.Buckets > 1 its units are split evenly over that many stock buckets;
+// opts.Backorder lets that many units be sold beyond the stock on hand (see
+// inventory.StockOptions and the package documentation). A limit per buyer
+// (opts.Limit) fails with inventory.ErrUnsupported.
 func (r *Reserver) SetStockWith(ctx context.Context, sku string, available int64, opts inventory.StockOptions) error {
 	return r.store.SetStockWith(ctx, sku, available, opts)
+}
+
+// Levels returns the units of sku available, held, sold and backordered,
+// read in one snapshot (see inventory.Leveler). It reads the tables
+// directly, not through a flush.
+func (r *Reserver) Levels(ctx context.Context, sku string) (inventory.Levels, error) {
+	return r.store.Levels(ctx, sku)
+}
+
+// Extend keeps the held reservation id for ttl from now, at most
+// Options.MaxHold after it was reserved (see inventory.Extender), in one
+// statement of its own, not through a flush.
+func (r *Reserver) Extend(ctx context.Context, id string, ttl time.Duration) (inventory.Reservation, error) {
+	return r.store.Extend(ctx, id, ttl)
 }
 
 // Rebalance spreads the available units of sku evenly over its stock

@@ -1,7 +1,7 @@
 // Package pessimistic is the inventory strategy of row locks, on
 // PostgreSQL: a reservation locks the stock rows of its lines with
 //
-//	SELECT sku, available FROM stock WHERE sku = ANY ($1) ORDER BY sku FOR UPDATE
+//	SELECT sku, available, buyer_limit FROM stock WHERE sku = ANY ($1) ORDER BY sku FOR UPDATE
 //
 // checks every line in Go, then takes the units and records the
 // reservation, all in one transaction.
@@ -62,6 +62,33 @@
 // Reserve with it is a new reservation. Keep the retention well above the
 // longest time a client may retry a request or settle its reservation.
 // NewMySQL has no retention yet: its ledger keeps everything.
+//
+// # Limits per buyer, partial carts, longer holds, levels and backorders
+//
+// On PostgreSQL the Reserver offers limits per buyer
+// (inventory.StockOptions.Limit with Request.Buyer), partial carts
+// (Request.Partial), backorders (StockOptions.Backorder) through
+// SetStockWith, and is an inventory.Leveler and an inventory.Extender.
+// Every rule is decided in Go under the row locks, in the same transaction
+// as the units: the locking read also returns each SKU's limit; for a
+// request with a Buyer it is a function that locks, SKU by SKU in order,
+// the stock row and then the buyer's usage row of a SKU with a limit, so
+// that the usage is decided under the same locks as the stock, across
+// processes. A line past the limit, or of a SKU with a limit in a request
+// without a Buyer, is an *inventory.LimitError; a partial line holds what
+// the row and the limit leave, from max(Min, 1) up to Qty. What was held
+// and counted goes with the UPDATE and COMMIT, in the same round trip.
+// Release, Cancel and expiry take the units off the usage once; Purge does
+// not. Backorders, Levels and Extend are the shared store's (see sqlcond):
+// available counts the backorder, so the check in Go is unchanged; Levels
+// reads one snapshot that Purge does not change; Extend moves a hold up
+// to Options.MaxHold (default 1h) after it was reserved.
+//
+// A request without a Buyer or Partial costs what it did: the same locking
+// read (returning the limit as well) and the same UPDATE. Stock buckets
+// stay the other strategies': a SKU in buckets is refused as short here.
+// NewMySQL offers none of these features: it refuses Buyer, Partial, Limit
+// and Backorder with inventory.ErrUnsupported.
 //
 // # Failures
 //

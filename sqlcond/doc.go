@@ -108,6 +108,45 @@
 // raw-postgres, p99 1.14s against 1.91s, on the 2-core machine at load 21
 // to 32: BENCHMARKS.md, "Stock buckets").
 //
+// # Limits per buyer, partial carts, longer holds, levels and backorders
+//
+// On PostgreSQL the Reserver offers every feature of inventory.StockOptions
+// and inventory.Request, and is an inventory.Leveler and an
+// inventory.Extender:
+//
+//   - StockOptions.Limit caps the units one buyer (Request.Buyer) holds and
+//     bought of a SKU. A line of a SKU with a limit, or of a request with a
+//     Buyer or Partial, is taken by one function call in the same batch,
+//     still one round trip, that checks the limit against the buyer's
+//     usage row under the SKU's row lock and counts the units in the same
+//     transaction, so across processes; a line past the limit, or without
+//     a buyer, is an *inventory.LimitError and nothing changes. Release,
+//     Cancel and expiry (ExpireDue, the Sweeper, a Commit or Release of an
+//     overdue hold) take the units off once; Purge does not, so committed
+//     units go on counting after their reservations are purged.
+//   - Request.Partial holds, per line, what the SKU has and the limit
+//     leaves, from max(Min, 1) up to Qty; a line in stock buckets is still
+//     taken from one bucket, gathered when no bucket has the units alone.
+//     The Reservation's lines report the units held.
+//   - StockOptions.Backorder lets that many units be sold beyond the stock
+//     on hand: Available counts them, SetStock keeps them, and Levels
+//     reports the units in use as Backordered.
+//   - Levels reads Available, Held and Sold of a SKU in one statement:
+//     Sold is what the SKU received (stock set and added, backorder
+//     included) less the rest, so Purge changes none of it.
+//   - Extend moves a hold's expiry up to Options.MaxHold (default 1h) after
+//     it was reserved, in one statement.
+//
+// A request without a Buyer or Partial, on a SKU kept whole without a
+// limit, costs exactly what it did: the same conditional UPDATE (its WHERE
+// also asks buyer_limit = 0), the same round trip, no other lock. A limit
+// costs, per line, a read of the buyer's usage row under its lock and an
+// update of it; the release of a counted line, an update of that row. Give
+// SKUs a limit once every process runs a version that checks it: an older
+// one sells them without. NewMySQL offers none of these: it refuses Buyer,
+// Partial, Limit and Backorder with inventory.ErrUnsupported, and is
+// neither a Leveler nor an Extender.
+//
 // # Failures
 //
 // Errors satisfy errors.Is with the inventory sentinels:
@@ -117,7 +156,11 @@
 //   - *inventory.InsufficientStockError or *inventory.UnknownSKUError for the
 //     first refused line in SKU order: nothing was recorded; show it to the
 //     buyer.
-//   - inventory.ErrConflict for an ID reused with other lines: use a new ID.
+//   - *inventory.LimitError for a line past a SKU's limit per buyer, or of
+//     a SKU with a limit in a request without a Buyer: nothing was
+//     recorded.
+//   - inventory.ErrConflict for an ID reused with other lines, another
+//     Buyer or another Partial: use a new ID.
 //   - *inventory.OutcomeUnknownError: once the batch is sent the server may
 //     commit it even if the client goes away, so a connection that fails, or
 //     a context that ends, before the answer arrives leaves the outcome

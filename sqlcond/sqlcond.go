@@ -39,6 +39,11 @@ type Options struct {
 	// anything but the zero value with inventory.ErrUnsupported. Default:
 	// the zero value, every SKU kept whole.
 	SKUDefaults inventory.StockOptions
+	// MaxHold is the longest a hold may last from the moment it was
+	// reserved: Extend never moves its expiry past it. Zero or negative
+	// means the default. PostgreSQL only: NewMySQL does not offer Extend.
+	// Default: 1h.
+	MaxHold time.Duration
 }
 
 // Reserver keeps stock in PostgreSQL and takes units with one conditional
@@ -59,6 +64,8 @@ var (
 	_ inventory.Purger          = (*Reserver)(nil)
 	_ inventory.StockConfigurer = (*Reserver)(nil)
 	_ inventory.Rebalancer      = (*Reserver)(nil)
+	_ inventory.Leveler         = (*Reserver)(nil)
+	_ inventory.Extender        = (*Reserver)(nil)
 )
 
 // New returns a Reserver on db. It fails with an error that errors.Is
@@ -68,9 +75,9 @@ var (
 func New(db DB, opts *Options) (*Reserver, error) {
 	var o pgstore.Options
 	if opts != nil {
-		o = pgstore.Options{Schema: opts.Schema, DefaultTTL: opts.DefaultTTL, Now: opts.Now, Retention: opts.Retention, SKUDefaults: opts.SKUDefaults}
+		o = pgstore.Options{Schema: opts.Schema, DefaultTTL: opts.DefaultTTL, Now: opts.Now, Retention: opts.Retention, SKUDefaults: opts.SKUDefaults, MaxHold: opts.MaxHold}
 	}
-	o.Name = "sqlcond"
+	o.Name, o.Limits, o.Backorders = "sqlcond", true, true
 	store, err := pgstore.New(db, &o)
 	if err != nil {
 		return nil, err
@@ -85,19 +92,33 @@ func DDL(schema string) (string, error) { return pgstore.DDL(schema) }
 // Reserve holds every line of req, or none, for req.TTL (0: the default). It
 // records the reservation and runs the conditional UPDATE of each line, in
 // SKU order, in one pipelined batch that is its own transaction; a line of
-// a SKU in stock buckets is taken from one bucket (see the package
+// a SKU in stock buckets is taken from one bucket, and a line of a SKU with
+// a limit per buyer, or of a request with a Buyer or Partial, by a function
+// that checks every rule in the same statement (see the package
 // documentation). See the package documentation for errors and costs.
 func (r *Reserver) Reserve(ctx context.Context, req inventory.Request) (inventory.Reservation, error) {
-	if err := inventory.RefuseUnoffered("sqlcond", req, false, false); err != nil {
-		return inventory.Reservation{}, err
-	}
 	return r.store.Reserve(ctx, req, r.step)
 }
 
-// SetStockWith sets the available units of sku and its settings: with
+// Levels returns the units of sku available, held, sold and backordered,
+// read in one snapshot (see inventory.Leveler and the package
+// documentation).
+func (r *Reserver) Levels(ctx context.Context, sku string) (inventory.Levels, error) {
+	return r.store.Levels(ctx, sku)
+}
+
+// Extend keeps the held reservation id for ttl from now, at most
+// Options.MaxHold after it was reserved (see inventory.Extender).
+func (r *Reserver) Extend(ctx context.Context, id string, ttl time.Duration) (inventory.Reservation, error) {
+	return r.store.Extend(ctx, id, ttl)
+}
+
+// SetStockWith sets the units on hand of sku and its settings: with
 // opts.Buckets > 1 its units are split evenly over that many stock buckets,
-// rows of their own, so that buyers take them at once (see
-// inventory.StockOptions and the package documentation).
+// rows of their own, so that buyers take them at once; opts.Limit caps the
+// units one buyer may hold and buy; opts.Backorder lets that many units be
+// sold beyond the stock on hand (see inventory.StockOptions and the package
+// documentation).
 func (r *Reserver) SetStockWith(ctx context.Context, sku string, available int64, opts inventory.StockOptions) error {
 	return r.store.SetStockWith(ctx, sku, available, opts)
 }

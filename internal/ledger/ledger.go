@@ -76,7 +76,8 @@ func Final(err error) bool {
 		errors.Is(err, inventory.ErrUnknownSKU), errors.Is(err, inventory.ErrNotFound),
 		errors.Is(err, inventory.ErrConflict), errors.Is(err, inventory.ErrCancelled), errors.Is(err, inventory.ErrNotHeld),
 		errors.Is(err, inventory.ErrContended), errors.Is(err, inventory.ErrOutcomeUnknown),
-		errors.Is(err, inventory.ErrUnavailable):
+		errors.Is(err, inventory.ErrUnavailable), errors.Is(err, inventory.ErrLimitExceeded),
+		errors.Is(err, inventory.ErrUnsupported):
 		return true
 	}
 	return false
@@ -120,11 +121,14 @@ func Unknown(name, op, id string, err error) error {
 
 // Backend is what Reserve needs of a store.
 type Backend interface {
-	// Record records res (its lines sorted by SKU, made at now) and takes
-	// its units, in one transaction, ledger rows first. It returns ErrTaken
-	// when the ID is already recorded and *RefusedError for a line it
-	// cannot take; nothing changed then.
-	Record(ctx context.Context, res inventory.Reservation, now time.Time) error
+	// Record records res (its lines sorted by SKU, with the Min of the
+	// request, made at now) and takes its units, in one transaction, ledger
+	// rows first, and returns the units it held of each line, in the order
+	// of res.Lines: each line's Qty, but with res.Partial. It returns
+	// ErrTaken when the ID is already recorded, *RefusedError for a line it
+	// cannot take and an *inventory.LimitError for one past a limit per
+	// buyer; nothing changed then.
+	Record(ctx context.Context, res inventory.Reservation, now time.Time) ([]int64, error)
 	// Refusal explains a refused line: an *inventory.UnknownSKUError or an
 	// *inventory.InsufficientStockError with the SKU's stock as read now.
 	Refusal(ctx context.Context, l inventory.Line) error
@@ -156,13 +160,15 @@ func Reserve(ctx context.Context, name string, b Backend, req inventory.Request,
 		Lines:     inventory.SortLines(req.Lines),
 		State:     inventory.Held,
 		ExpiresAt: now.Add(ttl).Truncate(time.Microsecond),
+		Buyer:     req.Buyer,
+		Partial:   req.Partial,
 	}
 	for range maxTakenRounds {
-		err := b.Record(ctx, res, now)
+		held, err := b.Record(ctx, res, now)
 		var refused *RefusedError
 		switch {
 		case err == nil:
-			return res, nil
+			return Held(res, held), nil
 		case errors.As(err, &refused):
 			return inventory.Reservation{}, b.Refusal(ctx, refused.Line)
 		case !errors.Is(err, ErrTaken):
@@ -181,6 +187,20 @@ func Reserve(ctx context.Context, name string, b Backend, req inventory.Request,
 		return got, nil
 	}
 	return inventory.Reservation{}, fmt.Errorf("%s: reserve %q: the id is taken but no reservation is recorded under it", name, req.ID)
+}
+
+// Held returns res as Reserve answers it once its lines are held: each
+// line's Qty the units held (held[i], from Backend.Record), its Min 0.
+func Held(res inventory.Reservation, held []int64) inventory.Reservation {
+	lines := make([]inventory.Line, len(res.Lines))
+	for i, l := range res.Lines {
+		lines[i] = inventory.Line{SKU: l.SKU, Qty: l.Qty}
+		if i < len(held) && held[i] > 0 {
+			lines[i].Qty = held[i]
+		}
+	}
+	res.Lines = lines
+	return res
 }
 
 // Settler is what Settle needs of a store.

@@ -92,7 +92,13 @@ type reserving struct {
 	c *Call
 }
 
-func (r reserving) Record(ctx context.Context, res inventory.Reservation, now time.Time) error {
+// Record holds every line whole: the MySQL store offers neither partial
+// carts nor limits per buyer, which its strategies refuse before this.
+func (r reserving) Record(ctx context.Context, res inventory.Reservation, now time.Time) ([]int64, error) {
+	return nil, r.record(ctx, res, now)
+}
+
+func (r reserving) record(ctx context.Context, res inventory.Reservation, now time.Time) error {
 	var err error
 	for range maxVictimRounds {
 		err = r.s.call(ctx, r.c, res, now)

@@ -45,38 +45,58 @@ const (
 //     inventory.ErrContended). A buyer never waits for a bucket's lock, so
 //     bucket rows are never waited for out of order.
 //
+// It is a RequestStep: a line of a SKU with a limit per buyer, or of a
+// request with a Buyer or Partial, is taken by one function call in the
+// same batch that checks the limit and the buyer's usage under the row
+// locks, sizes a partial line, and counts the units against the buyer
+// (see 0008_levels_limits.sql); a line of a SKU kept whole without a
+// limit, in a request without either, is still the one conditional UPDATE.
+//
 // Store.Reserve must run it: it needs the ID of the reservation.
-func (s *Store) TakeStep() Step { return &takeStep{sql: s.q.take} }
+func (s *Store) TakeStep() Step { return &takeStep{sql: s.q.take, line: s.q.takeLine} }
 
-type takeStep struct{ sql string }
+type takeStep struct{ sql, line string }
 
 // Queue cannot take units without the reservation's ID: Store.Reserve calls
-// queueReservation instead. A Finish that fails keeps it from taking any.
+// QueueTake instead. A Finish that fails keeps it from taking any.
 func (t *takeStep) Queue(*pgx.Batch, []inventory.Line) Finish {
 	return func(*pgx.Batch) error { return errors.New("pgstore: TakeStep runs only in Store.Reserve") }
 }
 
-func (t *takeStep) queueReservation(b *pgx.Batch, id string, lines []inventory.Line) Finish {
-	start := int64(BucketStart(id))
-	for _, l := range lines {
-		b.Queue(t.sql, id, l.SKU, l.Qty, start).Fn = func(br pgx.BatchResults) error {
-			_, err := br.Exec()
-			switch {
-			case hasCode(err, codeRefused):
-				return &aborted{err: &RefusedError{Line: l}}
-			case hasCode(err, codeBusy):
-				return &aborted{err: errBusy}
+func (t *takeStep) QueueTake(b *pgx.Batch, r *Take) Finish {
+	start := int64(BucketStart(r.ID))
+	plain := r.Buyer == "" && !r.Partial
+	for i, l := range r.Lines {
+		if plain {
+			b.Queue(t.sql, r.ID, l.SKU, l.Qty, start).Fn = func(br pgx.BatchResults) error {
+				_, err := br.Exec()
+				return takeError(err, l, "")
 			}
-			return err
+			continue
+		}
+		b.Queue(t.line, r.ID, l.SKU, l.Qty, start, nullable(r.Buyer), l.Min, r.Partial).Fn = func(br pgx.BatchResults) error {
+			var n int64
+			if err := br.QueryRow().Scan(&n); err != nil {
+				return takeError(err, l, r.Buyer)
+			}
+			r.Held[i] = n
+			return nil
 		}
 	}
 	return nil
 }
 
-// reservationStep is a Step that queues its statements knowing the ID of
-// the reservation.
-type reservationStep interface {
-	queueReservation(b *pgx.Batch, id string, lines []inventory.Line) Finish
+// takeError maps the error of the statement that took line l for buyer.
+func takeError(err error, l inventory.Line, buyer string) error {
+	switch {
+	case hasCode(err, codeRefused):
+		return &aborted{err: &RefusedError{Line: l}}
+	case hasCode(err, codeBusy):
+		return &aborted{err: errBusy}
+	case hasCode(err, codeLimit):
+		return &aborted{err: limitError(err, l.SKU, buyer)}
+	}
+	return err
 }
 
 // BucketStart is the bucket, modulo a SKU's number of buckets, from which a
@@ -90,21 +110,21 @@ func BucketStart(id string) uint32 {
 
 // recordBusy runs record until it does not find the buckets busy, pausing
 // between rounds.
-func (s *Store) recordBusy(ctx context.Context, res inventory.Reservation, now time.Time, step Step) error {
+func (s *Store) recordBusy(ctx context.Context, res inventory.Reservation, now time.Time, step Step) ([]int64, error) {
 	pause := busyPause
 	for range maxBusyRounds {
-		err := s.record(ctx, res, now, step)
+		held, err := s.record(ctx, res, now, step)
 		if !errors.Is(err, errBusy) {
-			return err
+			return held, err
 		}
 		t := time.NewTimer(rand.N(pause) + 1)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("%s: reserve %q: %w", s.name, res.ID, ctx.Err())
+			return nil, fmt.Errorf("%s: reserve %q: %w", s.name, res.ID, ctx.Err())
 		case <-t.C:
 		}
 		pause = min(2*pause, maxBusyPause)
 	}
-	return fmt.Errorf("%s: reserve %q: %w: %w", s.name, res.ID, inventory.ErrContended, errBusy)
+	return nil, fmt.Errorf("%s: reserve %q: %w: %w", s.name, res.ID, inventory.ErrContended, errBusy)
 }

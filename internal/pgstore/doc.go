@@ -13,18 +13,26 @@
 // One schema per installation (Options.Schema, default "inventory"), always
 // quoted, so any name PostgreSQL can hold is safe. Tables:
 //
-//   - stock (sku, available, fence): available carries CHECK (available >= 0)
+//   - stock (sku, available, fence, buckets, backorder, buyer_limit,
+//     received, received_before): available carries CHECK (available >= 0)
 //     as a last line of defence that a correct strategy never trips. fence
 //     is the fencing token of the last writer under a distributed lock; only
-//     the redislock strategy uses it, the others leave it at 0.
+//     the redislock strategy uses it, the others leave it at 0. See Stock
+//     buckets, and Levels, backorders and limits below, for the rest.
 //   - reservation (id, state, expires_at, created_at, settled_at): id is the
 //     primary key and the idempotency key; state holds inventory.State
 //     values; settled_at is when it left Held (NULL while held, and on rows
 //     settled by writers that do not set it). A partial index on expires_at
 //     of held rows makes ExpireDue cheap; one on the moment settled rows
 //     settled (settled_at, else expires_at) makes Purge cheap.
-//   - reservation_line (reservation_id, sku, qty, bucket): bucket is the
-//     stock bucket the line was taken from, NULL for the stock row.
+//   - reservation (buyer, partial) too: inventory.Request.Buyer (NULL for
+//     none) and Partial, which a repeat of the ID must match.
+//   - reservation_line (reservation_id, sku, qty, bucket, counted): qty is
+//     the units held (fewer than asked with Partial); bucket is the stock
+//     bucket the line was taken from, NULL for the stock row; counted marks
+//     a line counted against its buyer's usage.
+//   - buyer_usage (sku, buyer, used): the units each buyer of a SKU with a
+//     limit holds and bought.
 //   - stock_bucket (sku, bucket, available): the buckets of a SKU split
 //     into stock.buckets > 1 of them (see Stock buckets below).
 //   - the function reserve_abort(code), which raises an error with a given
@@ -135,6 +143,47 @@
 // groupcommit flush when the bucket is held), stay the SKU's: Available
 // counts them, and a take that gathers, Rebalance, SetStock and AddStock
 // move them back into the buckets.
+//
+// # Levels, backorders and limits
+//
+// A SKU's available units are its units on hand plus its backorder
+// (inventory.StockOptions.Backorder), so that the take stays the one
+// conditional UPDATE "available >= n" whether a SKU has one or not;
+// SetStock keeps the backorder, and Backordered is what of it is in use.
+// received counts what SetStock, SetStockWith and AddStock changed the
+// available units by, and nothing else changes it, so that Levels reads
+// Available, Held (the lines of held reservations, found through the index
+// of held ones) and Sold = received - Available - Held in one statement,
+// right whatever Purge deleted. A SKU made before 0008_levels_limits.sql
+// is counted once by a statement that runs after its migration, a SKU per
+// transaction: received_before is what it had received by then.
+//
+// A SKU with a limit per buyer (inventory.StockOptions.Limit) is taken by
+// the function stock_take_line, which decides every rule in one call in
+// the batch of Reserve: under the stock row's lock (a SKU kept whole) it
+// locks the buyer's usage row, refuses a line without a buyer or past the
+// limit, sizes a partial line, takes the units and counts them; for a SKU
+// in buckets it takes from one bucket and counts the units with an upsert
+// that refuses when the usage grew meanwhile. Release, Cancel and expiry
+// take the units of counted lines off the usage in the transaction that
+// moves the reservation out of Held, so once; Purge leaves the usage
+// alone, so committed units go on counting. Lock order, as every writer:
+// SKUs in order; within one, the stock row, the buckets in order, then
+// the usage rows in buyer order. A step that locks rows (pessimistic)
+// reads a request with a buyer with LockSQL, which locks in that order,
+// decides the lines in Go with Rows.Grant, and records them with
+// QueueHeld; a step that is not a RequestStep refuses Buyer and Partial
+// with inventory.ErrUnsupported.
+//
+// A request without a Buyer or Partial on a SKU kept whole without a limit
+// is taken by the same conditional UPDATE as before 0008, with
+// buyer_limit = 0 added to its WHERE; the same statements, round trips and
+// locks. The groupcommit flush neither checks a limit nor takes units off
+// a usage: groupcommit refuses limits, and a schema where another strategy
+// gives a SKU a limit must not let groupcommit sell or settle that SKU.
+//
+// Extend moves a held, active reservation's expiry in one conditional
+// UPDATE, to max(expiry, min(now + ttl, created_at + Options.MaxHold)).
 //
 // # Cost
 //

@@ -3,11 +3,13 @@ package pgstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/oversell/inventory"
 	"github.com/oversell/inventory/internal/ledger"
 	"github.com/oversell/inventory/internal/unreach"
 )
@@ -105,4 +107,15 @@ func (s *Store) rollback(ctx context.Context, tx pgx.Tx) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
 	defer cancel()
 	_ = tx.Rollback(rctx)
+}
+
+// limitError is the *inventory.LimitError of a statement that raised
+// codeLimit for a line of sku by buyer; its DETAIL is "<limit> <usage>".
+func limitError(err error, sku, buyer string) error {
+	e := &inventory.LimitError{SKU: sku, Buyer: buyer}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		_, _ = fmt.Sscanf(pgErr.Detail, "%d %d", &e.Limit, &e.Had)
+	}
+	return e
 }

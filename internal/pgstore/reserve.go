@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -33,6 +34,31 @@ type Step interface {
 	//
 	// Queue is called once per attempt and must not block.
 	Queue(b *pgx.Batch, lines []inventory.Line) Finish
+}
+
+// Take is one reservation as a RequestStep takes it.
+type Take struct {
+	ID      string
+	Lines   []inventory.Line // valid and sorted by SKU, with the Min of the request
+	Buyer   string           // Request.Buyer; empty: none
+	Partial bool             // Request.Partial
+	// Held is what the step held of each line, in the order of Lines. It
+	// starts at each line's Qty; a step that holds fewer (with Partial)
+	// sets it before the reservation commits: in a callback of a queued
+	// statement, or in Finish.
+	Held []int64
+}
+
+// RequestStep is a Step that takes every rule of a request and of its SKUs
+// in the same transaction as the units: the limit per buyer of a SKU
+// (inventory.StockOptions.Limit) with the buyer's usage, and
+// inventory.Request.Partial. Store.Reserve calls QueueTake in place of
+// Queue; a request with a Buyer or Partial is refused with
+// inventory.ErrUnsupported by a step that is not one.
+type RequestStep interface {
+	Step
+	// QueueTake is Step.Queue for t, which it may fill in (Take.Held).
+	QueueTake(b *pgx.Batch, t *Take) Finish
 }
 
 // Committer is a Step that wants to know the moment its reservation is
@@ -136,10 +162,13 @@ type reserving struct {
 	step Step
 }
 
-func (r reserving) Record(ctx context.Context, res inventory.Reservation, now time.Time) error {
+func (r reserving) Record(ctx context.Context, res inventory.Reservation, now time.Time) ([]int64, error) {
+	if _, ok := r.step.(RequestStep); !ok && (res.Buyer != "" || res.Partial) {
+		return nil, inventory.RefuseUnoffered(r.l.s.name, inventory.Request{ID: res.ID, Lines: res.Lines, Buyer: res.Buyer, Partial: res.Partial}, false, false)
+	}
 	s, err := r.l.store(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	return s.recordBusy(ctx, res, now, r.step)
 }
@@ -161,13 +190,14 @@ func (r reserving) Lookup(ctx context.Context, id string) (inventory.Reservation
 }
 
 // record runs one attempt of Reserve: the ledger insert and step, in one
-// transaction.
-func (s *Store) record(ctx context.Context, res inventory.Reservation, now time.Time, step Step) error {
+// transaction. It returns the units held of each line.
+func (s *Store) record(ctx context.Context, res inventory.Reservation, now time.Time, step Step) ([]int64, error) {
 	skus, qtys := splitLines(res.Lines)
 	var tail pgx.Batch
 	var finish Finish
-	if rs, ok := step.(reservationStep); ok {
-		finish = rs.queueReservation(&tail, res.ID, res.Lines)
+	t := &Take{ID: res.ID, Lines: res.Lines, Buyer: res.Buyer, Partial: res.Partial, Held: slices.Clone(qtys)}
+	if rs, ok := step.(RequestStep); ok {
+		finish = rs.QueueTake(&tail, t)
 	} else {
 		finish = step.Queue(&tail, res.Lines)
 	}
@@ -176,29 +206,41 @@ func (s *Store) record(ctx context.Context, res inventory.Reservation, now time.
 	if finish != nil {
 		b.BeginTx(txOptions)
 	}
-	queueCoded(b, codeTaken, errTaken, s.q.record, res.ID, res.ExpiresAt, now, skus, qtys)
+	if res.Buyer == "" && !res.Partial {
+		queueCoded(b, codeTaken, errTaken, s.q.record, res.ID, res.ExpiresAt, now, skus, qtys)
+	} else {
+		queueCoded(b, codeTaken, errTaken, s.q.recordAs, res.ID, res.ExpiresAt, now, skus, qtys, nullable(res.Buyer), res.Partial)
+	}
 	b.QueuedQueries = append(b.QueuedQueries, tail.QueuedQueries...)
 	br := s.db.SendBatch(ctx, b)
 	if finish == nil {
-		return s.afterCommit(ctx, "reserve", res.ID, br.Close())
+		return t.Held, s.afterCommit(ctx, "reserve", res.ID, br.Close())
 	}
 
 	tx := br.Tx()
 	if tx == nil {
 		_ = br.Close()
-		return errNoBeginTx(s.name, "reserve")
+		return nil, errNoBeginTx(s.name, "reserve")
 	}
 	if err := br.Close(); err != nil {
 		s.rollback(ctx, tx)
-		return s.fail(ctx, "reserve", err)
+		return nil, s.fail(ctx, "reserve", err)
 	}
 	var last pgx.Batch
 	if err := finish(&last); err != nil {
 		s.rollback(ctx, tx)
-		return s.fail(ctx, "reserve", err)
+		return nil, s.fail(ctx, "reserve", err)
 	}
 	committed, _ := step.(Committer)
-	return s.commit(ctx, tx, &last, "reserve", res.ID, committed)
+	return t.Held, s.commit(ctx, tx, &last, "reserve", res.ID, committed)
+}
+
+// nullable returns s, or nil (NULL) when it is empty.
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }
 
 // txOptions begins the store's explicit transactions. They end with a COMMIT

@@ -118,6 +118,38 @@ func (s *Store) returnUnits(ctx context.Context, op string, r inventory.Reservat
 	return s.afterCommit(ctx, op, r.ID, s.db.SendBatch(ctx, b).Close())
 }
 
+// Extend moves the expiry of the held, active reservation id to ttl from
+// now, never earlier than it is and never past Options.MaxHold after it was
+// reserved, in one statement, and returns the reservation as it is then,
+// as inventory.Extender documents: a reservation not held is an
+// *inventory.StateError with Op "extend"; a held one past its expiry is
+// expired then and there (its units return, as Commit does) and reported
+// as an *inventory.StateError with state Expired; an unknown ID is
+// inventory.ErrNotFound.
+func (s *Store) Extend(ctx context.Context, id string, ttl time.Duration) (inventory.Reservation, error) {
+	l := &lazy{s: s, op: "extend"}
+	defer l.done()
+	return ledger.Extend(ctx, s.name, extending{settling{l}}, id, ttl, s.Now())
+}
+
+// MaxHold returns Options.MaxHold, or its default.
+func (s *Store) MaxHold() time.Duration { return s.hold }
+
+// extending is the store as the ledger's rules see it while Extend runs.
+type extending struct{ settling }
+
+func (t extending) ExtendActive(ctx context.Context, id string, until, now time.Time) (bool, error) {
+	s, err := t.l.store(ctx)
+	if err != nil {
+		return false, err
+	}
+	tag, err := s.db.Exec(ctx, s.q.extend, id, until, s.hold.Microseconds(), now)
+	if err != nil {
+		return false, s.afterCommit(ctx, "extend", id, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
 // ExpireDue expires at most limit held reservations whose expiry has passed
 // and returns their units, in one transaction, and reports how many it
 // expired. Due holds are claimed with FOR UPDATE SKIP LOCKED, so sweepers in
@@ -138,6 +170,7 @@ func (s *Store) ExpireDue(ctx context.Context, limit int) (int, error) {
 	var n int64
 	var skus []string
 	var buckets []*int32
+	var buyers []*string
 	var qtys []int64
 	b := &pgx.Batch{}
 	b.BeginTx(txOptions)
@@ -145,11 +178,12 @@ func (s *Store) ExpireDue(ctx context.Context, limit int) (int, error) {
 		for rows.Next() {
 			var sku string
 			var bucket *int32
+			var buyer *string
 			var qty int64
-			if err := rows.Scan(&n, &sku, &bucket, &qty); err != nil {
+			if err := rows.Scan(&n, &sku, &bucket, &buyer, &qty); err != nil {
 				return err
 			}
-			skus, buckets, qtys = append(skus, sku), append(buckets, bucket), append(qtys, qty)
+			skus, buckets, buyers, qtys = append(skus, sku), append(buckets, bucket), append(buyers, buyer), append(qtys, qty)
 		}
 		return rows.Err()
 	})
@@ -168,7 +202,7 @@ func (s *Store) ExpireDue(ctx context.Context, limit int) (int, error) {
 		return 0, nil
 	}
 	b = &pgx.Batch{}
-	b.Queue(s.q.give, skus, buckets, qtys) // in the order every writer of stock locks rows
+	b.Queue(s.q.give, skus, buckets, qtys, buyers) // in the order every writer of stock locks rows, usage taken off
 
 	if err := s.commit(ctx, tx, b, "expire", "", nil); err != nil {
 		return 0, err
@@ -199,13 +233,16 @@ func (s *Store) Lookup(ctx context.Context, id string) (inventory.Reservation, e
 	found := false
 	for rows.Next() {
 		var state int16
-		var sku *string
+		var buyer, sku *string
 		var qty *int64
-		if err := rows.Scan(&state, &r.ExpiresAt, &sku, &qty); err != nil {
+		if err := rows.Scan(&state, &r.ExpiresAt, &buyer, &r.Partial, &sku, &qty); err != nil {
 			return inventory.Reservation{}, s.fail(ctx, "lookup", err)
 		}
 		found = true
 		r.State = inventory.State(state)
+		if buyer != nil {
+			r.Buyer = *buyer
+		}
 		if sku != nil && qty != nil {
 			r.Lines = append(r.Lines, inventory.Line{SKU: *sku, Qty: *qty})
 		}

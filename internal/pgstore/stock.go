@@ -2,7 +2,10 @@ package pgstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/oversell/inventory"
 	"github.com/oversell/inventory/internal/ledger"
@@ -12,10 +15,11 @@ import (
 // stock moved since its conditional update refused.
 const maxAddRounds = 10
 
-// SetStock sets the available units of sku, creating the SKU if it is new
+// SetStock sets the units on hand of sku, creating the SKU if it is new
 // with the settings of Options.SKUDefaults; a SKU that exists keeps its
-// buckets, over which the units are spread evenly. Units held or sold are
-// not affected.
+// settings: its buckets, over which the units are spread evenly, its limit
+// per buyer, and its backorder, which its available units count on top of
+// available. Units held or sold are not affected.
 func (s *Store) SetStock(ctx context.Context, sku string, available int64) error {
 	if err := inventory.ValidateStock(sku, available); err != nil {
 		return err
@@ -23,17 +27,20 @@ func (s *Store) SetStock(ctx context.Context, sku string, available int64) error
 	return s.setStock(ctx, sku, available, s.sku, true)
 }
 
-// SetStockWith sets the available units of sku and its settings, as
+// SetStockWith sets the units on hand of sku and its settings, as
 // inventory.StockConfigurer documents: opts.Buckets buckets (0 or 1: kept
-// whole), the units spread evenly over them. Held lines still return to the
-// bucket they were taken from (a bucket row the SKU no longer has keeps
-// them, and they stay the SKU's: Available counts them, Reserve and
-// Rebalance gather them).
+// whole), the units spread evenly over them; opts.Limit per buyer;
+// opts.Backorder, so that available units are available + opts.Backorder.
+// Held lines still return to the bucket they were taken from (a bucket row
+// the SKU no longer has keeps them, and they stay the SKU's: Available
+// counts them, Reserve and Rebalance gather them), and still count against
+// their buyer's usage. A Limit or Backorder the strategy does not offer
+// (Options.Limits, Options.Backorders) fails with inventory.ErrUnsupported.
 func (s *Store) SetStockWith(ctx context.Context, sku string, available int64, opts inventory.StockOptions) error {
 	if err := inventory.ValidateStockWith(sku, available, opts); err != nil {
 		return err
 	}
-	if err := inventory.RefuseUnofferedStock(s.name, sku, opts, false, false); err != nil {
+	if err := inventory.RefuseUnofferedStock(s.name, sku, opts, s.limits, s.backo); err != nil {
 		return err
 	}
 	return s.setStock(ctx, sku, available, opts, false)
@@ -48,7 +55,7 @@ func (s *Store) setStock(ctx context.Context, sku string, available int64, opts 
 		return err
 	}
 	defer done()
-	if _, err := s.db.Exec(ctx, s.q.setStock, sku, available, int32(max(opts.Buckets, 1)), keep); err != nil {
+	if _, err := s.db.Exec(ctx, s.q.setStock, sku, available, int32(max(opts.Buckets, 1)), opts.Limit, opts.Backorder, keep); err != nil {
 		return s.afterCommit(ctx, "set stock", sku, err)
 	}
 	return nil
@@ -157,4 +164,39 @@ func (s *Store) available(ctx context.Context, sku string) (int64, bool, error) 
 		return 0, false, nil
 	}
 	return *n, true, nil
+}
+
+// Levels returns the levels of sku, as inventory.Leveler documents, read in
+// one statement, so one snapshot: the available units of its stock row and
+// every bucket; the units of its held reservations (due ones not yet
+// expired included), found through the index of held reservations; Sold,
+// what the SKU received (the units SetStock, SetStockWith and AddStock set
+// and added, its backorder included) less the other two, so that Purge,
+// which deletes settled reservations, changes none of it; and Backordered,
+// the part of the backorder in use. An unknown sku is an
+// *inventory.UnknownSKUError.
+func (s *Store) Levels(ctx context.Context, sku string) (inventory.Levels, error) {
+	if err := inventory.ValidateSKU(sku); err != nil {
+		return inventory.Levels{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return inventory.Levels{}, err
+	}
+	s, done, err := s.on(ctx, "levels")
+	if err != nil {
+		return inventory.Levels{}, err
+	}
+	defer done()
+	var lv inventory.Levels
+	var received, backorder int64
+	err = s.db.QueryRow(ctx, s.q.levels, sku).Scan(&lv.Available, &lv.Held, &received, &backorder)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return inventory.Levels{}, &inventory.UnknownSKUError{SKU: sku}
+	case err != nil:
+		return inventory.Levels{}, s.fail(ctx, "levels", err)
+	}
+	lv.Sold = received - lv.Available - lv.Held
+	lv.Backordered = max(0, backorder-lv.Available)
+	return lv, nil
 }

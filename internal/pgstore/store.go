@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/oversell/inventory"
+	"github.com/oversell/inventory/internal/ledger"
 )
 
 // DB is the part of a PostgreSQL client the store uses. *pgxpool.Pool and
@@ -55,6 +56,20 @@ type Options struct {
 	// SKUDefaults are the settings SetStock gives a SKU it creates (a SKU
 	// that exists keeps its own). Default: the zero value, a SKU kept whole.
 	SKUDefaults inventory.StockOptions
+	// MaxHold is the longest a hold may last from the moment it was
+	// reserved: Extend never moves an expiry past it. Zero or negative means
+	// the default. Default: 1h.
+	MaxHold time.Duration
+	// Limits says that the strategy offers limits per buyer
+	// (inventory.StockOptions.Limit, inventory.Request.Buyer): its step is a
+	// RequestStep that takes them. Without it, SetStockWith and SKUDefaults
+	// with a Limit fail with inventory.ErrUnsupported. Default: false.
+	Limits bool
+	// Backorders says that the strategy offers backorders
+	// (inventory.StockOptions.Backorder). Without it, SetStockWith and
+	// SKUDefaults with a Backorder fail with inventory.ErrUnsupported.
+	// Default: false.
+	Backorders bool
 }
 
 // Store keeps stock and the reservation ledger in one PostgreSQL schema. It
@@ -71,6 +86,9 @@ type Store struct {
 	keep   time.Duration          // Options.Retention; 0: keep for ever
 	mark   *purgeMark             // shared by the copies of on
 	sku    inventory.StockOptions // Options.SKUDefaults
+	hold   time.Duration          // Options.MaxHold
+	limits bool                   // Options.Limits
+	backo  bool                   // Options.Backorders
 	q      queries
 }
 
@@ -79,7 +97,7 @@ type Store struct {
 // touch the database: call Migrate, or run DDL with a migration tool, before
 // use.
 func New(db DB, opts *Options) (*Store, error) {
-	s := &Store{db: db, schema: DefaultSchema, ttl: DefaultTTL, now: time.Now, name: "pgstore", mark: &purgeMark{}}
+	s := &Store{db: db, schema: DefaultSchema, ttl: DefaultTTL, now: time.Now, name: "pgstore", mark: &purgeMark{}, hold: ledger.DefaultMaxHold}
 	if opts != nil {
 		if opts.Schema != "" {
 			s.schema = opts.Schema
@@ -95,6 +113,10 @@ func New(db DB, opts *Options) (*Store, error) {
 		}
 		s.keep = max(opts.Retention, 0)
 		s.sku = opts.SKUDefaults
+		if opts.MaxHold > 0 {
+			s.hold = opts.MaxHold
+		}
+		s.limits, s.backo = opts.Limits, opts.Backorders
 	}
 	if db == nil {
 		return nil, &inventory.ValidationError{Field: "db", Reason: "nil"}
@@ -102,7 +124,10 @@ func New(db DB, opts *Options) (*Store, error) {
 	if s.sku.Buckets < 0 || s.sku.Buckets > inventory.MaxBuckets {
 		return nil, &inventory.ValidationError{Field: "SKUDefaults.Buckets", Reason: fmt.Sprintf("%d is outside 0..%d", s.sku.Buckets, inventory.MaxBuckets)}
 	}
-	if err := inventory.RefuseUnofferedStock(s.name, "SKUDefaults", s.sku, false, false); err != nil {
+	if err := inventory.ValidateStockWith("SKUDefaults", 0, s.sku); err != nil {
+		return nil, err
+	}
+	if err := inventory.RefuseUnofferedStock(s.name, "SKUDefaults", s.sku, s.limits, s.backo); err != nil {
 		return nil, err
 	}
 	quoted, err := QuoteSchema(s.schema)
@@ -158,6 +183,7 @@ func (s *Store) Now() time.Time {
 // that pgx caches and reuses their prepared forms.
 type queries struct {
 	record    string // insert the reservation and its lines, abort when the ID is taken
+	recordAs  string // record, with a buyer or Partial
 	lookup    string
 	tombstone string
 	commit    string
@@ -170,6 +196,11 @@ type queries struct {
 	addStock  string
 	spread    string
 	take      string
+	takeLine  string // take a line by every rule of its SKU, for a request with a buyer or Partial
+	lock      string // lock stock rows and a buyer's usage rows in order (pessimistic)
+	held      string // record what a step that locks rows held
+	extend    string
+	levels    string
 	purge     string
 }
 
@@ -179,6 +210,7 @@ const (
 	codeRefused = "IV002" // a line was refused
 	codeMoved   = "IV003" // the reservation is no longer in the state the statement expected
 	codeBusy    = "IV004" // other transactions hold the stock buckets that have the units
+	codeLimit   = "IV005" // a line is past the SKU's limit per buyer; DETAIL "<limit> <usage>"
 )
 
 func newQueries(sc string) queries {
@@ -190,20 +222,24 @@ func newQueries(sc string) queries {
 		return `WITH s AS (UPDATE ` + res + ` SET state = $3, settled_at = $2 WHERE id = $1 AND state = 1 AND expires_at ` + cond + ` $2 RETURNING 1)
 SELECT ` + abort + `('` + codeMoved + `') WHERE NOT EXISTS (SELECT FROM s)`
 	}
-	return queries{
-		// ON CONFLICT DO NOTHING waits for an in-flight insert of the same ID
-		// and skips the row if that one commits; the ID is then taken and the
-		// whole batch aborts before any stock is touched.
-		record: `WITH r AS (
-	INSERT INTO ` + res + ` (id, state, expires_at, created_at) VALUES ($1, 1, $2, $3)
+	record := func(cols, vals string) string {
+		return `WITH r AS (
+	INSERT INTO ` + res + ` (id, state, expires_at, created_at` + cols + `) VALUES ($1, 1, $2, $3` + vals + `)
 	ON CONFLICT (id) DO NOTHING RETURNING id
 ), l AS (
 	INSERT INTO ` + lines + ` (reservation_id, sku, qty)
 	SELECT r.id, u.sku, u.qty FROM r CROSS JOIN unnest($4::text[], $5::bigint[]) AS u (sku, qty)
 )
-SELECT ` + abort + `('` + codeTaken + `') WHERE NOT EXISTS (SELECT FROM r)`,
+SELECT ` + abort + `('` + codeTaken + `') WHERE NOT EXISTS (SELECT FROM r)`
+	}
+	return queries{
+		// ON CONFLICT DO NOTHING waits for an in-flight insert of the same ID
+		// and skips the row if that one commits; the ID is then taken and the
+		// whole batch aborts before any stock is touched.
+		record:   record("", ""),
+		recordAs: record(", buyer, partial", ", $6, $7"),
 		// LEFT JOIN: a tombstone of Cancel is a reservation without lines.
-		lookup: `SELECT r.state, r.expires_at, l.sku, l.qty FROM ` + res + ` r
+		lookup: `SELECT r.state, r.expires_at, r.buyer, r.partial, l.sku, l.qty FROM ` + res + ` r
 LEFT JOIN ` + lines + ` l ON l.reservation_id = r.id WHERE r.id = $1`,
 		// ON CONFLICT DO NOTHING waits for an in-flight Reserve of the ID: if
 		// it commits, the tombstone is skipped and Cancel releases what it
@@ -228,21 +264,32 @@ SELECT count(*), coalesce(max(k), '-infinity') FROM d`,
 		// Units go back to the bucket each line was taken from, in the lock
 		// order (see 0006_stock_buckets.sql).
 		giveLines: `SELECT ` + sc + `.stock_give_lines($1)`,
-		give:      `SELECT ` + sc + `.stock_give($1, $2, $3)`,
+		give:      `SELECT ` + sc + `.stock_return($1, $2, $3, $4)`,
 		// expire_due_buckets claims the due holds, expires them and sums
 		// their units per SKU and bucket, in the lock order, by statements
 		// whose plans do not depend on the statistics (see
 		// 0004_expire_due.sql), and record when they settled.
-		claimDue:  `SELECT o_n, o_sku, o_bucket, o_qty FROM ` + sc + `.expire_due_buckets($1, $2)`,
+		// expire_due_lines reports the buyer whose usage each line counts
+		// against too, and stock_return takes the units off it in the
+		// lock order (see 0008_levels_limits.sql).
+		claimDue:  `SELECT o_n, o_sku, o_bucket, o_buyer, o_qty FROM ` + sc + `.expire_due_lines($1, $2)`,
 		available: `SELECT ` + sc + `.stock_available($1)`,
-		setStock:  `SELECT ` + sc + `.stock_set($1, $2, $3, $4)`,
+		setStock:  `SELECT ` + sc + `.stock_set_with($1, $2, $3, $4, $5, $6)`,
 		addStock:  `SELECT ` + sc + `.stock_add($1, $2, $3)`,
 		spread:    `SELECT ` + sc + `.stock_spread($1, NULL, 0, NULL, $2)`,
-		// A SKU kept whole is taken by the conditional UPDATE of its row; the
-		// function is called only when that finds nothing: for a SKU of
-		// several buckets, or to refuse.
-		take: `WITH t AS (UPDATE ` + stock + ` SET available = available - $3 WHERE sku = $2 AND available >= $3 AND buckets <= 1 RETURNING 1)
-SELECT ` + sc + `.stock_take($1, $2, $3, $4) WHERE NOT EXISTS (SELECT FROM t)`,
+		// A SKU kept whole without a limit is taken by the conditional
+		// UPDATE of its row; the function is called only when that finds
+		// nothing: for a SKU of several buckets, or with a limit (which
+		// refuses a request without a buyer), or to refuse.
+		take: `WITH t AS (UPDATE ` + stock + ` SET available = available - $3 WHERE sku = $2 AND available >= $3 AND buckets <= 1 AND buyer_limit = 0 RETURNING 1)
+SELECT ` + sc + `.stock_take_line($1, $2, $3, $4, NULL, 0, false) WHERE NOT EXISTS (SELECT FROM t)`,
+		takeLine: `SELECT ` + sc + `.stock_take_line($1, $2, $3, $4, $5, $6, $7)`,
+		lock:     `SELECT o_sku, o_available, o_limit, o_used FROM ` + sc + `.stock_lock($1, $2, $3)`,
+		held:     `SELECT ` + sc + `.stock_held($1, $2, $3, $4, $5)`,
+		// The new expiry is max(current, min($2, reserved + $3 µs)).
+		extend: `UPDATE ` + res + ` SET expires_at = greatest(expires_at, least($2::timestamptz, created_at + $3::bigint * interval '1 microsecond'))
+WHERE id = $1 AND state = 1 AND expires_at > $4`,
+		levels: `SELECT o_available, o_held, o_received, o_backorder FROM ` + sc + `.stock_levels($1)`,
 	}
 }
 

@@ -13,7 +13,7 @@ func (r *Reserver) SetBeforeGrant(f func(id string) error) { r.beforeGrant = f }
 func (r *Reserver) Bucket(name string) int { return r.bucket(name) }
 
 // Wipe deletes every key of the store, as a Redis that lost its data.
-func (r *Reserver) Wipe(ctx context.Context) error { return r.wipe(ctx) }
+func (r *Reserver) Wipe(ctx context.Context) error { return r.wipe(ctx, r.rdb) }
 
 // HoldLane takes every flusher slot of bucket b's lane, as batches in
 // flight would, so that calls queue; the returned function hands the slots
@@ -67,3 +67,21 @@ func (w *Writer) SetIgnoreSequence(on bool) { w.ignoreSeq = on }
 
 // WentBack returns how many times the writer found Redis behind PostgreSQL.
 func (w *Writer) WentBack() int64 { return w.wentBack.Load() }
+
+// SetUnpinned makes Load and the writer's steps send each command over
+// whichever connection the pool hands out, as the store did before it
+// pinned one: deliberately wrong.
+func (r *Reserver) SetUnpinned(on bool) { r.unpinned = on }
+
+// SetIgnoreEpoch makes the writer apply the events of a Redis whose marker
+// carries another Load's epoch than the one PostgreSQL follows:
+// deliberately wrong.
+func (r *Reserver) SetIgnoreEpoch(on bool) { r.ignoreEpoch = on }
+
+// SetBeforeLoadStock sets a hook that runs in Load after the wipe and
+// before the stock is written.
+func (r *Reserver) SetBeforeLoadStock(f func()) { r.beforeLoadStock = f }
+
+// SetLoadNoWait makes Load commit without waiting for WaitReplicas
+// replicas: deliberately wrong.
+func (r *Reserver) SetLoadNoWait(on bool) { r.loadNoWait = on }

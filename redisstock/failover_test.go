@@ -23,7 +23,7 @@ import (
 
 // failoverStock is the stock of the SKU the failover hammer sells out; the
 // primary is killed after a third of it is sold.
-var failoverStock = soak.Pick(int64(600), int64(5000))
+const failoverStock = int64(600)
 
 // TestFailover sells out a SKU through a failover client while Sentinel
 // promotes the replica of a SIGKILLed primary, without and with WAIT for
@@ -32,20 +32,33 @@ var failoverStock = soak.Pick(int64(600), int64(5000))
 // stock, and whether Reconcile reports every reservation the two stores
 // disagree on. The new primary lacks changes PostgreSQL has: the writer
 // finds its sequence gone back, unloads the bucket, and the buyers Load
-// (OnError), so that nothing is sold twice in PostgreSQL. Under soak, a
-// twin applies events without the sequence check, as the writer did before
-// it had one, and logs what PostgreSQL then sold twice (TestWentBack is the
-// check that catches it every time).
+// (OnError), so that nothing is sold twice in PostgreSQL.
+//
+// Without WAIT the old primary comes back empty as a master
+// (FailoverConfig.RestartEmpty): until Sentinel makes it a replica, two
+// servers answer as masters, and on a loaded machine Sentinel may fail
+// over a second time, to the emptied one, while the other keeps its data
+// and its clients for seconds; the store must still end with PostgreSQL
+// and Redis agreeing (TestLoadOnOneServer and TestOldMasterRefused are the
+// quick checks of the two ways that went wrong). With WAIT the old primary
+// comes back as a replica of the new master, as a server without
+// persistence must, and nothing acknowledged before the kill may be lost.
+// A twin applies events without the sequence check, as the writer did
+// before it had one, and logs what PostgreSQL then sold twice (TestWentBack
+// is the check that catches it every time).
+//
+// It starts five servers and waits for a failover each run: soak only
+// (INVENTORY_TEST_SOAK=1).
 func TestFailover(t *testing.T) {
+	if !soak.On() {
+		t.Skip("a Sentinel failover per run takes tens of seconds: INVENTORY_TEST_SOAK=1 runs it; TestWentBack, TestLoadOnOneServer, TestOldMasterRefused and TestLoadWaitsForReplicas check its parts quickly")
+	}
 	t.Parallel()
 	for _, c := range []struct {
 		name  string
 		wait  int
 		wrong bool
 	}{{"Wait0", 0, false}, {"Wait1", 1, false}, {"Wait0IgnoringSequence", 0, true}} {
-		if c.wrong && !soak.On() {
-			continue // what it shows varies with what the writer had applied; TestWentBack shows it every time
-		}
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			failover(t, c.wait, c.wrong)
@@ -73,7 +86,7 @@ func failover(t *testing.T, wait int, wrong bool) {
 		}
 	}
 	started := time.Now()
-	run, err := s.Hammer(ctx, redistest.FailoverConfig{Strategy: in, SKU: "hot", KillAfter: int(failoverStock / 3), StallReplica: 50 * time.Millisecond, OnError: load})
+	run, err := s.Hammer(ctx, redistest.FailoverConfig{Strategy: in, SKU: "hot", KillAfter: int(failoverStock / 3), StallReplica: 50 * time.Millisecond, OnError: load, RestartEmpty: wait == 0})
 	t.Logf("hammer took %s", time.Since(started))
 	require.NoError(t, err)
 	stop()
@@ -151,10 +164,8 @@ JOIN "`+in.Schema+`".reservation_line l ON l.reservation_id = r.id WHERE l.sku =
 	assert.Zero(t, oversold, "nothing is sold twice in PostgreSQL")
 	assert.Equal(t, failoverStock, pgUnits+pgAvail, "available + held + sold = stock in PostgreSQL")
 	assert.Empty(t, rep.Differences, "Redis, rebuilt from PostgreSQL where it went back, agrees with it")
-	if wait > 0 && len(lost) > 0 {
-		// Seen once in four runs, cause not found (see the package
-		// documentation's Failover section): measured, not yet promised.
-		t.Logf("with WAIT for the replica, %d acknowledged reservations were lost: %v", len(lost), lost)
+	if wait > 0 {
+		assert.Empty(t, lost, "with WAIT for the replica, nothing acknowledged before the kill is lost")
 	}
 }
 

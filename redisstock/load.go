@@ -2,6 +2,8 @@ package redisstock
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -19,9 +21,11 @@ import (
 const consumerGroup = "writer"
 
 // Loaded reports whether every bucket's loaded marker is in Redis.
-func (r *Reserver) Loaded(ctx context.Context) (bool, error) {
+func (r *Reserver) Loaded(ctx context.Context) (bool, error) { return r.loadedOn(ctx, r.rdb) }
+
+func (r *Reserver) loadedOn(ctx context.Context, c redis.Cmdable) (bool, error) {
 	cmds := make([]*redis.IntCmd, r.buckets)
-	_, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for b := range r.buckets {
 			cmds[b] = p.Exists(ctx, r.marker(b))
 		}
@@ -49,11 +53,20 @@ func (r *Reserver) Loaded(ctx context.Context) (bool, error) {
 // streams with them: run it once the writers have drained what they could),
 // then writes each SKU's available units and version, each reservation's
 // record, and the holds of held reservations, so that the rebuilt stock
-// counts every hold and sale PostgreSQL knows of; the markers come last.
+// counts every hold and sale PostgreSQL knows of; the markers come last,
+// with the new epoch that PostgreSQL then follows (see the package
+// documentation's Failover section). Every Redis command of a Load goes
+// over one connection, so to one server, even while a failover client
+// follows a switch of masters. With Options.WaitReplicas, the markers
+// count only once that many replicas have them: otherwise they are deleted
+// again, nothing changes in PostgreSQL, and Load fails wrapping
+// ErrNotReplicated.
 // Changes acknowledged by Redis but not yet written to PostgreSQL when Redis
 // lost them are gone: their units are available again, their IDs unknown.
 func (r *Reserver) Load(ctx context.Context) error {
-	if ok, err := r.Loaded(ctx); err != nil || ok {
+	c, release := r.pin()
+	defer release()
+	if ok, err := r.loadedOn(ctx, c); err != nil || ok {
 		return err
 	}
 	// LOCK takes no snapshot: the transaction's is taken by the first
@@ -63,10 +76,10 @@ func (r *Reserver) Load(ctx context.Context) error {
 		return fmt.Errorf("redisstock: load: lock: %w", err)
 	}
 	defer rollback(ctx, tx)
-	if ok, err := r.Loaded(ctx); err != nil || ok {
+	if ok, err := r.loadedOn(ctx, c); err != nil || ok {
 		return err // another process loaded it while this one waited
 	}
-	if err := r.wipe(ctx); err != nil {
+	if err := r.wipe(ctx, c); err != nil {
 		return fmt.Errorf("redisstock: load: delete what is left: %w", err)
 	}
 	if !r.keepOrphans {
@@ -74,18 +87,21 @@ func (r *Reserver) Load(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := r.loadStock(ctx, tx); err != nil {
+	if r.beforeLoadStock != nil {
+		r.beforeLoadStock()
+	}
+	if err := r.loadStock(ctx, tx, c); err != nil {
 		return err
 	}
-	if err := r.loadReservations(ctx, tx); err != nil {
+	if err := r.loadReservations(ctx, tx, c); err != nil {
 		return err
 	}
-	seqs, err := r.appliedSeqs(ctx, tx)
+	epoch := newEpoch()
+	seqs, err := r.appliedSeqs(ctx, tx, epoch)
 	if err != nil {
 		return err
 	}
-	epoch := strconv.FormatInt(time.Now().UnixMicro(), 10)
-	_, err = r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err = c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for b := range r.buckets {
 			p.XGroupCreateMkStream(ctx, r.stream(b), consumerGroup, "0")
 		}
@@ -94,15 +110,41 @@ func (r *Reserver) Load(ctx context.Context) error {
 	if err != nil && !strings.Contains(err.Error(), "BUSYGROUP") {
 		return fmt.Errorf("redisstock: load: consumer groups: %w", err)
 	}
-	if _, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	var wait *redis.Cmd
+	if _, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for b := range r.buckets {
 			p.HSet(ctx, r.marker(b), "e", epoch, "q", seqs[b])
+		}
+		if r.waitN > 0 && !r.loadNoWait {
+			wait = p.Do(ctx, "WAIT", r.waitN, r.waitFor.Milliseconds())
 		}
 		return nil
 	}); err != nil {
 		return fmt.Errorf("redisstock: load: markers: %w", err)
 	}
+	if wait != nil {
+		if n, _ := wait.Int64(); n < int64(r.waitN) {
+			// A server no replica follows (an emptied old master that still
+			// answers as one, until Sentinel makes it a replica): what it
+			// was given is thrown away with it, so PostgreSQL must not
+			// follow it.
+			keys := make([]string, r.buckets)
+			for b := range keys {
+				keys[b] = r.marker(b)
+			}
+			derr := c.Del(context.WithoutCancel(ctx), keys...).Err()
+			return fmt.Errorf("redisstock: load: markers: %w: %d of %d replicas within %s (markers deleted again: %v)", ErrNotReplicated, n, r.waitN, r.waitFor, derr)
+		}
+	}
 	return tx.Commit(ctx)
+}
+
+// newEpoch returns a name for the history a Load starts: the time and
+// random bytes, so that no two Loads share one.
+func newEpoch() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return strconv.FormatInt(time.Now().UnixMicro(), 10) + "-" + hex.EncodeToString(b)
 }
 
 // beginTx begins a repeatable-read transaction on db with the statement
@@ -180,15 +222,15 @@ const loadGap = 1 << 32
 // events are compared with each other only, and the writer refuses an
 // event of the Redis that was lost (its number is below, its entry above).
 // It returns the new sequences, for the markers.
-func (r *Reserver) appliedSeqs(ctx context.Context, tx pgx.Tx) ([]int64, error) {
+func (r *Reserver) appliedSeqs(ctx context.Context, tx pgx.Tx, epoch string) ([]int64, error) {
 	seqs := make([]int64, r.buckets)
 	bs := make([]int32, r.buckets)
 	for b := range bs {
 		bs[b] = int32(b)
 	}
 	t := r.store.Table("redisstock_bucket")
-	rows, err := tx.Query(ctx, "INSERT INTO "+t+" AS t (bucket, seq, entry_ms, entry_n) SELECT b, $2, 0, 0 FROM unnest($1::int[]) AS b"+
-		" ON CONFLICT (bucket) DO UPDATE SET seq = t.seq + $2, entry_ms = 0, entry_n = 0 RETURNING bucket, seq", bs, int64(loadGap))
+	rows, err := tx.Query(ctx, "INSERT INTO "+t+" AS t (bucket, seq, entry_ms, entry_n, epoch) SELECT b, $2, 0, 0, $3 FROM unnest($1::int[]) AS b"+
+		" ON CONFLICT (bucket) DO UPDATE SET seq = t.seq + $2, entry_ms = 0, entry_n = 0, epoch = $3 RETURNING bucket, seq", bs, int64(loadGap), epoch)
 	if err != nil {
 		return nil, fmt.Errorf("redisstock: load: sequences: %w", err)
 	}
@@ -212,13 +254,13 @@ func (r *Reserver) appliedSeqs(ctx context.Context, tx pgx.Tx) ([]int64, error) 
 // loadBatch is how many keys one pipeline of Load writes.
 const loadBatch = 1000
 
-func (r *Reserver) loadStock(ctx context.Context, tx pgx.Tx) error {
+func (r *Reserver) loadStock(ctx context.Context, tx pgx.Tx, c redis.Cmdable) error {
 	rows, err := tx.Query(ctx, "SELECT sku, available, fence FROM "+r.store.Table("stock"))
 	if err != nil {
 		return fmt.Errorf("redisstock: load: stock: %w", err)
 	}
 	defer rows.Close()
-	p := r.rdb.Pipeline()
+	p := c.Pipeline()
 	for rows.Next() {
 		var sku string
 		var a, v int64
@@ -241,7 +283,7 @@ func (r *Reserver) loadStock(ctx context.Context, tx pgx.Tx) error {
 	return nil
 }
 
-func (r *Reserver) loadReservations(ctx context.Context, tx pgx.Tx) error {
+func (r *Reserver) loadReservations(ctx context.Context, tx pgx.Tx, c redis.Cmdable) error {
 	rows, err := tx.Query(ctx, `SELECT r.id, r.state, r.expires_at, r.created_at, l.sku, l.qty, coalesce(h.attempt, 1) FROM `+r.store.Table("reservation")+` r
 LEFT JOIN `+r.store.Table("reservation_line")+` l ON l.reservation_id = r.id
 LEFT JOIN `+r.store.Table("redisstock_hold")+` h ON h.reservation_id = l.reservation_id AND h.sku = l.sku ORDER BY r.id, l.sku`)
@@ -249,7 +291,7 @@ LEFT JOIN `+r.store.Table("redisstock_hold")+` h ON h.reservation_id = l.reserva
 		return fmt.Errorf("redisstock: load: reservations: %w", err)
 	}
 	defer rows.Close()
-	p := r.rdb.Pipeline()
+	p := c.Pipeline()
 	var cur *loadedRes
 	flush := func() {
 		if cur != nil {
@@ -316,9 +358,10 @@ func (r *Reserver) writeLoaded(ctx context.Context, p redis.Pipeliner, l *loaded
 	p.ZAdd(ctx, r.dueKey(rb), redis.Z{Score: float64(l.exp.UnixMicro()), Member: l.id})
 }
 
-// wipe deletes every key under the prefix, on every master of a cluster.
-func (r *Reserver) wipe(ctx context.Context) error {
-	return r.scan(ctx, "", func(ctx context.Context, c redis.UniversalClient, keys []string) error {
+// wipe deletes every key under the prefix through c, or on every master of
+// a cluster.
+func (r *Reserver) wipe(ctx context.Context, c redis.Cmdable) error {
+	return r.scan(ctx, c, "", func(ctx context.Context, c redis.Cmdable, keys []string) error {
 		p := c.Pipeline()
 		for _, k := range keys {
 			p.Unlink(ctx, k)
@@ -329,17 +372,17 @@ func (r *Reserver) wipe(ctx context.Context) error {
 }
 
 // scan calls fn with the keys under the prefix that match the glob pattern
-// after it ("" for all), in pages, on every master of a cluster, passing the
-// client of the server that holds them. The masters are scanned at once,
-// but fn is called for one page at a time.
-func (r *Reserver) scan(ctx context.Context, pattern string, fn func(ctx context.Context, c redis.UniversalClient, keys []string) error) error {
+// after it ("" for all), in pages, through c, or on every master of a
+// cluster, passing the client of the server that holds them. The masters
+// are scanned at once, but fn is called for one page at a time.
+func (r *Reserver) scan(ctx context.Context, c redis.Cmdable, pattern string, fn func(ctx context.Context, c redis.Cmdable, keys []string) error) error {
 	var mu sync.Mutex
-	call := func(ctx context.Context, c redis.UniversalClient, keys []string) error {
+	call := func(ctx context.Context, c redis.Cmdable, keys []string) error {
 		mu.Lock()
 		defer mu.Unlock()
 		return fn(ctx, c, keys)
 	}
-	each := func(ctx context.Context, c redis.UniversalClient) error {
+	each := func(ctx context.Context, c redis.Cmdable) error {
 		iter := c.Scan(ctx, 0, escapeGlob(r.prefix)+pattern+"*", loadBatch).Iterator()
 		var page []string
 		for iter.Next(ctx) {
@@ -362,7 +405,7 @@ func (r *Reserver) scan(ctx context.Context, pattern string, fn func(ctx context
 	if cc, ok := r.rdb.(*redis.ClusterClient); ok {
 		return cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return each(ctx, m) })
 	}
-	return each(ctx, r.rdb)
+	return each(ctx, c)
 }
 
 // escapeGlob escapes the characters SCAN MATCH treats as special.

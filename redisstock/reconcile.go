@@ -162,7 +162,7 @@ func (r *Reserver) kindOf(key string) (kind, name string) {
 
 func (r *Reserver) redisStock(ctx context.Context) (map[string]stockRow, error) {
 	out := map[string]stockRow{}
-	err := r.scan(ctx, "{b", func(ctx context.Context, c redis.UniversalClient, keys []string) error {
+	err := r.scan(ctx, r.rdb, "{b", func(ctx context.Context, c redis.Cmdable, keys []string) error {
 		var names []string
 		var cmds []*redis.SliceCmd
 		p := c.Pipeline()
@@ -201,7 +201,7 @@ type redisRes struct {
 
 func (r *Reserver) redisReservations(ctx context.Context) (map[string]redisRes, error) {
 	out := map[string]redisRes{}
-	err := r.scan(ctx, "{b", func(ctx context.Context, c redis.UniversalClient, keys []string) error {
+	err := r.scan(ctx, r.rdb, "{b", func(ctx context.Context, c redis.Cmdable, keys []string) error {
 		for _, k := range keys {
 			kind, id := r.kindOf(k)
 			if kind != "r" {

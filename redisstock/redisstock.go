@@ -111,6 +111,26 @@ type Reserver struct {
 	// batcher.
 	sendAbandoned bool
 
+	// unpinned makes Load and the writer's steps send each command over
+	// whichever connection the pool hands out. Tests only: the store before
+	// it pinned one (deliberately wrong).
+	unpinned bool
+
+	// ignoreEpoch makes the writer apply the events of a Redis whose loaded
+	// marker carries another Load's epoch than the one PostgreSQL follows.
+	// Tests only: the writer before it compared epochs (deliberately wrong).
+	ignoreEpoch bool
+
+	// loadNoWait makes Load commit without waiting for Options.WaitReplicas
+	// replicas to have its markers. Tests only: the store before Load waited
+	// (deliberately wrong).
+	loadNoWait bool
+
+	// beforeLoadStock, when set, runs in Load after the keys are wiped and
+	// before the stock is written. Tests only: the client switching
+	// servers there.
+	beforeLoadStock func()
+
 	// keepOrphans makes Load leave the takes PostgreSQL got without their
 	// reservation as they are. Tests only: the store before redisstock_hold
 	// (deliberately wrong).
@@ -207,8 +227,13 @@ var reads = map[string]bool{"lookup": true, "avail": true, "due": true}
 // exec runs one operation of the script, on its own, and returns its reply
 // as strings.
 func (r *Reserver) exec(ctx context.Context, keys []string, args ...any) ([]string, error) {
+	return r.execOn(ctx, r.rdb, keys, args...)
+}
+
+// execOn is exec on the client c (a pinned connection, see pin).
+func (r *Reserver) execOn(ctx context.Context, c redis.Cmdable, keys []string, args ...any) ([]string, error) {
 	op, _ := args[0].(string)
-	v, err := r.eval(ctx, !reads[op], keys, args)
+	v, err := r.evalOn(ctx, c, !reads[op], keys, args)
 	if err != nil {
 		return nil, err
 	}
@@ -218,10 +243,33 @@ func (r *Reserver) exec(ctx context.Context, keys []string, args ...any) ([]stri
 // eval runs the script once; a call that may change Redis waits for
 // Options.WaitReplicas replicas.
 func (r *Reserver) eval(ctx context.Context, writes bool, keys []string, args []any) (any, error) {
+	return r.evalOn(ctx, r.rdb, writes, keys, args)
+}
+
+func (r *Reserver) evalOn(ctx context.Context, c redis.Cmdable, writes bool, keys []string, args []any) (any, error) {
 	if writes && r.waitN > 0 {
-		return r.runReplicated(ctx, keys, args)
+		return r.runReplicated(ctx, c, keys, args)
 	}
-	return script.Run(ctx, r.rdb, keys, args...).Result()
+	return script.Run(ctx, c, keys, args...).Result()
+}
+
+// pin returns a client whose every command goes over one connection, and
+// its release. Load and each step of a writer run on one, so that all they
+// read and write is on one server: a failover client that follows a switch
+// of masters may hold connections to the old master and the new one at
+// once (both answer as masters until Sentinel turns the old one into a
+// replica), and a Load or a step whose commands were spread over both
+// would rebuild half of one and mark the other, or check the events of one
+// history against the position of another. A Cluster client routes each
+// command by slot, and one bucket's keys share a slot: it is returned as
+// it is, as is any client without Conn.
+func (r *Reserver) pin() (redis.Cmdable, func()) {
+	c, ok := r.rdb.(interface{ Conn() *redis.Conn }) // *redis.Client, of one server or a failover one
+	if !ok || r.unpinned {
+		return r.rdb, func() {}
+	}
+	conn := c.Conn()
+	return conn, func() { _ = conn.Close() }
 }
 
 // strs turns the reply of one operation into strings; the reply of a
@@ -255,8 +303,8 @@ func strs(v any, mk string) ([]string, error) {
 // runReplicated runs the script and WAIT in one pipeline, so that both go
 // over one connection and WAIT counts the replicas that have the script's
 // change.
-func (r *Reserver) runReplicated(ctx context.Context, keys []string, args []any) (any, error) {
-	run, n, err := rediswait.Run(ctx, r.rdb, script, keys, args, r.waitN, r.waitFor)
+func (r *Reserver) runReplicated(ctx context.Context, c redis.Cmdable, keys []string, args []any) (any, error) {
+	run, n, err := rediswait.Run(ctx, c, script, keys, args, r.waitN, r.waitFor)
 	if err != nil {
 		return nil, err
 	}

@@ -261,6 +261,18 @@ local function dispatch()
     return {'ok'}
   end
 
+  if op == 'unload' then
+    -- The writer found the bucket behind PostgreSQL, or following another
+    -- Load's history. K: mk. A: op, the epoch its batch was read under.
+    -- The marker goes only if it still carries that epoch: a Load since
+    -- then is kept.
+    if redis.call('HGET', mk, 'e') == A[2] then
+      redis.call('DEL', mk)
+      return {'ok'}
+    end
+    return {'gone'}
+  end
+
   if not loaded(mk) then
     return {'nl'}
   end

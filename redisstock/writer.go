@@ -192,11 +192,15 @@ WHERE h.attempt < EXCLUDED.attempt OR (h.attempt = EXCLUDED.attempt AND h.state 
 		// that does not grow with the one applied last comes from another
 		// history. The row is locked, so that writers of the bucket check
 		// and advance one at a time.
-		seqCheck: `WITH cur AS (SELECT seq, entry_ms AS ms, entry_n AS n FROM ` + seqs + ` WHERE bucket = $1 FOR UPDATE)
-SELECT ` + r.store.Table("reserve_abort") + `('` + divergedCode + `') FROM cur WHERE EXISTS (
+		// The Redis must also follow the Load PostgreSQL follows ($5, the
+		// epoch of its marker): another server that answers as a master
+		// keeps an older Load's epoch, and its events may fit the sequence
+		// as old ones of this history would.
+		seqCheck: `WITH cur AS (SELECT seq, entry_ms AS ms, entry_n AS n, epoch FROM ` + seqs + ` WHERE bucket = $1 FOR UPDATE)
+SELECT ` + r.store.Table("reserve_abort") + `('` + divergedCode + `') FROM cur WHERE (cur.epoch <> '' AND $5 <> '' AND cur.epoch <> $5) OR EXISTS (
 	SELECT 1 FROM unnest($2::bigint[], $3::bigint[], $4::bigint[]) AS e (seq, ms, n)
 	WHERE (e.seq <= cur.seq AND (e.ms, e.n) > (cur.ms, cur.n)) OR (e.seq >= cur.seq AND (e.ms, e.n) < (cur.ms, cur.n)))`,
-		seqAdvance: `UPDATE ` + seqs + ` b SET seq = e.seq, entry_ms = e.ms, entry_n = e.n
+		seqAdvance: `UPDATE ` + seqs + ` b SET seq = e.seq, entry_ms = e.ms, entry_n = e.n, epoch = CASE WHEN b.epoch = '' THEN $5 ELSE b.epoch END
 FROM (SELECT * FROM unnest($2::bigint[], $3::bigint[], $4::bigint[]) AS e (seq, ms, n) ORDER BY seq DESC LIMIT 1) e
 WHERE b.bucket = $1 AND e.seq > b.seq`,
 	}
@@ -240,7 +244,7 @@ func (w *Writer) Drain(ctx context.Context) error {
 	for {
 		total := int64(0)
 		for b := range w.r.buckets {
-			if _, err := w.step(ctx, b, false); err != nil {
+			if err := w.drainStep(ctx, b); err != nil {
 				return err
 			}
 			total += w.lag[b].Load()
@@ -250,6 +254,28 @@ func (w *Writer) Drain(ctx context.Context) error {
 		}
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+	}
+}
+
+// drainRetries is how many times Drain runs a step again whose connection
+// failed under it (a failover client closes its connections to a master it
+// no longer follows): a step holds one connection, and what the pool would
+// retry on another connection fails the step instead.
+const drainRetries = 3
+
+func (w *Writer) drainStep(ctx context.Context, b int) error {
+	for try := 0; ; try++ {
+		_, err := w.step(ctx, b, false)
+		var re redis.Error
+		if err == nil || try == drainRetries || ctx.Err() != nil || errors.As(err, &re) ||
+			errors.Is(err, ErrWentBack) || errors.Is(err, ErrNotLoaded) || refused(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(w.poll):
 		}
 	}
 }
@@ -314,20 +340,24 @@ func (w *Writer) DeadLetters(ctx context.Context) (int64, error) {
 func (w *Writer) step(ctx context.Context, b int, block bool) (int, error) {
 	r := w.r
 	st := r.stream(b)
+	// One connection for the whole step: the events, the position they are
+	// checked against and the acknowledgements all of one server.
+	c, release := r.pin()
+	defer release()
 	var msgs []redis.XMessage
 	if w.ownPending[b].Load() {
-		own, err := r.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: consumerGroup, Consumer: w.consumer, Streams: []string{st, "0"}, Count: int64(w.batch)}).Result()
+		own, err := c.XReadGroup(ctx, &redis.XReadGroupArgs{Group: consumerGroup, Consumer: w.consumer, Streams: []string{st, "0"}, Count: int64(w.batch)}).Result()
 		if err != nil && !errors.Is(err, redis.Nil) {
-			return 0, w.noGroup(ctx, b, err)
+			return 0, w.noGroup(ctx, c, b, err)
 		}
 		for _, s := range own {
 			msgs = append(msgs, s.Messages...)
 		}
 	}
 	if len(msgs) < w.batch && (!block || time.Since(time.Unix(0, w.lastClaim[b].Load())) >= w.poll) {
-		claimed, _, err := r.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: st, Group: consumerGroup, Consumer: w.consumer, MinIdle: w.idle, Start: "0-0", Count: int64(w.batch - len(msgs))}).Result()
+		claimed, _, err := c.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: st, Group: consumerGroup, Consumer: w.consumer, MinIdle: w.idle, Start: "0-0", Count: int64(w.batch - len(msgs))}).Result()
 		if err != nil && !errors.Is(err, redis.Nil) {
-			return 0, w.noGroup(ctx, b, err)
+			return 0, w.noGroup(ctx, c, b, err)
 		}
 		w.lastClaim[b].Store(time.Now().UnixNano())
 		msgs = append(msgs, claimed...)
@@ -337,9 +367,9 @@ func (w *Writer) step(ctx context.Context, b int, block bool) (int, error) {
 		if block && len(msgs) == 0 {
 			args.Block = w.poll
 		}
-		fresh, err := r.rdb.XReadGroup(ctx, args).Result()
+		fresh, err := c.XReadGroup(ctx, args).Result()
 		if err != nil && !errors.Is(err, redis.Nil) {
-			return 0, w.noGroup(ctx, b, err)
+			return 0, w.noGroup(ctx, c, b, err)
 		}
 		for _, s := range fresh {
 			msgs = append(msgs, s.Messages...)
@@ -355,11 +385,11 @@ func (w *Writer) step(ctx context.Context, b int, block bool) (int, error) {
 		var at *seqAt
 		if !w.ignoreSeq {
 			var err error
-			if at, err = w.position(ctx, b); err != nil {
+			if at, err = w.position(ctx, c, b); err != nil {
 				return read, err
 			}
 		}
-		n, err := w.apply(ctx, b, msgs, at)
+		n, err := w.apply(ctx, c, b, msgs, at)
 		if err != nil {
 			return read, err
 		}
@@ -369,7 +399,7 @@ func (w *Writer) step(ctx context.Context, b int, block bool) (int, error) {
 	} else {
 		w.ownPending[b].Store(false)
 	}
-	l, err := r.rdb.XLen(ctx, st).Result()
+	l, err := c.XLen(ctx, st).Result()
 	if err != nil {
 		return read, err
 	}
@@ -389,9 +419,9 @@ func (w *Writer) step(ctx context.Context, b int, block bool) (int, error) {
 
 // noGroup turns a missing consumer group (the stream is gone: Redis lost
 // its data) into ErrNotLoaded.
-func (w *Writer) noGroup(ctx context.Context, b int, err error) error {
+func (w *Writer) noGroup(ctx context.Context, c redis.Cmdable, b int, err error) error {
 	if strings.Contains(err.Error(), "NOGROUP") {
-		if ok, lerr := w.r.Loaded(ctx); lerr == nil && !ok {
+		if ok, lerr := w.r.loadedOn(ctx, c); lerr == nil && !ok {
 			return &NotLoadedError{Key: w.r.marker(b)}
 		}
 	}
@@ -412,18 +442,20 @@ func parseEntryID(id string) entryPos {
 // divergedCode is the SQLSTATE of the writer's sequence check.
 const divergedCode = "IV004"
 
-// ErrWentBack reports a Redis that lost changes PostgreSQL already has: a
-// failover promoted a replica that missed them. The writer applies nothing
-// more of the bucket, deletes its loaded marker, so that every call refuses
-// with a *NotLoadedError, and Load rebuilds Redis from PostgreSQL.
+// ErrWentBack reports a Redis that lost changes PostgreSQL already has (a
+// failover promoted a replica that missed them), or one whose loaded marker
+// is of another Load than the one PostgreSQL follows (an old master that
+// still answers as one). The writer applies nothing more of the bucket from
+// it, deletes its loaded marker, so that every call to it refuses with a
+// *NotLoadedError, and Load rebuilds Redis from PostgreSQL.
 var ErrWentBack = errors.New("redisstock: redis went back in time: it lacks changes PostgreSQL applied; the bucket is unloaded until Load")
 
 // position reads bucket b's sequence and its stream's last entry ID, after
 // the entries this step read; with Options.WaitReplicas it waits until the
 // replicas have everything up to them, so that PostgreSQL never gets an
 // event a failover could take back from Redis.
-func (w *Writer) position(ctx context.Context, b int) (*seqAt, error) {
-	rep, err := w.r.exec(ctx, []string{w.r.marker(b), w.r.stream(b)}, "seq")
+func (w *Writer) position(ctx context.Context, c redis.Cmdable, b int) (*seqAt, error) {
+	rep, err := w.r.execOn(ctx, c, []string{w.r.marker(b), w.r.stream(b)}, "seq")
 	if err != nil {
 		return nil, err
 	}
@@ -436,29 +468,25 @@ func (w *Writer) position(ctx context.Context, b int) (*seqAt, error) {
 
 // wentBackAt answers an event batch of bucket b that the sequence check
 // refused. If the bucket's marker is the one the batch was read under,
-// Redis went back in time (a failover to a replica that missed writes): the
-// marker is deleted, so that every call refuses until Load. Otherwise a
-// Load rebuilt Redis since the batch was read (from the Redis it
-// replaced): the batch is dropped, and the bucket stays as it is.
-func (w *Writer) wentBackAt(ctx context.Context, b int, at *seqAt, cause error) error {
-	epoch, err := w.r.rdb.HGet(ctx, w.r.marker(b), "e").Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
+// Redis went back in time (a failover to a replica that missed writes), or
+// the server is one PostgreSQL no longer follows (its marker is of an older
+// Load than PostgreSQL's epoch): the marker is deleted, so that every call
+// to that server refuses until Load. Otherwise a Load rebuilt Redis since
+// the batch was read (from the Redis it replaced): the batch is dropped,
+// and the bucket stays as it is. The comparison and the delete are one
+// script call, so that a Load in between is never undone.
+func (w *Writer) wentBackAt(ctx context.Context, c redis.Cmdable, b int, at *seqAt, cause error) error {
+	rep, err := w.r.execOn(context.WithoutCancel(ctx), c, []string{w.r.marker(b)}, "unload", at.epoch)
+	if err != nil {
 		return err
 	}
-	if errors.Is(err, redis.Nil) || epoch != at.epoch {
+	if len(rep) == 0 || rep[0] != "ok" {
 		return fmt.Errorf("redisstock: bucket %d: a batch read before the last Load is dropped: %w", b, cause)
 	}
-	w.unload(ctx, b, cause)
-	return fmt.Errorf("%w: bucket %d", ErrWentBack, b)
-}
-
-// unload deletes bucket b's loaded marker after the writer found that Redis
-// went back in time.
-func (w *Writer) unload(ctx context.Context, b int, cause error) {
 	w.wentBack.Add(1)
-	err := w.r.rdb.Del(context.WithoutCancel(ctx), w.r.marker(b)).Err()
-	w.log.Error("redisstock: redis lacks changes PostgreSQL applied (a failover to a replica that missed them?); the bucket refuses every call until Load",
-		"bucket", b, "marker", w.r.marker(b), "err", cause, "unload_err", err)
+	w.log.Error("redisstock: redis lacks changes PostgreSQL applied, or follows a Load PostgreSQL does not (a failover to a replica that missed them, an old master still answering?); the bucket refuses every call to this server until Load",
+		"bucket", b, "marker", w.r.marker(b), "epoch", at.epoch, "err", cause)
+	return fmt.Errorf("%w: bucket %d", ErrWentBack, b)
 }
 
 func compareIDs(a, b string) int {
@@ -552,12 +580,12 @@ func parseEvent(m redis.XMessage) (event, error) {
 // for a later step. A batch that fails is retried one event at a time, so
 // that one bad event is found, counted, and after MaxFailures moved to the
 // dead-letter stream.
-func (w *Writer) apply(ctx context.Context, b int, msgs []redis.XMessage, at *seqAt) (int, error) {
+func (w *Writer) apply(ctx context.Context, c redis.Cmdable, b int, msgs []redis.XMessage, at *seqAt) (int, error) {
 	var evs []event
 	for _, m := range msgs {
 		e, err := parseEvent(m)
 		if err != nil {
-			w.deadLetter(ctx, b, m, err)
+			w.deadLetter(ctx, c, b, m, err)
 			continue
 		}
 		evs = append(evs, e)
@@ -569,7 +597,7 @@ func (w *Writer) apply(ctx context.Context, b int, msgs []redis.XMessage, at *se
 	for _, e := range stale {
 		for _, m := range msgs {
 			if m.ID == e.id {
-				w.deadLetter(ctx, b, m, fmt.Errorf("waited %s for stock versions that never reached PostgreSQL", w.maxWait))
+				w.deadLetter(ctx, c, b, m, fmt.Errorf("waited %s for stock versions that never reached PostgreSQL", w.maxWait))
 			}
 		}
 	}
@@ -577,7 +605,7 @@ func (w *Writer) apply(ctx context.Context, b int, msgs []redis.XMessage, at *se
 		return 0, nil
 	}
 	if w.ackFirst {
-		if err := w.ack(ctx, b, ready); err != nil {
+		if err := w.ack(ctx, c, b, ready); err != nil {
 			return 0, err
 		}
 	}
@@ -591,31 +619,31 @@ func (w *Writer) apply(ctx context.Context, b int, msgs []redis.XMessage, at *se
 		if w.ackFirst {
 			return len(ready), nil
 		}
-		return len(ready), w.ack(ctx, b, ready)
+		return len(ready), w.ack(ctx, c, b, ready)
 	} else if wentBack(err) {
-		return 0, w.wentBackAt(ctx, b, at, err)
+		return 0, w.wentBackAt(ctx, c, b, at, err)
 	} else if !refused(err) {
 		return 0, err // PostgreSQL away or the connection cut: retry later, count nothing
 	} else if len(ready) == 1 || ctx.Err() != nil {
-		w.failedOnce(ctx, b, msgs, ready[0], err)
+		w.failedOnce(ctx, c, b, msgs, ready[0], err)
 		return 0, ctx.Err()
 	}
 	n := 0
 	for _, e := range ready {
 		if err := w.commit(ctx, b, []event{e}, at); err != nil {
 			if wentBack(err) {
-				return n, w.wentBackAt(ctx, b, at, err)
+				return n, w.wentBackAt(ctx, c, b, at, err)
 			}
 			if !refused(err) {
 				return n, err
 			}
-			w.failedOnce(ctx, b, msgs, e, err)
+			w.failedOnce(ctx, c, b, msgs, e, err)
 			if ctx.Err() != nil {
 				return n, err
 			}
 			continue
 		}
-		if err := w.ack(ctx, b, []event{e}); err != nil {
+		if err := w.ack(ctx, c, b, []event{e}); err != nil {
 			return n, err
 		}
 		n++
@@ -733,11 +761,15 @@ func (w *Writer) commit(ctx context.Context, b int, evs []event, at *seqAt) erro
 				seqs, mss, ns = append(seqs, e.seq), append(mss, e.pos.ms), append(ns, e.pos.n)
 			}
 		}
+		epoch := at.epoch
+		if w.r.ignoreEpoch {
+			epoch = ""
+		}
 		batch.Queue(w.q.seqRow, b)
-		batch.Queue(w.q.seqCheck, b, seqs, mss, ns)
+		batch.Queue(w.q.seqCheck, b, seqs, mss, ns, epoch)
 		// The position read before the batch is no event: only events
 		// advance the sequence.
-		batch.Queue(w.q.seqAdvance, b, seqs[1:], mss[1:], ns[1:])
+		batch.Queue(w.q.seqAdvance, b, seqs[1:], mss[1:], ns[1:], epoch)
 	}
 	return w.commitBatch(ctx, batch, evs)
 }
@@ -830,7 +862,7 @@ func (w *Writer) commitBatch(ctx context.Context, b *pgx.Batch, evs []event) err
 
 // ack acknowledges and deletes applied entries, once their transaction has
 // committed.
-func (w *Writer) ack(ctx context.Context, b int, evs []event) error {
+func (w *Writer) ack(ctx context.Context, c redis.Cmdable, b int, evs []event) error {
 	r := w.r
 	args := []any{"ack", consumerGroup}
 	w.mu.Lock()
@@ -840,7 +872,7 @@ func (w *Writer) ack(ctx context.Context, b int, evs []event) error {
 		delete(w.seen, e.id)
 	}
 	w.mu.Unlock()
-	if _, err := r.exec(ctx, []string{r.marker(b), r.stream(b), r.deadStream(b)}, args...); err != nil {
+	if _, err := r.execOn(ctx, c, []string{r.marker(b), r.stream(b), r.deadStream(b)}, args...); err != nil {
 		return err
 	}
 	w.events.Add(int64(len(evs)))
@@ -849,7 +881,7 @@ func (w *Writer) ack(ctx context.Context, b int, evs []event) error {
 
 // failedOnce counts a failed application of e and moves it to the
 // dead-letter stream once it has failed MaxFailures times.
-func (w *Writer) failedOnce(ctx context.Context, b int, msgs []redis.XMessage, e event, err error) {
+func (w *Writer) failedOnce(ctx context.Context, c redis.Cmdable, b int, msgs []redis.XMessage, e event, err error) {
 	w.failed.Add(1)
 	w.log.Warn("redisstock: writer could not apply an event; it will be retried", "bucket", b, "entry", e.id, "err", err)
 	w.mu.Lock()
@@ -861,14 +893,14 @@ func (w *Writer) failedOnce(ctx context.Context, b int, msgs []redis.XMessage, e
 	}
 	for _, m := range msgs {
 		if m.ID == e.id {
-			w.deadLetter(ctx, b, m, err)
+			w.deadLetter(ctx, c, b, m, err)
 		}
 	}
 }
 
 // deadLetter moves an entry to the bucket's dead-letter stream and
 // acknowledges it, in one script call, and logs it.
-func (w *Writer) deadLetter(ctx context.Context, b int, m redis.XMessage, cause error) {
+func (w *Writer) deadLetter(ctx context.Context, c redis.Cmdable, b int, m redis.XMessage, cause error) {
 	r := w.r
 	args := []any{"dead", consumerGroup, m.ID, "error", cause.Error()}
 	keys := make([]string, 0, len(m.Values))
@@ -879,7 +911,7 @@ func (w *Writer) deadLetter(ctx context.Context, b int, m redis.XMessage, cause 
 	for _, k := range keys {
 		args = append(args, k, m.Values[k])
 	}
-	if _, err := r.exec(ctx, []string{r.marker(b), r.stream(b), r.deadStream(b)}, args...); err != nil {
+	if _, err := r.execOn(ctx, c, []string{r.marker(b), r.stream(b), r.deadStream(b)}, args...); err != nil {
 		w.log.Error("redisstock: could not move an event to the dead-letter stream", "bucket", b, "entry", m.ID, "err", err, "cause", cause)
 		return
 	}

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/oversell/inventory"
 )
 
@@ -33,6 +35,15 @@ type FailoverConfig struct {
 	// refusal, before the call is sent again: a strategy that refuses
 	// until it is rebuilt (redisstock's Load) rebuilds there. Default: nil.
 	OnError func(ctx context.Context, err error)
+	// RestartEmpty brings the old primary back as an empty master, as a
+	// supervisor restarts a server without persistence, instead of as a
+	// replica of the new master. Sentinel turns it into a replica only some
+	// seconds later, and until then a second failover (Sentinels that take
+	// the new master for down on a loaded machine) can promote it empty:
+	// the new master then resyncs from it, and every copy of what was not
+	// written behind is gone. Default: false, the old primary comes back
+	// with --replicaof the new master, as such a server must.
+	RestartEmpty bool
 }
 
 // FailoverRun is what Sentinel.Hammer saw.
@@ -49,18 +60,23 @@ type FailoverRun struct {
 	// FailoverTook is the time from the kill until the Sentinels agreed on
 	// the new master.
 	FailoverTook time.Duration
+	// Failovers counts the switches of master one Sentinel announced
+	// during the run: 1, or more when the Sentinels took a new master for
+	// down too.
+	Failovers int64
 }
 
 // String summarises the run on one line.
 func (r *FailoverRun) String() string {
-	return fmt.Sprintf("acked=%d acked_before_kill=%d refused=%d retries=%d failover_ms=%d",
-		len(r.Acked), len(r.AckedBeforeKill), r.Refused, r.Retries, r.FailoverTook.Milliseconds())
+	return fmt.Sprintf("acked=%d acked_before_kill=%d refused=%d retries=%d failover_ms=%d failovers=%d",
+		len(r.Acked), len(r.AckedBeforeKill), r.Refused, r.Retries, r.FailoverTook.Milliseconds(), r.Failovers)
 }
 
 // Hammer has buyers reserve one unit at a time until the stock is gone;
 // after KillAfter acknowledged reservations it SIGKILLs the primary, waits
 // for the Sentinels to promote the replica, and restarts the old primary
-// empty, which the Sentinels then make a replica of the new one. A call
+// empty, as a replica of the new master (see FailoverConfig.RestartEmpty).
+// A call
 // that fails with an error other than a refusal is sent again with the same
 // ID until it is answered. It returns when every buyer has been refused, or
 // with ctx's error.
@@ -76,6 +92,19 @@ func (s *Sentinel) Hammer(ctx context.Context, cfg FailoverConfig) (*FailoverRun
 		cfg.NewID = func() string { return fmt.Sprintf("failover-%d", seq.Add(1)) }
 	}
 	run := &FailoverRun{}
+	sc := redis.NewClient(&redis.Options{Addr: s.sentinels[0].Addr()})
+	defer sc.Close()
+	switches := sc.Subscribe(ctx, "+switch-master")
+	defer switches.Close()
+	if _, err := switches.Receive(ctx); err != nil {
+		return run, fmt.Errorf("redistest: subscribe to a sentinel: %w", err)
+	}
+	var failovers atomic.Int64
+	go func() {
+		for range switches.Channel() {
+			failovers.Add(1)
+		}
+	}()
 	var mu sync.Mutex
 	var killed atomic.Bool
 	acked := make(chan struct{}, cfg.Workers)
@@ -149,18 +178,23 @@ func (s *Sentinel) Hammer(ctx context.Context, cfg FailoverConfig) (*FailoverRun
 			s.Link.CutAll()
 			s.Link.Resume()
 		}
-		if _, err := s.WaitMaster(ctx, ""); err != nil {
+		master, err := s.WaitMaster(ctx, "")
+		if err != nil {
 			errs <- err
 			return
 		}
 		run.FailoverTook = time.Since(start)
-		s.Primary.Restart()
+		if cfg.RestartEmpty {
+			s.Primary.Restart()
+		} else {
+			s.Primary.RestartReplicaOf(master)
+		}
 	})
 	wg.Wait()
 	close(buyersDone)
 	killer.Wait()
 	close(errs)
-	run.Retries, run.Refused = retries.Load(), refused.Load()
+	run.Retries, run.Refused, run.Failovers = retries.Load(), refused.Load(), failovers.Load()
 	if err := <-errs; err != nil {
 		return run, err
 	}

@@ -144,6 +144,16 @@ func (s *Server) Restart() {
 	s.t.Fatalf("redistest: restart redis-server on port %d: %v", s.port, err)
 }
 
+// RestartReplicaOf stops the server and starts it again on the same port,
+// empty, as a replica of the server at addr (a host:port).
+func (s *Server) RestartReplicaOf(addr string) {
+	s.t.Helper()
+	s.mu.Lock()
+	s.replica = addr
+	s.mu.Unlock()
+	s.Restart()
+}
+
 // Client returns a client of the server, closed when the test ends. opt, if
 // not nil, is copied and its Addr replaced.
 func (s *Server) Client(opt *redis.Options) *redis.Client {

@@ -10,13 +10,19 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// Pipeliner is what Run needs of a client: a *redis.Client, a *redis.Conn
+// (one connection of it), or any redis.UniversalClient.
+type Pipeliner interface {
+	Pipeline() redis.Pipeliner
+}
+
 // Run runs s once on c with keys and args, followed by WAIT for n replicas
 // for at most timeout, in one pipeline (one connection). It returns the
 // script's reply and how many replicas confirmed. A script the server does
 // not know (NOSCRIPT) did not run, and is sent again with its text. A
 // Redis Cluster client may split a pipeline over connections: callers
 // refuse WAIT with one.
-func Run(ctx context.Context, c redis.UniversalClient, s *redis.Script, keys []string, args []any, n int, timeout time.Duration) (*redis.Cmd, int64, error) {
+func Run(ctx context.Context, c Pipeliner, s *redis.Script, keys []string, args []any, n int, timeout time.Duration) (*redis.Cmd, int64, error) {
 	for try := 0; ; try++ {
 		p := c.Pipeline()
 		run := s.EvalSha(ctx, p, keys, args...)

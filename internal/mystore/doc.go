@@ -26,7 +26,10 @@
 // then the stock row of each line in SKU order, then COMMIT. A stock row is
 // locked only while the server finishes the call, never across a client
 // round trip; the statement is prepared once per connection, so a
-// reservation is one round trip. Two procedures:
+// reservation is one round trip. A cart of one line, the common case, is
+// recorded and taken by a path of its own in the procedure, without the
+// loop that parses the lines of a larger cart (each statement a procedure
+// runs costs the server about what a small query does). Two procedures:
 //
 //   - sqlcond_reserve (ReserveConditional, sqlcond): the conditional
 //     UPDATE of each line.
@@ -38,7 +41,9 @@
 //     inventory.ErrContended at once.
 //
 // Release, Cancel and expiry are one CALL of return_units per hold, which
-// moves the hold and gives its units back in the same way; ExpireDue reads
+// moves the hold and gives its units back in the same way (Release calls it
+// first, and looks the reservation up only when it was not held and
+// active); ExpireDue reads
 // the due holds without a lock and expires each with such a call, which
 // expires it only if it is still held and due, so that sweepers in many
 // processes expire each hold once.

@@ -213,7 +213,109 @@ BEGIN
 	IF p_wait IS NOT NULL THEN SET SESSION innodb_lock_wait_timeout = v_wait; END IF;
 END`,
 	},
+}, {
+	version: 4,
+	name:    "one_line_reserve",
+	stmts: []string{
+		// The same procedures with a path of their own for a cart of one
+		// line, the common case, which skips the parsing loop: each
+		// statement of a procedure costs the server about as much as a
+		// small query, and the loop runs about twenty of them a line. The
+		// parameters and what the procedures do are unchanged, so that
+		// processes of the previous version keep working beside them.
+		"DROP PROCEDURE IF EXISTS {schema}.`" + procReserve + "`",
+		reserveProc(procReserve, "", "", "", sqlcondTake),
+		"DROP PROCEDURE IF EXISTS {schema}.`" + ProcLockingReserve + "`",
+		reserveProc(ProcLockingReserve, ", IN p_wait BIGINT", lockingDeclare, lockingRestore, lockingTake),
+	},
 }}
+
+// sqlcondTake takes v_qty units of v_sku, line v_i, with the conditional
+// UPDATE, or signals the refusal of the line.
+const sqlcondTake = `UPDATE {schema}.stock SET available = available - v_qty WHERE sku = v_sku AND available >= v_qty;
+		IF ROW_COUNT() = 0 THEN
+			SET v_msg = CONCAT('inventory: line refused at ', v_i);
+			SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = 30002, MESSAGE_TEXT = v_msg;
+		END IF;`
+
+// lockingTake takes v_qty units of v_sku, line v_i, under the row lock of
+// SELECT ... FOR UPDATE, or signals the refusal of the line.
+const lockingTake = `SET v_avail = NULL;
+		SELECT available INTO v_avail FROM {schema}.stock WHERE sku = v_sku FOR UPDATE;
+		IF v_avail IS NULL OR v_avail < v_qty THEN
+			SET v_msg = CONCAT('inventory: line refused at ', v_i);
+			SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = 30002, MESSAGE_TEXT = v_msg;
+		END IF;
+		UPDATE {schema}.stock SET available = v_avail - v_qty WHERE sku = v_sku;`
+
+// lockingDeclare and lockingRestore set the session's lock wait timeout to
+// p_wait while the locking procedure runs, and put it back, refused or not.
+const (
+	lockingDeclare = `DECLARE v_avail BIGINT;
+	DECLARE v_wait BIGINT DEFAULT @@SESSION.innodb_lock_wait_timeout;
+	DECLARE CONTINUE HANDLER FOR NOT FOUND SET v_avail = NULL;`
+	lockingRestore = "IF p_wait IS NOT NULL THEN SET SESSION innodb_lock_wait_timeout = v_wait; END IF;"
+)
+
+// reserveProc returns the CREATE PROCEDURE of a reserve procedure named
+// name: the ledger rows first (a taken ID fails with 1062 before any stock
+// row is touched), then take for each line in SKU order, then COMMIT, in
+// one READ COMMITTED transaction; restore runs before it returns, refused
+// or not. A cart of one line is recorded and taken without the parsing
+// loop. extra are parameters after the lines, declare declarations take
+// needs.
+func reserveProc(name, extra, declare, restore, take string) string {
+	setWait := ""
+	if restore != "" {
+		setWait = "IF p_wait IS NOT NULL THEN SET SESSION innodb_lock_wait_timeout = p_wait; END IF;\n\t"
+	}
+	return "CREATE PROCEDURE {schema}.`" + name + "`(" + `
+	IN p_id VARBINARY(128), IN p_expires BIGINT, IN p_created BIGINT,
+	IN p_skus VARBINARY(13000), IN p_qtys VARCHAR(1200)` + extra + `)
+MODIFIES SQL DATA
+BEGIN
+	DECLARE v_pass, v_i, v_pos, v_end, v_qpos, v_qend INT;
+	DECLARE v_sku VARBINARY(128);
+	DECLARE v_qty BIGINT;
+	DECLARE v_msg VARCHAR(64);
+	` + declare + `
+	DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN
+		ROLLBACK;
+		` + restore + `
+		RESIGNAL;
+	END;
+	` + setWait + `SET TRANSACTION ISOLATION LEVEL READ COMMITTED;
+	START TRANSACTION;
+	INSERT INTO {schema}.reservation (id, state, expires_at, created_at) VALUES (p_id, 1, p_expires, p_created);
+	IF LOCATE(X'1F', p_skus) = 0 THEN
+		SET v_i = 0, v_sku = p_skus, v_qty = CAST(p_qtys AS SIGNED);
+		INSERT INTO {schema}.reservation_line (reservation_id, sku, qty) VALUES (p_id, v_sku, v_qty);
+		` + take + `
+	ELSE
+	SET v_pass = 0;
+	WHILE v_pass < 2 DO
+		SET v_i = 0, v_pos = 1, v_qpos = 1;
+		WHILE v_pos <= LENGTH(p_skus) DO
+			SET v_end = LOCATE(X'1F', p_skus, v_pos);
+			IF v_end = 0 THEN SET v_end = LENGTH(p_skus) + 1; END IF;
+			SET v_qend = LOCATE(',', p_qtys, v_qpos);
+			IF v_qend = 0 THEN SET v_qend = LENGTH(p_qtys) + 1; END IF;
+			SET v_sku = SUBSTRING(p_skus, v_pos, v_end - v_pos);
+			SET v_qty = CAST(SUBSTRING(p_qtys, v_qpos, v_qend - v_qpos) AS SIGNED);
+			IF v_pass = 0 THEN
+				INSERT INTO {schema}.reservation_line (reservation_id, sku, qty) VALUES (p_id, v_sku, v_qty);
+			ELSE
+		` + take + `
+			END IF;
+			SET v_i = v_i + 1, v_pos = v_end + 1, v_qpos = v_qend + 1;
+		END WHILE;
+		SET v_pass = v_pass + 1;
+	END WHILE;
+	END IF;
+	COMMIT;
+	` + restore + `
+END`
+}
 
 func expand(stmt, quoted string) string { return strings.ReplaceAll(stmt, "{schema}", quoted) }
 

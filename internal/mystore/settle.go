@@ -25,9 +25,23 @@ func (s *Store) Commit(ctx context.Context, id string) error {
 }
 
 // Release moves a held, active reservation to Released and returns its units
-// to stock in the same transaction. It mirrors Commit.
+// to stock in the same transaction. It mirrors Commit. The common case is
+// one CALL of return_units, which releases the reservation only while it is
+// held and active; any other state is then looked up and settled as the
+// ledger's rules say.
 func (s *Store) Release(ctx context.Context, id string) error {
-	return ledger.Settle(ctx, s.name, settling{s}, id, inventory.Released, s.Now())
+	if err := inventory.ValidateID(id); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	now := s.Now()
+	t := settling{s}
+	if err := t.ReturnUnits(ctx, "release", inventory.Reservation{ID: id}, inventory.Released, now); !errors.Is(err, ledger.ErrMoved) {
+		return err
+	}
+	return ledger.Settle(ctx, s.name, t, id, inventory.Released, now)
 }
 
 // Cancel releases a held reservation, or records an ID never seen as

@@ -182,8 +182,10 @@ func newQueries(sc string) queries {
 	return queries{
 		giveBack: "CALL " + sc + ".`" + procReturn + "`(?, ?, ?, ?)",
 		// LEFT JOIN: a tombstone of Cancel is a reservation without lines.
+		// No ORDER BY, which makes the server sort in a temporary table:
+		// the lines are sorted in Go.
 		lookup: "SELECT r.state, r.expires_at, l.sku, l.qty FROM " + res + " r LEFT JOIN " + lines +
-			" l ON l.reservation_id = r.id WHERE r.id = ? ORDER BY l.sku",
+			" l ON l.reservation_id = r.id WHERE r.id = ?",
 		// The insert waits for an in-flight Reserve of the ID: if it
 		// commits, the row is left as it is (no row affected) and Cancel
 		// releases what it recorded; if it rolls back, the tombstone goes in.

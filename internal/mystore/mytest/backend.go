@@ -111,9 +111,9 @@ func sessions(ctx context.Context, db *sql.DB, schema string, idleInTx bool) ([]
 }
 
 // SettlePattern: a Commit's first statement with the ID is the UPDATE
-// that commits it; a Release first looks the reservation up, so its
-// pattern is the ID followed by the next parameter of the return_units
-// CALL, the state Released as an 8-byte integer.
+// that commits it; a Release's is the return_units CALL, matched by the ID
+// followed by its next parameter, the state Released as an 8-byte integer,
+// so that no lookup matches it.
 func (backend) SettlePattern(op, id string) []byte {
 	if op == "release" {
 		return binary.LittleEndian.AppendUint64([]byte(id), uint64(inventory.Released))

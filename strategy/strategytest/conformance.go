@@ -26,10 +26,11 @@ const (
 
 // hammerSizes are the sizes of the suite's hammers.
 type hammerSizes struct {
-	cancelOps int   // CancelledMidCallLeavesNoPartialState: carts per buyer (16 buyers)
-	hotStock  int64 // HammerHotSKU: units of the hot SKU, sold out by 64 buyers
-	manyStock int64 // HammerManySKUs: units of each of its 20 SKUs
-	manyOps   int   // HammerManySKUs: carts per buyer (64 buyers)
+	cancelOps int           // CancelledMidCallLeavesNoPartialState: carts per buyer (16 buyers)
+	cancelFor time.Duration // CancelledMidCallLeavesNoPartialState: the longest its buyers run
+	hotStock  int64         // HammerHotSKU: units of the hot SKU, sold out by 64 buyers
+	manyStock int64         // HammerManySKUs: units of each of its 20 SKUs
+	manyOps   int           // HammerManySKUs: carts per buyer (64 buyers)
 }
 
 // sizes are the hammers of every run: each keeps its buyers racing long
@@ -37,10 +38,21 @@ type hammerSizes struct {
 // suite's own tests oversells at these sizes and smaller) and for demand to
 // exceed supply. With INVENTORY_TEST_SOAK=1 the hammers run longer, to find
 // what is rare.
+//
+// The cancel hammer is bounded by time as well as by carts: a strategy
+// that serialises carts behind locks (redislock) makes them one by one, and
+// on a loaded machine its carts would otherwise run past behaviourTimeout.
+// cancelFor leaves the rest of behaviourTimeout to calls in flight (a lock
+// wait runs up to 5s) and to the accounting.
 var sizes = soak.Pick(
-	hammerSizes{cancelOps: 10, hotStock: 150, manyStock: 60, manyOps: 12},
-	hammerSizes{cancelOps: 30, hotStock: 1000, manyStock: 250, manyOps: 80},
+	hammerSizes{cancelOps: 10, cancelFor: 15 * time.Second, hotStock: 150, manyStock: 60, manyOps: 12},
+	hammerSizes{cancelOps: 30, cancelFor: 25 * time.Second, hotStock: 1000, manyStock: 250, manyOps: 80},
 )
+
+// minDeadlined is the fewest calls a cancel hammer must have made with a
+// short deadline for its verdict to count, so that the time bound never
+// turns it into a run that cancels nothing.
+const minDeadlined = 32
 
 // RunConformance checks that the strategies made by newHarness keep the
 // inventory.Reserver contract. It runs one subtest per behaviour, in
@@ -619,12 +631,13 @@ var behaviours = []behaviour{
 	{"CancelledMidCallLeavesNoPartialState", func(ctx context.Context, t *testing.T, s *suite) {
 		rep, err := Hammer(ctx, HammerConfig{
 			Strategy: s.Strategy, NewID: s.NewID, Advance: s.Advance,
-			Workers: 16, SKUs: 5, Stock: 200, MaxLines: 3, OpsPerWorker: sizes.cancelOps,
+			Workers: 16, SKUs: 5, Stock: 200, MaxLines: 3, OpsPerWorker: sizes.cancelOps, Duration: sizes.cancelFor,
 			CancelFraction: 0.5, CancelWithin: 2 * time.Millisecond,
 		})
 		require.NoError(t, err)
 		t.Log(rep)
 		assertReport(t, rep)
+		assert.GreaterOrEqual(t, rep.Deadlined, int64(minDeadlined), "calls made with a short deadline")
 		faultlog.Log(t, faultlog.Cell{Strategy: faultlog.StrategyName(s.Strategy), Fault: faultlog.ContextCancelled,
 			Tried: rep.Reserves, Oversold: rep.Oversold, Lost: rep.Lost})
 	}},

@@ -124,7 +124,10 @@ type Report struct {
 	NegativeSeen bool  // Available was seen below zero during the run
 
 	Released int64 // units released by Settle
-	Elapsed  time.Duration
+	// Deadlined is the number of calls made with a short deadline
+	// (HammerConfig.CancelFraction).
+	Deadlined int64
+	Elapsed   time.Duration
 
 	added []int64 // per SKU, units added while running (for RunProcs)
 }
@@ -204,8 +207,8 @@ type hammer struct {
 	errs       map[string]int64
 	unexpected []error
 
-	reserves, granted, refused, released atomic.Int64
-	negative                             atomic.Bool
+	reserves, granted, refused, released, deadlined atomic.Int64
+	negative                                        atomic.Bool
 }
 
 // Hammer runs buyers against cfg.Strategy as cfg describes and reports what
@@ -319,6 +322,7 @@ func Hammer(ctx context.Context, cfg HammerConfig) (*Report, error) {
 		Unexpected:   h.unexpected,
 		NegativeSeen: h.negative.Load(),
 		Released:     h.released.Load(),
+		Deadlined:    h.deadlined.Load(),
 		Elapsed:      time.Since(start),
 	}
 	if cfg.stocked {
@@ -438,6 +442,7 @@ func (h *hammer) done(ctx context.Context) bool {
 // callCtx returns the context for one call: sometimes with a short deadline.
 func (h *hammer) callCtx(ctx context.Context, rng *rand.Rand) (context.Context, context.CancelFunc) {
 	if h.cfg.CancelFraction > 0 && rng.Float64() < h.cfg.CancelFraction {
+		h.deadlined.Add(1)
 		return context.WithTimeout(ctx, time.Duration(rng.Int64N(int64(h.cfg.CancelWithin)+1)))
 	}
 	return ctx, func() {}

@@ -97,7 +97,7 @@ type Sizes struct {
 // Default are the sizes of Run: the short run is every run; the long one
 // runs with INVENTORY_TEST_SOAK=1.
 var Default = soak.Pick(
-	Sizes{LostReplies: 48, KilledStock: 800, Kills: 3, DeadlineCalls: 300, DeadlineConns: 6, KilledConns: 8, KilledBuyers: 24, DeadlineBuyers: 16},
+	Sizes{LostReplies: 48, KilledStock: 400, Kills: 3, DeadlineCalls: 300, DeadlineConns: 6, KilledConns: 8, KilledBuyers: 24, DeadlineBuyers: 16},
 	Sizes{LostReplies: 480, KilledStock: 5000, Kills: 12, DeadlineCalls: 2000, DeadlineConns: 6, KilledConns: 8, KilledBuyers: 24, DeadlineBuyers: 16},
 )
 

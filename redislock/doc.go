@@ -40,6 +40,15 @@
 //	UPDATE stock SET available = $new, fence = $token
 //	WHERE sku = $sku AND fence < $token AND available = $read
 //
+// For a line of a SKU with a limit per buyer, the same batch adds the units
+// to the buyer's usage of the SKU right after the SKU's fenced write,
+//
+//	INSERT INTO buyer_usage (sku, buyer, used) VALUES ($sku, $buyer, $n)
+//	ON CONFLICT (sku, buyer) DO UPDATE SET used = used + $n WHERE used + $n <= $limit
+//
+// and a usage past the limit rolls the transaction back as a moved row does
+// (see Limits per buyer below).
+//
 // The key of a SKU is its name in unpadded base64url inside a hash tag, so
 // a SKU holding '{', '}' or ':' can neither move its keys into another SKU's
 // Redis Cluster slot nor forge another SKU's key, and a SKU's lock and fence
@@ -185,6 +194,33 @@
 // lock sits free, where an unfair lock goes to whoever is already asking.
 // A caller who needs a bounded wait sets WaitTimeout and retries, or picks
 // sqlcond, whose waiters queue in PostgreSQL's lock manager.
+//
+// # Limits per buyer, partial carts, longer holds, levels and backorders
+//
+// The Reserver offers limits per buyer (inventory.StockOptions.Limit with
+// Request.Buyer), partial carts (Request.Partial) and backorders
+// (StockOptions.Backorder) through SetStockWith, and is an
+// inventory.Leveler and an inventory.Extender. The rules of a line are
+// decided in Go under the SKU's lock, on the plain read, which returns each
+// SKU's limit and, for a request with a Buyer, the buyer's usage of it: a
+// line past the limit, or of a SKU with a limit in a request without a
+// Buyer, is an *inventory.LimitError; a partial line holds what the row
+// and the limit leave, from max(Min, 1) up to Qty, and the fenced write
+// takes exactly that. The usage is added SKU by SKU after the SKU's stock
+// row, the lock order every writer of the schema keeps, by a statement
+// that refuses to pass the limit: the lock keeps other buyers of the SKU
+// out, and the statement keeps out a holder whose lock lapsed, and any
+// writer of the schema that takes no lock. Release, Cancel and expiry take
+// the units off the usage once (the shared store's statements); Purge does
+// not, so committed units go on counting. Backorders are the shared
+// store's: available counts the allowance, so the fenced write is
+// unchanged and available never goes below zero. Levels reads one snapshot
+// that Purge does not change, and Extend moves a hold up to
+// Options.MaxHold (default 1h) after it was reserved, in one statement,
+// without any lock. A request without a Buyer or Partial costs what it
+// did. Stock buckets are not offered: the lock already serialises a SKU's
+// buyers, and SetStockWith with StockOptions.Buckets above 1 fails with
+// inventory.ErrUnsupported.
 //
 // # Retention
 //

@@ -63,6 +63,10 @@ type Options struct {
 	WaitReplicas int
 	// ReplicaTimeout bounds the wait of WaitReplicas. Default: 1s.
 	ReplicaTimeout time.Duration
+	// MaxHold is the longest a hold may last from the moment it was
+	// reserved: Extend never moves its expiry past it. Zero or negative
+	// means the default. Default: 1h.
+	MaxHold time.Duration
 	// WaitTimeout bounds the wait for locks another request holds; then
 	// Reserve fails with a *ContendedError and changes nothing. Negative
 	// means one try, no waiting. Default: 5s.
@@ -75,9 +79,10 @@ type Options struct {
 // the database schema and the Redis key prefix.
 //
 // Reserve is its own; the other methods of inventory.Strategy (Commit,
-// Release, ExpireDue, Lookup, Available, SetStock, AddStock), Purge and
-// Migrate come from the ledger every PostgreSQL strategy shares, and keep the
-// contract documented on inventory.Reserver.
+// Release, ExpireDue, Lookup, Available, SetStock, AddStock), Purge,
+// Migrate, SetStockWith, Levels and Extend come from the ledger every
+// PostgreSQL strategy shares, and keep the contract documented on
+// inventory.Reserver.
 type Reserver struct {
 	pgstore.Ledger // Commit, Release, ExpireDue, Purge, Lookup, Available, SetStock, AddStock, Migrate
 	store          *pgstore.Store
@@ -94,8 +99,11 @@ type Reserver struct {
 }
 
 var (
-	_ inventory.Strategy = (*Reserver)(nil)
-	_ inventory.Purger   = (*Reserver)(nil)
+	_ inventory.Strategy        = (*Reserver)(nil)
+	_ inventory.Purger          = (*Reserver)(nil)
+	_ inventory.StockConfigurer = (*Reserver)(nil)
+	_ inventory.Leveler         = (*Reserver)(nil)
+	_ inventory.Extender        = (*Reserver)(nil)
 )
 
 // New returns a Reserver on db and client. client may be a single server,
@@ -109,7 +117,7 @@ func New(db DB, client redis.UniversalClient, opts *Options) (*Reserver, error) 
 	prefix := DefaultKeyPrefix
 	var ttl, wait time.Duration
 	if opts != nil {
-		o.Schema, o.DefaultTTL, o.Now, o.Retention = opts.Schema, opts.DefaultTTL, opts.Now, opts.Retention
+		o.Schema, o.DefaultTTL, o.Now, o.Retention, o.MaxHold = opts.Schema, opts.DefaultTTL, opts.Now, opts.Retention, opts.MaxHold
 		if opts.KeyPrefix != "" {
 			prefix = opts.KeyPrefix
 		}
@@ -121,6 +129,7 @@ func New(db DB, client redis.UniversalClient, opts *Options) (*Reserver, error) 
 			return nil, &inventory.ValidationError{Field: "WaitReplicas", Reason: "not available with a Redis Cluster client"}
 		}
 	}
+	o.Limits, o.Backorders = true, true
 	store, err := pgstore.New(db, &o)
 	if err != nil {
 		return nil, err
@@ -147,17 +156,16 @@ func DDL(schema string) (string, error) { return pgstore.DDL(schema) }
 // administration, which take no lock, wrote the row in between).
 const maxWriteRounds = 16
 
-// Reserve holds every line of req, or none, for req.TTL (0: the default).
-// It takes the Redis locks of the request's SKUs in one script call (one per
+// Reserve holds every line of req, or none, for req.TTL (0: the default);
+// with req.Partial, as much of each line as there is, down to its Min; a
+// line of a SKU with a limit per buyer within what is left of req.Buyer's
+// limit. It takes the Redis locks of the request's SKUs in one script call (one per
 // slot on Redis Cluster), then in one PostgreSQL transaction records the
 // reservation, reads the stock, checks it and writes it back conditional on
 // the fencing tokens, commits, and releases the locks. See the package
 // documentation for errors and costs.
 func (r *Reserver) Reserve(ctx context.Context, req inventory.Request) (inventory.Reservation, error) {
 	if err := req.Validate(); err != nil {
-		return inventory.Reservation{}, err
-	}
-	if err := inventory.RefuseUnoffered("redislock", req, false, false); err != nil {
 		return inventory.Reservation{}, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -177,4 +185,33 @@ func (r *Reserver) Reserve(ctx context.Context, req inventory.Request) (inventor
 		}
 	}
 	return inventory.Reservation{}, fmt.Errorf("redislock: reserve %q: %w: the stock kept changing between read and write", req.ID, inventory.ErrContended)
+}
+
+// SetStockWith sets the units on hand of sku and its settings: opts.Limit
+// caps the units one buyer may hold and buy; opts.Backorder lets that many
+// units be sold beyond the stock on hand (see inventory.StockOptions).
+// Stock buckets are not offered: the lock of a SKU already serialises its
+// buyers, and the step reads the stock row alone, so opts.Buckets above 1
+// fails with inventory.ErrUnsupported, changing nothing.
+func (r *Reserver) SetStockWith(ctx context.Context, sku string, available int64, opts inventory.StockOptions) error {
+	if err := inventory.ValidateStockWith(sku, available, opts); err != nil {
+		return err
+	}
+	if opts.Buckets > 1 {
+		return fmt.Errorf("redislock: set stock of %q: %w: stock buckets (StockOptions.Buckets %d)", sku, inventory.ErrUnsupported, opts.Buckets)
+	}
+	return r.store.SetStockWith(ctx, sku, available, opts)
+}
+
+// Levels returns the units of sku available, held, sold and backordered,
+// read in one snapshot (see inventory.Leveler).
+func (r *Reserver) Levels(ctx context.Context, sku string) (inventory.Levels, error) {
+	return r.store.Levels(ctx, sku)
+}
+
+// Extend keeps the held reservation id for ttl from now, at most
+// Options.MaxHold after it was reserved (see inventory.Extender). It takes
+// no lock: it moves the expiry alone, in one statement.
+func (r *Reserver) Extend(ctx context.Context, id string, ttl time.Duration) (inventory.Reservation, error) {
+	return r.store.Extend(ctx, id, ttl)
 }

@@ -32,8 +32,8 @@ type Options struct {
 	// Expired, or cancelled) is kept after it settled; then Purge (which a
 	// Sweeper calls) deletes it, and its ID is unknown: idempotency on an ID
 	// lasts as long as the retention. Held reservations are never purged.
-	// Zero or negative keeps every reservation. Default: 0. PostgreSQL only:
-	// NewMySQL keeps every reservation.
+	// Zero or negative keeps every reservation. Default: 0. NewMySQL keeps
+	// it too (see the package documentation's Retention).
 	Retention time.Duration
 	// LockTimeout bounds the wait of a Reserve for its row locks (SET LOCAL
 	// lock_timeout); past it, Reserve fails with inventory.ErrContended and

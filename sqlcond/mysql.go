@@ -17,11 +17,14 @@ import (
 // come from the ledger every MySQL strategy shares, and keep the contract
 // documented on inventory.Reserver.
 type MySQLReserver struct {
-	mystore.Ledger // Commit, Release, ExpireDue, Lookup, Available, SetStock, AddStock, Migrate
+	mystore.Ledger // Commit, Release, ExpireDue, Purge, Lookup, Available, SetStock, AddStock, Migrate
 	store          *mystore.Store
 }
 
-var _ inventory.Strategy = (*MySQLReserver)(nil)
+var (
+	_ inventory.Strategy = (*MySQLReserver)(nil)
+	_ inventory.Purger   = (*MySQLReserver)(nil)
+)
 
 // NewMySQL returns a MySQLReserver on db, a pool of github.com/go-sql-driver/mysql
 // connections; opts.Schema names the database (MySQL's schema) that holds
@@ -39,7 +42,7 @@ func NewMySQL(db *sql.DB, opts *Options) (*MySQLReserver, error) {
 		}
 	}
 	if opts != nil {
-		o = mystore.Options{Schema: opts.Schema, DefaultTTL: opts.DefaultTTL, Now: opts.Now}
+		o = mystore.Options{Schema: opts.Schema, DefaultTTL: opts.DefaultTTL, Now: opts.Now, Retention: opts.Retention}
 	}
 	o.Name = "sqlcond"
 	store, err := mystore.New(db, &o)

@@ -29,8 +29,8 @@ type Options struct {
 	// Expired, or cancelled) is kept after it settled; then Purge (which a
 	// Sweeper calls) deletes it, and its ID is unknown: idempotency on an ID
 	// lasts as long as the retention. Held reservations are never purged.
-	// Zero or negative keeps every reservation. Default: 0. PostgreSQL only:
-	// NewMySQL keeps every reservation.
+	// Zero or negative keeps every reservation. Default: 0. NewMySQL keeps
+	// it too (see the package documentation's Retention).
 	Retention time.Duration
 	// SKUDefaults are the settings SetStock gives a SKU it creates; a SKU
 	// that exists keeps its own, and SetStockWith sets them for one SKU.

@@ -9,7 +9,8 @@
 // One database (MySQL's schema) per installation (Options.Schema, default
 // "inventory"), always quoted in backticks, so any name the server can hold
 // is safe. InnoDB tables stock (sku, available), reservation (id, state,
-// expires_at, created_at) and reservation_line (reservation_id, sku, qty),
+// expires_at, created_at, settled_at) and reservation_line
+// (reservation_id, sku, qty),
 // and the procedures sqlcond_reserve, pessimistic_reserve and
 // return_units. SKUs and IDs are VARBINARY: the server
 // orders them byte by byte, as Go does, so rows locked "in SKU order" from Go
@@ -52,6 +53,20 @@
 // stock row is touched; an insert of an ID another transaction is inserting
 // waits for it. A deadlock victim (1213), or a lock wait timeout (1205) of
 // sqlcond_reserve, is tried again, a few times, then inventory.ErrContended.
+//
+// # Retention
+//
+// With Options.Retention, Purge deletes settled reservations (and the
+// tombstones of Cancel) once the retention has passed since they settled:
+// Commit, Release, Cancel and expiry record the moment in settled_at, and
+// the virtual column settled_key (settled_at, else expires_at for a row a
+// writer before the migration retention settled; NULL while held) is
+// indexed, so that Purge reads the oldest candidates in one index range
+// that never holds a held reservation, locks them FOR UPDATE SKIP LOCKED,
+// deletes them by primary key (their lines by ON DELETE CASCADE) and
+// commits, at most 1000 in one call. Held reservations are never purged,
+// and no stock row is locked. A purged ID is unknown, so idempotency on an
+// ID lasts as long as the retention.
 //
 // # Failures
 //

@@ -16,6 +16,10 @@ const procReserve = "sqlcond_reserve"
 // in one call: see ReturnUnits.
 const procReturn = "return_units"
 
+// procMigrateRetention is the procedure the retention migration runs once
+// and drops.
+const procMigrateRetention = "migrate_retention"
+
 // ProcLockingReserve is the procedure that runs a whole locking reservation
 // in the server: see LockingCall.
 const ProcLockingReserve = "pessimistic_reserve"
@@ -227,6 +231,74 @@ END`,
 		reserveProc(procReserve, "", "", "", sqlcondTake),
 		"DROP PROCEDURE IF EXISTS {schema}.`" + ProcLockingReserve + "`",
 		reserveProc(ProcLockingReserve, ", IN p_wait BIGINT", lockingDeclare, lockingRestore, lockingTake),
+	},
+}, {
+	version: 5,
+	name:    "retention",
+	stmts: []string{
+		// settled_at is when a reservation left Held (microseconds since
+		// the Unix epoch, by the store's clock): Commit, Release, Cancel and
+		// expiry set it. Rows settled before this migration, or by a writer
+		// that does not set it, have NULL there, and settled_key, which
+		// Purge reads, is their expires_at instead: a commit or release
+		// comes before it, a tombstone at it, an expiry at or after it.
+		// settled_key is NULL for a held reservation, so that the range
+		// Purge reads never holds one. The column is added without
+		// rewriting the table (INSTANT) and the index built without
+		// blocking writes (INPLACE, LOCK=NONE); MySQL 8 has no ADD COLUMN
+		// IF NOT EXISTS, so a procedure reads the catalog first and the
+		// statement can be run again.
+		"DROP PROCEDURE IF EXISTS {schema}.`" + procMigrateRetention + "`",
+		"CREATE PROCEDURE {schema}.`" + procMigrateRetention + "`()" + `
+MODIFIES SQL DATA
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+		WHERE table_schema = DATABASE() AND table_name = 'reservation' AND column_name = 'settled_at') THEN
+		ALTER TABLE {schema}.reservation ADD COLUMN settled_at BIGINT NULL, ALGORITHM=INSTANT;
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+		WHERE table_schema = DATABASE() AND table_name = 'reservation' AND column_name = 'settled_key') THEN
+		ALTER TABLE {schema}.reservation
+			ADD COLUMN settled_key BIGINT AS (IF(state = 1, NULL, COALESCE(settled_at, expires_at))) VIRTUAL,
+			ALGORITHM=INSTANT;
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM information_schema.statistics
+		WHERE table_schema = DATABASE() AND table_name = 'reservation' AND index_name = 'reservation_settled') THEN
+		ALTER TABLE {schema}.reservation ADD INDEX reservation_settled (settled_key), ALGORITHM=INPLACE, LOCK=NONE;
+	END IF;
+END`,
+		"CALL {schema}.`" + procMigrateRetention + "`()",
+		"DROP PROCEDURE {schema}.`" + procMigrateRetention + "`",
+		// return_units again (see return_units), recording when the
+		// reservation settled.
+		"DROP PROCEDURE IF EXISTS {schema}.`" + procReturn + "`",
+		"CREATE PROCEDURE {schema}.`" + procReturn + "`(" + `
+	IN p_id VARBINARY(128), IN p_to TINYINT, IN p_now BIGINT, IN p_due TINYINT)
+MODIFIES SQL DATA
+BEGIN
+	DECLARE v_done INT DEFAULT 0;
+	DECLARE v_sku VARBINARY(128);
+	DECLARE v_qty BIGINT;
+	DECLARE v_lines CURSOR FOR
+		SELECT sku, qty FROM {schema}.reservation_line WHERE reservation_id = p_id ORDER BY sku;
+	DECLARE CONTINUE HANDLER FOR NOT FOUND SET v_done = 1;
+	DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
+	SET TRANSACTION ISOLATION LEVEL READ COMMITTED;
+	START TRANSACTION;
+	UPDATE {schema}.reservation SET state = p_to, settled_at = p_now
+	WHERE id = p_id AND state = 1 AND IF(p_due = 1, expires_at <= p_now, expires_at > p_now);
+	IF ROW_COUNT() = 0 THEN
+		SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = 30003, MESSAGE_TEXT = 'inventory: reservation state changed';
+	END IF;
+	OPEN v_lines;
+	give: LOOP
+		FETCH v_lines INTO v_sku, v_qty;
+		IF v_done = 1 THEN LEAVE give; END IF;
+		UPDATE {schema}.stock SET available = available + v_qty WHERE sku = v_sku;
+	END LOOP;
+	CLOSE v_lines;
+	COMMIT;
+END`,
 	},
 }}
 

@@ -61,7 +61,7 @@ func (t settling) CommitActive(ctx context.Context, id string, now time.Time) (b
 	if err != nil {
 		return false, t.s.fail(ctx, "commit", err)
 	}
-	r, err := st.ExecContext(ctx, []byte(id), micros(now))
+	r, err := st.ExecContext(ctx, micros(now), []byte(id), micros(now))
 	if err != nil {
 		return false, t.s.afterCommit(ctx, "commit", id, err)
 	}
@@ -90,7 +90,7 @@ func (t settling) Tombstone(ctx context.Context, id string, now time.Time) (bool
 	if err != nil {
 		return false, t.s.fail(ctx, "cancel", err)
 	}
-	r, err := st.ExecContext(ctx, []byte(id), micros(now), micros(now))
+	r, err := st.ExecContext(ctx, []byte(id), micros(now), micros(now), micros(now))
 	if err != nil {
 		return false, t.s.afterCommit(ctx, "cancel", id, err)
 	}

@@ -37,6 +37,11 @@ type Options struct {
 	// Name prefixes the messages of errors the store returns, so that they
 	// name the strategy. Default: "mystore".
 	Name string
+	// Retention is how long Purge keeps a settled reservation (Committed,
+	// Released, Expired, or the tombstone of Cancel) after it settled; see
+	// Purge. Zero or negative keeps every reservation, and Purge deletes
+	// nothing. Default: 0.
+	Retention time.Duration
 }
 
 // Store keeps stock and the reservation ledger in one MySQL or MariaDB
@@ -50,6 +55,7 @@ type Store struct {
 	ttl    time.Duration
 	now    func() time.Time
 	name   string
+	keep   time.Duration // Options.Retention; 0: keep everything
 	q      queries
 	// conditional is the Call of ReserveConditional.
 	conditional *Call
@@ -77,6 +83,7 @@ func New(db *sql.DB, opts *Options) (*Store, error) {
 		if opts.Name != "" {
 			s.name = opts.Name
 		}
+		s.keep = max(opts.Retention, 0)
 	}
 	if db == nil {
 		return nil, &inventory.ValidationError{Field: "db", Reason: "nil"}
@@ -169,6 +176,8 @@ type queries struct {
 	lookup    string
 	tombstone string
 	commit    string
+	purgeIDs  string
+	purge     string // followed by the list of IDs
 	dueIDs    string
 	available string
 	setStock  string
@@ -189,9 +198,16 @@ func newQueries(sc string) queries {
 		// The insert waits for an in-flight Reserve of the ID: if it
 		// commits, the row is left as it is (no row affected) and Cancel
 		// releases what it recorded; if it rolls back, the tombstone goes in.
-		tombstone: "INSERT INTO " + res + " (id, state, expires_at, created_at) VALUES (?, 3, ?, ?) " +
+		tombstone: "INSERT INTO " + res + " (id, state, expires_at, created_at, settled_at) VALUES (?, 3, ?, ?, ?) " +
 			"ON DUPLICATE KEY UPDATE id = id",
-		commit: "UPDATE " + res + " SET state = 2 WHERE id = ? AND state = 1 AND expires_at > ?",
+		// settled_at is when the reservation left Held, which Purge reads
+		// (see the migration retention).
+		commit: "UPDATE " + res + " SET state = 2, settled_at = ? WHERE id = ? AND state = 1 AND expires_at > ?",
+		// The oldest settled reservations past the cutoff, through the
+		// index reservation_settled, which holds no held reservation's key;
+		// rows another purger has locked are skipped, not waited for.
+		purgeIDs: "SELECT id FROM " + res + " WHERE settled_key < ? ORDER BY settled_key LIMIT ? FOR UPDATE SKIP LOCKED",
+		purge:    "DELETE FROM " + res + " WHERE id IN ",
 		// A plain read: each hold is then expired by a call of its own,
 		// which finds out whether it is still held and due.
 		dueIDs:    "SELECT id FROM " + res + " WHERE state = 1 AND expires_at <= ? ORDER BY expires_at LIMIT ?",

@@ -141,11 +141,11 @@
 // inventory.ErrContended. A deadlock victim (1213) is retried inside, a few
 // times, then inventory.ErrContended. Unknown outcomes as above.
 //
-// Cost on MariaDB: see BENCHMARKS.md. On the 2-core machine there, shared
-// with other work (load average 21 to 41), it decided a median 0.125 of the
-// carts of raw-mysql (the bare conditional UPDATE, no ledger) on one hot
-// SKU at 64 workers in eight alternated runs, as did the client transaction
-// of one round trip per statement it replaces; the goal of 0.4 is not met:
-// the server's CPU per cart (4.7 times raw-mysql's), not the round trips,
-// bounds it there.
+// Cost on MariaDB: see BENCHMARKS.md. On the 2-core machine there it
+// decided 0.43 of the carts of raw-mysql (the bare conditional UPDATE, no
+// ledger) on one hot SKU at 64 workers when only the benchmark ran, before
+// a cart of one line skipped the procedure's parsing loop; with other work
+// on the machine (load average 42 to 45) the median of three alternated runs
+// went from 0.09 to 0.12. The server's CPU per cart, not the round trips,
+// bounds it.
 package pessimistic

@@ -198,11 +198,13 @@
 // again with the same request. Release and the expiry of each hold are one
 // CALL too, so no MySQL operation holds a stock row across a round trip.
 //
-// Cost on MariaDB: see BENCHMARKS.md. On the 2-core machine there, shared
-// with other work (load average 21 to 41), it decided a median 0.155 of the
-// carts of raw-mysql (the bare conditional UPDATE, no ledger) on one hot
-// SKU at 64 workers in eight alternated runs, 0.42 when only the benchmark
-// ran; the goal of 0.6 is not met: the server's CPU per cart (4.2 times
-// raw-mysql's: a procedure with two inserts and the UPDATE, the commit,
+// Cost on MariaDB: see BENCHMARKS.md. On the 2-core machine there it
+// decided 0.46 of the carts of raw-mysql (the bare conditional UPDATE, no
+// ledger) on one hot SKU at 64 workers when only the benchmark ran, before
+// a cart of one line skipped the procedure's parsing loop and Release
+// became one CALL, which cut the server's CPU per cart by about a third;
+// with other work on the machine (load average 42 to 45) the median of three
+// alternated runs went from 0.12 to 0.14. The goal of 0.6 is not shown met:
+// the server's CPU per cart (two inserts and the UPDATE, the commit,
 // release and expiry calls) bounds it.
 package sqlcond

@@ -1,13 +1,14 @@
 package mystore_test
 
 import (
+	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
-	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/oversell/inventory"
@@ -84,85 +85,147 @@ func TestUnreachableServerIsUnavailable(t *testing.T) {
 func TestReplyLostAfterCommitAppliesOnce(t *testing.T) {
 	for name, mk := range makers {
 		t.Run(name, func(t *testing.T) {
-			ctx := t.Context()
-			b := mytest.FaultBackend(mk)
-			proxy, err := faultproxy.New(b.Addr(t))
+			s, tried, err := replyLostAfterCommit(t, mk, nil)
 			require.NoError(t, err)
-			defer proxy.Close()
-			in := b.New(ctx, t, 2, proxy.Addr())
-			s, direct := in.Strategy, in.Direct
-			stock := map[string]int64{"a": 1000, "b": 1000}
-			for sku, n := range stock {
-				require.NoError(t, direct.SetStock(ctx, sku, n))
-			}
-			checkStock := func(what string) {
-				t.Helper()
-				for sku, want := range stock {
-					got, err := direct.Available(ctx, sku)
-					require.NoError(t, err)
-					require.Equal(t, want, got, "%s: %s changed other than once", what, sku)
-				}
-			}
-			state := func(id string) inventory.State {
-				r, err := direct.Lookup(ctx, id)
-				if err != nil {
-					return 0
-				}
-				return r.State
-			}
-			// lose makes call with the reply to the statement carrying
-			// pattern dropped, and checks that the server had committed it.
-			lose := func(what string, pattern []byte, call func() error, committed inventory.State, id string) {
-				t.Helper()
-				before := proxy.Fired()
-				proxy.Arm(faultproxy.Rule{Pattern: pattern, Mode: faultproxy.DropReply, Times: 1})
-				err := call()
-				proxy.Disarm()
-				require.Greater(t, proxy.Fired(), before, "%s: the rule never fired", what)
-				require.ErrorIs(t, err, inventory.ErrOutcomeUnknown, "%s: the commit's reply was lost", what)
-				require.Equal(t, committed, state(id), "%s: the server committed before the reply was lost", what)
-			}
-
-			var tried int64
-			for i := range 6 {
-				req := inventory.Request{ID: strategytest.RandomID(), TTL: time.Hour, Lines: []inventory.Line{{SKU: "a", Qty: 2}}}
-				if i%2 == 1 {
-					req.Lines = append(req.Lines, inventory.Line{SKU: "b", Qty: 3})
-				}
-				what := fmt.Sprintf("reserve %d", i)
-				lose(what, mytest.CallPoint.Pattern(req.ID), func() error { _, err := s.Reserve(ctx, req); return err }, inventory.Held, req.ID)
-				tried++
-				for _, l := range req.Lines {
-					stock[l.SKU] -= l.Qty
-				}
-				checkStock(what + ", before the retry")
-				res, err := s.Reserve(ctx, req)
-				require.NoError(t, err, what+": the retry")
-				assert.Equal(t, inventory.Held, res.State)
-				assert.True(t, inventory.SameLines(req.Lines, res.Lines), "%s: the retry answers the first reservation", what)
-				checkStock(what + ", after the retry")
-
-				op, settle, final := "commit", s.Commit, inventory.Committed
-				if i%3 == 1 {
-					op, settle, final = "release", s.Release, inventory.Released
-				}
-				if i%3 == 2 {
-					continue
-				}
-				what = fmt.Sprintf("%s %d", op, i)
-				lose(what, b.SettlePattern(op, req.ID), func() error { return settle(ctx, req.ID) }, final, req.ID)
-				tried++
-				if final == inventory.Released {
-					for _, l := range req.Lines {
-						stock[l.SKU] += l.Qty
-					}
-				}
-				checkStock(what + ", before the retry")
-				require.NoError(t, settle(ctx, req.ID), what+": the retry")
-				assert.Equal(t, final, state(req.ID))
-				checkStock(what + ", after the retry")
-			}
 			faultlog.Log(t, faultlog.Cell{Strategy: faultlog.StrategyName(s), Fault: faultlog.ReplyAfterCommit, Tried: tried})
 		})
 	}
+}
+
+// freshIDOnRetry takes a Reserve with an ID it has seen for a new order
+// and reserves it under a new ID: the retry after a lost reply then takes
+// the units again.
+type freshIDOnRetry struct {
+	mytest.Strategy
+	seen map[string]bool
+}
+
+func (f *freshIDOnRetry) Reserve(ctx context.Context, req inventory.Request) (inventory.Reservation, error) {
+	if f.seen[req.ID] {
+		req.ID = strategytest.RandomID()
+	}
+	f.seen[req.ID] = true
+	return f.Strategy.Reserve(ctx, req)
+}
+
+// The check catches a strategy whose retry is not idempotent.
+func TestReplyLostAfterCommitCatchesAFreshIDOnRetry(t *testing.T) {
+	_, _, err := replyLostAfterCommit(t, makers["sqlcond"], func(s mytest.Strategy) mytest.Strategy {
+		return &freshIDOnRetry{Strategy: s, seen: map[string]bool{}}
+	})
+	require.Error(t, err)
+	t.Log("caught:", err)
+}
+
+// replyLostAfterCommit runs the check of TestReplyLostAfterCommitAppliesOnce
+// on a strategy made by mk, wrapped by wrap when not nil, and returns the
+// strategy, the calls it broke and the first broken guarantee.
+func replyLostAfterCommit(t *testing.T, mk mytest.Maker, wrap func(mytest.Strategy) mytest.Strategy) (inventory.Strategy, int64, error) {
+	ctx := t.Context()
+	b := mytest.FaultBackend(mk)
+	proxy, err := faultproxy.New(b.Addr(t))
+	require.NoError(t, err)
+	defer proxy.Close()
+	in := b.New(ctx, t, 2, proxy.Addr())
+	s, direct := in.Strategy.(mytest.Strategy), in.Direct
+	if wrap != nil {
+		s = wrap(s)
+	}
+	stock := map[string]int64{"a": 1000, "b": 1000}
+	for sku, n := range stock {
+		require.NoError(t, direct.SetStock(ctx, sku, n))
+	}
+	checkStock := func(what string) error {
+		for sku, want := range stock {
+			got, err := direct.Available(ctx, sku)
+			require.NoError(t, err)
+			if got != want {
+				return fmt.Errorf("%s: %s has %d available, want %d: changed other than once", what, sku, got, want)
+			}
+		}
+		return nil
+	}
+	state := func(id string) inventory.State {
+		r, err := direct.Lookup(ctx, id)
+		if err != nil {
+			return 0
+		}
+		return r.State
+	}
+	// lose makes call with the reply to the statement carrying pattern
+	// dropped, and checks that the server had committed it.
+	lose := func(what string, pattern []byte, call func() error, committed inventory.State, id string) error {
+		before := proxy.Fired()
+		proxy.Arm(faultproxy.Rule{Pattern: pattern, Mode: faultproxy.DropReply, Times: 1})
+		err := call()
+		proxy.Disarm()
+		require.Greater(t, proxy.Fired(), before, "%s: the rule never fired", what)
+		if !errors.Is(err, inventory.ErrOutcomeUnknown) {
+			return fmt.Errorf("%s: the commit's reply was lost, but the error is not inventory.ErrOutcomeUnknown: %v", what, err)
+		}
+		if got := state(id); got != committed {
+			return fmt.Errorf("%s: state %v after the lost reply, want %v: the server committed before the reply was lost", what, got, committed)
+		}
+		return nil
+	}
+
+	var tried int64
+	for i := range 6 {
+		req := inventory.Request{ID: strategytest.RandomID(), TTL: time.Hour, Lines: []inventory.Line{{SKU: "a", Qty: 2}}}
+		if i%2 == 1 {
+			req.Lines = append(req.Lines, inventory.Line{SKU: "b", Qty: 3})
+		}
+		what := fmt.Sprintf("reserve %d", i)
+		if err := lose(what, mytest.CallPoint.Pattern(req.ID), func() error { _, err := s.Reserve(ctx, req); return err }, inventory.Held, req.ID); err != nil {
+			return s, tried, err
+		}
+		tried++
+		for _, l := range req.Lines {
+			stock[l.SKU] -= l.Qty
+		}
+		if err := checkStock(what + ", before the retry"); err != nil {
+			return s, tried, err
+		}
+		res, err := s.Reserve(ctx, req)
+		if err != nil {
+			return s, tried, fmt.Errorf("%s: the retry: %w", what, err)
+		}
+		if res.State != inventory.Held || !inventory.SameLines(req.Lines, res.Lines) {
+			return s, tried, fmt.Errorf("%s: the retry answered %v %v, not the first reservation", what, res.State, res.Lines)
+		}
+		if err := checkStock(what + ", after the retry"); err != nil {
+			return s, tried, err
+		}
+
+		op, settle, final := "commit", s.Commit, inventory.Committed
+		if i%3 == 1 {
+			op, settle, final = "release", s.Release, inventory.Released
+		}
+		if i%3 == 2 {
+			continue
+		}
+		what = fmt.Sprintf("%s %d", op, i)
+		if err := lose(what, b.SettlePattern(op, req.ID), func() error { return settle(ctx, req.ID) }, final, req.ID); err != nil {
+			return s, tried, err
+		}
+		tried++
+		if final == inventory.Released {
+			for _, l := range req.Lines {
+				stock[l.SKU] += l.Qty
+			}
+		}
+		if err := checkStock(what + ", before the retry"); err != nil {
+			return s, tried, err
+		}
+		if err := settle(ctx, req.ID); err != nil {
+			return s, tried, fmt.Errorf("%s: the retry: %w", what, err)
+		}
+		if got := state(req.ID); got != final {
+			return s, tried, fmt.Errorf("%s: state %v after the retry, want %v", what, got, final)
+		}
+		if err := checkStock(what + ", after the retry"); err != nil {
+			return s, tried, err
+		}
+	}
+	return s, tried, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -71,35 +72,48 @@ func TestCancelWhileQueuedCatchesABatcherThatSendsIt(t *testing.T) {
 	assert.Equal(t, int64(7), n, "the wrong batcher took the units of a call whose caller was told it failed")
 }
 
-// TestBatchKeepsEachOutcome queues reservations that the stock can serve
-// only in part, sends them as one batch, and finds each answered on its
-// own: the first ones granted, the rest refused, the duplicate given the
-// first's reservation, the conflicting one refused.
-func TestBatchKeepsEachOutcome(t *testing.T) {
-	t.Parallel()
+// batchResult is the answer of one Reserve of a batch.
+type batchResult struct {
+	res inventory.Reservation
+	err error
+}
+
+// reserveAsOneBatch queues reservations on in (stock "a" 5) that the stock
+// can serve only in part, sends them as one batch, and returns each
+// answer, in order, and the units of "a" left.
+func reserveAsOneBatch(t *testing.T, in *instance) ([]batchResult, int64) {
+	t.Helper()
 	ctx := t.Context()
-	in := setup(ctx, t, nil, nil)
 	require.NoError(t, in.SetStock(ctx, "a", 5))
 	release := in.HoldLane(0)
-	type result struct {
-		res inventory.Reservation
-		err error
-	}
 	reqs := []inventory.Request{
 		req("b1", line("a", 2)), req("b2", line("a", 2)), req("b1", line("a", 2)),
 		req("b1", line("a", 1)), req("b3", line("a", 2)), req("b4", line("a", 1)),
 	}
-	out := make([]result, len(reqs))
+	out := make([]batchResult, len(reqs))
 	var wg sync.WaitGroup
 	for i, rq := range reqs {
 		wg.Go(func() {
 			res, err := in.Reserve(ctx, rq)
-			out[i] = result{res, err}
+			out[i] = batchResult{res, err}
 		})
 		waitQueued(t, in.Reserver, 0, i+1) // in this order
 	}
 	release()
 	wg.Wait()
+	n, err := in.Available(ctx, "a")
+	require.NoError(t, err)
+	return out, n
+}
+
+// TestBatchKeepsEachOutcome sends reservations the stock can serve only
+// in part as one batch, and finds each answered on its own: the first
+// ones granted, the rest refused, the duplicate given the first's
+// reservation, the conflicting one refused, and a smaller one after the
+// refusal granted.
+func TestBatchKeepsEachOutcome(t *testing.T) {
+	t.Parallel()
+	out, n := reserveAsOneBatch(t, setup(t.Context(), t, nil, nil))
 	require.NoError(t, out[0].err)
 	require.NoError(t, out[1].err)
 	require.NoError(t, out[2].err, "the same request again")
@@ -107,9 +121,36 @@ func TestBatchKeepsEachOutcome(t *testing.T) {
 	assert.ErrorIs(t, out[3].err, inventory.ErrConflict)
 	assert.ErrorIs(t, out[4].err, inventory.ErrInsufficientStock)
 	require.NoError(t, out[5].err)
-	n, err := in.Available(ctx, "a")
-	require.NoError(t, err)
 	assert.Equal(t, int64(0), n)
+}
+
+// TestBatchKeepsEachOutcomeCatchesWrongBatches runs the check above on
+// deliberately wrong batch scripts: one whose stock check reads Redis
+// instead of the units the batch's earlier requests left (so every
+// request sees the stock as the batch found it), and one that answers
+// every request after a refusal with that refusal.
+func TestBatchKeepsEachOutcomeCatchesWrongBatches(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, old, wrong string }{
+		{"StaleStock", "local s = stockOf(K[first + k - 1])\n", "local s = stockOf(K[first + k - 1])\n    local h = redis.call('HGET', K[first + k - 1], 'a')\n    if s then s = {a = tonumber(h)} end\n"},
+		{"RefusalSpreads", "    out[j] = dispatch()\n", "    out[j] = dispatch()\n    if j > 1 and out[j-1][1] == 'short' then out[j] = out[j-1] end\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			require.Contains(t, redisstock.ScriptSource, tc.old)
+			in := setupBare(t.Context(), t, nil, nil)
+			in.SetScriptSource(strings.Replace(redisstock.ScriptSource, tc.old, tc.wrong, 1))
+			out, n := reserveAsOneBatch(t, in)
+			switch tc.name {
+			case "StaleStock":
+				assert.NoError(t, out[4].err, "the wrong batch granted what the stock could not serve")
+				assert.Equal(t, int64(-2), n, "and oversold")
+			case "RefusalSpreads":
+				assert.ErrorIs(t, out[5].err, inventory.ErrInsufficientStock, "the wrong batch refused a request the stock could serve")
+				assert.Equal(t, int64(0), n, "and took its units all the same")
+			}
+		})
+	}
 }
 
 // TestLostBatchReplyAppliesEachOnce drops the reply of a batch of

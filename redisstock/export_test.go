@@ -1,9 +1,20 @@
 package redisstock
 
-import "context"
+import (
+	"context"
+
+	"github.com/redis/go-redis/v9"
+)
 
 // Script is the package's script, for tests that load it or match its calls.
 var Script = script
+
+// ScriptSource is the source of the package's script.
+var ScriptSource = scriptSrc
+
+// SetScriptSource makes r run the script src instead of the package's: a
+// deliberately wrong variant of it.
+func (r *Reserver) SetScriptSource(src string) { r.script = redis.NewScript(src) }
 
 // SetBeforeGrant sets the hook that runs between the last take and the
 // grant of a cart that spans buckets.

@@ -106,6 +106,10 @@ type Reserver struct {
 	flushers int    // batches in flight at once per bucket
 	lanes    []lane // per bucket
 
+	// script is the store's script: the package's, or in tests a
+	// deliberately wrong variant of it.
+	script *redis.Script
+
 	// sendAbandoned, when set, leaves calls whose context ended while they
 	// were queued in the queue, to be sent. Tests only: a deliberately wrong
 	// batcher.
@@ -157,7 +161,7 @@ var script = redis.NewScript(scriptSrc)
 func New(db DB, client redis.UniversalClient, opts *Options) (*Reserver, error) {
 	o := pgstore.Options{Name: "redisstock"}
 	r := &Reserver{prefix: DefaultKeyPrefix, buckets: 1, ttl: pgstore.DefaultTTL, pending: DefaultPendingTimeout, now: time.Now,
-		maxBatch: DefaultMaxBatch, flushers: 2}
+		maxBatch: DefaultMaxBatch, flushers: 2, script: script}
 	if opts != nil {
 		o.Schema = opts.Schema
 		if opts.KeyPrefix != "" {
@@ -250,7 +254,7 @@ func (r *Reserver) evalOn(ctx context.Context, c redis.Cmdable, writes bool, key
 	if writes && r.waitN > 0 {
 		return r.runReplicated(ctx, c, keys, args)
 	}
-	return script.Run(ctx, c, keys, args...).Result()
+	return r.script.Run(ctx, c, keys, args...).Result()
 }
 
 // pin returns a client whose every command goes over one connection, and
@@ -304,7 +308,7 @@ func strs(v any, mk string) ([]string, error) {
 // over one connection and WAIT counts the replicas that have the script's
 // change.
 func (r *Reserver) runReplicated(ctx context.Context, c redis.Cmdable, keys []string, args []any) (any, error) {
-	run, n, err := rediswait.Run(ctx, c, script, keys, args, r.waitN, r.waitFor)
+	run, n, err := rediswait.Run(ctx, c, r.script, keys, args, r.waitN, r.waitFor)
 	if err != nil {
 		return nil, err
 	}

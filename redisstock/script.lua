@@ -28,6 +28,20 @@ local K, A = KEYS, ARGV
 
 local function fmt(n) return string.format('%d', n) end
 
+-- Numbers go to redis.call and into replies as they are: Redis writes an
+-- integral number below 2^53 as its decimal digits, and replies with it as
+-- an integer, which costs less than a conversion in Lua.
+
+-- nm returns the field name p..k (s1, q1, ...), built once per call.
+local names = {}
+local function nm(p, k)
+  local t = names[p]
+  if not t then t = {}; names[p] = t end
+  local v = t[k]
+  if not v then v = p .. fmt(k); t[k] = v end
+  return v
+end
+
 -- lines reads n lines from A starting at i: sku, qty pairs.
 local function lines(i, n)
   local out = {}
@@ -51,36 +65,35 @@ local function nextSeq(mk)
   seqs[mk] = q
   return q
 end
-local function flushSeq()
-  for mk, q in pairs(seqs) do redis.call('HSET', mk, 'q', fmt(q)) end
-end
 
 -- event appends an entry to the stream: fields, then per line s<i> q<i>
 -- and, for stock changes, a<i> v<i> (available after, version after). K[1]
 -- is the bucket's marker, whose sequence numbers the event.
 local function event(ek, fields, ls, stock)
-  local args = {'XADD', ek, '*', 'sq', fmt(nextSeq(K[1]))}
+  local args = {'XADD', ek, '*', 'sq', nextSeq(K[1])}
   for _, f in ipairs(fields) do args[#args+1] = f end
-  args[#args+1] = 'n'; args[#args+1] = fmt(#ls)
+  args[#args+1] = 'n'; args[#args+1] = #ls
   for k, l in ipairs(ls) do
-    args[#args+1] = 's'..k; args[#args+1] = l[1]
-    args[#args+1] = 'q'..k; args[#args+1] = fmt(l[2])
+    args[#args+1] = nm('s', k); args[#args+1] = l[1]
+    args[#args+1] = nm('q', k); args[#args+1] = l[2]
     if stock then
-      args[#args+1] = 'a'..k; args[#args+1] = fmt(stock[k][1])
-      args[#args+1] = 'v'..k; args[#args+1] = fmt(stock[k][2])
+      args[#args+1] = nm('a', k); args[#args+1] = stock[k][1]
+      args[#args+1] = nm('v', k); args[#args+1] = stock[k][2]
     end
   end
   redis.call(unpack(args))
 end
 
 -- record reads a reservation record: state, attempt, exp, created, lines.
+-- The first line comes with the rest, in one call.
 local function record(rk)
-  local h = redis.call('HMGET', rk, 'st', 'at', 'exp', 'cr', 'n', 'vs', 'cx')
+  local h = redis.call('HMGET', rk, 'st', 'at', 'exp', 'cr', 'n', 'vs', 'cx', 's1', 'q1')
   if not h[1] then return nil end
   local r = {st = tonumber(h[1]), at = tonumber(h[2]), exp = h[3], cr = h[4], ls = {}, vs = h[6], cx = h[7]}
   local n = tonumber(h[5])
-  for k = 1, n do
-    local l = redis.call('HMGET', rk, 's'..k, 'q'..k)
+  if n >= 1 then r.ls[1] = {h[8], tonumber(h[9])} end
+  for k = 2, n do
+    local l = redis.call('HMGET', rk, nm('s', k), nm('q', k))
     r.ls[k] = {l[1], tonumber(l[2])}
   end
   return r
@@ -95,17 +108,18 @@ local function same(a, b)
 end
 
 local function reply(kind, r)
-  local out = {kind, fmt(r.st), fmt(r.at), r.exp, r.cr, fmt(#r.ls)}
-  for _, l in ipairs(r.ls) do out[#out+1] = l[1]; out[#out+1] = fmt(l[2]) end
+  local out = {kind, r.st, r.at, r.exp, r.cr, #r.ls}
+  for _, l in ipairs(r.ls) do out[#out+1] = l[1]; out[#out+1] = l[2] end
   return out
 end
 
-local function write(rk, r)
-  redis.call('DEL', rk)
-  local args = {'HSET', rk, 'st', fmt(r.st), 'at', fmt(r.at), 'exp', r.exp, 'cr', r.cr, 'n', fmt(#r.ls)}
+-- old is the record rk held before (nil for none): its fields go first.
+local function write(rk, r, old)
+  if old then redis.call('DEL', rk) end
+  local args = {'HSET', rk, 'st', r.st, 'at', r.at, 'exp', r.exp, 'cr', r.cr, 'n', #r.ls}
   for k, l in ipairs(r.ls) do
-    args[#args+1] = 's'..k; args[#args+1] = l[1]
-    args[#args+1] = 'q'..k; args[#args+1] = fmt(l[2])
+    args[#args+1] = nm('s', k); args[#args+1] = l[1]
+    args[#args+1] = nm('q', k); args[#args+1] = l[2]
   end
   redis.call(unpack(args))
 end
@@ -126,16 +140,45 @@ local function begin(rk, dk, id, ls)
   if r and redis.call('ZSCORE', dk, id) then return 'busy', r end
   local at = 1
   if r then at = r.at + 1 end
-  return 'new', {at = at}
+  return 'new', {at = at}, r
+end
+
+-- The stock of the SKUs a script call touches (a hash per SKU: a
+-- available, v version) is read once and written back once, at the end
+-- (flush), as the sequence is: the requests of a batch on one SKU read and
+-- change it in Lua instead of asking Redis every time. stockOf returns the
+-- SKU's entry, or false for a SKU without stock.
+local stocks = {}
+local function stockOf(sk)
+  local s = stocks[sk]
+  if s == nil then
+    local h = redis.call('HMGET', sk, 'a', 'v')
+    s = false
+    if h[1] then s = {a = tonumber(h[1]), v = tonumber(h[2] or '0')} end
+    stocks[sk] = s
+  end
+  return s
+end
+
+-- setStock sets the available units of sk and moves its version on,
+-- creating the entry of a SKU without one (as HINCRBY would).
+local function setStock(sk, a)
+  local s = stockOf(sk)
+  if not s then
+    s = {a = 0, v = 0}
+    stocks[sk] = s
+  end
+  s.a, s.v, s.dirty = a, s.v + 1, true
+  return s
 end
 
 -- check finds the first line the stock keys from K[first] on cannot
 -- serve; nil when all can be taken.
 local function check(first, ls)
   for k, l in ipairs(ls) do
-    local a = redis.call('HGET', K[first + k - 1], 'a')
-    if not a then return {'unknown', fmt(k)} end
-    if tonumber(a) < l[2] then return {'short', fmt(k), a} end
+    local s = stockOf(K[first + k - 1])
+    if not s then return {'unknown', fmt(k)} end
+    if s.a < l[2] then return {'short', fmt(k), fmt(s.a)} end
   end
   return nil
 end
@@ -146,9 +189,9 @@ local function move(first, ls, sign)
   local out = {}
   for k, l in ipairs(ls) do
     local sk = K[first + k - 1]
-    local a = redis.call('HINCRBY', sk, 'a', sign * l[2])
-    local v = redis.call('HINCRBY', sk, 'v', 1)
-    out[k] = {a, v}
+    local s = stocks[sk] or stockOf(sk)
+    s = setStock(sk, (s and s.a or 0) + sign * l[2])
+    out[k] = {s.a, s.v}
   end
   return out
 end
@@ -196,7 +239,7 @@ end
 -- (the stock versions its takes left) ride along so the writer can wait
 -- for them.
 local function final(ek, id, r)
-  local f = {'t', 'rs', 'id', id, 'st', fmt(r.st), 'exp', r.exp, 'cr', r.cr}
+  local f = {'t', 'rs', 'id', id, 'st', r.st, 'exp', r.exp, 'cr', r.cr}
   if r.vs then f[#f+1] = 'vs'; f[#f+1] = r.vs end
   event(ek, f, r.ls, nil)
 end
@@ -297,18 +340,18 @@ local function dispatch()
 
   elseif op == 'stock' then
     -- K: mk, ek, stock. A: op, sku, available.
-    redis.call('HSET', K[3], 'a', A[3])
-    local v = redis.call('HINCRBY', K[3], 'v', 1)
-    event(K[2], {'t', 'st'}, {{A[2], 0}}, {{tonumber(A[3]), v}})
+    local st = setStock(K[3], tonumber(A[3]))
+    event(K[2], {'t', 'st'}, {{A[2], 0}}, {{st.a, st.v}})
     return {'ok'}
 
   elseif op == 'add' then
     -- K: mk, ek, stock, op token key. A: op, sku, delta, max.
     local done = redis.call('GET', K[4])
     if done then return {'ok', done} end
-    local a = redis.call('HGET', K[3], 'a')
-    if not a then return {'unknown'} end
-    local na = tonumber(a) + tonumber(A[3])
+    local s = stockOf(K[3])
+    if not s then return {'unknown'} end
+    local a = fmt(s.a)
+    local na = s.a + tonumber(A[3])
     if na < 0 then return {'short', a} end
     if na > tonumber(A[4]) then return {'over', a} end
     local st = move(3, {{A[2], tonumber(A[3])}}, 1)
@@ -318,9 +361,9 @@ local function dispatch()
 
   elseif op == 'avail' then
     -- K: mk, stock.
-    local a = redis.call('HGET', K[2], 'a')
-    if not a then return {'unknown'} end
-    return {'ok', a}
+    local s = stockOf(K[2])
+    if not s then return {'unknown'} end
+    return {'ok', fmt(s.a)}
 
   elseif op == 'lookup' then
     -- K: mk, record.
@@ -333,29 +376,29 @@ local function dispatch()
     -- keys from 6. A: op, id, now, exp, n, lines.
     local id, now, exp, n = A[2], A[3], A[4], tonumber(A[5])
     local ls = lines(6, n)
-    local kind, r = begin(K[3], K[4], id, ls)
+    local kind, r, old = begin(K[3], K[4], id, ls)
     if kind ~= 'new' then return reply(kind, r) end
     local h = redis.call('HMGET', K[5], 'at', 'st')
     if h[1] and (tonumber(h[1]) >= r.at or h[2] == 'T') then return {'stale'} end
     local refused = check(6, ls)
     if refused then return refused end
     local st = move(6, ls, -1)
-    redis.call('HSET', K[5], 'at', fmt(r.at), 'st', 'T')
+    redis.call('HSET', K[5], 'at', r.at, 'st', 'T')
     r = {st = 1, at = r.at, exp = exp, cr = now, ls = ls}
-    write(K[3], r)
+    write(K[3], r, old)
     redis.call('ZADD', K[4], exp, id)
     -- One event carries the take and the reservation.
-    event(K[2], {'t', 'rv', 'id', id, 'at', fmt(r.at), 'st', '1', 'exp', exp, 'cr', now}, ls, st)
+    event(K[2], {'t', 'rv', 'id', id, 'at', r.at, 'st', '1', 'exp', exp, 'cr', now}, ls, st)
     return reply('new', r)
 
   elseif op == 'begin' then
     -- K: mk, record, due. A: op, id, now, exp, deadline, n, lines.
     local id, now, exp, n = A[2], A[3], A[4], tonumber(A[6])
     local ls = lines(7, n)
-    local kind, r = begin(K[2], K[3], id, ls)
+    local kind, r, old = begin(K[2], K[3], id, ls)
     if kind ~= 'new' then return reply(kind, r) end
     r = {st = 0, at = r.at, exp = exp, cr = now, ls = ls}
-    write(K[2], r)
+    write(K[2], r, old)
     redis.call('ZADD', K[3], A[5], id)
     return reply('new', r)
 
@@ -415,12 +458,17 @@ local function dispatch()
     -- reservation's; 'expired' means this call expired it.
     local id, to, now = A[2], tonumber(A[3]), tonumber(A[4])
     local r = record(K[3])
-    local score = redis.call('ZSCORE', K[4], id)
+    -- The due set's score of id, read only where it matters.
+    local score
+    local function due()
+      if score == nil then score = redis.call('ZSCORE', K[4], id) end
+      return score
+    end
     if not r or (op == 'settle' and (r.st == 0 or r.st == 9)) then
       if op == 'sweep' then redis.call('ZREM', K[4], id) end
       return {'nf'}
     end
-    if op == 'sweep' and (not score or tonumber(score) > now) then return {'nf'} end
+    if op == 'sweep' and (not due() or tonumber(due()) > now) then return {'nf'} end
     local kind = 'ok'
     if r.st == 0 then
       -- an attempt abandoned past its deadline: abort it; its holds must be
@@ -447,7 +495,7 @@ local function dispatch()
       end
       final(K[2], id, r)
       return reply(kind, r)
-    elseif (r.st == 3 or r.st == 4) and score then
+    elseif (r.st == 3 or r.st == 4) and due() then
       return reply('give', r)
     elseif op == 'sweep' and r.st ~= 1 then
       redis.call('ZREM', K[4], id)
@@ -477,7 +525,7 @@ local function dispatch()
       local at = 1
       if r then at = r.at + 1 end
       local t = {st = 3, at = at, exp = now, cr = now, ls = {}}
-      write(K[3], t)
+      write(K[3], t, r)
       final(K[2], id, t)
       return reply('ok', t)
     end
@@ -511,7 +559,8 @@ local function dispatch()
   return redis.error_reply('redisstock: unknown operation ' .. tostring(op))
 end
 
-if ARGV[1] == 'multi' then
+-- multi runs several requests of one bucket, one after another.
+local function multi()
   -- ARGV: 'multi', count, then per request: its number of keys, its
   -- number of arguments, its arguments. KEYS: every request's keys, in
   -- order. The reply holds each request's reply, in order.
@@ -524,9 +573,26 @@ if ARGV[1] == 'multi' then
     ki, ai = ki + nk, ai + 2 + na
     out[j] = dispatch()
   end
-  flushSeq()
   return out
 end
-local out = dispatch()
-flushSeq()
+
+-- flush writes back what the call changed in Lua: the sequence numbers
+-- and the stock. It runs even when an operation fails part way (the
+-- error is raised again after it), so that Redis keeps every event's
+-- change whatever came after it.
+local function flush()
+  for mk, q in pairs(seqs) do redis.call('HSET', mk, 'q', fmt(q)) end
+  for sk, st in pairs(stocks) do
+    if st and st.dirty then redis.call('HSET', sk, 'a', fmt(st.a), 'v', fmt(st.v)) end
+  end
+end
+
+local ok, out
+if ARGV[1] == 'multi' then
+  ok, out = pcall(multi)
+else
+  ok, out = pcall(dispatch)
+end
+flush()
+if not ok then error(out) end
 return out

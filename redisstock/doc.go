@@ -291,7 +291,9 @@
 //
 // Reserve: one operation when the cart and its record share a bucket;
 // otherwise 2 + (buckets of the cart), plus an abort and the undos on
-// refusal. Commit: one. Release: two (settle, then give the units back and
+// refusal. Commit: two (settle, then move the units from held to sold and
+// leave the due set) when the record and the lines share a bucket; else
+// one, one per bucket of the cart and one to leave the due set. Release: two (settle, then give the units back and
 // leave the due set) when the record and the lines share a bucket; else
 // one, one per bucket of the cart and one to leave the due set. Cancel: as
 // Release for a held reservation; one operation for an unseen ID (a
@@ -309,6 +311,48 @@
 // WaitReplicas, and the WAIT), one to acknowledge, which trims the applied
 // entries from the stream; after a batch smaller than WriterOptions.BatchSize it
 // waits WriterOptions.Linger (10ms) so that the next carries more.
+//
+// # Backorders, stock levels and longer holds
+//
+// The Reserver offers backorders (inventory.StockOptions.Backorder, through
+// SetStockWith) and is an inventory.Leveler and an inventory.Extender. A
+// SKU's stock hash keeps, beside its available units (a) and version (v),
+// its backorder (b), what it received (r: what SetStock, SetStockWith and
+// AddStock changed a by, the backorder included) and its sold units (o);
+// held is r - a - o, so the hot path (take, give, undo) writes nothing
+// more than before.
+//
+//   - Backorders: available counts the unused allowance, as in the
+//     PostgreSQL strategies, so the check of a take is unchanged and a
+//     never goes below zero; SetStock keeps a SKU's backorder, AddStock
+//     may add up to inventory.MaxStock plus it. Every stock event of
+//     SetStock, SetStockWith and AddStock carries the backorder (field b);
+//     the writer keeps it in the stock row's backorder column by the
+//     version that set it (backorder_fence, so events applied twice or
+//     out of order leave the newest), Load writes it back, and Reconcile
+//     compares it.
+//   - Levels: one script call on the SKU's bucket reads a, r, o and b
+//     together. A commit moves a reservation's units from held to sold
+//     bucket by bucket (each hold from T to S, once), after its record;
+//     the record stays in the due set until every bucket has, so a crash
+//     in between is finished by ExpireDue, and Commit returns after. Load
+//     counts o and the held units from the ledger, which for this strategy
+//     keeps every reservation.
+//   - Extend: one script call on the record's bucket moves the expiry of a
+//     held, active reservation (never earlier, never past Options.MaxHold,
+//     default 1h, after it was reserved) and its place in the due set, and
+//     streams the record; the writer moves expires_at of a held
+//     reservation only later, Load rebuilds it, and Reconcile compares it.
+//     A hold already due is expired then, as Commit does.
+//
+// Limits per buyer and partial carts are not offered: Reserve refuses
+// Request.Buyer and Request.Partial, and SetStockWith refuses
+// StockOptions.Limit, with inventory.ErrUnsupported, changing nothing. A
+// buyer's usage would have to be counted in the script that takes the
+// units and stay all-or-nothing across the buckets of a cart, released and
+// expired units leaving it in the same steps that give them back; that
+// protocol is not built. StockOptions.Buckets above 1 is refused too: this
+// strategy spreads keys over hash slots with Options.Buckets instead.
 //
 // # Failures
 //

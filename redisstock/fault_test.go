@@ -137,7 +137,7 @@ func TestHammerWithLostRepliesKeepsTheInvariant(t *testing.T) {
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
 			in := setup(ctx, t, c, &redisstock.Options{Buckets: buckets})
-			ops := []string{"reserve", "begin", "take", "grant", "settle", "give", "undo", "give+done", "undo+done", "abort", "sweep", "multi"}
+			ops := []string{"reserve", "begin", "take", "grant", "settle", "give", "undo", "give+done", "undo+done", "sell", "sell+done", "abort", "sweep", "multi"}
 			if o := os.Getenv("DROP_OPS"); o != "" {
 				ops = strings.Split(o, ",")
 			}

@@ -254,8 +254,16 @@ func (r *Reserver) appliedSeqs(ctx context.Context, tx pgx.Tx, epoch string) ([]
 // loadBatch is how many keys one pipeline of Load writes.
 const loadBatch = 1000
 
+// loadStock writes each SKU's stock hash: its available units, version and
+// backorder as PostgreSQL's stock row has them, and the counts Levels reads:
+// sold, the units of its committed reservations, and received, available
+// plus those plus the units of its held ones (the ledger keeps every
+// reservation of this strategy: nothing purges it).
 func (r *Reserver) loadStock(ctx context.Context, tx pgx.Tx, c redis.Cmdable) error {
-	rows, err := tx.Query(ctx, "SELECT sku, available, fence FROM "+r.store.Table("stock"))
+	rows, err := tx.Query(ctx, `SELECT s.sku, s.available, s.fence, s.backorder, coalesce(x.held, 0)::bigint, coalesce(x.sold, 0)::bigint FROM `+r.store.Table("stock")+` s
+LEFT JOIN (SELECT l.sku, sum(l.qty) FILTER (WHERE r.state = 1) AS held, sum(l.qty) FILTER (WHERE r.state = 2) AS sold
+	FROM `+r.store.Table("reservation_line")+` l JOIN `+r.store.Table("reservation")+` r ON r.id = l.reservation_id
+	WHERE r.state IN (1, 2) GROUP BY l.sku) x ON x.sku = s.sku`)
 	if err != nil {
 		return fmt.Errorf("redisstock: load: stock: %w", err)
 	}
@@ -263,11 +271,11 @@ func (r *Reserver) loadStock(ctx context.Context, tx pgx.Tx, c redis.Cmdable) er
 	p := c.Pipeline()
 	for rows.Next() {
 		var sku string
-		var a, v int64
-		if err := rows.Scan(&sku, &a, &v); err != nil {
+		var a, v, bo, held, sold int64
+		if err := rows.Scan(&sku, &a, &v, &bo, &held, &sold); err != nil {
 			return fmt.Errorf("redisstock: load: stock: %w", err)
 		}
-		p.HSet(ctx, r.stockKey(sku), "a", a, "v", v)
+		p.HSet(ctx, r.stockKey(sku), "a", a, "v", v, "b", bo, "r", a+held+sold, "o", sold)
 		if p.Len() >= loadBatch {
 			if _, err := p.Exec(ctx); err != nil {
 				return fmt.Errorf("redisstock: load: stock: %w", err)

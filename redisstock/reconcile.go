@@ -95,7 +95,7 @@ func (r *Reserver) Reconcile(ctx context.Context, opts *ReconcileOptions) (*Repo
 	for _, sku := range unionKeys(redisStock, pgStock) {
 		rs, rok := redisStock[sku]
 		ps, pok := pgStock[sku]
-		if rok && pok && rs.a == ps.a {
+		if rok && pok && rs.a == ps.a && rs.b == ps.b {
 			continue
 		}
 		rep.Differences = append(rep.Differences, Difference{Kind: "stock", SKU: sku, Redis: rs.describe(rok), Postgres: ps.describe(pok)})
@@ -118,11 +118,14 @@ func (r *Reserver) Reconcile(ctx context.Context, opts *ReconcileOptions) (*Repo
 	return rep, nil
 }
 
-type stockRow struct{ a, v int64 }
+type stockRow struct{ a, v, b int64 }
 
 func (s stockRow) describe(ok bool) string {
-	if !ok {
+	switch {
+	case !ok:
 		return "missing"
+	case s.b != 0:
+		return fmt.Sprintf("available %d (backorder %d)", s.a, s.b)
 	}
 	return fmt.Sprintf("available %d", s.a)
 }
@@ -169,7 +172,7 @@ func (r *Reserver) redisStock(ctx context.Context) (map[string]stockRow, error) 
 		for _, k := range keys {
 			if kind, name := r.kindOf(k); kind == "s" {
 				names = append(names, name)
-				cmds = append(cmds, p.HMGet(ctx, k, "a", "v"))
+				cmds = append(cmds, p.HMGet(ctx, k, "a", "v", "b"))
 			}
 		}
 		if len(cmds) == 0 {
@@ -182,7 +185,11 @@ func (r *Reserver) redisStock(ctx context.Context) (map[string]stockRow, error) 
 			v := c.Val()
 			a, _ := strconv.ParseInt(fmt.Sprint(v[0]), 10, 64)
 			ver, _ := strconv.ParseInt(fmt.Sprint(v[1]), 10, 64)
-			out[names[i]] = stockRow{a, ver}
+			var bo int64
+			if v[2] != nil {
+				bo, _ = strconv.ParseInt(fmt.Sprint(v[2]), 10, 64)
+			}
+			out[names[i]] = stockRow{a, ver, bo}
 		}
 		return nil
 	})
@@ -225,7 +232,7 @@ func (r *Reserver) redisReservations(ctx context.Context) (map[string]redisRes, 
 }
 
 func (r *Reserver) pgStock(ctx context.Context) (map[string]stockRow, error) {
-	rows, err := r.store.DB().Query(ctx, "SELECT sku, available, fence FROM "+r.store.Table("stock"))
+	rows, err := r.store.DB().Query(ctx, "SELECT sku, available, fence, backorder FROM "+r.store.Table("stock"))
 	if err != nil {
 		return nil, fmt.Errorf("redisstock: reconcile: %w", err)
 	}
@@ -234,7 +241,7 @@ func (r *Reserver) pgStock(ctx context.Context) (map[string]stockRow, error) {
 	for rows.Next() {
 		var sku string
 		var s stockRow
-		if err := rows.Scan(&sku, &s.a, &s.v); err != nil {
+		if err := rows.Scan(&sku, &s.a, &s.v, &s.b); err != nil {
 			return nil, fmt.Errorf("redisstock: reconcile: %w", err)
 		}
 		out[sku] = s
@@ -285,7 +292,7 @@ func (r *Reserver) repair(ctx context.Context, rep *Report, stock map[string]sto
 				_, err = tx.Exec(ctx, "DELETE FROM "+r.store.Table("stock")+" WHERE sku = $1", d.SKU)
 				break
 			}
-			_, err = tx.Exec(ctx, "INSERT INTO "+r.store.Table("stock")+" (sku, available, fence) VALUES ($1, $2, $3) ON CONFLICT (sku) DO UPDATE SET available = EXCLUDED.available, fence = EXCLUDED.fence", d.SKU, s.a, s.v)
+			_, err = tx.Exec(ctx, "INSERT INTO "+r.store.Table("stock")+" (sku, available, fence, backorder, backorder_fence) VALUES ($1, $2, $3, $4, $3) ON CONFLICT (sku) DO UPDATE SET available = EXCLUDED.available, fence = EXCLUDED.fence, backorder = EXCLUDED.backorder, backorder_fence = EXCLUDED.backorder_fence", d.SKU, s.a, s.v, s.b)
 		case "reservation":
 			// The takes PostgreSQL counts for the reservation become Redis's
 			// too, so that a later Load neither gives back units Redis holds

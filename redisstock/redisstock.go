@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/oversell/inventory"
+	"github.com/oversell/inventory/internal/ledger"
 	"github.com/oversell/inventory/internal/pgstore"
 	"github.com/oversell/inventory/internal/rediswait"
 	"github.com/oversell/inventory/internal/unreach"
@@ -75,6 +76,10 @@ type Options struct {
 	// them all (see the package documentation). 1 sends every operation on
 	// its own. Default: 64.
 	MaxBatch int
+	// MaxHold is the longest a hold may last from the moment it was
+	// reserved: Extend never moves its expiry past it. Zero or negative
+	// means the default. Default: 1h.
+	MaxHold time.Duration
 }
 
 // DefaultWaitTimeout is the default of Options.WaitTimeout.
@@ -100,6 +105,7 @@ type Reserver struct {
 	now     func() time.Time
 	waitN   int
 	waitFor time.Duration
+	hold    time.Duration // Options.MaxHold
 	sweep   atomic.Uint32 // the bucket the next ExpireDue starts at
 
 	maxBatch int
@@ -145,7 +151,12 @@ type Reserver struct {
 	beforeGrant func(id string) error
 }
 
-var _ inventory.Strategy = (*Reserver)(nil)
+var (
+	_ inventory.Strategy        = (*Reserver)(nil)
+	_ inventory.StockConfigurer = (*Reserver)(nil)
+	_ inventory.Leveler         = (*Reserver)(nil)
+	_ inventory.Extender        = (*Reserver)(nil)
+)
 
 //go:embed script.lua
 var scriptSrc string
@@ -161,7 +172,7 @@ var script = redis.NewScript(scriptSrc)
 func New(db DB, client redis.UniversalClient, opts *Options) (*Reserver, error) {
 	o := pgstore.Options{Name: "redisstock"}
 	r := &Reserver{prefix: DefaultKeyPrefix, buckets: 1, ttl: pgstore.DefaultTTL, pending: DefaultPendingTimeout, now: time.Now,
-		maxBatch: DefaultMaxBatch, flushers: 2, script: script}
+		maxBatch: DefaultMaxBatch, flushers: 2, script: script, hold: ledger.DefaultMaxHold}
 	if opts != nil {
 		o.Schema = opts.Schema
 		if opts.KeyPrefix != "" {
@@ -185,6 +196,9 @@ func New(db DB, client redis.UniversalClient, opts *Options) (*Reserver, error) 
 		r.waitN, r.waitFor = opts.WaitReplicas, cmpOr(opts.WaitTimeout, DefaultWaitTimeout)
 		if opts.MaxBatch > 0 {
 			r.maxBatch = opts.MaxBatch
+		}
+		if opts.MaxHold > 0 {
+			r.hold = opts.MaxHold
 		}
 	}
 	if _, ok := client.(*redis.ClusterClient); ok && r.waitN > 0 {
@@ -590,9 +604,10 @@ func (r *Reserver) compensate(ctx context.Context, id string, at int64, lines []
 	return inventory.Reservation{}, false, cause
 }
 
-// finish gives back (op "give") or undoes (op "undo") the holds of attempt
-// at of id in every bucket of its lines, then takes id out of the due set.
-// Both are idempotent, so a sweep may finish what a caller started.
+// finish gives back (op "give"), undoes (op "undo") or sells (op "sell",
+// for a commit) the holds of attempt at of id in every bucket of its lines,
+// then takes id out of the due set. Each is idempotent, so a sweep may
+// finish what a caller started.
 func (r *Reserver) finish(ctx context.Context, op, id string, at int64, lines []inventory.Line) error {
 	rb := r.bucket(id)
 	gs := r.groups(lines)
@@ -701,6 +716,8 @@ func (r *Reserver) sweepOne(ctx context.Context, op, id string, to int) (string,
 	switch rep[0] {
 	case "give", "expired":
 		err = r.finish(ctx, "give", id, at, res.Lines)
+	case "sell":
+		err = r.finish(ctx, "sell", id, at, res.Lines)
 	case "undo":
 		err = r.finish(ctx, "undo", id, at, res.Lines)
 	}

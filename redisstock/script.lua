@@ -152,9 +152,11 @@ local stocks = {}
 local function stockOf(sk)
   local s = stocks[sk]
   if s == nil then
-    local h = redis.call('HMGET', sk, 'a', 'v')
+    local h = redis.call('HMGET', sk, 'a', 'v', 'b', 'r', 'o')
     s = false
-    if h[1] then s = {a = tonumber(h[1]), v = tonumber(h[2] or '0')} end
+    if h[1] then
+      s = {a = tonumber(h[1]), v = tonumber(h[2] or '0'), b = tonumber(h[3] or '0'), r = tonumber(h[4] or ''), o = tonumber(h[5] or '0')}
+    end
     stocks[sk] = s
   end
   return s
@@ -165,7 +167,7 @@ end
 local function setStock(sk, a)
   local s = stockOf(sk)
   if not s then
-    s = {a = 0, v = 0}
+    s = {a = 0, v = 0, b = 0, o = 0}
     stocks[sk] = s
   end
   s.a, s.v, s.dirty = a, s.v + 1, true
@@ -280,6 +282,88 @@ local function loaded(mk)
   return v
 end
 
+-- setOnHand sets the units on hand of a SKU to onhand, and its backorder to
+-- bo (nil: it keeps its own). K: mk, ek, stock. The stock hash's fields:
+-- a available (on hand plus the unused backorder), v version, b backorder,
+-- r received (what setting and adding stock changed a by, summed, b
+-- included), o sold; held is r - a - o. The event carries the backorder
+-- (b), which the writer keeps in PostgreSQL by the version.
+local function setOnHand(sku, onhand, bo)
+  local old = stockOf(K[3])
+  local was = old and old.a or 0
+  local r = old and old.r or was
+  if not bo then bo = old and old.b or 0 end
+  local s = setStock(K[3], onhand + bo)
+  s.b, s.r, s.x = bo, r + s.a - was, true
+  event(K[2], {'t', 'st', 'b', fmt(bo)}, {{sku, 0}}, {{s.a, s.v}})
+  return {'ok'}
+end
+
+-- sell moves the units of the hold of id and attempt at from held to sold
+-- in this bucket, once: the hold goes from T to S, and each line's units
+-- are added to its SKU's sold count. It writes no event: PostgreSQL counts
+-- what is sold from the committed reservations.
+local function sell(at, first, ls)
+  local h = redis.call('HMGET', K[3], 'at', 'st')
+  if h[1] and tonumber(h[1]) == at and h[2] == 'T' then
+    redis.call('HSET', K[3], 'st', 'S')
+    for k, l in ipairs(ls) do
+      local s = stockOf(K[first + k - 1])
+      if s then s.o, s.x = s.o + l[2], true end
+    end
+  end
+  return {'ok'}
+end
+
+-- features runs the operations of the features beside the contract: stock
+-- with settings, stock levels, longer holds and the sale of committed
+-- units. nil for any other operation.
+local function features(op)
+  if op == 'stockwith' then
+    -- K: mk, ek, stock. A: op, sku, units on hand, backorder.
+    return setOnHand(A[2], tonumber(A[3]), tonumber(A[4]))
+
+  elseif op == 'levels' then
+    -- K: mk, stock.
+    local s = stockOf(K[2])
+    if not s then return {'unknown'} end
+    return {'ok', fmt(s.a), fmt(s.r or s.a), fmt(s.o), fmt(s.b)}
+
+  elseif op == 'sell' then
+    -- K: mk, ek, hold, stock keys from 4. A: op, id, attempt, n, lines.
+    return sell(tonumber(A[3]), 4, lines(5, tonumber(A[4])))
+
+  elseif op == 'sell+done' then
+    -- sell, then done, for a reservation whose record and lines share this
+    -- bucket. K: mk, ek, hold, due, stock keys from 5. A: op, id, attempt,
+    -- n, lines.
+    sell(tonumber(A[3]), 5, lines(5, tonumber(A[4])))
+    redis.call('ZREM', K[4], A[2])
+    return {'ok'}
+
+  elseif op == 'extend' then
+    -- K: mk, ek, record, due. A: op, id, until, now, longest hold (all
+    -- in microseconds). A held, active reservation's expiry moves to
+    -- max(exp, min(until, created + longest)), streamed as its record; a
+    -- due one is reported 'due' for the caller to expire.
+    local id, now = A[2], tonumber(A[4])
+    local r = record(K[3])
+    if not r or r.st == 0 or r.st == 9 then return {'nf'} end
+    if r.st ~= 1 then return reply('ok', r) end
+    local exp = tonumber(r.exp)
+    if exp <= now then return reply('due', r) end
+    local ne = math.max(exp, math.min(tonumber(A[3]), tonumber(r.cr) + tonumber(A[5])))
+    if ne ~= exp then
+      r.exp = fmt(ne)
+      redis.call('HSET', K[3], 'exp', r.exp)
+      redis.call('ZADD', K[4], r.exp, id)
+      final(K[2], id, r)
+    end
+    return reply('ok', r)
+  end
+  return nil
+end
+
 -- dispatch runs the operation A[1] on K and A.
 local function dispatch()
   local op = A[1]
@@ -339,10 +423,9 @@ local function dispatch()
     return {'ok', h[1] or '0', last, h[2] or ''}
 
   elseif op == 'stock' then
-    -- K: mk, ek, stock. A: op, sku, available.
-    local st = setStock(K[3], tonumber(A[3]))
-    event(K[2], {'t', 'st'}, {{A[2], 0}}, {{st.a, st.v}})
-    return {'ok'}
+    -- K: mk, ek, stock. A: op, sku, units on hand. The SKU keeps its
+    -- backorder (see setOnHand).
+    return setOnHand(A[2], tonumber(A[3]), nil)
 
   elseif op == 'add' then
     -- K: mk, ek, stock, op token key. A: op, sku, delta, max.
@@ -353,9 +436,10 @@ local function dispatch()
     local a = fmt(s.a)
     local na = s.a + tonumber(A[3])
     if na < 0 then return {'short', a} end
-    if na > tonumber(A[4]) then return {'over', a} end
+    if na > tonumber(A[4]) + s.b then return {'over', a} end
+    s.r, s.x = (s.r or s.a) + tonumber(A[3]), true
     local st = move(3, {{A[2], tonumber(A[3])}}, 1)
-    event(K[2], {'t', 'st'}, {{A[2], 0}}, st)
+    event(K[2], {'t', 'st', 'b', fmt(s.b)}, {{A[2], 0}}, st)
     redis.call('SET', K[4], fmt(na), 'EX', 3600)
     return {'ok', fmt(na)}
 
@@ -487,8 +571,13 @@ local function dispatch()
     elseif r.st == 1 and to ~= 0 then
       r.st = to
       redis.call('HSET', K[3], 'st', fmt(to))
-      if to == 2 then
+      if to == 2 and #r.ls == 0 then
         redis.call('ZREM', K[4], id)
+      elseif to == 2 then
+        -- The lines' units move from held to sold in their buckets
+        -- ('sell'); the record stays in the due set until they have.
+        redis.call('ZADD', K[4], fmt(now), id)
+        kind = 'sell'
       else
         redis.call('ZADD', K[4], fmt(now), id)
         kind = 'give'
@@ -497,6 +586,8 @@ local function dispatch()
       return reply(kind, r)
     elseif (r.st == 3 or r.st == 4) and due() then
       return reply('give', r)
+    elseif r.st == 2 and score then
+      return reply('sell', r)
     elseif op == 'sweep' and r.st ~= 1 then
       redis.call('ZREM', K[4], id)
     end
@@ -556,6 +647,8 @@ local function dispatch()
     return redis.call('ZRANGEBYSCORE', K[2], '-inf', A[2], 'LIMIT', 0, A[3])
 
   end
+  local out = features(op)
+  if out then return out end
   return redis.error_reply('redisstock: unknown operation ' .. tostring(op))
 end
 
@@ -583,7 +676,14 @@ end
 local function flush()
   for mk, q in pairs(seqs) do redis.call('HSET', mk, 'q', fmt(q)) end
   for sk, st in pairs(stocks) do
-    if st and st.dirty then redis.call('HSET', sk, 'a', fmt(st.a), 'v', fmt(st.v)) end
+    if st and st.x then
+      -- b, r and o changed too (x): stock set, added, or sold.
+      local args = {'HSET', sk, 'a', fmt(st.a), 'v', fmt(st.v), 'b', fmt(st.b), 'o', fmt(st.o)}
+      if st.r then args[#args+1] = 'r'; args[#args+1] = fmt(st.r) end
+      redis.call(unpack(args))
+    elseif st and st.dirty then
+      redis.call('HSET', sk, 'a', fmt(st.a), 'v', fmt(st.v))
+    end
   end
 end
 

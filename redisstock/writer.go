@@ -124,6 +124,9 @@ var _ inventory.MetricsReporter = (*Writer)(nil)
 
 type writerQueries struct {
 	stock, reserve, lines, holds string
+	// backorder keeps the backorder a stock event of SetStock, SetStockWith
+	// or AddStock carries.
+	backorder string
 	// The bucket's sequence: its row, the check that refuses a Redis that
 	// went back in time, and the advance.
 	seqRow, seqCheck, seqAdvance string
@@ -175,7 +178,14 @@ SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[])
 ON CONFLICT (sku) DO UPDATE SET available = EXCLUDED.available, fence = EXCLUDED.fence WHERE s.fence < EXCLUDED.fence`,
 		reserve: `INSERT INTO ` + res + ` AS r (id, state, expires_at, created_at)
 SELECT * FROM unnest($1::text[], $2::smallint[], $3::timestamptz[], $4::timestamptz[])
-ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state WHERE r.state = 1 AND EXCLUDED.state <> 1`,
+ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, expires_at = greatest(r.expires_at, EXCLUDED.expires_at)
+WHERE r.state = 1 AND (EXCLUDED.state <> 1 OR EXCLUDED.expires_at > r.expires_at)`,
+		// A stock event of SetStock, SetStockWith or AddStock carries the
+		// SKU's backorder; it replaces an older one, by the version of the
+		// event that set it (backorder_fence, 0014_redisstock_backorder.sql),
+		// so that events applied twice or out of order leave the newest.
+		backorder: `UPDATE ` + stock + ` s SET backorder = u.b, backorder_fence = u.v
+FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u (sku, b, v) WHERE s.sku = u.sku AND s.backorder_fence < u.v`,
 		lines: `INSERT INTO ` + lines + ` (reservation_id, sku, qty)
 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING`,
 		// A take of a newer attempt replaces the row; a return replaces the
@@ -529,6 +539,8 @@ type evLine struct {
 	sku     string
 	qty     int64
 	a, v    int64 // stock events: available and version after
+	bo      int64 // st events: the SKU's backorder after, with hasBo
+	hasBo   bool
 	waitFor int64 // rs events: the stock version its take left; 0 for none
 }
 
@@ -552,6 +564,9 @@ func parseEvent(m redis.XMessage) (event, error) {
 	for i := 1; i <= n; i++ {
 		k := strconv.Itoa(i)
 		l := evLine{sku: get("s" + k), qty: num("q" + k), a: num("a" + k), v: num("v" + k)}
+		if e.kind == "st" && get("b") != "" {
+			l.bo, l.hasBo = num("b"), true
+		}
 		if i <= len(vs) {
 			l.waitFor, _ = strconv.ParseInt(vs[i-1], 10, 64)
 		}
@@ -782,6 +797,7 @@ func (w *Writer) commitBatch(ctx context.Context, b *pgx.Batch, evs []event) err
 		st      string
 	}
 	stock := map[string]stockRow{}
+	backorders := map[string]stockRow{} // the backorder (a) and the version that set it
 	holds := map[holdKey]holdRow{}
 	res := map[string]*event{}
 	var order []string
@@ -796,6 +812,9 @@ func (w *Writer) commitBatch(ctx context.Context, b *pgx.Batch, evs []event) err
 		}
 		if e.kind != "rs" {
 			for _, l := range e.lines {
+				if cur, ok := backorders[l.sku]; l.hasBo && (!ok || l.v > cur.v) {
+					backorders[l.sku] = stockRow{l.bo, l.v}
+				}
 				if cur, ok := stock[l.sku]; !ok || l.v > cur.v {
 					stock[l.sku] = stockRow{l.a, l.v}
 				}
@@ -807,8 +826,8 @@ func (w *Writer) commitBatch(ctx context.Context, b *pgx.Batch, evs []event) err
 		if cur, ok := res[e.res]; !ok {
 			res[e.res] = e
 			order = append(order, e.res)
-		} else if e.state > cur.state {
-			res[e.res] = e
+		} else if e.state > cur.state || (e.state == cur.state && e.exp.After(cur.exp)) {
+			res[e.res] = e // a later state, or an extended hold
 		}
 	}
 	if len(stock) > 0 {
@@ -822,6 +841,18 @@ func (w *Writer) commitBatch(ctx context.Context, b *pgx.Batch, evs []event) err
 			as[i], vs[i] = stock[s].a, stock[s].v
 		}
 		b.Queue(w.q.stock, skus, as, vs)
+	}
+	if len(backorders) > 0 {
+		skus := make([]string, 0, len(backorders))
+		for s := range backorders {
+			skus = append(skus, s)
+		}
+		slices.Sort(skus)
+		bs, vs := make([]int64, len(skus)), make([]int64, len(skus))
+		for i, s := range skus {
+			bs[i], vs[i] = backorders[s].a, backorders[s].v
+		}
+		b.Queue(w.q.backorder, skus, bs, vs)
 	}
 	if len(holds) > 0 {
 		keys := make([]holdKey, 0, len(holds))

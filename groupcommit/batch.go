@@ -36,11 +36,13 @@ const (
 	// looks it up.
 	outcomeTaken
 	// outcomeNotHeld: a commit or release of a reservation that was not
-	// held and active, or a release of one with a line taken from a stock
-	// bucket; the caller settles it on its own.
+	// held and active, or a release of one with a line counted against a
+	// buyer's limit; the caller settles it on its own.
 	outcomeNotHeld
 	// outcomeAlone: a reservation with a line of a SKU split into stock
-	// buckets; the caller takes it on its own, with the shared bucket step.
+	// buckets that no bucket the flush could take has in full, while the
+	// SKU as a whole has the units; the caller takes it on its own, with
+	// the shared bucket step, which gathers them.
 	outcomeAlone
 )
 
@@ -394,7 +396,7 @@ func (r *Reserver) send(ctx context.Context, db pgstore.DB, batch []*call) error
 	for _, c := range a.releases {
 		c.outcome = outcomeNotHeld
 	}
-	rows, err := db.Query(ctx, r.flushSQL, a.rID, a.rExp, a.rOff, a.lSKU, a.lQty, a.skus, a.cID, a.now, a.xID, a.limit)
+	rows, err := db.Query(ctx, r.flushSQL, a.rID, a.rExp, a.rOff, a.lSKU, a.lQty, a.skus, a.cID, a.now, a.xID, a.limit, r.home)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/oversell/inventory/groupcommit"
 	"github.com/oversell/inventory/internal/pgstore"
 	"github.com/oversell/inventory/internal/pgstore/pgtest"
+	"github.com/oversell/inventory/internal/soak"
 	"github.com/oversell/inventory/strategy/strategytest"
 )
 
@@ -60,4 +61,23 @@ func TestPurge(t *testing.T) {
 			return groupcommit.New(db, &groupcommit.Options{Schema: schema, Now: now, Retention: strategytest.PurgeRetention})
 		})
 	})
+}
+
+// TestFlushBuckets checks the flush on SKUs in buckets: lines taken from
+// the Reserver's home bucket, units released in the flush back to theirs.
+func TestFlushBuckets(t *testing.T) {
+	pgtest.RunFlushBuckets(t, func(db pgstore.DB, schema string, now func() time.Time) (pgtest.Strategy, error) {
+		return groupcommit.New(db, &groupcommit.Options{Schema: schema, Now: now, SKUDefaults: inventory.StockOptions{Buckets: 8}, Home: 3})
+	}, 3)
+}
+
+// TestProcsBuckets runs the hammer in four processes at once on one schema
+// with every SKU in eight buckets, each process on a home bucket of its
+// own picked at random, and kills one of them mid-run.
+// About 50 s: soak only (INVENTORY_TEST_SOAK=1).
+func TestProcsBuckets(t *testing.T) {
+	if !soak.On() {
+		t.Skip("four processes on SKUs in buckets take about 50 s: INVENTORY_TEST_SOAK=1 runs it; TestConformanceBuckets and TestBuckets check the rules in one process")
+	}
+	pgtest.RunProcs(t, newBucketed, 0, nil)
 }

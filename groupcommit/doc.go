@@ -20,7 +20,7 @@
 // with ON CONFLICT DO NOTHING, which waits for a flush that is inserting the
 // same ID and then either finds the reservation (and releases it as Release
 // does) or finds the ID free. A flush calls the
-// stored function groupcommit_flush_buckets once, with every queued call as
+// stored function groupcommit_flush_home once, with every queued call as
 // arrays.
 // Inside it, in one transaction:
 //
@@ -38,11 +38,13 @@
 //     without a lock is refused on that read and costs no write; the others
 //     are recorded, in ID order, then decided again under the row locks, and
 //     the rows of those refused there are deleted before the commit;
-//   - the stock rows are locked last, in SKU order (COLLATE "C"), and
-//     changed with one UPDATE per SKU, so a hot row is locked only while the
-//     server decides the batch and commits it, never across a round trip,
-//     and batches of several processes (and the other strategies on the same
-//     tables) never deadlock.
+//   - the stock rows are locked last, in SKU order (COLLATE "C"; for a SKU
+//     in buckets, its home bucket and the buckets units go back to, in
+//     bucket order), and changed with one UPDATE per row, so a hot row is
+//     locked only while the server decides the batch and commits it, never
+//     across a round trip, and batches of several processes (and the other
+//     strategies on the same tables) never deadlock: a further bucket taken
+//     after that pass is taken with SKIP LOCKED, never waited for.
 //
 // Each ID is decided once per flush: a call whose ID is already in the batch
 // waits for the next flush, where it is answered as a repeat. A concurrent
@@ -123,27 +125,25 @@
 // A SKU may be split into stock buckets (SetStockWith, or Options.SKUDefaults
 // for every new SKU; see inventory.StockOptions), rows of their own, with
 // the rules the PostgreSQL strategies share (internal/pgstore, the SQL
-// functions of its migration 0006). A flush decides only the requests whose
-// SKUs are kept whole: a request with a line of a SKU in buckets leaves the
-// flush undecided, and its caller takes it on its own with the shared step
-// of the conditional UPDATE, which takes each line from one bucket, the
-// first from a hash of the reservation ID on that has the units and that no
-// other transaction holds, falling over to the others and gathering them
-// when none can serve it alone; it is refused only when the SKU as a whole
-// is short. A release of a reservation with a line taken from a bucket is
-// left out of the flush the same way and settled on its own, its units
-// back to their bucket. An expiry sweep in a flush gives such units back to
-// their bucket when no other transaction holds it, else to the SKU's row,
-// from where they are gathered back: never lost, always in Available.
-// Rebalance spreads a SKU's units evenly over its buckets again, safely
-// while buyers reserve. So buckets let several processes sell one hot SKU
-// at once without queueing on one row, at the cost of what one
-// sqlcond reservation costs each; the batching stays with the SKUs kept
-// whole. In one process, hot SKU, 64 workers, eight buckets decided 0.36 of
-// the carts/s of the SKU kept whole (median of three alternated pairs,
-// 146/s against 433/s, 1.30 and 2.80 of raw-postgres, at load 21 to 32:
-// BENCHMARKS.md, "Stock buckets"): buckets are for a SKU sold from several
-// processes, each with few buyers, where batches are small anyway.
+// functions of its migrations 0006 and 0011). Each Reserver has a home
+// bucket (Options.Home, else one picked at random), and its flushes take
+// the lines of a SKU in K buckets from bucket Home mod K: a flush locks
+// that bucket's row, not the SKU's stock row, so the flushes of processes
+// with other home buckets run at once, each batching its own calls. A line
+// the home bucket cannot serve is taken, in the same flush, from another
+// bucket the flush holds or from the first that no other transaction holds
+// (SKIP LOCKED); when none has the units, the request is refused if the SKU
+// as a whole is short, else left out of the flush and taken by its caller
+// on its own with the shared step of the conditional UPDATE, which gathers
+// the units into one bucket. Releases and expiry in a flush give units
+// back to the bucket each line was taken from. Rebalance spreads a SKU's
+// units evenly over its buckets again, safely while buyers reserve. So
+// buckets let several processes sell one hot SKU at once, each keeping its
+// batches, instead of taking turns on one row. In one process a SKU in
+// buckets is sold from the home bucket alone, as a SKU kept whole is from
+// its row; give each process a home of its own (1..K) for the buckets to
+// pay: two processes on one home take turns on it. For measurements see
+// BENCHMARKS.md, "Stock buckets over four processes".
 //
 // # Levels, longer holds and backorders
 //

@@ -64,10 +64,20 @@ type Options struct {
 	// SKUDefaults are the settings SetStock gives a SKU it creates; a SKU
 	// that exists keeps its own, and SetStockWith sets them for one SKU.
 	// With Buckets > 1 every new SKU is split into that many stock buckets
-	// (see inventory.StockOptions), whose reservations are taken one by one
-	// outside the flushes (see the package documentation). Default: the
-	// zero value, every SKU kept whole.
+	// (see inventory.StockOptions), which the flushes take from the
+	// Reserver's home bucket first (see Home and the package
+	// documentation). Default: the zero value, every SKU kept whole.
 	SKUDefaults inventory.StockOptions
+
+	// Home picks the Reserver's home bucket: its flushes take the lines of
+	// a SKU split into K stock buckets from bucket Home mod K first, and
+	// wait only for that bucket's row, so that the flushes of processes
+	// with other home buckets run at once. Give the processes that share a
+	// schema different values 1..K (a replica's ordinal, say) to keep them
+	// on different buckets; with values picked at random two of them may
+	// share one, and then their flushes take turns on it. Zero or negative
+	// picks one at random when New runs. Default: 0.
+	Home int
 
 	// MaxHold is the longest a hold may last from the moment it was
 	// reserved: Extend never moves its expiry past it. Zero or negative
@@ -88,7 +98,8 @@ type Reserver struct {
 	store          *pgstore.Store
 	flushSQL       string
 	ttl            time.Duration
-	alone          pgstore.Step // a reservation with a line of a SKU in stock buckets
+	alone          pgstore.Step // a reservation a flush leaves out: a line of a SKU in buckets none has in full
+	home           int32        // the flush function's p_home: the home bucket
 
 	maxBatch, maxPending, flushers int
 	maxWait, flushTimeout          time.Duration
@@ -131,16 +142,17 @@ func New(db DB, opts *Options) (*Reserver, error) {
 		}
 	}
 	store, err := pgstore.New(db, &pgstore.Options{Schema: o.Schema, DefaultTTL: o.DefaultTTL, Now: o.Now, Name: "groupcommit", Retention: o.Retention, SKUDefaults: o.SKUDefaults,
-		MaxHold: o.MaxHold, Backorders: true})
+		MaxHold: o.MaxHold, Backorders: true, Home: o.Home})
 	if err != nil {
 		return nil, err
 	}
 	r := &Reserver{
 		Ledger:       store.Ledger(),
 		store:        store,
-		flushSQL:     "SELECT o_kind, o_idx, o_outcome, o_sku, o_avail FROM " + store.Table(pgstore.FlushFunction) + "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+		flushSQL:     "SELECT o_kind, o_idx, o_outcome, o_sku, o_avail FROM " + store.Table(pgstore.FlushFunction) + "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
 		ttl:          pgstore.DefaultTTL,
 		alone:        store.TakeStep(),
+		home:         int32(store.Home()),
 		maxBatch:     cmpOr(o.MaxBatch, DefaultMaxBatch),
 		maxPending:   cmpOr(o.MaxPending, DefaultMaxPending),
 		flushers:     cmpOr(o.Flushers, DefaultFlushers),

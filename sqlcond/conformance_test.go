@@ -8,6 +8,7 @@ import (
 	"github.com/oversell/inventory"
 	"github.com/oversell/inventory/internal/pgstore"
 	"github.com/oversell/inventory/internal/pgstore/pgtest"
+	"github.com/oversell/inventory/internal/soak"
 	"github.com/oversell/inventory/sqlcond"
 	"github.com/oversell/inventory/strategy/strategytest"
 )
@@ -60,4 +61,14 @@ func TestPurge(t *testing.T) {
 // units back to their bucket, Rebalance under buyers.
 func TestBuckets(t *testing.T) {
 	pgtest.RunBuckets(t, newBucketed)
+}
+
+// TestProcsBuckets runs the hammer in four processes at once on one schema
+// with every SKU in eight buckets, and kills one of them mid-run.
+// About 50 s: soak only (INVENTORY_TEST_SOAK=1).
+func TestProcsBuckets(t *testing.T) {
+	if !soak.On() {
+		t.Skip("four processes on SKUs in buckets take about 50 s: INVENTORY_TEST_SOAK=1 runs it; TestConformanceBuckets and TestBuckets check the rules in one process")
+	}
+	pgtest.RunProcs(t, newBucketed, 0, nil)
 }

@@ -88,31 +88,32 @@
 // A hot SKU's row is a queue. SetStockWith with inventory.StockOptions
 // Buckets K > 1 (or Options.SKUDefaults for every new SKU) splits its units
 // evenly over K rows of their own, and a line is taken from one of them:
-// the first, from a hash of the reservation ID on, that has the units and
-// that no other transaction holds (FOR UPDATE SKIP LOCKED), so that buyers
-// in one process or many lock different rows at once. The bucket is
+// the one a hash of the reservation ID picks, by the conditional UPDATE of
+// that row, which waits in the row's queue as the UPDATE of a SKU kept
+// whole does; buyers in one process or many spread over the K rows, so
+// each queue holds 1/K of them. When that bucket is short, the line is
+// taken from the first other one, from there on, that has the units and
+// that no other transaction holds (FOR UPDATE SKIP LOCKED). The bucket is
 // recorded with the line, and Release, Cancel and expiry give the units
 // back to it. A line is never split: when no bucket can serve it alone, it
 // is refused only if one snapshot of every bucket finds the SKU short as a
-// whole; otherwise the buckets no one else holds are gathered into one and
-// the line taken from it, or, when others hold the units, the reservation
-// rolls back and is sent again after a pause of at most a few
-// milliseconds (inventory.ErrContended after 200 such rounds). Available
-// sums the buckets; SetStock and AddStock spread the units evenly over them
-// again, all or nothing; Rebalance does so safely while buyers reserve,
-// never making or losing a unit. A buyer never waits for a bucket's lock,
-// so rows are still waited for only in SKU order, then bucket order, and
-// crossing carts never deadlock. The rules are SQL functions shared with
+// whole; otherwise the SKU's row and every bucket are locked in order and
+// the line is refused if the SKU is short under those locks, or else the
+// units it lacks are gathered into one bucket and the line taken from it.
+// No buyer pauses or sends its reservation again. Available sums the
+// buckets; SetStock and AddStock spread the units evenly over them again,
+// all or nothing; Rebalance does so safely while buyers reserve, never
+// making or losing a unit. A buyer waits for a row only when every row it
+// holds comes before it in the lock order (SKU, then its row, then its
+// buckets in order), taking any other bucket with SKIP LOCKED, so crossing
+// carts never deadlock. The rules are SQL functions shared with
 // groupcommit (internal/pgstore). The MySQL strategy refuses buckets with
 // inventory.ErrUnsupported.
 //
 // A line of a SKU in buckets costs one function call in the same batch,
-// still one round trip; a round that finds the units held by others costs
-// a pause and a round trip more. In one process, hot SKU, 64 workers, with
-// eight buckets it decided 1.80 times the carts/s of the SKU kept whole
-// (median of three alternated pairs, 155/s against 104/s, 1.38 and 0.57 of
-// raw-postgres, p99 1.14s against 1.91s, on the 2-core machine at load 21
-// to 32: BENCHMARKS.md, "Stock buckets").
+// still one round trip, and a subtransaction in the server (so that a
+// bucket found short after the wait is let go). For measurements see
+// BENCHMARKS.md, "Stock buckets over four processes".
 //
 // # Limits per buyer, partial carts, longer holds, levels and backorders
 //

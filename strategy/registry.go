@@ -88,6 +88,7 @@ func init() {
 			open: func(ctx context.Context, e *env) (inventory.Strategy, error) {
 				r, err := groupcommit.New(e.pool, &groupcommit.Options{
 					Schema: e.cfg.Schema, DefaultTTL: e.cfg.DefaultTTL, Now: e.cfg.Now, Retention: e.cfg.Retention, SKUDefaults: e.cfg.StockOptions,
+					Home: e.cfg.Home,
 				})
 				if err != nil {
 					return nil, err

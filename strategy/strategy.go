@@ -114,6 +114,11 @@ type Config struct {
 	// StockOptions is the zero value. Default: the zero value, every SKU
 	// kept whole.
 	StockOptions inventory.StockOptions
+	// Home is the home bucket of groupcommit (groupcommit.Options.Home):
+	// give the processes that share a schema different values 1..K to keep
+	// their flushes on different stock buckets. The other strategies ignore
+	// it. Default: 0, one picked at random.
+	Home int
 
 	// Logger receives the state changes and errors of the background work
 	// Open starts (redisstock's Writer: its dead letters and failures, and

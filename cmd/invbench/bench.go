@@ -46,6 +46,7 @@ type services struct {
 	mysql    *sql.DB
 	mysqlErr error
 	buckets  int // -buckets: the stock buckets of every SKU (inventory.StockOptions)
+	home     int // groupcommit's home bucket (strategy.Config.Home); 0: one at random
 }
 
 // missing returns why one of the services in need cannot be used, or nil.
@@ -167,8 +168,8 @@ func targets() []target {
 		t.open = func(ctx context.Context, svc *services, schema, prefix string, drop bool) (*opened, error) {
 			s, closeFn, err := strategy.Open(ctx, name, &strategy.Config{
 				Postgres: svc.pg, Redis: svc.redis, MySQL: svc.mysql, Schema: schema, KeyPrefix: prefix, Drop: drop,
-				StockOptions: inventory.StockOptions{Buckets: svc.buckets},
-				Logger:       slog.Default(), // the writer's lag and drain time, on stderr
+				StockOptions: inventory.StockOptions{Buckets: svc.buckets}, Home: svc.home,
+				Logger: slog.Default(), // the writer's lag and drain time, on stderr
 			})
 			if err != nil {
 				return nil, err

@@ -1,30 +1,12 @@
 package pgstore
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"hash/fnv"
-	"math/rand/v2"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/oversell/inventory"
-)
-
-// errBusy: the stock buckets that have the units of a line are held by
-// other transactions; the reservation rolled back and may be sent again.
-var errBusy = errors.New("pgstore: the stock buckets with the units are held by other transactions")
-
-// Bounds of the rounds of Reserve that find the buckets busy. Each round
-// waits a random pause up to the round's bound, from busyPause to
-// maxBusyPause, so that rounds of buyers who found each other's buckets held
-// do not meet again.
-const (
-	maxBusyRounds = 200
-	busyPause     = 50 * time.Microsecond
-	maxBusyPause  = 2 * time.Millisecond
 )
 
 // TakeStep returns the Step of the conditional UPDATE, which serves SKUs
@@ -34,16 +16,21 @@ const (
 //   - a SKU kept whole loses the line's units in one statement,
 //     UPDATE stock SET available = available - n WHERE sku = $1 AND
 //     available >= n, under the row lock it waits for, as before;
-//   - a SKU in K buckets loses them from one bucket: the first, from a hash
-//     of the reservation ID on, that has them and that no other transaction
-//     holds (FOR UPDATE SKIP LOCKED), recorded with the line so that
-//     Release, Cancel and expiry give them back there. When none does, the
-//     line is refused if one snapshot of every bucket finds the SKU short
-//     as a whole; else the buckets nobody holds are gathered to serve it,
-//     and if others hold the units the reservation rolls back and is sent
-//     again after a short random pause (up to 200 rounds, then
-//     inventory.ErrContended). A buyer never waits for a bucket's lock, so
-//     bucket rows are never waited for out of order.
+//   - a SKU in K buckets loses them from one bucket: the one a hash of the
+//     reservation ID picks (BucketStart), by the same conditional UPDATE of
+//     that bucket's row, waiting for the row as long as another
+//     transaction holds it; with K buckets each row has 1/K of the buyers
+//     in its queue, in this process and every other. When that bucket is
+//     short, the first other one, from there on, that has the units and
+//     that no other transaction holds (FOR UPDATE SKIP LOCKED); when none
+//     does, the line is refused if one snapshot of every bucket finds the
+//     SKU short as a whole, else the SKU's stock row and every bucket are
+//     locked in order, waiting, and the units the line lacks are gathered
+//     into one bucket. The bucket is recorded with the line so that
+//     Release, Cancel and expiry give the units back there. A buyer waits
+//     only for rows that come after every row it holds in the lock order
+//     (see 0011_bucket_home.sql), so buyers never deadlock, and it never
+//     pauses: there is no round to try again.
 //
 // It is a RequestStep: a line of a SKU with a limit per buyer, or of a
 // request with a Buyer or Partial, is taken by one function call in the
@@ -91,8 +78,6 @@ func takeError(err error, l inventory.Line, buyer string) error {
 	switch {
 	case hasCode(err, codeRefused):
 		return &aborted{err: &RefusedError{Line: l}}
-	case hasCode(err, codeBusy):
-		return &aborted{err: errBusy}
 	case hasCode(err, codeLimit):
 		return &aborted{err: limitError(err, l.SKU, buyer)}
 	}
@@ -106,25 +91,4 @@ func BucketStart(id string) uint32 {
 	h := fnv.New32a()
 	h.Write([]byte(id))
 	return h.Sum32() & (1<<31 - 1)
-}
-
-// recordBusy runs record until it does not find the buckets busy, pausing
-// between rounds.
-func (s *Store) recordBusy(ctx context.Context, res inventory.Reservation, now time.Time, step Step) ([]int64, error) {
-	pause := busyPause
-	for range maxBusyRounds {
-		held, err := s.record(ctx, res, now, step)
-		if !errors.Is(err, errBusy) {
-			return held, err
-		}
-		t := time.NewTimer(rand.N(pause) + 1)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, fmt.Errorf("%s: reserve %q: %w", s.name, res.ID, ctx.Err())
-		case <-t.C:
-		}
-		pause = min(2*pause, maxBusyPause)
-	}
-	return nil, fmt.Errorf("%s: reserve %q: %w: %w", s.name, res.ID, inventory.ErrContended, errBusy)
 }

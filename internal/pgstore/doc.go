@@ -106,29 +106,45 @@
 // SetStockWith or for every new SKU by Options.SKUDefaults), rows of
 // stock_bucket, so that buyers take its units at once instead of queueing
 // on one row lock; K = 1, the default, keeps it whole in its stock row as
-// before. The rules are SQL functions of 0006_stock_buckets.sql, which every
-// strategy calls, and TakeStep is the step that uses them:
+// before. The rules are SQL functions of 0006_stock_buckets.sql and
+// 0011_bucket_home.sql, which every strategy calls, and TakeStep is the step
+// that uses them:
 //
-//   - A line is taken from one bucket: the first, from a hash of the
-//     reservation ID on (BucketStart), that has the units and that no other
-//     transaction holds (FOR UPDATE SKIP LOCKED). The bucket is recorded on
-//     the line, and Release, Cancel and ExpireDue give the units back there.
+//   - A line is taken from one bucket: the one a hash of the reservation ID
+//     picks (BucketStart), by a conditional UPDATE that waits for that row
+//     while another transaction holds it, as the take of a SKU kept whole
+//     waits for its row; K buckets make K queues of 1/K of the buyers each,
+//     however many processes they run in. When that bucket is short, the
+//     first other one from there on that has the units and that no other
+//     transaction holds (FOR UPDATE SKIP LOCKED, stock_bucket_more). The
+//     bucket is recorded on the line, and Release, Cancel and ExpireDue
+//     give the units back there.
 //   - When none does, the line is refused only if one snapshot of the stock
 //     row and every bucket finds the SKU short as a whole. Otherwise the
-//     buckets no other transaction holds are gathered, just the units the
-//     line lacks moved into one of them, and the line is taken from it.
-//     When others hold the units, the reservation rolls back (IV004) and is
-//     sent again after a short random pause.
+//     stock row and every bucket are locked in order, waiting, the line is
+//     refused if the SKU is short under those locks, and else just the
+//     units the line lacks are moved into one bucket and the line is taken
+//     from it. No buyer pauses or tries again.
+//   - The groupcommit flush takes the lines of a batch from the home bucket
+//     of its process (Options.Home, Store.Home), then as above, and gives
+//     released and expired units back to their buckets, in its one
+//     transaction.
 //   - Available sums the stock row and the buckets in one statement.
 //     SetStock, SetStockWith and AddStock lock the stock row, then the
 //     buckets in order, and spread the units evenly (all or nothing, never
 //     below zero anywhere); Rebalance spreads them again.
 //
 // Lock order: SKUs in order; within one, the stock row, then the buckets in
-// order. A buyer never waits for a bucket's lock (SKIP LOCKED), so the rows
-// it locks out of that order (a bucket from its hash on) are never waited
-// for by anyone holding what it waits for; the writers that do wait for
-// buckets (settlement, administration, Rebalance) wait in that order.
+// order. A transaction waits for a row only when every row it holds comes
+// before it in that order: a buyer's conditional UPDATE of one bucket per
+// SKU, in SKU order, holds nothing of that SKU before it (an UPDATE that
+// finds its bucket short locks nothing), the gather holds nothing of the
+// SKU when it locks the stock row and then the buckets, and a flush locks
+// all it waits for in one pass in that order. The rows taken out of order
+// (another bucket after the first, by a buyer or a flush) are taken with
+// SKIP LOCKED, never waited for. So in any two transactions, the one that
+// holds the row that comes last in the order waits for nothing the other
+// holds, and none deadlock.
 //
 // sqlcond and groupcommit serve SKUs in buckets. pessimistic and redislock
 // read and lock the stock row alone: they keep the contract on SKUs kept
@@ -139,8 +155,8 @@
 // they are the store's.
 //
 // Units given back to a bucket row a SKU no longer has, or to the stock
-// row of a SKU in buckets (by a process of an older version, or by the
-// groupcommit flush when the bucket is held), stay the SKU's: Available
+// row of a SKU in buckets (by a process of an older version), stay the
+// SKU's: Available
 // counts them, and a take that gathers, Rebalance, SetStock and AddStock
 // move them back into the buckets.
 //

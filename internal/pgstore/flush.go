@@ -4,9 +4,10 @@ import "context"
 
 // FlushFunction is the name of the function, created by the migrations, that
 // applies one batch of the groupcommit strategy in one statement; qualify it
-// with Table. This version leaves SKUs split into stock buckets to the
-// caller (see 0006_stock_buckets.sql).
-const FlushFunction = "groupcommit_flush_buckets"
+// with Table. This version takes the lines of SKUs split into stock buckets
+// from the caller's home bucket (Store.Home), its last argument (see
+// 0011_bucket_home.sql).
+const FlushFunction = "groupcommit_flush_home"
 
 // CommitError classifies err, the error of a call that sent a commit (COMMIT,
 // or a statement or batch that is its own implicit transaction) for the

@@ -170,7 +170,7 @@ func (r reserving) Record(ctx context.Context, res inventory.Reservation, now ti
 	if err != nil {
 		return nil, err
 	}
-	return s.recordBusy(ctx, res, now, r.step)
+	return s.record(ctx, res, now, r.step)
 }
 
 func (r reserving) Refusal(ctx context.Context, line inventory.Line) error {

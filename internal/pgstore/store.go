@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"time"
 	"unicode/utf8"
 
@@ -70,6 +71,14 @@ type Options struct {
 	// SKUDefaults with a Backorder fail with inventory.ErrUnsupported.
 	// Default: false.
 	Backorders bool
+	// Home picks the store's home bucket: a strategy that takes the lines
+	// of a SKU split into K stock buckets from one bucket of its own
+	// (groupcommit's flushes) takes them from bucket Home mod K first.
+	// Processes that share a schema and are given different values 1..K
+	// take from different buckets; with values picked at random, two of
+	// them may share one. Zero or negative picks one at random when New
+	// runs. Default: 0.
+	Home int
 }
 
 // Store keeps stock and the reservation ledger in one PostgreSQL schema. It
@@ -89,6 +98,7 @@ type Store struct {
 	hold   time.Duration          // Options.MaxHold
 	limits bool                   // Options.Limits
 	backo  bool                   // Options.Backorders
+	home   uint32                 // Options.Home, < 1<<31
 	q      queries
 }
 
@@ -117,6 +127,12 @@ func New(db DB, opts *Options) (*Store, error) {
 			s.hold = opts.MaxHold
 		}
 		s.limits, s.backo = opts.Limits, opts.Backorders
+		if opts.Home > 0 {
+			s.home = uint32(opts.Home % (1 << 31))
+		}
+	}
+	if s.home == 0 {
+		s.home = 1 + rand.Uint32N(1<<31-1)
 	}
 	if db == nil {
 		return nil, &inventory.ValidationError{Field: "db", Reason: "nil"}
@@ -160,6 +176,10 @@ func QuoteSchema(schema string) (string, error) {
 	}
 	return pgx.Identifier{schema}.Sanitize(), nil
 }
+
+// Home returns the store's home bucket, modulo a SKU's number of buckets
+// (Options.Home): between 1 and 1<<31-1.
+func (s *Store) Home() uint32 { return s.home }
 
 // DB returns the client the store was made with.
 func (s *Store) DB() DB { return s.db }
@@ -209,7 +229,6 @@ const (
 	codeTaken   = "IV001" // the reservation ID is already recorded
 	codeRefused = "IV002" // a line was refused
 	codeMoved   = "IV003" // the reservation is no longer in the state the statement expected
-	codeBusy    = "IV004" // other transactions hold the stock buckets that have the units
 	codeLimit   = "IV005" // a line is past the SKU's limit per buyer; DETAIL "<limit> <usage>"
 )
 

@@ -53,6 +53,14 @@ func RunBuckets(t *testing.T, mk Maker) {
 		require.Error(t, err, "a take that refuses when its first bucket is short went unnoticed")
 		t.Logf("caught: %v", err)
 	})
+	t.Run("LastUnitIsSoldCatchesAFallOverThatStopsAtOneBucket", func(t *testing.T) {
+		t.Parallel()
+		in := newBucketed(t, mk)
+		in.replace(t, wrongMore)
+		err := lastUnit(t.Context(), in)
+		require.Error(t, err, "a fall-over that looks at no other bucket went unnoticed")
+		t.Logf("caught: %v", err)
+	})
 	t.Run("UnitsReturnToTheirBucket", func(t *testing.T) {
 		t.Parallel()
 		in := newBucketed(t, mk)
@@ -84,6 +92,75 @@ func RunBuckets(t *testing.T, mk Maker) {
 	})
 }
 
+// RunFlushBuckets checks what the groupcommit flush does with SKUs in
+// buckets, on strategies made by mk, which must split every SKU that
+// SetStock creates into eight buckets and take from home bucket home (1..7):
+// a line is taken from the home bucket and recorded with it, and Release
+// and expiry in the flush give units back to their bucket. Each check also
+// runs against the installed flush changed into a deliberately wrong one,
+// and must catch it.
+func RunFlushBuckets(t *testing.T, mk Maker, home int) {
+	const dropRelease = "bx_qty := bx_qty || a_;"
+	const useHome = "THEN p_home % s.buckets END"
+	t.Run("TakesFromItsHomeBucket", func(t *testing.T) {
+		t.Parallel()
+		in := newBucketed(t, mk)
+		require.NoError(t, homeTaken(t.Context(), in, home))
+	})
+	t.Run("TakesFromItsHomeBucketCatchesAFlushThatIgnoresIt", func(t *testing.T) {
+		t.Parallel()
+		in := newBucketed(t, mk)
+		in.mutate(t, pgstore.FlushFunction, useHome, "THEN 0 END")
+		err := homeTaken(t.Context(), in, home)
+		require.Error(t, err, "a flush that takes from bucket 0 whatever its home went unnoticed")
+		t.Logf("caught: %v", err)
+	})
+	t.Run("UnitsReturnToTheirBucketCatchesAFlushThatDropsReleases", func(t *testing.T) {
+		t.Parallel()
+		in := newBucketed(t, mk)
+		in.mutate(t, pgstore.FlushFunction, dropRelease, "NULL;")
+		err := unitsReturn(t.Context(), in)
+		require.Error(t, err, "a flush that drops the units released from buckets went unnoticed")
+		t.Logf("caught: %v", err)
+	})
+}
+
+// homeTaken reserves lines of a SKU of eight buckets of ten units and
+// checks that each was taken from bucket home and recorded with it.
+func homeTaken(ctx context.Context, b *bucketed, home int) error {
+	const per = 10
+	if err := b.SetStockWith(ctx, "home", bucketsK*per, inventory.StockOptions{Buckets: bucketsK}); err != nil {
+		return err
+	}
+	for i := range 3 {
+		id := strategytest.RandomID()
+		if _, err := b.Reserve(ctx, inventory.Request{ID: id, Lines: []inventory.Line{{SKU: "home", Qty: 2}}}); err != nil {
+			return err
+		}
+		per2, err := b.buckets(ctx, "home")
+		if err != nil {
+			return err
+		}
+		for k, n := range per2 {
+			want := int64(per)
+			if k == home%bucketsK {
+				want = per - 2*int64(i+1)
+			}
+			if n != want {
+				return fmt.Errorf("buckets %v after %d lines of 2 from home bucket %d", per2, i+1, home%bucketsK)
+			}
+		}
+		var rec *int32
+		if err := b.db.QueryRow(ctx, "SELECT bucket FROM "+b.quoted+".reservation_line WHERE reservation_id = $1", id).Scan(&rec); err != nil {
+			return err
+		}
+		if rec == nil || int(*rec) != home%bucketsK {
+			return fmt.Errorf("the line taken from bucket %d is recorded with bucket %v", home%bucketsK, rec)
+		}
+	}
+	return nil
+}
+
 // bucketed is one strategy of the bucket tests, on its own schema.
 type bucketed struct {
 	Bucketed
@@ -106,6 +183,17 @@ func newBucketed(t *testing.T, mk Maker) *bucketed {
 func (b *bucketed) replace(t *testing.T, sql string) {
 	t.Helper()
 	_, err := b.db.Exec(t.Context(), strings.ReplaceAll(sql, "{schema}", b.quoted))
+	require.NoError(t, err)
+}
+
+// mutate puts in place of the schema's function fn its own definition with
+// old replaced by new: a deliberately wrong twin of it.
+func (b *bucketed) mutate(t *testing.T, fn, old, new string) {
+	t.Helper()
+	var def string
+	require.NoError(t, b.db.QueryRow(t.Context(), "SELECT pg_get_functiondef($1::regproc)", b.quoted+"."+fn).Scan(&def))
+	require.Equal(t, 1, strings.Count(def, old), "%s does not hold %q once", fn, old)
+	_, err := b.db.Exec(t.Context(), strings.Replace(def, old, new, 1))
 	require.NoError(t, err)
 }
 
@@ -330,6 +418,16 @@ BEGIN
 	END IF;
 	UPDATE {schema}.reservation_line SET bucket = p_start % k WHERE reservation_id = p_id AND sku = p_sku;
 END
+$fn$`
+
+// wrongMore looks at no bucket beyond those the caller holds, and counts
+// the SKU's units as those of the buckets it holds: a take or a flush then
+// refuses a line when the bucket it starts from is short, whatever the
+// other buckets hold.
+const wrongMore = `CREATE OR REPLACE FUNCTION {schema}.stock_bucket_more(p_sku text, p_qty bigint, p_start bigint, p_held int[], p_av bigint[],
+	OUT o_bucket int, OUT o_avail bigint, OUT o_total bigint)
+LANGUAGE sql AS $fn$
+	SELECT NULL::int, NULL::bigint, coalesce((SELECT sum(x) FROM unnest(p_av) AS x), 0)::bigint
 $fn$`
 
 // wrongGive gives the units of a line back to the bucket after the one

@@ -41,7 +41,7 @@ func historyFlags(fs *flag.FlagSet, o *historyOptions) {
 	fs.IntVar(&o.fill, "history", 0, "history mode: fill a ledger with `N` settled reservations spread over -history-days (in SQL), then measure sqlcond Reserve+Commit on it against an empty ledger, before, while and after the retention purges it (e.g. 5000000)")
 	fs.IntVar(&o.days, "history-days", 30, "history mode: the days the filled reservations span, all older than -history-retention")
 	fs.DurationVar(&o.retention, "history-retention", 24*time.Hour, "history mode: the strategy's Options.Retention")
-	fs.IntVar(&o.rounds, "history-rounds", 3, "history mode: alternated runs of each ledger while the purger runs beside the hammer and after the purge")
+	fs.IntVar(&o.rounds, "history-rounds", 3, "history mode: alternated runs of each ledger before the purge, while the purger runs beside the hammer, and after the purge")
 	fs.IntVar(&o.workers, "history-workers", 32, "history mode: buyers, each reserving one line of one of -history-skus SKUs and committing it")
 	fs.DurationVar(&o.run, "history-run", 10*time.Second, "history mode: how long each run lasts")
 	fs.IntVar(&o.batch, "history-batch", 1000, "history mode: the limit of each Purge call")
@@ -157,7 +157,7 @@ func history(ctx context.Context, o historyOptions, stdout, stderr io.Writer) er
 		return nil
 	}
 	// Before: the filled ledger as it is, against the empty one.
-	for range 2 {
+	for range o.rounds {
 		for _, l := range []string{"empty", "filled"} {
 			if err := hammer(l, "before", false); err != nil {
 				return err

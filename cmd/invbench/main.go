@@ -102,6 +102,7 @@ type options struct {
 	seed                                  uint64
 	procs                                 int
 	history                               historyOptions // -history: see history.go
+	layouts                               layoutOptions  // -layouts: see layout.go
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -134,6 +135,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.chart, "chart", "", "write a chart of throughput and p99 against workers to `FILE` (.png or .svg)")
 	fs.Uint64Var(&o.seed, "seed", 0, "seed of the buyers' choices (default random)")
 	historyFlags(fs, &o.history)
+	layoutFlags(fs, &o.layouts)
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to `FILE`; samples carry the label target=<strategy> (go tool pprof -tagfocus target=NAME)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: invbench [flags]\n\nRuns the inventory strategies side by side beside raw baselines; see BENCHMARKS.md.\nServers: %s (default %s), %s (default %s).\n\n",
@@ -292,6 +294,9 @@ func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if o.history.fill > 0 {
 		return runHistory(ctx, o.history, stdout, stderr)
+	}
+	if o.layouts.fill > 0 {
+		return runLayouts(ctx, o.layouts, stdout, stderr)
 	}
 	p, err := makePlan(o)
 	if err != nil {

@@ -28,6 +28,12 @@ const (
 // connectTimeout bounds the wait for a server that does not answer.
 const connectTimeout = 3 * time.Second
 
+// poolConnectTimeout bounds each connection a PostgreSQL pool opens once the
+// server has answered: on a loaded machine a new backend can take longer
+// than connectTimeout to start, and a run that needs one more connection
+// should wait for it rather than fail.
+const poolConnectTimeout = 30 * time.Second
+
 // serverURLs returns the URLs from the environment, else the defaults.
 func serverURLs() (pg, rd string) {
 	pg, rd = os.Getenv(PostgresEnv), os.Getenv(RedisEnv)
@@ -114,7 +120,7 @@ func connectPostgres(ctx context.Context, url string, conns int32) (*pgxpool.Poo
 		return nil, fmt.Errorf("%s: %w", redact(url), err)
 	}
 	cfg.MaxConns = conns
-	cfg.ConnConfig.ConnectTimeout = connectTimeout
+	cfg.ConnConfig.ConnectTimeout = poolConnectTimeout
 	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)

@@ -79,6 +79,11 @@ func history(ctx context.Context, o historyOptions, stdout, stderr io.Writer) er
 		return err
 	}
 	defer pool.Close()
+	// Open every connection now and keep it: a run that opened one more
+	// on a server whose connections other clients had taken would fail.
+	if err := warmPool(ctx, pool, o.workers+4); err != nil {
+		return err
+	}
 	id := randomID()
 	logf := func(format string, args ...any) { fmt.Fprintf(stderr, "invbench: history: "+format+"\n", args...) }
 	open := func(schema string) (*sqlcond.Reserver, error) {
@@ -236,6 +241,24 @@ func history(ctx context.Context, o historyOptions, stdout, stderr io.Writer) er
 	fmt.Fprintln(stdout, "| ---: | --- | --- | ---: | ---: | --- |")
 	for i, r := range runs {
 		fmt.Fprintf(stdout, "| %d | %s | %s | %.0f | %d | %s |\n", i+1, r.phase, r.ledger, r.rate, r.purged, r.load)
+	}
+	return nil
+}
+
+// warmPool opens n connections of pool and hands them back, idle.
+func warmPool(ctx context.Context, pool *pgxpool.Pool, n int) error {
+	conns := make([]*pgxpool.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Release()
+		}
+	}()
+	for range n {
+		c, err := pool.Acquire(ctx)
+		if err != nil {
+			return err
+		}
+		conns = append(conns, c)
 	}
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/oversell/inventory/internal/faultlog"
 	"github.com/oversell/inventory/internal/faultproxy"
 	"github.com/oversell/inventory/internal/pgstore/pgtest"
+	"github.com/oversell/inventory/internal/redistest"
 	"github.com/oversell/inventory/internal/testsvc"
 	"github.com/oversell/inventory/memory"
 	"github.com/oversell/inventory/token"
@@ -136,7 +137,16 @@ func submitUnderFaults(t *testing.T, store token.Store, hurt func(tok string)) f
 	}
 	var held int64
 	for _, req := range reqs {
-		res, err := rs[0].Reserve(ctx, req)
+		// A client sends again what found the store unavailable (a server
+		// coming back, a pool with killed connections left in it).
+		var res inventory.Reservation
+		var err error
+		for range 50 {
+			if res, err = rs[0].Reserve(ctx, req); !errors.Is(err, inventory.ErrUnavailable) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 		require.NoError(t, err, "a submission with the link whole")
 		require.Equal(t, req.ID, res.ID)
 		if res.State == inventory.Held {
@@ -231,4 +241,68 @@ func TestFlagStoreFaults(t *testing.T) {
 		t.Logf("a store whose every claim succeeds: %d of 40 tokens reached the inner strategy twice at a time", run.double)
 		assert.Positive(t, run.double)
 	})
+}
+
+// TestFlagStoreServerFaults submits each token from four buyers at once
+// while the flag store's server fails under them: the PostgreSQL backends
+// of the store's pool are terminated, or a redis-server of the test's own is
+// SIGKILLed and restarted, from its append-only file or empty. The checks
+// are those of TestFlagStoreFaults, whose
+// CheckCatchesAStoreThatLetsDuplicatesThrough shows them failing. An empty
+// restart forgets the flags of the tokens in flight, so a duplicate may
+// reach the inner strategy beside the first submission: that is counted,
+// not refused, and the inner strategy's idempotency on the ID keeps the
+// stock exact.
+func TestFlagStoreServerFaults(t *testing.T) {
+	const every = 8 // the server fails in the round of every eighth token, never the last
+	redisStore := func(t *testing.T, aof bool) (token.Store, func(tok string)) {
+		srv := redistest.Start(t, &redistest.Options{AppendOnly: aof})
+		rdb := srv.Client(&redis.Options{MaxRetries: 3, DialTimeout: 250 * time.Millisecond})
+		var n int
+		return token.NewRedisStore(rdb, &token.RedisOptions{Prefix: testsvc.RedisPrefix(t)}), func(string) {
+			if n++; n%every == every/2 {
+				time.Sleep(time.Duration(rand.IntN(3000)) * time.Microsecond)
+				srv.Restart()
+			}
+		}
+	}
+	for _, c := range []struct {
+		fault     string
+		open      func(t *testing.T) (token.Store, func(tok string))
+		mayDouble bool
+	}{
+		{faultlog.BackendKilled, func(t *testing.T) (token.Store, func(tok string)) {
+			app := pgtest.AppName()
+			st, err := token.NewPostgresStore(pgtest.Pool(t, pgtest.PoolConfig{MaxConns: 4, AppName: app}), &token.PostgresOptions{Schema: testsvc.Schema(t)})
+			require.NoError(t, err)
+			require.NoError(t, st.Migrate(t.Context()))
+			admin := testsvc.Postgres(t)
+			var n int
+			return st, func(string) {
+				if n++; n%every == every/2 {
+					time.Sleep(time.Duration(rand.IntN(3000)) * time.Microsecond)
+					_, err := admin.Exec(context.Background(), "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", app)
+					assert.NoError(t, err)
+				}
+			}
+		}, false},
+		{faultlog.RedisRestartAOF, func(t *testing.T) (token.Store, func(tok string)) { return redisStore(t, true) }, false},
+		{faultlog.RedisRestartNoAOF, func(t *testing.T) (token.Store, func(tok string)) { return redisStore(t, false) }, true},
+	} {
+		t.Run(c.fault, func(t *testing.T) {
+			t.Parallel()
+			store, hurt := c.open(t)
+			run := submitUnderFaults(t, store, hurt)
+			t.Logf("%d submissions, %d failed under the fault, %d doubles, %d unexpected (first: %v)",
+				run.tried, run.failed, run.double, run.unexpected, run.firstUnexpected)
+			assert.Zero(t, run.oversold, "oversold")
+			assert.Zero(t, run.lost, "lost")
+			if !c.mayDouble {
+				assert.Zero(t, run.double, "tokens that reached the inner strategy twice at a time")
+			}
+			assert.Zero(t, run.unexpected, "answers outside the contract: first %v", run.firstUnexpected)
+			faultlog.Log(t, faultlog.Cell{Strategy: "token", Fault: c.fault, Tried: run.tried,
+				Oversold: run.oversold, Lost: run.lost, Double: run.double})
+		})
+	}
 }

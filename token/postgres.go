@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -227,11 +228,20 @@ func (s *PostgresStore) repeat(ctx context.Context, op string, f func() error) e
 }
 
 // lostConn reports whether err is a connection that failed under a
-// statement, rather than an answer of the server or the end of ctx.
+// statement, rather than an answer of the server or the end of ctx. A FATAL
+// error (its session terminated by an administrator, a server shutting down
+// or restarting: SQLSTATE class 57P) ends the connection too: the server
+// may or may not have run the statement.
 func lostConn(ctx context.Context, err error) bool {
+	if ctx.Err() != nil || errors.Is(err, pgx.ErrNoRows) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
 	var pgErr *pgconn.PgError
-	return ctx.Err() == nil && !errors.As(err, &pgErr) && !errors.Is(err, pgx.ErrNoRows) &&
-		!errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+	if errors.As(err, &pgErr) {
+		return pgErr.Severity == "FATAL" || strings.HasPrefix(pgErr.Code, "57P")
+	}
+	return true
 }
 
 // Purge deletes at most limit flags whose expiry has passed and reports how

@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -160,4 +162,77 @@ func TestHammerWithLostRepliesKeepsTheInvariant(t *testing.T) {
 			faultlog.Log(t, faultlog.Cell{Strategy: "redisstock", Fault: faultlog.ReplyAfterCommit, Tried: rep.Reserves, Oversold: rep.Oversold, Lost: rep.Lost})
 		})
 	}
+}
+
+// TestHammerWithConnectionsCutKeepsTheInvariant cuts every connection of
+// the store's Redis client (the buyers' and the writer's) at random moments
+// while buyers reserve, sometimes refusing new ones for a few milliseconds:
+// a cut call may have run its script or not, and the retries with the same
+// ID apply it once. Nothing is oversold or lost, and once the writer has
+// drained the streams the ledger agrees with Redis on every SKU and
+// reservation. The check of a retry applied twice is shown failing by
+// TestLostReplyCheckCatchesADoubleApply, that of the ledger by
+// TestWriterKillCheckCatchesAnAckBeforeCommit.
+func TestHammerWithConnectionsCutKeepsTheInvariant(t *testing.T) {
+	t.Parallel()
+	p, c := proxied(t)
+	ctx := t.Context()
+	in := setup(ctx, t, c, &redisstock.Options{Buckets: 4})
+	// The cuts stop before the hammer's own accounting: they fall among
+	// the first cutCalls calls.
+	const workers, ops, cutCalls = 16, 15, 150
+	var calls atomic.Int64
+	var cuts atomic.Int64
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		// The hammer stocks its SKUs first, unharmed.
+		for calls.Load() == 0 {
+			select {
+			case <-done:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+		for calls.Load() < cutCalls {
+			select {
+			case <-done:
+				return
+			case <-time.After(time.Duration(2+rand.IntN(10)) * time.Millisecond):
+			}
+			if rand.IntN(4) == 0 {
+				p.RefuseFor(5 * time.Millisecond)
+			}
+			cuts.Add(int64(p.CutAll()))
+		}
+	})
+	rep, err := strategytest.Hammer(ctx, strategytest.HammerConfig{
+		Strategy: in.Reserver, Advance: in.Clock.Advance, Workers: workers, SKUs: 4, Stock: 60, MaxLines: 3, OpsPerWorker: ops, Faults: true,
+		// A cut AddStock may or may not have applied: the stock stays still.
+		FixedStock: true,
+		Observe:    func(string, time.Duration, error) { calls.Add(1) },
+	})
+	close(done)
+	wg.Wait()
+	require.NoError(t, err)
+	dctx, dcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer dcancel()
+	// The running writer retries what the cuts broke: wait for it to have
+	// nothing left to write.
+	require.Eventually(t, func() bool {
+		lag, err := in.Writer.Lag(dctx)
+		return err == nil && lag == 0
+	}, 30*time.Second, 10*time.Millisecond, "the writer catches up")
+	diff, err := in.Reconcile(dctx, nil)
+	require.NoError(t, err)
+	t.Log(rep, "; connections cut:", cuts.Load(), "; ledger differences:", len(diff.Differences))
+	assert.Positive(t, cuts.Load(), "connections were cut")
+	assert.Positive(t, rep.Errors["other"]+rep.Errors["unavailable"]+rep.Errors["outcome_unknown"], "some calls failed on a cut")
+	assert.Zero(t, rep.Oversold)
+	assert.Zero(t, rep.Lost)
+	assert.False(t, rep.NegativeSeen)
+	assert.Empty(t, rep.Unexpected)
+	assert.Empty(t, diff.Differences, "the ledger agrees with Redis")
+	faultlog.Log(t, faultlog.Cell{Strategy: "redisstock", Fault: faultlog.ConnCut, Tried: rep.Reserves,
+		Oversold: rep.Oversold, Lost: rep.Lost + int64(len(diff.Differences))})
 }

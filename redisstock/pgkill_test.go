@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/oversell/inventory/internal/faultlog"
 	"github.com/oversell/inventory/internal/testsvc"
 	"github.com/oversell/inventory/redisstock"
 	"github.com/oversell/inventory/strategy/strategytest"
@@ -102,6 +103,8 @@ func TestWriterCatchesUpAfterItsConnectionsAreKilled(t *testing.T) {
 	assert.Zero(t, rep.Lost)
 	assert.Positive(t, rep.Granted, "Redis kept selling")
 	assert.Zero(t, diffs, "the ledger agrees with Redis")
+	faultlog.Log(t, faultlog.Cell{Strategy: "redisstock", Fault: faultlog.BackendKilled, Tried: rep.Reserves,
+		Oversold: rep.Oversold, Lost: rep.Lost + int64(diffs)})
 }
 
 // TestWriterKillCheckCatchesAnAckBeforeCommit shows the check above

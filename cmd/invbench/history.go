@@ -315,22 +315,33 @@ SELECT id, 'sku-' || lpad((i % $6)::text, 3, '0'), 1 + i % 3 FROM g`,
 // reserveCommit runs o.workers buyers for o.run, each reserving one unit of
 // a random SKU and committing it, and returns the pairs per second.
 func reserveCommit(ctx context.Context, r *sqlcond.Reserver, o historyOptions) (float64, error) {
-	ctx, cancel := context.WithTimeout(ctx, o.run)
+	n, elapsed, err := runPairs(ctx, o.workers, o.run, func(ctx context.Context) error {
+		id := strategytest.RandomID()
+		_, err := r.Reserve(ctx, inventory.Request{ID: id, Lines: []inventory.Line{{SKU: histSKU(rand.IntN(o.skus)), Qty: 1}}})
+		if err == nil {
+			err = r.Commit(ctx, id)
+		}
+		return err
+	})
+	return float64(n) / elapsed.Seconds(), err
+}
+
+// runPairs runs workers goroutines for d, each calling pair until the time
+// is up or a call fails, and returns the pairs that succeeded, the time it
+// took and the first error that was not the end of the run. A worker stops
+// at its first error.
+func runPairs(ctx context.Context, workers int, d time.Duration, pair func(context.Context) error) (int64, time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var pairs atomic.Int64
 	var mu sync.Mutex
 	var firstErr error
 	var wg sync.WaitGroup
 	start := time.Now()
-	for range o.workers {
+	for range workers {
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				id := strategytest.RandomID()
-				_, err := r.Reserve(ctx, inventory.Request{ID: id, Lines: []inventory.Line{{SKU: histSKU(rand.IntN(o.skus)), Qty: 1}}})
-				if err == nil {
-					err = r.Commit(ctx, id)
-				}
-				if err != nil {
+				if err := pair(ctx); err != nil {
 					if ctx.Err() == nil {
 						mu.Lock()
 						firstErr = cmp(firstErr, err)
@@ -343,7 +354,7 @@ func reserveCommit(ctx context.Context, r *sqlcond.Reserver, o historyOptions) (
 		})
 	}
 	wg.Wait()
-	return float64(pairs.Load()) / time.Since(start).Seconds(), firstErr
+	return pairs.Load(), time.Since(start), firstErr
 }
 
 func cmp(a, b error) error {

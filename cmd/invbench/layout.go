@@ -12,7 +12,6 @@ import (
 	mrand "math/rand/v2"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -407,41 +406,20 @@ func hammerLayout(ctx context.Context, pgURL string, admin *pgxpool.Pool, l ledg
 	}
 	take := q(`UPDATE {s}.stock SET available = available - $2 WHERE sku = $1 AND available >= $2`)
 	commit := q(l.commit)
-	rctx, cancel := context.WithTimeout(ctx, o.run)
-	var pairs atomic.Int64
-	var mu sync.Mutex
-	var firstErr error
-	var wg sync.WaitGroup
-	start := time.Now()
-	for range o.workers {
-		wg.Go(func() {
-			for rctx.Err() == nil {
-				id, now := newID(l.ordered), time.Now()
-				sku := histSKU(mrand.IntN(o.skus))
-				b := &pgx.Batch{}
-				for _, s := range record {
-					b.Queue(s, recordArgs(s, id, now, sku)...)
-				}
-				b.Queue(take, sku, int64(1))
-				err := pool.SendBatch(rctx, b).Close()
-				if err == nil {
-					_, err = pool.Exec(rctx, commit, id, time.Now())
-				}
-				if err != nil {
-					if rctx.Err() == nil {
-						mu.Lock()
-						firstErr = cmp(firstErr, err)
-						mu.Unlock()
-					}
-					return
-				}
-				pairs.Add(1)
-			}
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	cancel()
+	pairs, elapsed, firstErr := runPairs(ctx, o.workers, o.run, func(ctx context.Context) error {
+		id, now := newID(l.ordered), time.Now()
+		sku := histSKU(mrand.IntN(o.skus))
+		b := &pgx.Batch{}
+		for _, s := range record {
+			b.Queue(s, recordArgs(s, id, now, sku)...)
+		}
+		b.Queue(take, sku, int64(1))
+		err := pool.SendBatch(ctx, b).Close()
+		if err == nil {
+			_, err = pool.Exec(ctx, commit, id, time.Now())
+		}
+		return err
+	})
 	pool.Close()
 	if firstErr != nil {
 		return layoutRun{}, firstErr
@@ -458,11 +436,11 @@ func hammerLayout(ctx context.Context, pgURL string, admin *pgxpool.Pool, l ledg
 		}
 		for name, v := range per1 {
 			d := [2]int64{v[0] - per0[name][0], v[1] - per0[name][1]}
-			fmt.Fprintf(o.log, "invbench: layouts:   %s %s %s: %.1f hit %.2f read per pair\n", l.name, ledger, name, float64(d[0])/float64(max(pairs.Load(), 1)), float64(d[1])/float64(max(pairs.Load(), 1)))
+			fmt.Fprintf(o.log, "invbench: layouts:   %s %s %s: %.1f hit %.2f read per pair\n", l.name, ledger, name, float64(d[0])/float64(max(pairs, 1)), float64(d[1])/float64(max(pairs, 1)))
 		}
 	}
-	n := float64(max(pairs.Load(), 1))
-	return layoutRun{layout: l.name, ledger: ledger, rate: float64(pairs.Load()) / elapsed.Seconds(),
+	n := float64(max(pairs, 1))
+	return layoutRun{layout: l.name, ledger: ledger, rate: float64(pairs) / elapsed.Seconds(),
 		hit: float64(h1-h0) / n, read: float64(r1-r0) / n, load: loadAvg()}, nil
 }
 

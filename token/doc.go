@@ -114,6 +114,21 @@
 //     claim's time travels in its nonce; a submission so slow that it
 //     outlives its lease races the one that took over, and the inner
 //     strategy's idempotency on the ID gives both the same reservation.
+//   - Redis fails over (Sentinel promotes a replica of a primary that
+//     died): a flag the primary had and the replica did not get is gone, and
+//     a submission of its token after the failover reaches the inner
+//     strategy again. That is harmless while the inner strategy keeps its
+//     reservations (it answers by the ID, and takes no stock twice), but a
+//     duplicate in flight with the first is then no longer held back. With
+//     RedisOptions.WaitReplicas a claim counts only once that many replicas
+//     have it: a claim they did not confirm within ReplicaTimeout fails with
+//     ErrNotReplicated (inventory.ErrUnavailable), its flag is cleared and
+//     the same request may be sent again. TestFlagStoreServerFaults fails a
+//     Sentinel set-up over midway through the tokens, after a round of
+//     claims the replica never got: without WAIT the flag of that round is
+//     lost (flags_lost=1 on its FAILOVER line) and the stock stays exact;
+//     with WAIT 1 no flag is lost and no token reached the inner strategy
+//     twice at a time.
 //   - Servers' clocks disagree: a flag outlives its token by
 //     Options.ClockSkew (Default: 1m), so servers whose clocks differ by less
 //     still find it.

@@ -22,6 +22,12 @@ var (
 	// It errors.Is inventory.ErrContended: nothing was changed by this call,
 	// and the same request may be sent again.
 	ErrInProgress error = &sentinel{msg: "token: first submission of this token still in progress", is: inventory.ErrContended}
+
+	// ErrNotReplicated reports a flag that fewer replicas than
+	// RedisOptions.WaitReplicas confirmed within RedisOptions.ReplicaTimeout.
+	// It errors.Is inventory.ErrUnavailable: the flag was cleared, nothing
+	// reached the inner strategy, and the same request may be sent again.
+	ErrNotReplicated error = &sentinel{msg: "token: flag not confirmed by enough replicas", is: inventory.ErrUnavailable}
 )
 
 // sentinel is a package error that also matches an inventory sentinel.

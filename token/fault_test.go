@@ -288,6 +288,8 @@ func TestFlagStoreServerFaults(t *testing.T) {
 		}, false},
 		{faultlog.RedisRestartAOF, func(t *testing.T) (token.Store, func(tok string)) { return redisStore(t, true) }, false},
 		{faultlog.RedisRestartNoAOF, func(t *testing.T) (token.Store, func(tok string)) { return redisStore(t, false) }, true},
+		{faultlog.RedisFailover, func(t *testing.T) (token.Store, func(tok string)) { return failoverStore(t, 0) }, true},
+		{faultlog.RedisFailoverWait, func(t *testing.T) (token.Store, func(tok string)) { return failoverStore(t, 1) }, false},
 	} {
 		t.Run(c.fault, func(t *testing.T) {
 			t.Parallel()
@@ -304,5 +306,62 @@ func TestFlagStoreServerFaults(t *testing.T) {
 			faultlog.Log(t, faultlog.Cell{Strategy: "token", Fault: c.fault, Tried: run.tried,
 				Oversold: run.oversold, Lost: run.lost, Double: run.double})
 		})
+	}
+}
+
+// failoverStore returns a RedisStore on a failover client of a Sentinel
+// set-up of the test's own, waiting for wait replicas, and the fault of
+// TestFlagStoreServerFaults: midway through the tokens it holds the
+// replication stream for a round of submissions, then, once that round is
+// over, SIGKILLs the primary during the next round and cuts the stream, so
+// that the promoted replica lacks what the held round wrote. Once the
+// Sentinels agree on the new master it counts the flags the old primary had
+// for the finished rounds and the new master lacks, with a FAILOVER line:
+// without WAIT the flag of the held round is gone (so the check sees a loss
+// when there is one); with WAIT none may be, since a claim the replica did
+// not confirm failed and was cleared.
+func failoverStore(t *testing.T, wait int) (token.Store, func(tok string)) {
+	s := redistest.StartSentinel(t)
+	c := s.FailoverClient(&redis.FailoverOptions{MaxRetries: 3, DialTimeout: 200 * time.Millisecond, ReadTimeout: time.Second, WriteTimeout: time.Second})
+	prefix := testsvc.RedisPrefix(t)
+	store := token.NewRedisStore(c, &token.RedisOptions{Prefix: prefix, WaitReplicas: wait, ReplicaTimeout: 300 * time.Millisecond})
+	const held = 20 // the round (1-based) whose writes the replica never gets
+	var seen []string
+	return store, func(tok string) {
+		seen = append(seen, tok)
+		switch len(seen) {
+		case held - 1: // the held round's submissions start after this
+			s.Link.Hold()
+		case held + 1:
+			done := seen[:held] // finished rounds; this one is in flight
+			old := s.Primary.Client(nil)
+			flagged := map[string]bool{}
+			for _, tok := range done {
+				n, err := old.Exists(t.Context(), prefix+tok).Result()
+				require.NoError(t, err)
+				flagged[tok] = n == 1
+			}
+			took, err := s.FailOver(t.Context(), nil)
+			require.NoError(t, err)
+			var had, lost int
+			for _, tok := range done {
+				if !flagged[tok] {
+					continue
+				}
+				had++
+				n, err := c.Exists(t.Context(), prefix+tok).Result()
+				require.NoError(t, err)
+				if n == 0 {
+					lost++
+				}
+			}
+			t.Logf("FAILOVER strategy=token wait=%d failover_ms=%d tokens_before_kill=%d flags_before_kill=%d flags_lost=%d",
+				wait, took.Milliseconds(), len(done), had, lost)
+			if wait > 0 {
+				assert.Zero(t, lost, "flags the replica confirmed and the new master lacks")
+			} else {
+				assert.Positive(t, lost, "without WAIT the flag of the held round is on the old primary alone")
+			}
+		}
 	}
 }

@@ -134,6 +134,14 @@ func (p *Proxy) Hold() {
 	}
 }
 
+// Held reports whether the proxy is holding (Hold was called and Resume
+// not yet).
+func (p *Proxy) Held() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.held != nil
+}
+
 // Resume forwards again what Hold held.
 func (p *Proxy) Resume() {
 	p.mu.Lock()

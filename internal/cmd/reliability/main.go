@@ -57,6 +57,10 @@ func init() {
 	for _, n := range []string{"sqlcond", "groupcommit", "redisstock", "token"} {
 		notApplicable[faultlog.ReplyBeforeCommit][n] = oneStep
 	}
+	oneCall := "each call is one CALL of a stored procedure that commits in the server: the only reply is the commit's"
+	for _, n := range []string{"sqlcond-mysql", "pessimistic-mysql"} {
+		notApplicable[faultlog.ReplyBeforeCommit][n] = oneCall
+	}
 	notApplicable[faultlog.ProcessKilled] = map[string]string{
 		"memory":        "the store dies with its process: nothing is left to check",
 		"otelinventory": wrapper,
@@ -228,7 +232,7 @@ func build(r io.Reader) (string, error) {
 		b.WriteString("\n")
 	}
 	if len(details) > 0 {
-		b.WriteString("\n## Failover runs\n\nThe FAILOVER lines the failover tests logged (see the Failover sections of redislock's and redisstock's documentation):\n\n```\n")
+		b.WriteString("\n## Failover runs\n\nThe FAILOVER lines the failover tests logged (see the failover notes in the documentation of redislock, redisstock and token):\n\n```\n")
 		for _, d := range details {
 			b.WriteString(d + "\n")
 		}

@@ -226,7 +226,11 @@ func Open(ctx context.Context, name string, cfg *Config) (inventory.Strategy, Cl
 		return nil, nil, err
 	}
 	env := newEnv(cfg)
-	if opts := env.cfg.StockOptions; opts != (inventory.StockOptions{}) {
+	opts := env.cfg.StockOptions
+	if opts.Buckets == 1 {
+		opts.Buckets = 0 // one bucket is every strategy's default
+	}
+	if opts != (inventory.StockOptions{}) {
 		if err := inventory.ValidateStockWith("sku", 0, opts); err != nil {
 			return nil, nil, fmt.Errorf("strategy: open %s: StockOptions: %w", name, err)
 		}

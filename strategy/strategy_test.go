@@ -345,3 +345,34 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestOneStockBucketIsTheDefaultForEveryStrategy opens every strategy with
+// StockOptions{Buckets: 1}, which is what every SKU has anyway: none may
+// refuse it as a per-SKU setting it lacks, while eight buckets open or are
+// refused as unsupported.
+func TestOneStockBucketIsTheDefaultForEveryStrategy(t *testing.T) {
+	pool, rc := services(t)
+	my := testsvc.MySQL(t)
+	for _, name := range strategy.Names() {
+		t.Run(name, func(t *testing.T) {
+			ctx := t.Context()
+			cfg := func(k int) *strategy.Config {
+				return &strategy.Config{Postgres: pool, Redis: rc, MySQL: my, Drop: true,
+					Schema:       "invtest_one_" + strategytest.RandomID()[:12],
+					KeyPrefix:    "invtest:one:" + strategytest.RandomID()[:12] + ":",
+					StockOptions: inventory.StockOptions{Buckets: k}}
+			}
+			s, closeFn, err := strategy.Open(ctx, name, cfg(1))
+			require.NoError(t, err)
+			require.NoError(t, s.SetStock(ctx, "a", 3))
+			require.NoError(t, closeFn(ctx))
+			s, closeFn, err = strategy.Open(ctx, name, cfg(8))
+			if err != nil {
+				require.ErrorIs(t, err, inventory.ErrUnsupported)
+				return
+			}
+			require.NoError(t, s.SetStock(ctx, "a", 3))
+			require.NoError(t, closeFn(ctx))
+		})
+	}
+}

@@ -24,8 +24,11 @@ type MySQLReserver struct {
 }
 
 var (
-	_ inventory.Strategy = (*MySQLReserver)(nil)
-	_ inventory.Purger   = (*MySQLReserver)(nil)
+	_ inventory.Strategy        = (*MySQLReserver)(nil)
+	_ inventory.Purger          = (*MySQLReserver)(nil)
+	_ inventory.StockConfigurer = (*MySQLReserver)(nil)
+	_ inventory.Leveler         = (*MySQLReserver)(nil)
+	_ inventory.Extender        = (*MySQLReserver)(nil)
 )
 
 // NewMySQL returns a MySQLReserver on db, a pool of github.com/go-sql-driver/mysql
@@ -42,7 +45,7 @@ func NewMySQL(db *sql.DB, opts *Options) (*MySQLReserver, error) {
 	var noWait bool
 	var wait int64
 	if opts != nil {
-		o = mystore.Options{Schema: opts.Schema, DefaultTTL: opts.DefaultTTL, Now: opts.Now, Retention: opts.Retention}
+		o = mystore.Options{Schema: opts.Schema, DefaultTTL: opts.DefaultTTL, Now: opts.Now, Retention: opts.Retention, MaxHold: opts.MaxHold}
 		if opts.LockTimeout < 0 {
 			return nil, &inventory.ValidationError{Field: "LockTimeout", Reason: "negative"}
 		}
@@ -67,8 +70,5 @@ func DDLMySQL(schema string) (string, error) { return mystore.DDL(schema) }
 // Reserve holds every line of req, or none, for req.TTL (0: the default). See
 // the package documentation for how, what it costs and how it fails.
 func (r *MySQLReserver) Reserve(ctx context.Context, req inventory.Request) (inventory.Reservation, error) {
-	if err := inventory.RefuseUnoffered("pessimistic", req, false, false); err != nil {
-		return inventory.Reservation{}, err
-	}
 	return r.store.Reserve(ctx, req, r.call)
 }

@@ -3,7 +3,6 @@ package sqlcond
 import (
 	"context"
 	"database/sql"
-	"fmt"
 
 	"github.com/oversell/inventory"
 	"github.com/oversell/inventory/internal/mystore"
@@ -22,8 +21,11 @@ type MySQLReserver struct {
 }
 
 var (
-	_ inventory.Strategy = (*MySQLReserver)(nil)
-	_ inventory.Purger   = (*MySQLReserver)(nil)
+	_ inventory.Strategy        = (*MySQLReserver)(nil)
+	_ inventory.Purger          = (*MySQLReserver)(nil)
+	_ inventory.StockConfigurer = (*MySQLReserver)(nil)
+	_ inventory.Leveler         = (*MySQLReserver)(nil)
+	_ inventory.Extender        = (*MySQLReserver)(nil)
 )
 
 // NewMySQL returns a MySQLReserver on db, a pool of github.com/go-sql-driver/mysql
@@ -33,16 +35,9 @@ var (
 // Migrate, or run DDLMySQL with your own migration tool, before use.
 func NewMySQL(db *sql.DB, opts *Options) (*MySQLReserver, error) {
 	var o mystore.Options
-	if opts != nil && opts.SKUDefaults.Buckets > 1 {
-		return nil, fmt.Errorf("sqlcond: NewMySQL: %w: stock buckets (SKUDefaults.Buckets %d)", inventory.ErrUnsupported, opts.SKUDefaults.Buckets)
-	}
 	if opts != nil {
-		if err := inventory.RefuseUnofferedStock("sqlcond", "SKUDefaults", opts.SKUDefaults, false, false); err != nil {
-			return nil, err
-		}
-	}
-	if opts != nil {
-		o = mystore.Options{Schema: opts.Schema, DefaultTTL: opts.DefaultTTL, Now: opts.Now, Retention: opts.Retention}
+		o = mystore.Options{Schema: opts.Schema, DefaultTTL: opts.DefaultTTL, Now: opts.Now, Retention: opts.Retention,
+			SKUDefaults: opts.SKUDefaults, MaxHold: opts.MaxHold}
 	}
 	o.Name = "sqlcond"
 	store, err := mystore.New(db, &o)
@@ -59,11 +54,10 @@ func DDLMySQL(schema string) (string, error) { return mystore.DDL(schema) }
 
 // Reserve holds every line of req, or none, for req.TTL (0: the default). One
 // CALL runs the whole transaction in the server: the reservation rows, the
-// conditional UPDATE of each line in SKU order, COMMIT. See the package
-// documentation for errors and costs.
+// conditional UPDATE of each line in SKU order, COMMIT. A request with a
+// Buyer or Partial is taken in a transaction of its own that decides each
+// line under the lock of its stock row (see the package documentation for
+// errors and costs).
 func (r *MySQLReserver) Reserve(ctx context.Context, req inventory.Request) (inventory.Reservation, error) {
-	if err := inventory.RefuseUnoffered("sqlcond", req, false, false); err != nil {
-		return inventory.Reservation{}, err
-	}
 	return r.store.ReserveConditional(ctx, req)
 }

@@ -20,6 +20,13 @@ const procReturn = "return_units"
 // and drops.
 const procMigrateRetention = "migrate_retention"
 
+// procMigrateLevels and procCountReceived are the procedures the migration
+// levels_limits runs once and drops.
+const (
+	procMigrateLevels = "migrate_levels"
+	procCountReceived = "count_received"
+)
+
 // ProcLockingReserve is the procedure that runs a whole locking reservation
 // in the server: see LockingCall.
 const ProcLockingReserve = "pessimistic_reserve"
@@ -300,6 +307,158 @@ BEGIN
 	COMMIT;
 END`,
 	},
+}, {
+	version: 6,
+	name:    "levels_limits",
+	stmts: []string{
+		// Backorders, stock levels and limits per buyer (see the package
+		// documentation). stock.backorder is the SKU's StockOptions.Backorder:
+		// its available units are the units on hand plus it, so that the
+		// take stays "available >= n". stock.buyer_limit is its
+		// StockOptions.Limit (0: none). stock.received counts what SetStock,
+		// SetStockWith and AddStock changed the available units by, so that
+		// Levels reads sold = received - available - held without summing a
+		// ledger that Purge deletes from; received_before is what a SKU made
+		// before this migration had received by then (NULL until counted, 0
+		// for a SKU made after). reservation_line.buyer and partial are the
+		// reservation's inventory.Request.Buyer and Partial, which a repeat
+		// of the ID must match, on each of its lines: adding them to
+		// reservation, whose indexed virtual column settled_key makes
+		// MariaDB rebuild it under a shared lock, would block writers;
+		// a reservation with a Buyer or Partial has lines, and a tombstone
+		// has neither. reservation_line.counted marks a line whose units
+		// count against its buyer's usage in buyer_usage. Every column is
+		// added in place, without rewriting a table (INSTANT); MySQL 8 has
+		// no ADD COLUMN IF NOT EXISTS, so a procedure reads the catalog
+		// first and the statements can be run again.
+		"DROP PROCEDURE IF EXISTS {schema}.`" + procMigrateLevels + "`",
+		"CREATE PROCEDURE {schema}.`" + procMigrateLevels + "`()" + `
+MODIFIES SQL DATA
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+		WHERE table_schema = DATABASE() AND table_name = 'stock' AND column_name = 'backorder') THEN
+		ALTER TABLE {schema}.stock
+			ADD COLUMN backorder BIGINT NOT NULL DEFAULT 0,
+			ADD COLUMN buyer_limit BIGINT NOT NULL DEFAULT 0,
+			ADD COLUMN received BIGINT NOT NULL DEFAULT 0,
+			ADD COLUMN received_before BIGINT NULL,
+			ALGORITHM=INSTANT;
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+		WHERE table_schema = DATABASE() AND table_name = 'reservation_line' AND column_name = 'buyer') THEN
+		ALTER TABLE {schema}.reservation_line
+			ADD COLUMN buyer VARBINARY(128) NULL,
+			ADD COLUMN partial TINYINT NOT NULL DEFAULT 0,
+			ADD COLUMN counted TINYINT NOT NULL DEFAULT 0,
+			ALGORITHM=INSTANT;
+	END IF;
+END`,
+		"CALL {schema}.`" + procMigrateLevels + "`()",
+		"DROP PROCEDURE {schema}.`" + procMigrateLevels + "`",
+		// A SKU made from here on has received everything it holds.
+		"ALTER TABLE {schema}.stock ALTER COLUMN received_before SET DEFAULT 0",
+		// The units each buyer of a SKU with a limit holds and bought. Only
+		// a transaction that holds the SKU's stock row reads or writes its
+		// rows, so they add no lock order of their own. A row that reaches 0
+		// is deleted; Purge leaves them alone, so committed units go on
+		// counting.
+		`CREATE TABLE IF NOT EXISTS {schema}.buyer_usage (
+	sku   VARBINARY(128) NOT NULL,
+	buyer VARBINARY(128) NOT NULL,
+	-- The CHECK is the last line of defence: units are taken off once.
+	used  BIGINT NOT NULL,
+	PRIMARY KEY (sku, buyer),
+	CONSTRAINT buyer_usage_used_not_negative CHECK (used >= 0)
+) ENGINE=InnoDB`,
+		// Count what each SKU made before this migration had received
+		// (available + held + sold - received), a SKU per transaction,
+		// under the lock of its stock row: every writer that changes the
+		// SKU's stock changes it under that lock, with the ledger rows in
+		// the same transaction, so the READ COMMITTED read of the ledger
+		// that follows the lock agrees with the row. Sold units are those
+		// of the committed reservations the ledger holds: units of
+		// reservations purged before this migration are not counted.
+		"DROP PROCEDURE IF EXISTS {schema}.`" + procCountReceived + "`",
+		"CREATE PROCEDURE {schema}.`" + procCountReceived + "`()" + `
+MODIFIES SQL DATA
+BEGIN
+	DECLARE v_done INT DEFAULT 0;
+	DECLARE v_sku VARBINARY(128);
+	DECLARE v_avail, v_units BIGINT;
+	DECLARE v_skus CURSOR FOR SELECT sku FROM {schema}.stock WHERE received_before IS NULL ORDER BY sku;
+	DECLARE CONTINUE HANDLER FOR NOT FOUND SET v_done = 1;
+	DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
+	OPEN v_skus;
+	each_sku: LOOP
+		FETCH v_skus INTO v_sku;
+		IF v_done = 1 THEN LEAVE each_sku; END IF;
+		SET TRANSACTION ISOLATION LEVEL READ COMMITTED;
+		START TRANSACTION;
+		SELECT available INTO v_avail FROM {schema}.stock WHERE sku = v_sku FOR UPDATE;
+		SELECT COALESCE(SUM(l.qty), 0) INTO v_units FROM {schema}.reservation_line l
+			JOIN {schema}.reservation r ON r.id = l.reservation_id WHERE l.sku = v_sku AND r.state IN (1, 2);
+		UPDATE {schema}.stock SET received_before = v_avail + v_units - received WHERE sku = v_sku AND received_before IS NULL;
+		COMMIT;
+	END LOOP;
+	CLOSE v_skus;
+END`,
+		"CALL {schema}.`" + procCountReceived + "`()",
+		"DROP PROCEDURE {schema}.`" + procCountReceived + "`",
+	},
+}, {
+	version: 7,
+	name:    "levels_limits_procedures",
+	stmts: []string{
+		// The reserve procedures again, with the parameters of the
+		// previous version, so that processes of that version keep working
+		// beside this one: a SKU with a limit per buyer is refused by them
+		// (buyer_limit > 0), since they take requests without a Buyer; the
+		// store then reports the limit. A request with a Buyer or Partial
+		// is taken by the store in a transaction of its own (see
+		// ReserveConditional).
+		"DROP PROCEDURE IF EXISTS {schema}.`" + procReserve + "`",
+		reserveProc(procReserve, "", "", "", sqlcondTakeUnlimited),
+		"DROP PROCEDURE IF EXISTS {schema}.`" + ProcLockingReserve + "`",
+		reserveProc(ProcLockingReserve, ", IN p_wait BIGINT", lockingDeclareLimit, lockingRestore, lockingTakeUnlimited),
+		// return_units again (see return_units and retention): the units
+		// of a counted line come off its buyer's usage, under the SKU's
+		// stock row lock, in the transaction that moves the reservation out
+		// of Held, so once.
+		"DROP PROCEDURE IF EXISTS {schema}.`" + procReturn + "`",
+		"CREATE PROCEDURE {schema}.`" + procReturn + "`(" + `
+	IN p_id VARBINARY(128), IN p_to TINYINT, IN p_now BIGINT, IN p_due TINYINT)
+MODIFIES SQL DATA
+BEGIN
+	DECLARE v_done INT DEFAULT 0;
+	DECLARE v_sku VARBINARY(128);
+	DECLARE v_qty BIGINT;
+	DECLARE v_counted TINYINT;
+	DECLARE v_buyer VARBINARY(128);
+	DECLARE v_lines CURSOR FOR
+		SELECT sku, qty, counted, buyer FROM {schema}.reservation_line WHERE reservation_id = p_id ORDER BY sku;
+	DECLARE CONTINUE HANDLER FOR NOT FOUND SET v_done = 1;
+	DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
+	SET TRANSACTION ISOLATION LEVEL READ COMMITTED;
+	START TRANSACTION;
+	UPDATE {schema}.reservation SET state = p_to, settled_at = p_now
+	WHERE id = p_id AND state = 1 AND IF(p_due = 1, expires_at <= p_now, expires_at > p_now);
+	IF ROW_COUNT() = 0 THEN
+		SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = 30003, MESSAGE_TEXT = 'inventory: reservation state changed';
+	END IF;
+	OPEN v_lines;
+	give: LOOP
+		FETCH v_lines INTO v_sku, v_qty, v_counted, v_buyer;
+		IF v_done = 1 THEN LEAVE give; END IF;
+		UPDATE {schema}.stock SET available = available + v_qty WHERE sku = v_sku;
+		IF v_counted = 1 THEN
+			UPDATE {schema}.buyer_usage SET used = used - v_qty WHERE sku = v_sku AND buyer = v_buyer;
+			DELETE FROM {schema}.buyer_usage WHERE sku = v_sku AND buyer = v_buyer AND used = 0;
+		END IF;
+	END LOOP;
+	CLOSE v_lines;
+	COMMIT;
+END`,
+	},
 }}
 
 // sqlcondTake takes v_qty units of v_sku, line v_i, with the conditional
@@ -319,6 +478,30 @@ const lockingTake = `SET v_avail = NULL;
 			SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = 30002, MESSAGE_TEXT = v_msg;
 		END IF;
 		UPDATE {schema}.stock SET available = v_avail - v_qty WHERE sku = v_sku;`
+
+// sqlcondTakeUnlimited is sqlcondTake for a SKU without a limit per buyer:
+// a line of a SKU with one is refused.
+const sqlcondTakeUnlimited = `UPDATE {schema}.stock SET available = available - v_qty WHERE sku = v_sku AND available >= v_qty AND buyer_limit = 0;
+		IF ROW_COUNT() = 0 THEN
+			SET v_msg = CONCAT('inventory: line refused at ', v_i);
+			SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = 30002, MESSAGE_TEXT = v_msg;
+		END IF;`
+
+// lockingTakeUnlimited is lockingTake for a SKU without a limit per buyer:
+// a line of a SKU with one is refused.
+const lockingTakeUnlimited = `SET v_avail = NULL;
+		SELECT available, buyer_limit INTO v_avail, v_limit FROM {schema}.stock WHERE sku = v_sku FOR UPDATE;
+		IF v_avail IS NULL OR v_avail < v_qty OR v_limit > 0 THEN
+			SET v_msg = CONCAT('inventory: line refused at ', v_i);
+			SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = 30002, MESSAGE_TEXT = v_msg;
+		END IF;
+		UPDATE {schema}.stock SET available = v_avail - v_qty WHERE sku = v_sku;`
+
+// lockingDeclareLimit is lockingDeclare with the variable lockingTakeUnlimited
+// reads the limit into.
+const lockingDeclareLimit = `DECLARE v_avail, v_limit BIGINT;
+	DECLARE v_wait BIGINT DEFAULT @@SESSION.innodb_lock_wait_timeout;
+	DECLARE CONTINUE HANDLER FOR NOT FOUND SET v_avail = NULL;`
 
 // lockingDeclare and lockingRestore set the session's lock wait timeout to
 // p_wait while the locking procedure runs, and put it back, refused or not.

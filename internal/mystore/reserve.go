@@ -2,6 +2,7 @@ package mystore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"strconv"
@@ -30,6 +31,17 @@ type Call struct {
 	// waitFinal: a lock wait timeout or a NOWAIT refusal is
 	// inventory.ErrContended at once instead of being tried again.
 	waitFinal bool
+	// lock is how a reservation with a Buyer or Partial, which the store
+	// takes in a transaction of its own (recordWith), waits for its row
+	// locks: as the procedure does.
+	lock lockWait
+}
+
+// lockWait is how the locking read of recordWith waits for a row another
+// transaction holds.
+type lockWait struct {
+	noWait  bool  // fail at once (FOR UPDATE NOWAIT)
+	seconds int64 // above 0: the session's innodb_lock_wait_timeout for the read
 }
 
 // NewCall returns the Call of the procedure proc of the store's database
@@ -62,7 +74,12 @@ func (s *Store) LockingCall(noWait bool, waitSeconds int64) *Call {
 	case waitSeconds > 0:
 		wait = waitSeconds
 	}
-	return s.NewCall(ProcLockingReserve, true, wait)
+	c := s.NewCall(ProcLockingReserve, true, wait)
+	c.lock = lockWait{noWait: noWait, seconds: waitSeconds}
+	if noWait {
+		c.lock.seconds = 0
+	}
+	return c
 }
 
 // ReserveConditional holds the lines of req for req.TTL (0: the default TTL)
@@ -71,17 +88,26 @@ func (s *Store) LockingCall(noWait bool, waitSeconds int64) *Call {
 // so that a hot row is locked only while the server finishes the call. It
 // keeps the inventory.Reserver contract as the ledger's rules put it: a
 // taken ID returns the first reservation or inventory.ErrConflict; a refused
-// line its *inventory.InsufficientStockError or *inventory.UnknownSKUError;
-// a deadlock victim or lock wait timeout is retried a few times, then
-// inventory.ErrContended; a connection lost after the CALL was sent, an
-// *inventory.OutcomeUnknownError.
+// line its *inventory.InsufficientStockError, *inventory.UnknownSKUError or
+// (a SKU with a limit per buyer, in a request without a Buyer)
+// *inventory.LimitError; a deadlock victim or lock wait timeout is retried a
+// few times, then inventory.ErrContended; a connection lost after the CALL
+// was sent, an *inventory.OutcomeUnknownError.
+//
+// A request with a Buyer or Partial is taken in a transaction of the
+// store's own instead (see the package documentation): the ledger rows,
+// the stock rows locked in SKU order with the buyer's usage rows, each line
+// decided by the rules of ledger.Grant under those locks, the units taken,
+// the usage counted, COMMIT.
 func (s *Store) ReserveConditional(ctx context.Context, req inventory.Request) (inventory.Reservation, error) {
 	return s.Reserve(ctx, req, s.conditional)
 }
 
 // Reserve holds the lines of req for req.TTL (0: the default TTL) with one
-// CALL of c. Errors as ReserveConditional's, but for a lock not had in time
-// when c says so (LockingCall).
+// CALL of c, or, for a request with a Buyer or Partial, in a transaction of
+// the store's own that waits for row locks as c does. Errors as
+// ReserveConditional's, but for a lock not had in time when c says so
+// (LockingCall).
 func (s *Store) Reserve(ctx context.Context, req inventory.Request, c *Call) (inventory.Reservation, error) {
 	return ledger.Reserve(ctx, s.name, reserving{s: s, c: c}, req, s.ttl, s.Now())
 }
@@ -92,24 +118,25 @@ type reserving struct {
 	c *Call
 }
 
-// Record holds every line whole: the MySQL store offers neither partial
-// carts nor limits per buyer, which its strategies refuse before this.
+// Record holds every line whole with one CALL of the procedure, or, for a
+// request with a Buyer or Partial, with recordWith.
 func (r reserving) Record(ctx context.Context, res inventory.Reservation, now time.Time) ([]int64, error) {
-	return nil, r.record(ctx, res, now)
-}
-
-func (r reserving) record(ctx context.Context, res inventory.Reservation, now time.Time) error {
+	var held []int64
 	var err error
 	for range maxVictimRounds {
-		err = r.s.call(ctx, r.c, res, now)
+		if res.Buyer != "" || res.Partial {
+			held, err = r.s.recordWith(ctx, r.c, res, now)
+		} else {
+			err = r.s.call(ctx, r.c, res, now)
+		}
 		if errors.Is(err, inventory.ErrContended) || !Retryable(err) || ctx.Err() != nil {
 			break
 		}
 	}
 	if Retryable(err) && !errors.Is(err, inventory.ErrContended) {
-		return fmt.Errorf("%s: reserve %q: %w: %w", r.s.name, res.ID, inventory.ErrContended, err)
+		return nil, fmt.Errorf("%s: reserve %q: %w: %w", r.s.name, res.ID, inventory.ErrContended, err)
 	}
-	return err
+	return held, err
 }
 
 func (r reserving) Refusal(ctx context.Context, l inventory.Line) error { return r.s.refusal(ctx, l) }
@@ -149,10 +176,20 @@ func (s *Store) call(ctx context.Context, c *Call, res inventory.Reservation, no
 	return s.afterCommit(ctx, "reserve", res.ID, err)
 }
 
-// refusal reads the stock of a refused line to say why it was refused.
+// refusal reads the stock of a line the procedure refused to say why, by
+// the rules of ledger.Grant for a request without a Buyer, the only ones it
+// takes: an *inventory.LimitError for a SKU with a limit per buyer, else an
+// *inventory.InsufficientStockError (the number it reports may be stale by
+// the time it is read), or an *inventory.UnknownSKUError.
 func (s *Store) refusal(ctx context.Context, l inventory.Line) error {
-	n, err := s.Available(ctx, l.SKU)
-	if err != nil {
+	n, limit, err := s.read(ctx, l.SKU)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return &inventory.UnknownSKUError{SKU: l.SKU}
+	case err != nil:
+		return s.fail(ctx, "reserve", fmt.Errorf("line %q refused; reading its stock: %w", l.SKU, err))
+	}
+	if _, err := ledger.Grant(l, "", false, ledger.Row{Available: n, Limit: limit}); err != nil {
 		return err
 	}
 	return &inventory.InsufficientStockError{SKU: l.SKU, Requested: l.Qty, Available: n}

@@ -215,13 +215,17 @@ func (s *Store) lookup(ctx context.Context, id string) (inventory.Reservation, e
 	found := false
 	for rows.Next() {
 		var state int16
-		var sku []byte
+		var partial sql.NullInt16
+		var buyer, sku []byte
 		var qty sql.NullInt64
-		if err := rows.Scan(&state, &exp, &sku, &qty); err != nil {
+		if err := rows.Scan(&state, &exp, &buyer, &partial, &sku, &qty); err != nil {
 			return inventory.Reservation{}, s.fail(ctx, "lookup", err)
 		}
 		found = true
 		r.State = inventory.State(state)
+		if sku != nil {
+			r.Buyer, r.Partial = string(buyer), partial.Int16 != 0
+		}
 		if sku != nil && qty.Valid {
 			r.Lines = append(r.Lines, inventory.Line{SKU: string(sku), Qty: qty.Int64})
 		}

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/oversell/inventory"
+	"github.com/oversell/inventory/internal/ledger"
 )
 
 // Defaults of Options.
@@ -42,6 +43,15 @@ type Options struct {
 	// Purge. Zero or negative keeps every reservation, and Purge deletes
 	// nothing. Default: 0.
 	Retention time.Duration
+	// SKUDefaults are the settings SetStock gives a SKU it creates (a SKU
+	// that exists keeps its own): a limit per buyer and a backorder. Stock
+	// buckets are not offered: Buckets above 1 fails New with
+	// inventory.ErrUnsupported. Default: the zero value.
+	SKUDefaults inventory.StockOptions
+	// MaxHold is the longest a hold may last from the moment it was
+	// reserved: Extend never moves an expiry past it. Zero or negative means
+	// the default. Default: 1h.
+	MaxHold time.Duration
 }
 
 // Store keeps stock and the reservation ledger in one MySQL or MariaDB
@@ -55,7 +65,9 @@ type Store struct {
 	ttl    time.Duration
 	now    func() time.Time
 	name   string
-	keep   time.Duration // Options.Retention; 0: keep everything
+	keep   time.Duration          // Options.Retention; 0: keep everything
+	sku    inventory.StockOptions // Options.SKUDefaults
+	hold   time.Duration          // Options.MaxHold
 	q      queries
 	// conditional is the Call of ReserveConditional.
 	conditional *Call
@@ -69,7 +81,7 @@ type Store struct {
 // touch the database: call Migrate, or run DDL with a migration tool, before
 // use.
 func New(db *sql.DB, opts *Options) (*Store, error) {
-	s := &Store{db: db, schema: DefaultSchema, ttl: DefaultTTL, now: time.Now, name: "mystore", stmts: make(map[string]*sql.Stmt)}
+	s := &Store{db: db, schema: DefaultSchema, ttl: DefaultTTL, now: time.Now, name: "mystore", hold: ledger.DefaultMaxHold, stmts: make(map[string]*sql.Stmt)}
 	if opts != nil {
 		if opts.Schema != "" {
 			s.schema = opts.Schema
@@ -84,9 +96,19 @@ func New(db *sql.DB, opts *Options) (*Store, error) {
 			s.name = opts.Name
 		}
 		s.keep = max(opts.Retention, 0)
+		s.sku = opts.SKUDefaults
+		if opts.MaxHold > 0 {
+			s.hold = opts.MaxHold
+		}
 	}
 	if db == nil {
 		return nil, &inventory.ValidationError{Field: "db", Reason: "nil"}
+	}
+	if err := inventory.ValidateStockWith("SKUDefaults", 0, s.sku); err != nil {
+		return nil, err
+	}
+	if s.sku.Buckets > 1 {
+		return nil, fmt.Errorf("%s: %w: stock buckets (SKUDefaults.Buckets %d)", s.name, inventory.ErrUnsupported, s.sku.Buckets)
 	}
 	quoted, err := QuoteSchema(s.schema)
 	if err != nil {
@@ -179,21 +201,37 @@ type queries struct {
 	purgeIDs  string
 	purge     string // followed by the list of IDs
 	dueIDs    string
-	available string
-	setStock  string
+	available string // the available units and the limit per buyer
+	setStock  string // keeping the settings of a SKU that exists
+	setWith   string // setting them
 	addStock  string
+	extend    string
+	active    string // whether a hold is held and active
+	levels    string
+	// The statements of a reservation with a Buyer or Partial (see
+	// recordWith); lockStock, lockUsage and takeStock are followed by a
+	// list of SKUs, addLines and addUsage by rows of values.
+	recordAs  string
+	lockStock string
+	lockUsage string
+	takeStock string
+	addLines  string
+	addUsage  string
 }
 
 func newQueries(sc string) queries {
 	stock := sc + ".`stock`"
 	res := sc + ".`reservation`"
 	lines := sc + ".`reservation_line`"
+	usage := sc + ".`buyer_usage`"
 	return queries{
 		giveBack: "CALL " + sc + ".`" + procReturn + "`(?, ?, ?, ?)",
 		// LEFT JOIN: a tombstone of Cancel is a reservation without lines.
 		// No ORDER BY, which makes the server sort in a temporary table:
 		// the lines are sorted in Go.
-		lookup: "SELECT r.state, r.expires_at, l.sku, l.qty FROM " + res + " r LEFT JOIN " + lines +
+		// Buyer and Partial are on every line (see the migration
+		// levels_limits).
+		lookup: "SELECT r.state, r.expires_at, l.buyer, l.partial, l.sku, l.qty FROM " + res + " r LEFT JOIN " + lines +
 			" l ON l.reservation_id = r.id WHERE r.id = ?",
 		// The insert waits for an in-flight Reserve of the ID: if it
 		// commits, the row is left as it is (no row affected) and Cancel
@@ -211,13 +249,50 @@ func newQueries(sc string) queries {
 		// A plain read: each hold is then expired by a call of its own,
 		// which finds out whether it is still held and due.
 		dueIDs:    "SELECT id FROM " + res + " WHERE state = 1 AND expires_at <= ? ORDER BY expires_at LIMIT ?",
-		available: "SELECT available FROM " + stock + " WHERE sku = ?",
-		setStock: "INSERT INTO " + stock + " (sku, available) VALUES (?, ?) " +
-			"ON DUPLICATE KEY UPDATE available = VALUES(available)",
+		available: "SELECT available, buyer_limit FROM " + stock + " WHERE sku = ?",
+		// The available units are the units on hand plus the backorder, and
+		// received grows by what they changed by. An assignment reads the
+		// columns assigned before it in the same statement (MySQL; MariaDB
+		// unless SIMULTANEOUS_ASSIGNMENT is set), so received, which reads
+		// the available units as they were, comes first, and no
+		// assignment reads a column assigned before it.
+		// The parameters: sku, units on hand, and for a new SKU the
+		// limit and backorder of SKUDefaults, then the units on hand twice.
+		setStock: "INSERT INTO " + stock + " (sku, available, buyer_limit, backorder, received) VALUES (?, ? + ?, ?, ?, ? + ?) " +
+			"ON DUPLICATE KEY UPDATE received = received + (? + backorder - available), available = ? + backorder",
+		// The parameters: sku, units on hand + backorder, limit, backorder,
+		// units on hand + backorder; then units on hand + backorder, limit,
+		// backorder.
+		setWith: "INSERT INTO " + stock + " (sku, available, buyer_limit, backorder, received) VALUES (?, ?, ?, ?, ?) " +
+			"ON DUPLICATE KEY UPDATE received = received + (? - available), available = ?, buyer_limit = ?, backorder = ?",
 		// LAST_INSERT_ID(expr) hands the new value back in the OK packet:
-		// one round trip, no second read.
-		addStock: "UPDATE " + stock + " SET available = LAST_INSERT_ID(available + ?) " +
-			"WHERE sku = ? AND available + ? BETWEEN 0 AND ?",
+		// one round trip, no second read. The bounds are those of the
+		// units on hand: 0 .. MaxStock plus the backorder.
+		addStock: "UPDATE " + stock + " SET received = received + ?, available = LAST_INSERT_ID(available + ?) " +
+			"WHERE sku = ? AND available + ? BETWEEN 0 AND ? + backorder",
+		// The new expiry is max(current, min(until, reserved + max hold)).
+		// The server counts a row whose value did not change as not
+		// affected, so Extend asks active after an UPDATE that affected
+		// none.
+		extend: "UPDATE " + res + " SET expires_at = GREATEST(expires_at, LEAST(?, created_at + ?)) " +
+			"WHERE id = ? AND state = 1 AND expires_at > ?",
+		active: "SELECT 1 FROM " + res + " WHERE id = ? AND state = 1 AND expires_at > ?",
+		// One statement, so one snapshot: the available units, the
+		// backorder, the units of held reservations (found through the
+		// index reservation_due of held ones, then each line by its primary
+		// key), and what the SKU received: received plus received_before,
+		// or, while that is not yet counted (NULL), the units of the
+		// committed reservations the ledger holds.
+		levels: "SELECT s.available, s.backorder, (SELECT COALESCE(SUM(l.qty), 0) FROM " + res + " r JOIN " + lines +
+			" l ON l.reservation_id = r.id AND l.sku = s.sku WHERE r.state = 1), s.received, s.received_before, " +
+			"IF(s.received_before IS NULL, (SELECT COALESCE(SUM(l.qty), 0) FROM " + lines + " l JOIN " + res +
+			" r ON r.id = l.reservation_id WHERE l.sku = s.sku AND r.state = 2), 0) FROM " + stock + " s WHERE s.sku = ?",
+		recordAs:  "INSERT INTO " + res + " (id, state, expires_at, created_at) VALUES (?, 1, ?, ?)",
+		lockStock: "SELECT sku, available, buyer_limit FROM " + stock + " WHERE sku IN ",
+		lockUsage: "SELECT sku, used FROM " + usage + " WHERE buyer = ? AND sku IN ",
+		takeStock: "UPDATE " + stock + " SET available = available - CASE sku ",
+		addLines:  "INSERT INTO " + lines + " (reservation_id, sku, qty, counted, buyer, partial) VALUES ",
+		addUsage:  "INSERT INTO " + usage + " (sku, buyer, used) VALUES ",
 	}
 }
 

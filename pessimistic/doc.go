@@ -93,8 +93,7 @@
 // A request without a Buyer or Partial costs what it did: the same locking
 // read (returning the limit as well) and the same UPDATE. Stock buckets
 // stay the other strategies': a SKU in buckets is refused as short here.
-// NewMySQL offers none of these features: it refuses Buyer, Partial, Limit
-// and Backorder with inventory.ErrUnsupported.
+// NewMySQL offers them all too (see MySQL and MariaDB below).
 //
 // # Failures
 //
@@ -140,6 +139,19 @@
 // the server's innodb_lock_wait_timeout (50 s by default), then
 // inventory.ErrContended. A deadlock victim (1213) is retried inside, a few
 // times, then inventory.ErrContended. Unknown outcomes as above.
+//
+// The features above are NewMySQL's too, on the MySQL ledger shared with
+// sqlcond (see its package documentation): a request without a Buyer or
+// Partial is still the one CALL, whose locking read also reads the SKU's
+// limit and refuses a SKU with one as an *inventory.LimitError; a request
+// with a Buyer or Partial is taken in a READ COMMITTED transaction of the
+// store's own, which locks the stock rows in SKU order and then the
+// buyer's usage rows, decides each line in Go under those locks, and takes
+// and counts the units before its COMMIT. NoWait adds NOWAIT to its locking
+// read; LockTimeout sets the session's innodb_lock_wait_timeout for the
+// call and puts it back after (a connection where that fails is
+// discarded, never returned to the pool); both fail with
+// inventory.ErrContended and change nothing.
 //
 // Cost on MariaDB: see BENCHMARKS.md. On the 2-core machine there it
 // decided 0.43 of the carts of raw-mysql (the bare conditional UPDATE, no

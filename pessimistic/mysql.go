@@ -15,8 +15,14 @@ import (
 // order, checks it and updates it, and commits, in one READ COMMITTED
 // transaction in the server. It is safe for concurrent use.
 //
-// Reserve is its own; the other methods of inventory.Strategy and Migrate
-// come from the ledger every MySQL strategy shares.
+// It offers limits per buyer, partial carts, backorders (SetStockWith),
+// stock levels (Levels) and longer holds (Extend), each checked under the
+// row locks of the transaction that takes the units; stock buckets it
+// refuses with inventory.ErrUnsupported (see the package documentation).
+//
+// Reserve is its own; the other methods of inventory.Strategy, Migrate,
+// Purge, SetStockWith, Levels and Extend come from the ledger every MySQL
+// strategy shares.
 type MySQLReserver struct {
 	mystore.Ledger // Commit, Release, ExpireDue, Purge, Lookup, Available, SetStock, AddStock, Migrate
 	store          *mystore.Store

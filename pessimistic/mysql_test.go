@@ -52,25 +52,37 @@ func TestMySQLLockedRowFailsContendedAndChangesNothing(t *testing.T) {
 			_, err = tx.ExecContext(ctx, "SELECT sku FROM `"+opts.Schema+"`.stock WHERE sku = 'b' FOR UPDATE")
 			require.NoError(t, err)
 
-			req := inventory.Request{ID: strategytest.RandomID(), Lines: []inventory.Line{{SKU: "a", Qty: 1}, {SKU: "b", Qty: 1}}}
-			start := time.Now()
-			_, err = r.Reserve(ctx, req)
-			elapsed := time.Since(start)
-			t.Logf("%s: %v after %v", name, err, elapsed)
-			require.ErrorIs(t, err, inventory.ErrContended)
-			assert.GreaterOrEqual(t, elapsed, c.minWait)
-			assert.Less(t, elapsed, 5*time.Second)
+			// A request with a Buyer is taken in a transaction of the
+			// store's own, which waits for its locks in the same way.
+			lines := []inventory.Line{{SKU: "a", Qty: 1}, {SKU: "b", Qty: 1}}
+			reqs := []inventory.Request{
+				{ID: strategytest.RandomID(), Lines: lines},
+				{ID: strategytest.RandomID(), Lines: lines, Buyer: "buyer-1"},
+			}
+			for _, req := range reqs {
+				start := time.Now()
+				_, err = r.Reserve(ctx, req)
+				elapsed := time.Since(start)
+				t.Logf("%s, buyer %q: %v after %v", name, req.Buyer, err, elapsed)
+				require.ErrorIs(t, err, inventory.ErrContended)
+				assert.GreaterOrEqual(t, elapsed, c.minWait)
+				assert.Less(t, elapsed, 5*time.Second)
+			}
 			require.NoError(t, tx.Rollback())
 
-			_, err = r.Lookup(ctx, req.ID)
-			assert.ErrorIs(t, err, inventory.ErrNotFound, "nothing recorded")
+			for _, req := range reqs {
+				_, err = r.Lookup(ctx, req.ID)
+				assert.ErrorIs(t, err, inventory.ErrNotFound, "nothing recorded")
+			}
 			for _, sku := range []string{"a", "b"} {
 				n, err := r.Available(ctx, sku)
 				require.NoError(t, err)
 				assert.Equal(t, int64(10), n, "nothing taken from %s", sku)
 			}
-			_, err = r.Reserve(ctx, req)
-			require.NoError(t, err, "the retry goes through once the lock is gone")
+			for _, req := range reqs {
+				_, err = r.Reserve(ctx, req)
+				require.NoError(t, err, "the retry goes through once the lock is gone")
+			}
 
 			// The session's lock wait timeout is the server's again.
 			var def, now int64

@@ -46,8 +46,7 @@ type Options struct {
 	NoWait bool
 	// MaxHold is the longest a hold may last from the moment it was
 	// reserved: Extend never moves its expiry past it. Zero or negative
-	// means the default. PostgreSQL only: NewMySQL does not offer Extend.
-	// Default: 1h.
+	// means the default. Default: 1h.
 	MaxHold time.Duration
 }
 

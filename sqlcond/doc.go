@@ -150,9 +150,8 @@
 // costs, per line, a read of the buyer's usage row under its lock and an
 // update of it; the release of a counted line, an update of that row. Give
 // SKUs a limit once every process runs a version that checks it: an older
-// one sells them without. NewMySQL offers none of these: it refuses Buyer,
-// Partial, Limit and Backorder with inventory.ErrUnsupported, and is
-// neither a Leveler nor an Extender.
+// one sells them without. NewMySQL offers them all too (see MySQL and
+// MariaDB below).
 //
 // # Failures
 //
@@ -198,6 +197,24 @@
 // before its answer, is an *inventory.OutcomeUnknownError, settled by calling
 // again with the same request. Release and the expiry of each hold are one
 // CALL too, so no MySQL operation holds a stock row across a round trip.
+//
+// The features above are NewMySQL's too, with the same rules, errors and
+// Options (SKUDefaults may set a Limit and a Backorder; stock buckets are
+// refused with inventory.ErrUnsupported), on the MySQL ledger shared with
+// pessimistic (internal/mystore). A request without a Buyer or Partial is
+// still the one CALL: its conditional UPDATE also asks buyer_limit = 0, so
+// a SKU with a limit refuses it, as an *inventory.LimitError. A request
+// with a Buyer or Partial is taken in a READ COMMITTED transaction of the
+// store's own, a few round trips: the reservation row, then the stock rows
+// of its lines locked in SKU order (SELECT ... FOR UPDATE) and the buyer's
+// usage rows of the SKUs with a limit, each line decided under those locks
+// by the rules the PostgreSQL strategies share (the limit against the
+// usage, Partial sized by the row and the limit), then the units taken,
+// the lines recorded and the usage counted, and COMMIT: the stock rows
+// stay locked for those round trips, so buyers of a limited hot SKU queue
+// longer than on PostgreSQL. Release, Cancel and expiry take counted units
+// off the usage in their one CALL. Levels is one SELECT; Extend one
+// conditional UPDATE.
 //
 // Cost on MariaDB: see BENCHMARKS.md. On the 2-core machine there it
 // decided 0.46 of the carts of raw-mysql (the bare conditional UPDATE, no

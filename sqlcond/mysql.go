@@ -12,9 +12,14 @@ import (
 // one conditional UPDATE per line, all in one server-side procedure call. It
 // is safe for concurrent use.
 //
-// Reserve is its own; the other methods of inventory.Strategy and Migrate
-// come from the ledger every MySQL strategy shares, and keep the contract
-// documented on inventory.Reserver.
+// It offers limits per buyer, partial carts, backorders (SetStockWith),
+// stock levels (Levels) and longer holds (Extend), each checked in the
+// transaction that takes the units; stock buckets it refuses with
+// inventory.ErrUnsupported (see the package documentation).
+//
+// Reserve is its own; the other methods of inventory.Strategy, Migrate,
+// Purge, SetStockWith, Levels and Extend come from the ledger every MySQL
+// strategy shares, and keep the contract documented on inventory.Reserver.
 type MySQLReserver struct {
 	mystore.Ledger // Commit, Release, ExpireDue, Purge, Lookup, Available, SetStock, AddStock, Migrate
 	store          *mystore.Store

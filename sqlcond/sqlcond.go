@@ -35,14 +35,13 @@ type Options struct {
 	// SKUDefaults are the settings SetStock gives a SKU it creates; a SKU
 	// that exists keeps its own, and SetStockWith sets them for one SKU.
 	// With Buckets > 1 every new SKU is split into that many stock buckets
-	// (see inventory.StockOptions). PostgreSQL only: NewMySQL refuses
-	// anything but the zero value with inventory.ErrUnsupported. Default:
-	// the zero value, every SKU kept whole.
+	// (see inventory.StockOptions): PostgreSQL only, NewMySQL refuses
+	// Buckets above 1 with inventory.ErrUnsupported. Default: the zero
+	// value, every SKU kept whole.
 	SKUDefaults inventory.StockOptions
 	// MaxHold is the longest a hold may last from the moment it was
 	// reserved: Extend never moves its expiry past it. Zero or negative
-	// means the default. PostgreSQL only: NewMySQL does not offer Extend.
-	// Default: 1h.
+	// means the default. Default: 1h.
 	MaxHold time.Duration
 }
 

@@ -8,11 +8,11 @@
 //
 // One database (MySQL's schema) per installation (Options.Schema, default
 // "inventory"), always quoted in backticks, so any name the server can hold
-// is safe. InnoDB tables stock (sku, available), reservation (id, state,
-// expires_at, created_at, settled_at) and reservation_line
-// (reservation_id, sku, qty),
-// and the procedures sqlcond_reserve, pessimistic_reserve and
-// return_units. SKUs and IDs are VARBINARY: the server
+// is safe. InnoDB tables stock (sku, available, backorder, buyer_limit,
+// received, received_before), reservation (id, state, expires_at,
+// created_at, settled_at), reservation_line (reservation_id, sku, qty,
+// buyer, partial, counted) and buyer_usage (sku, buyer, used), and the
+// procedures sqlcond_reserve, pessimistic_reserve and return_units. SKUs and IDs are VARBINARY: the server
 // orders them byte by byte, as Go does, so rows locked "in SKU order" from Go
 // or by the server are locked in the same order. Times are microseconds
 // since the Unix epoch in BIGINTs, so the time zones of server and client do
@@ -53,6 +53,38 @@
 // stock row is touched; an insert of an ID another transaction is inserting
 // waits for it. A deadlock victim (1213), or a lock wait timeout (1205) of
 // sqlcond_reserve, is tried again, a few times, then inventory.ErrContended.
+//
+// # Limits per buyer, partial carts, longer holds, levels and backorders
+//
+// The rules are internal/ledger's, as for PostgreSQL: the order of checks,
+// ledger.Grant for a line against its row, ledger.Extend, the errors. The
+// stock row holds the SKU's backorder (its available units are the units on
+// hand plus it, so the take stays "available >= n"), its limit per buyer
+// (buyer_limit, 0: none) and received, what SetStock, SetStockWith and
+// AddStock changed the available units by, so that Levels reads Available,
+// Held (the lines of held reservations, through the index of held ones)
+// and Sold = received - Available - Held in one SELECT, right whatever
+// Purge deleted. Each line of a reservation carries its Buyer and Partial
+// (the migration levels_limits says why) and whether it counts against the
+// buyer's usage, a row of buyer_usage (sku, buyer, used).
+//
+// A request without a Buyer or Partial is the one CALL above; its take
+// also asks buyer_limit = 0, so a SKU with a limit refuses it, and the store
+// reports an *inventory.LimitError. A request with a Buyer or Partial runs
+// in a READ COMMITTED transaction of the store's own, on one connection:
+// the reservation row, then SELECT ... FOR UPDATE of the stock rows in SKU
+// order (NOWAIT, or the session's lock wait timeout set for the call, as
+// the Call asks), then of the buyer's usage rows; each line is decided in
+// Go by ledger.Grant under those locks; then the lines are recorded with
+// the units held, the units taken, the counted units added to the usage,
+// and COMMIT. A usage row is read and written only by a transaction that
+// holds its SKU's stock row, so it adds nothing to the lock order: SKUs in
+// order, within one the stock row, then its usage rows. return_units takes
+// a counted line's units off the usage under the same stock row lock, in
+// the transaction that moves the reservation out of Held, so once; Purge
+// leaves the usage alone, so committed units go on counting. Extend is one
+// conditional UPDATE of the expiry, to max(expiry, min(now + ttl,
+// created_at + Options.MaxHold)). Stock buckets are not offered.
 //
 // # Retention
 //

@@ -404,11 +404,6 @@ BEGIN
 END`,
 		"CALL {schema}.`" + procCountReceived + "`()",
 		"DROP PROCEDURE {schema}.`" + procCountReceived + "`",
-	},
-}, {
-	version: 7,
-	name:    "levels_limits_procedures",
-	stmts: []string{
 		// The reserve procedures again, with the parameters of the
 		// previous version, so that processes of that version keep working
 		// beside this one: a SKU with a limit per buyer is refused by them

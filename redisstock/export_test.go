@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/oversell/inventory"
 )
 
 // Script is the package's script, for tests that load it or match its calls.
@@ -96,3 +98,11 @@ func (r *Reserver) SetBeforeLoadStock(f func()) { r.beforeLoadStock = f }
 // SetLoadNoWait makes Load commit without waiting for WaitReplicas
 // replicas: deliberately wrong.
 func (r *Reserver) SetLoadNoWait(on bool) { r.loadNoWait = on }
+
+// SetNoHints makes Commit and Release settle and finish in two calls, as
+// for a reservation another process reserved.
+func (r *Reserver) SetNoHints(on bool) { r.noHints = on }
+
+// PutHint plants the lines Commit and Release take for id's: a wrong one
+// stands for a guess gone stale.
+func (r *Reserver) PutHint(id string, lines []inventory.Line) { r.hints.put(id, lines) }

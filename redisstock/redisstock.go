@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -112,6 +113,14 @@ type Reserver struct {
 	flushers int    // batches in flight at once per bucket
 	lanes    []lane // per bucket
 
+	// hints remembers the lines of reservations reserved here, for a
+	// Commit or Release in one call (see hints).
+	hints *hints
+
+	// noHints makes Commit and Release settle and finish in two calls even
+	// for reservations reserved here, as another process does. Tests only.
+	noHints bool
+
 	// script is the store's script: the package's, or in tests a
 	// deliberately wrong variant of it.
 	script *redis.Script
@@ -215,7 +224,7 @@ func New(db DB, client redis.UniversalClient, opts *Options) (*Reserver, error) 
 	if err != nil {
 		return nil, err
 	}
-	r.rdb, r.store = client, store
+	r.rdb, r.store, r.hints = client, store, newHints()
 	return r, nil
 }
 
@@ -470,7 +479,17 @@ func (r *Reserver) reserveOne(ctx context.Context, id string, lines []inventory.
 	if err != nil {
 		return inventory.Reservation{}, fail("reserve", id, err)
 	}
-	return r.reserved(id, rep, lines)
+	var res inventory.Reservation
+	if len(rep) == 1 && rep[0] == "new" {
+		// Reserved now, as asked: the reply carries nothing more.
+		res = inventory.Reservation{ID: id, State: inventory.Held, ExpiresAt: time.UnixMicro(exp.UnixMicro()).UTC(), Lines: slices.Clone(lines)}
+	} else {
+		res, err = r.reserved(id, rep, lines)
+	}
+	if err == nil {
+		r.hints.put(id, slices.Clone(lines))
+	}
+	return res, err
 }
 
 // reserved turns the reply of reserve or begin into Reserve's answer.
@@ -557,6 +576,16 @@ func (r *Reserver) reserveMany(ctx context.Context, id string, lines []inventory
 	}
 	res.State = inventory.Held
 	return res, false, nil
+}
+
+// inBucket reports whether every line's SKU lives in bucket b.
+func (r *Reserver) inBucket(b int, lines []inventory.Line) bool {
+	for _, l := range lines {
+		if r.bucket(l.SKU) != b {
+			return false
+		}
+	}
+	return len(lines) > 0
 }
 
 // groupKeys returns the keys of the take, undo and give operations on one
@@ -702,7 +731,21 @@ func (r *Reserver) sweepOne(ctx context.Context, op, id string, to int) (string,
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), compensateTimeout)
 	defer cancel()
 	rb := r.bucket(id)
-	rep, err := r.run(ctx, rb, []string{r.marker(rb), r.stream(rb), r.recordKey(id), r.dueKey(rb)}, op, id, to, r.clock().UnixMicro())
+	keys := []string{r.marker(rb), r.stream(rb), r.recordKey(id), r.dueKey(rb)}
+	args := []any{op, id, to, r.clock().UnixMicro()}
+	if op == "settle" && !r.noHints {
+		// Lines this process reserved under id, all in the record's
+		// bucket: settle and finish in one call. The script checks them
+		// against the record.
+		if lines, ok := r.hints.take(id); ok && r.inBucket(rb, lines) {
+			keys = append(keys, r.holdKey(rb, id))
+			for _, l := range lines {
+				keys = append(keys, r.stockKey(l.SKU))
+			}
+			args = lineArgs([]any{"settle1", id, to, args[3]}, lines)
+		}
+	}
+	rep, err := r.run(ctx, rb, keys, args...)
 	if err != nil {
 		return "", inventory.Reservation{}, err
 	}
@@ -714,6 +757,8 @@ func (r *Reserver) sweepOne(ctx context.Context, op, id string, to int) (string,
 		return "", res, err
 	}
 	switch rep[0] {
+	case "give+", "expired+", "sell+", "undo+": // finished in the same call
+		return strings.TrimSuffix(rep[0], "+"), res, nil
 	case "give", "expired":
 		err = r.finish(ctx, "give", id, at, res.Lines)
 	case "sell":

@@ -66,22 +66,27 @@ local function nextSeq(mk)
   return q
 end
 
--- event appends an entry to the stream: fields, then per line s<i> q<i>
--- and, for stock changes, a<i> v<i> (available after, version after). K[1]
--- is the bucket's marker, whose sequence numbers the event.
-local function event(ek, fields, ls, stock)
-  local args = {'XADD', ek, '*', 'sq', nextSeq(K[1])}
-  for _, f in ipairs(fields) do args[#args+1] = f end
-  args[#args+1] = 'n'; args[#args+1] = #ls
+-- nv returns x as table.concat writes it exactly: a number of 1e14 or
+-- more (which it would write as %.14g) as its digits.
+local function nv(x)
+  if type(x) == 'number' and (x >= 1e14 or x <= -1e14) then return fmt(x) end
+  return x
+end
+
+-- event appends an entry to the stream: one field p, the event's values
+-- joined by the unit separator (byte 31, which no ID or SKU holds): 'e1'
+-- (the format), the sequence, type t, reservation id, attempt at, state
+-- st, expiry exp, created cr, versions vs, backorder b (each empty when
+-- the event has none), the number of lines, then per line sku and qty and,
+-- for stock changes (stock given), available and version after. K[1] is
+-- the bucket's marker, whose sequence numbers the event.
+local function event(ek, t, id, at, st, exp, cr, vs, b, ls, stock)
+  local p = {'e1', nv(nextSeq(K[1])), t, id or '', nv(at or ''), nv(st or ''), exp or '', cr or '', vs or '', nv(b or ''), #ls}
   for k, l in ipairs(ls) do
-    args[#args+1] = nm('s', k); args[#args+1] = l[1]
-    args[#args+1] = nm('q', k); args[#args+1] = l[2]
-    if stock then
-      args[#args+1] = nm('a', k); args[#args+1] = stock[k][1]
-      args[#args+1] = nm('v', k); args[#args+1] = stock[k][2]
-    end
+    p[#p+1] = l[1]; p[#p+1] = nv(l[2])
+    if stock then p[#p+1] = nv(stock[k][1]); p[#p+1] = nv(stock[k][2]) end
   end
-  redis.call(unpack(args))
+  redis.call('XADD', ek, '*', 'p', table.concat(p, '\31'))
 end
 
 -- record reads a reservation record: state, attempt, exp, created, lines.
@@ -214,25 +219,25 @@ local function take(id, at, exp, ls)
   for k, s in ipairs(st) do vs[k] = fmt(s[2]) end
   vs = table.concat(vs, ',')
   redis.call('HSET', K[3], 'at', fmt(at), 'st', 'T', 'vs', vs)
-  event(K[2], {'t', 'tk', 'id', id, 'at', fmt(at)}, ls, st)
+  event(K[2], 'tk', id, at, nil, nil, nil, nil, nil, ls, st)
   return {'ok', vs}
 end
 
--- back returns the units of the hold of id and attempt (to 'U' undone or
--- 'G' given). An undo with no hold leaves a tombstone, so that a late take
+-- back returns the units of the hold hk of id and attempt (to 'U' undone
+-- or 'G' given), the lines' stock keys from K[first] on. An undo with no hold leaves a tombstone, so that a late take
 -- of the same attempt (a duplicate submission) cannot take afterwards.
-local function back(id, at, to, first, ls)
-  local h = redis.call('HMGET', K[3], 'at', 'st')
+local function back(id, at, to, hk, first, ls)
+  local h = redis.call('HMGET', hk, 'at', 'st')
   if h[1] and tonumber(h[1]) == at and h[2] == 'T' then
     local st = move(first, ls, 1)
-    redis.call('HSET', K[3], 'st', to)
+    redis.call('HSET', hk, 'st', to)
     local t = 'gv'
     if to == 'U' then t = 'ud' end
-    event(K[2], {'t', t, 'id', id, 'at', fmt(at)}, ls, st)
+    event(K[2], t, id, at, nil, nil, nil, nil, nil, ls, st)
     return {'ok'}
   end
   if to == 'U' and (not h[1] or tonumber(h[1]) < at) then
-    redis.call('HSET', K[3], 'at', fmt(at), 'st', 'U')
+    redis.call('HSET', hk, 'at', fmt(at), 'st', 'U')
   end
   return {'ok'}
 end
@@ -241,9 +246,7 @@ end
 -- (the stock versions its takes left) ride along so the writer can wait
 -- for them.
 local function final(ek, id, r)
-  local f = {'t', 'rs', 'id', id, 'st', r.st, 'exp', r.exp, 'cr', r.cr}
-  if r.vs then f[#f+1] = 'vs'; f[#f+1] = r.vs end
-  event(ek, f, r.ls, nil)
+  event(ek, 'rs', id, nil, r.st, r.exp, r.cr, r.vs, nil, r.ls, nil)
 end
 
 -- trim deletes the applied entries of stream ek.
@@ -295,18 +298,18 @@ local function setOnHand(sku, onhand, bo)
   if not bo then bo = old and old.b or 0 end
   local s = setStock(K[3], onhand + bo)
   s.b, s.r, s.x = bo, r + s.a - was, true
-  event(K[2], {'t', 'st', 'b', fmt(bo)}, {{sku, 0}}, {{s.a, s.v}})
+  event(K[2], 'st', nil, nil, nil, nil, nil, nil, bo, {{sku, 0}}, {{s.a, s.v}})
   return {'ok'}
 end
 
--- sell moves the units of the hold of id and attempt at from held to sold
--- in this bucket, once: the hold goes from T to S, and each line's units
+-- sell moves the units of the hold hk of attempt at from held to sold in
+-- this bucket (the lines' stock keys from K[first] on), once: the hold goes from T to S, and each line's units
 -- are added to its SKU's sold count. It writes no event: PostgreSQL counts
 -- what is sold from the committed reservations.
-local function sell(at, first, ls)
-  local h = redis.call('HMGET', K[3], 'at', 'st')
+local function sell(at, hk, first, ls)
+  local h = redis.call('HMGET', hk, 'at', 'st')
   if h[1] and tonumber(h[1]) == at and h[2] == 'T' then
-    redis.call('HSET', K[3], 'st', 'S')
+    redis.call('HSET', hk, 'st', 'S')
     for k, l in ipairs(ls) do
       local s = stockOf(K[first + k - 1])
       if s then s.o, s.x = s.o + l[2], true end
@@ -331,13 +334,13 @@ local function features(op)
 
   elseif op == 'sell' then
     -- K: mk, ek, hold, stock keys from 4. A: op, id, attempt, n, lines.
-    return sell(tonumber(A[3]), 4, lines(5, tonumber(A[4])))
+    return sell(tonumber(A[3]), K[3], 4, lines(5, tonumber(A[4])))
 
   elseif op == 'sell+done' then
     -- sell, then done, for a reservation whose record and lines share this
     -- bucket. K: mk, ek, hold, due, stock keys from 5. A: op, id, attempt,
     -- n, lines.
-    sell(tonumber(A[3]), 5, lines(5, tonumber(A[4])))
+    sell(tonumber(A[3]), K[3], 5, lines(5, tonumber(A[4])))
     redis.call('ZREM', K[4], A[2])
     return {'ok'}
 
@@ -362,6 +365,70 @@ local function features(op)
     return reply('ok', r)
   end
   return nil
+end
+
+-- settle runs settle or sweep (op) on the record K[3] and due set K[4]:
+-- A: op, id, to, now. It returns the reply, and the record (nil for
+-- none).
+local function settle(op)
+  -- settle: Commit (A[3] = 2) or Release (3). sweep: whatever is due
+  -- (A[3] = 0). K: mk, ek, record, due. A: op, id, to, now.
+  -- The reply's kind says what the caller still has to do: 'give' the
+  -- units back (a release or an expiry not yet propagated), 'undo' the
+  -- holds of an abandoned attempt, or nothing ('ok'). Its state is the
+  -- reservation's; 'expired' means this call expired it.
+  local id, to, now = A[2], tonumber(A[3]), tonumber(A[4])
+  local r = record(K[3])
+  -- The due set's score of id, read only where it matters.
+  local score
+  local function due()
+    if score == nil then score = redis.call('ZSCORE', K[4], id) end
+    return score
+  end
+  if not r or (op == 'settle' and (r.st == 0 or r.st == 9)) then
+    if op == 'sweep' then redis.call('ZREM', K[4], id) end
+    return {'nf'}
+  end
+  if op == 'sweep' and (not due() or tonumber(due()) > now) then return {'nf'} end
+  local kind = 'ok'
+  if r.st == 0 then
+    -- an attempt abandoned past its deadline: abort it; its holds must be
+    -- undone before the entry leaves the due set.
+    r.st = 9
+    redis.call('HSET', K[3], 'st', '9')
+    return reply('undo', r), r
+  elseif r.st == 9 then
+    return reply('undo', r), r
+  elseif r.st == 1 and tonumber(r.exp) <= now then
+    r.st = 4
+    redis.call('HSET', K[3], 'st', '4')
+    redis.call('ZADD', K[4], fmt(now), id)
+    final(K[2], id, r)
+    return reply('expired', r), r
+  elseif r.st == 1 and to ~= 0 then
+    r.st = to
+    redis.call('HSET', K[3], 'st', fmt(to))
+    if to == 2 and #r.ls == 0 then
+      redis.call('ZREM', K[4], id)
+    elseif to == 2 then
+      -- The lines' units move from held to sold in their buckets
+      -- ('sell'); the record stays in the due set until they have.
+      redis.call('ZADD', K[4], fmt(now), id)
+      kind = 'sell'
+    else
+      redis.call('ZADD', K[4], fmt(now), id)
+      kind = 'give'
+    end
+    final(K[2], id, r)
+    return reply(kind, r), r
+  elseif (r.st == 3 or r.st == 4) and due() then
+    return reply('give', r), r
+  elseif r.st == 2 and score then
+    return reply('sell', r), r
+  elseif op == 'sweep' and r.st ~= 1 then
+    redis.call('ZREM', K[4], id)
+  end
+  return reply(kind, r), r
 end
 
 -- dispatch runs the operation A[1] on K and A.
@@ -439,7 +506,7 @@ local function dispatch()
     if na > tonumber(A[4]) + s.b then return {'over', a} end
     s.r, s.x = (s.r or s.a) + tonumber(A[3]), true
     local st = move(3, {{A[2], tonumber(A[3])}}, 1)
-    event(K[2], {'t', 'st', 'b', fmt(s.b)}, {{A[2], 0}}, st)
+    event(K[2], 'st', nil, nil, nil, nil, nil, nil, s.b, {{A[2], 0}}, st)
     redis.call('SET', K[4], fmt(na), 'EX', 3600)
     return {'ok', fmt(na)}
 
@@ -472,8 +539,9 @@ local function dispatch()
     write(K[3], r, old)
     redis.call('ZADD', K[4], exp, id)
     -- One event carries the take and the reservation.
-    event(K[2], {'t', 'rv', 'id', id, 'at', r.at, 'st', '1', 'exp', exp, 'cr', now}, ls, st)
-    return reply('new', r)
+    event(K[2], 'rv', id, r.at, '1', exp, now, nil, nil, ls, st)
+    -- The caller knows the reservation it asked for.
+    return {'new'}
 
   elseif op == 'begin' then
     -- K: mk, record, due. A: op, id, now, exp, deadline, n, lines.
@@ -494,7 +562,7 @@ local function dispatch()
     -- K: mk, ek, hold, stock keys from 4. A: op, id, attempt, n, lines.
     local to = 'G'
     if op == 'undo' then to = 'U' end
-    return back(A[2], tonumber(A[3]), to, 4, lines(5, tonumber(A[4])))
+    return back(A[2], tonumber(A[3]), to, K[3], 4, lines(5, tonumber(A[4])))
 
   elseif op == 'undo+done' or op == 'give+done' then
     -- undo or give, then done, for a reservation whose record and lines
@@ -502,7 +570,7 @@ local function dispatch()
     -- id, attempt, n, lines.
     local to = 'G'
     if op == 'undo+done' then to = 'U' end
-    back(A[2], tonumber(A[3]), to, 5, lines(5, tonumber(A[4])))
+    back(A[2], tonumber(A[3]), to, K[3], 5, lines(5, tonumber(A[4])))
     redis.call('ZREM', K[4], A[2])
     return {'ok'}
 
@@ -534,64 +602,31 @@ local function dispatch()
     return reply('ok', r)
 
   elseif op == 'settle' or op == 'sweep' then
-    -- settle: Commit (A[3] = 2) or Release (3). sweep: whatever is due
-    -- (A[3] = 0). K: mk, ek, record, due. A: op, id, to, now.
-    -- The reply's kind says what the caller still has to do: 'give' the
-    -- units back (a release or an expiry not yet propagated), 'undo' the
-    -- holds of an abandoned attempt, or nothing ('ok'). Its state is the
-    -- reservation's; 'expired' means this call expired it.
-    local id, to, now = A[2], tonumber(A[3]), tonumber(A[4])
-    local r = record(K[3])
-    -- The due set's score of id, read only where it matters.
-    local score
-    local function due()
-      if score == nil then score = redis.call('ZSCORE', K[4], id) end
-      return score
-    end
-    if not r or (op == 'settle' and (r.st == 0 or r.st == 9)) then
-      if op == 'sweep' then redis.call('ZREM', K[4], id) end
-      return {'nf'}
-    end
-    if op == 'sweep' and (not due() or tonumber(due()) > now) then return {'nf'} end
-    local kind = 'ok'
-    if r.st == 0 then
-      -- an attempt abandoned past its deadline: abort it; its holds must be
-      -- undone before the entry leaves the due set.
-      r.st = 9
-      redis.call('HSET', K[3], 'st', '9')
-      return reply('undo', r)
-    elseif r.st == 9 then
-      return reply('undo', r)
-    elseif r.st == 1 and tonumber(r.exp) <= now then
-      r.st = 4
-      redis.call('HSET', K[3], 'st', '4')
-      redis.call('ZADD', K[4], fmt(now), id)
-      final(K[2], id, r)
-      return reply('expired', r)
-    elseif r.st == 1 and to ~= 0 then
-      r.st = to
-      redis.call('HSET', K[3], 'st', fmt(to))
-      if to == 2 and #r.ls == 0 then
-        redis.call('ZREM', K[4], id)
-      elseif to == 2 then
-        -- The lines' units move from held to sold in their buckets
-        -- ('sell'); the record stays in the due set until they have.
-        redis.call('ZADD', K[4], fmt(now), id)
-        kind = 'sell'
+    return (settle(op))
+
+  elseif op == 'settle1' then
+    -- settle, then what its reply asks (sell, give or undo the holds, and
+    -- leave the due set), for a reservation whose record and lines share
+    -- this bucket, in one call. K: mk, ek, record, due, hold, stock keys
+    -- from 6. A: op, id, to, now, n, lines: the lines the caller expects,
+    -- which name the stock keys. When the record's lines are others, the
+    -- reply is settle's, and the caller finishes as after a settle. A
+    -- kind followed by '+' says that nothing is left to do.
+    local out, r = settle('settle')
+    local kind = out[1]
+    local ls = lines(6, tonumber(A[5]))
+    if r and (kind == 'give' or kind == 'expired' or kind == 'sell' or kind == 'undo') and same(r.ls, ls) then
+      if kind == 'sell' then
+        sell(r.at, K[5], 6, ls)
+      elseif kind == 'undo' then
+        back(A[2], r.at, 'U', K[5], 6, ls)
       else
-        redis.call('ZADD', K[4], fmt(now), id)
-        kind = 'give'
+        back(A[2], r.at, 'G', K[5], 6, ls)
       end
-      final(K[2], id, r)
-      return reply(kind, r)
-    elseif (r.st == 3 or r.st == 4) and due() then
-      return reply('give', r)
-    elseif r.st == 2 and score then
-      return reply('sell', r)
-    elseif op == 'sweep' and r.st ~= 1 then
-      redis.call('ZREM', K[4], id)
+      redis.call('ZREM', K[4], A[2])
+      out[1] = kind .. '+'
     end
-    return reply(kind, r)
+    return out
 
   elseif op == 'cancel' then
     -- K: mk, ek, record, due. A: op, id, to (unused), now.

@@ -548,44 +548,94 @@ type evLine struct {
 // state of its redisstock_hold row.
 var holdStates = map[string]string{"tk": "T", "rv": "T", "ud": "U", "gv": "G"}
 
+// evFields are the values of one stream entry, as strings ("" for a value
+// the event does not carry): the entry's fields in the format before
+// events were packed, or the packed field's parts.
+type evFields struct {
+	t, id, at, sq, n, st, exp, cr, vs, b string
+	// line returns the sku, qty, available and version of line i (from 1).
+	line func(i int) (sku, qty, a, v string)
+}
+
+// packedSep separates the values of a packed event: no ID or SKU holds a
+// control character.
+const packedSep = "\x1f"
+
+// parseEvent parses a stream entry: one packed field p (see script.lua's
+// event), or, in the streams of the store before it packed events, one
+// field per value.
 func parseEvent(m redis.XMessage) (event, error) {
+	if p, ok := m.Values["p"]; ok {
+		s, _ := p.(string)
+		f := strings.Split(s, packedSep)
+		if len(f) < 11 || f[0] != "e1" {
+			return event{id: m.ID}, fmt.Errorf("entry %s: not a packed event", m.ID)
+		}
+		ef := evFields{sq: f[1], t: f[2], id: f[3], at: f[4], st: f[5], exp: f[6], cr: f[7], vs: f[8], b: f[9], n: f[10]}
+		width := 4 // sku, qty, available, version
+		if ef.t == "rs" {
+			width = 2 // sku, qty
+		}
+		n, _ := strconv.Atoi(ef.n)
+		if n < 0 || len(f) != 11+width*n {
+			return event{id: m.ID}, fmt.Errorf("entry %s: %d values for %d lines", m.ID, len(f), n)
+		}
+		ef.line = func(i int) (sku, qty, a, v string) {
+			l := f[11+width*(i-1):]
+			if width == 4 {
+				return l[0], l[1], l[2], l[3]
+			}
+			return l[0], l[1], "", ""
+		}
+		return parseFields(m.ID, ef)
+	}
 	get := func(k string) string { s, _ := m.Values[k].(string); return s }
-	num := func(k string) int64 { n, _ := strconv.ParseInt(get(k), 10, 64); return n }
-	e := event{id: m.ID, kind: get("t"), res: get("id"), at: num("at"), seq: num("sq"), pos: parseEntryID(m.ID)}
-	n := int(num("n"))
+	ef := evFields{t: get("t"), id: get("id"), at: get("at"), sq: get("sq"), n: get("n"), st: get("st"), exp: get("exp"), cr: get("cr"), vs: get("vs"), b: get("b")}
+	ef.line = func(i int) (sku, qty, a, v string) {
+		k := strconv.Itoa(i)
+		return get("s" + k), get("q" + k), get("a" + k), get("v" + k)
+	}
+	return parseFields(m.ID, ef)
+}
+
+// parseFields parses the values of the stream entry id.
+func parseFields(id string, f evFields) (event, error) {
+	num := func(s string) int64 { n, _ := strconv.ParseInt(s, 10, 64); return n }
+	e := event{id: id, kind: f.t, res: f.id, at: num(f.at), seq: num(f.sq), pos: parseEntryID(id)}
+	n := int(num(f.n))
 	// A reservation event without lines is the tombstone of a Cancel.
-	if n < 0 || n > inventory.MaxLines || (n == 0 && (e.kind != "rs" || num("st") != int64(inventory.Released))) {
-		return e, fmt.Errorf("entry %s: %d lines", m.ID, n)
+	if n < 0 || n > inventory.MaxLines || (n == 0 && (e.kind != "rs" || num(f.st) != int64(inventory.Released))) {
+		return e, fmt.Errorf("entry %s: %d lines", id, n)
 	}
 	var vs []string
-	if s := get("vs"); s != "" {
-		vs = strings.Split(s, ",")
+	if f.vs != "" {
+		vs = strings.Split(f.vs, ",")
 	}
 	for i := 1; i <= n; i++ {
-		k := strconv.Itoa(i)
-		l := evLine{sku: get("s" + k), qty: num("q" + k), a: num("a" + k), v: num("v" + k)}
-		if e.kind == "st" && get("b") != "" {
-			l.bo, l.hasBo = num("b"), true
+		sku, qty, a, v := f.line(i)
+		l := evLine{sku: sku, qty: num(qty), a: num(a), v: num(v)}
+		if e.kind == "st" && f.b != "" {
+			l.bo, l.hasBo = num(f.b), true
 		}
 		if i <= len(vs) {
 			l.waitFor, _ = strconv.ParseInt(vs[i-1], 10, 64)
 		}
 		if l.sku == "" {
-			return e, fmt.Errorf("entry %s: line %d has no sku", m.ID, i)
+			return e, fmt.Errorf("entry %s: line %d has no sku", id, i)
 		}
 		e.lines = append(e.lines, l)
 	}
 	switch e.kind {
 	case "st", "tk", "ud", "gv":
 	case "rs", "rv":
-		e.state = int16(num("st"))
-		e.exp = time.UnixMicro(num("exp")).UTC()
-		e.cr = time.UnixMicro(num("cr")).UTC()
+		e.state = int16(num(f.st))
+		e.exp = time.UnixMicro(num(f.exp)).UTC()
+		e.cr = time.UnixMicro(num(f.cr)).UTC()
 		if e.res == "" || e.state < 1 || e.state > 4 {
-			return e, fmt.Errorf("entry %s: reservation event without id or with state %d", m.ID, e.state)
+			return e, fmt.Errorf("entry %s: reservation event without id or with state %d", id, e.state)
 		}
 	default:
-		return e, fmt.Errorf("entry %s: unknown event type %q", m.ID, e.kind)
+		return e, fmt.Errorf("entry %s: unknown event type %q", id, e.kind)
 	}
 	return e, nil
 }

@@ -646,6 +646,7 @@ func (r *Reserver) finish(ctx context.Context, op, id string, at int64, lines []
 		for _, l := range lines {
 			keys = append(keys, r.stockKey(l.SKU))
 		}
+		keys = append(keys, r.recordKey(id)) // which may keep the hold itself
 		_, err := r.run(ctx, rb, keys, lineArgs([]any{op + "+done", id, at}, lines)...)
 		return err
 	}

@@ -89,12 +89,13 @@ local function event(ek, t, id, at, st, exp, cr, vs, b, ls, stock)
   redis.call('XADD', ek, '*', 'p', table.concat(p, '\31'))
 end
 
--- record reads a reservation record: state, attempt, exp, created, lines.
+-- record reads a reservation record: state, attempt, exp, created, lines,
+-- and hs, the state of the hold it keeps itself (see hold).
 -- The first line comes with the rest, in one call.
 local function record(rk)
-  local h = redis.call('HMGET', rk, 'st', 'at', 'exp', 'cr', 'n', 'vs', 'cx', 's1', 'q1')
+  local h = redis.call('HMGET', rk, 'st', 'at', 'exp', 'cr', 'n', 'vs', 'cx', 's1', 'q1', 'hs')
   if not h[1] then return nil end
-  local r = {st = tonumber(h[1]), at = tonumber(h[2]), exp = h[3], cr = h[4], ls = {}, vs = h[6], cx = h[7]}
+  local r = {st = tonumber(h[1]), at = tonumber(h[2]), exp = h[3], cr = h[4], ls = {}, vs = h[6], cx = h[7], hs = h[10]}
   local n = tonumber(h[5])
   if n >= 1 then r.ls[1] = {h[8], tonumber(h[9])} end
   for k = 2, n do
@@ -122,6 +123,7 @@ end
 local function write(rk, r, old)
   if old then redis.call('DEL', rk) end
   local args = {'HSET', rk, 'st', r.st, 'at', r.at, 'exp', r.exp, 'cr', r.cr, 'n', #r.ls}
+  if r.hs then args[#args+1] = 'hs'; args[#args+1] = r.hs end
   for k, l in ipairs(r.ls) do
     args[#args+1] = nm('s', k); args[#args+1] = l[1]
     args[#args+1] = nm('q', k); args[#args+1] = l[2]
@@ -223,20 +225,40 @@ local function take(id, at, exp, ls)
   return {'ok', vs}
 end
 
--- back returns the units of the hold hk of id and attempt (to 'U' undone
--- or 'G' given), the lines' stock keys from K[first] on. An undo with no hold leaves a tombstone, so that a late take
--- of the same attempt (a duplicate submission) cannot take afterwards.
-local function back(id, at, to, hk, first, ls)
+-- hold finds the hold of a reservation on this bucket's lines. A
+-- reservation reserved in one call on an ID new to the bucket keeps its
+-- hold in its record (field hs, under the record's attempt); any other
+-- keeps it in its hold key hk (fields at, st), as do the holds Load
+-- writes. rk is the record's key where the record may hold it (nil: the
+-- hold key alone), r the record when already read. It returns the key
+-- and field of the hold's state, its attempt and its state (nil for no
+-- hold).
+local function hold(hk, rk, r)
+  if rk and r == nil then
+    local h = redis.call('HMGET', rk, 'hs', 'at')
+    if h[1] then return rk, 'hs', tonumber(h[2]), h[1] end
+  elseif r and r.hs then
+    return rk, 'hs', r.at, r.hs
+  end
   local h = redis.call('HMGET', hk, 'at', 'st')
-  if h[1] and tonumber(h[1]) == at and h[2] == 'T' then
+  return hk, 'st', tonumber(h[1]), h[2]
+end
+
+-- back returns the units of the hold hk of id and attempt (to 'U' undone
+-- or 'G' given), the lines' stock keys from K[first] on; rk and r as for
+-- hold. An undo with no hold leaves a tombstone, so that a late take
+-- of the same attempt (a duplicate submission) cannot take afterwards.
+local function back(id, at, to, hk, first, ls, rk, r)
+  local key, f, hat, hst = hold(hk, rk, r)
+  if hat == at and hst == 'T' then
     local st = move(first, ls, 1)
-    redis.call('HSET', hk, 'st', to)
+    redis.call('HSET', key, f, to)
     local t = 'gv'
     if to == 'U' then t = 'ud' end
     event(K[2], t, id, at, nil, nil, nil, nil, nil, ls, st)
     return {'ok'}
   end
-  if to == 'U' and (not h[1] or tonumber(h[1]) < at) then
+  if to == 'U' and (not hat or hat < at) then
     redis.call('HSET', hk, 'at', fmt(at), 'st', 'U')
   end
   return {'ok'}
@@ -303,13 +325,14 @@ local function setOnHand(sku, onhand, bo)
 end
 
 -- sell moves the units of the hold hk of attempt at from held to sold in
--- this bucket (the lines' stock keys from K[first] on), once: the hold goes from T to S, and each line's units
+-- this bucket (the lines' stock keys from K[first] on; rk and r as for
+-- hold), once: the hold goes from T to S, and each line's units
 -- are added to its SKU's sold count. It writes no event: PostgreSQL counts
 -- what is sold from the committed reservations.
-local function sell(at, hk, first, ls)
-  local h = redis.call('HMGET', hk, 'at', 'st')
-  if h[1] and tonumber(h[1]) == at and h[2] == 'T' then
-    redis.call('HSET', hk, 'st', 'S')
+local function sell(at, hk, first, ls, rk, r)
+  local key, f, hat, hst = hold(hk, rk, r)
+  if hat == at and hst == 'T' then
+    redis.call('HSET', key, f, 'S')
     for k, l in ipairs(ls) do
       local s = stockOf(K[first + k - 1])
       if s then s.o, s.x = s.o + l[2], true end
@@ -338,9 +361,10 @@ local function features(op)
 
   elseif op == 'sell+done' then
     -- sell, then done, for a reservation whose record and lines share this
-    -- bucket. K: mk, ek, hold, due, stock keys from 5. A: op, id, attempt,
-    -- n, lines.
-    sell(tonumber(A[3]), K[3], 5, lines(5, tonumber(A[4])))
+    -- bucket. K: mk, ek, hold, due, stock keys from 5, record. A: op, id,
+    -- attempt, n, lines.
+    local n = tonumber(A[4])
+    sell(tonumber(A[3]), K[3], 5, lines(5, n), K[5 + n])
     redis.call('ZREM', K[4], A[2])
     return {'ok'}
 
@@ -369,8 +393,10 @@ end
 
 -- settle runs settle or sweep (op) on the record K[3] and due set K[4]:
 -- A: op, id, to, now. It returns the reply, and the record (nil for
--- none).
-local function settle(op)
+-- none). ls, when given, are the lines the caller finishes with in the
+-- same call if they are the record's: the record does not go back into
+-- the due set to wait for that.
+local function settle(op, ls)
   -- settle: Commit (A[3] = 2) or Release (3). sweep: whatever is due
   -- (A[3] = 0). K: mk, ek, record, due. A: op, id, to, now.
   -- The reply's kind says what the caller still has to do: 'give' the
@@ -391,6 +417,7 @@ local function settle(op)
   end
   if op == 'sweep' and (not due() or tonumber(due()) > now) then return {'nf'} end
   local kind = 'ok'
+  local fin = ls and same(r.ls, ls)
   if r.st == 0 then
     -- an attempt abandoned past its deadline: abort it; its holds must be
     -- undone before the entry leaves the due set.
@@ -402,7 +429,7 @@ local function settle(op)
   elseif r.st == 1 and tonumber(r.exp) <= now then
     r.st = 4
     redis.call('HSET', K[3], 'st', '4')
-    redis.call('ZADD', K[4], fmt(now), id)
+    if not fin then redis.call('ZADD', K[4], fmt(now), id) end
     final(K[2], id, r)
     return reply('expired', r), r
   elseif r.st == 1 and to ~= 0 then
@@ -413,10 +440,10 @@ local function settle(op)
     elseif to == 2 then
       -- The lines' units move from held to sold in their buckets
       -- ('sell'); the record stays in the due set until they have.
-      redis.call('ZADD', K[4], fmt(now), id)
+      if not fin then redis.call('ZADD', K[4], fmt(now), id) end
       kind = 'sell'
     else
-      redis.call('ZADD', K[4], fmt(now), id)
+      if not fin then redis.call('ZADD', K[4], fmt(now), id) end
       kind = 'give'
     end
     final(K[2], id, r)
@@ -529,13 +556,24 @@ local function dispatch()
     local ls = lines(6, n)
     local kind, r, old = begin(K[3], K[4], id, ls)
     if kind ~= 'new' then return reply(kind, r) end
-    local h = redis.call('HMGET', K[5], 'at', 'st')
-    if h[1] and (tonumber(h[1]) >= r.at or h[2] == 'T') then return {'stale'} end
+    -- An ID new to the bucket keeps its hold in its record: no attempt
+    -- before it can have left a hold here (every hold key of an ID comes
+    -- after its record, and records stay). One with an earlier attempt
+    -- keeps it in the hold key, which may hold that attempt's.
+    if old then
+      local h = redis.call('HMGET', K[5], 'at', 'st')
+      if h[1] and (tonumber(h[1]) >= r.at or h[2] == 'T') then return {'stale'} end
+    end
     local refused = check(6, ls)
     if refused then return refused end
     local st = move(6, ls, -1)
-    redis.call('HSET', K[5], 'at', r.at, 'st', 'T')
-    r = {st = 1, at = r.at, exp = exp, cr = now, ls = ls}
+    local hs
+    if old then
+      redis.call('HSET', K[5], 'at', r.at, 'st', 'T')
+    else
+      hs = 'T'
+    end
+    r = {st = 1, at = r.at, exp = exp, cr = now, ls = ls, hs = hs}
     write(K[3], r, old)
     redis.call('ZADD', K[4], exp, id)
     -- One event carries the take and the reservation.
@@ -566,11 +604,12 @@ local function dispatch()
 
   elseif op == 'undo+done' or op == 'give+done' then
     -- undo or give, then done, for a reservation whose record and lines
-    -- share this bucket. K: mk, ek, hold, due, stock keys from 5. A: op,
-    -- id, attempt, n, lines.
+    -- share this bucket. K: mk, ek, hold, due, stock keys from 5, record.
+    -- A: op, id, attempt, n, lines.
     local to = 'G'
     if op == 'undo+done' then to = 'U' end
-    back(A[2], tonumber(A[3]), to, K[3], 5, lines(5, tonumber(A[4])))
+    local n = tonumber(A[4])
+    back(A[2], tonumber(A[3]), to, K[3], 5, lines(5, n), K[5 + n])
     redis.call('ZREM', K[4], A[2])
     return {'ok'}
 
@@ -612,16 +651,16 @@ local function dispatch()
     -- which name the stock keys. When the record's lines are others, the
     -- reply is settle's, and the caller finishes as after a settle. A
     -- kind followed by '+' says that nothing is left to do.
-    local out, r = settle('settle')
-    local kind = out[1]
     local ls = lines(6, tonumber(A[5]))
+    local out, r = settle('settle', ls)
+    local kind = out[1]
     if r and (kind == 'give' or kind == 'expired' or kind == 'sell' or kind == 'undo') and same(r.ls, ls) then
       if kind == 'sell' then
-        sell(r.at, K[5], 6, ls)
+        sell(r.at, K[5], 6, ls, K[3], r)
       elseif kind == 'undo' then
-        back(A[2], r.at, 'U', K[5], 6, ls)
+        back(A[2], r.at, 'U', K[5], 6, ls, K[3], r)
       else
-        back(A[2], r.at, 'G', K[5], 6, ls)
+        back(A[2], r.at, 'G', K[5], 6, ls, K[3], r)
       end
       redis.call('ZREM', K[4], A[2])
       out[1] = kind .. '+'

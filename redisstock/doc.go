@@ -23,7 +23,31 @@
 //     same purpose; SetStock sets an absolute number.
 //   - Every change of stock or of a reservation appends its event to the
 //     bucket's stream in the same script: no change without its event, no
-//     event without its change.
+//     event without its change. An event is one stream field (p) holding
+//     its values joined by the unit separator (byte 31, which no ID or SKU
+//     may hold); the writer also reads the entries of the format before,
+//     one field per value, so that streams written by an earlier version
+//     drain.
+//   - Holds: a reservation reserved in one call under an ID its bucket
+//     has no record of keeps the state of its hold in its record (field
+//     hs, under the record's attempt): one key per reservation instead of
+//     two. Every other hold (a cart over several buckets, an ID with an
+//     earlier attempt, the holds Load writes) is a hold key of its own, as
+//     before; the operations that sell, give back or undo a hold look in
+//     the record first.
+//   - Commit and Release in one call: a process remembers (for the last
+//     65536 reservations at most) the lines of the reservations it
+//     reserved, and a Commit or Release of one whose record and lines share
+//     a bucket passes them, naming their stock keys, so that one script
+//     call settles the record and sells or gives back the units. The
+//     script compares them with the record's lines first; when they differ
+//     (a guess gone stale) it settles only, and the caller finishes with
+//     the record's lines in a second call, as a process that did not
+//     reserve it always does.
+//   - Versions: every process that shares a key prefix must run the same
+//     version of the script, and writers must be upgraded before the
+//     Reservers: a Reserver of an earlier version neither finds holds kept
+//     in records nor writes events a writer of an earlier version reads.
 //   - Keys are spread over Options.Buckets hash tags ({b0}, {b1}, ...): every
 //     key of a SKU, and a bucket's marker, stream and due set, share one slot.
 //     A reservation's record lives in the bucket of its ID.
@@ -291,11 +315,11 @@
 //
 // Reserve: one operation when the cart and its record share a bucket;
 // otherwise 2 + (buckets of the cart), plus an abort and the undos on
-// refusal. Commit: two (settle, then move the units from held to sold and
-// leave the due set) when the record and the lines share a bucket; else
-// one, one per bucket of the cart and one to leave the due set. Release: two (settle, then give the units back and
-// leave the due set) when the record and the lines share a bucket; else
-// one, one per bucket of the cart and one to leave the due set. Cancel: as
+// refusal. Commit: when the record and the lines share a bucket, one in
+// the process that reserved it (settle1: settle, move the units from held
+// to sold and leave the due set), two in any other (settle, then the
+// rest); else one, one per bucket of the cart and one to leave the due
+// set. Release: the same, giving the units back instead of selling them. Cancel: as
 // Release for a held reservation; one operation for an unseen ID (a
 // tombstone record without lines, streamed like any reservation, so the
 // ledger and Load keep it); for a cart another call is still taking, one to
@@ -303,7 +327,8 @@
 // tombstone, after which that Reserve fails with inventory.ErrCancelled.
 // Available and Lookup: one. Under load, each bucket's concurrent operations go as
 // one script call. Redis memory: a record per reservation for good (as the
-// ledger keeps one), a hold per bucket of each, and the events until a
+// ledger keeps one), a hold key per bucket of each unless its record keeps
+// its hold, and the events until a
 // writer applies them (one per reservation of one bucket, one per commit,
 // two per release). The writer: one PostgreSQL round trip per batch (two
 // when a batch holds reservations whose takes travel in other buckets'

@@ -21,7 +21,8 @@ import (
 //	<prefix>{b<n>}:d          due set: reservation IDs by the time they need a sweep
 //	<prefix>{b<n>}:s:<sku>    stock of a SKU: a (available), v (version)
 //	<prefix>{b<n>}:h:<id>     the hold of reservation <id> on this bucket's lines
-//	<prefix>{b<n>}:r:<id>     the reservation record
+//	<prefix>{b<n>}:r:<id>     the reservation record (and, for one reserved in one
+//	                          call under an ID new to the bucket, its hold: field hs)
 //	<prefix>{b<n>}:o:<token>  the answer of one AddStock call, for its retries
 //
 // The hash tag is the first {...} of a key, and the prefix holds no brace, so

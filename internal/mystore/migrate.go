@@ -20,6 +20,17 @@ const procReturn = "return_units"
 // and drops.
 const procMigrateRetention = "migrate_retention"
 
+// procReserveOne and procLockingReserveOne take a cart of one line: see
+// Call.
+const (
+	procReserveOne        = "sqlcond_reserve_one"
+	procLockingReserveOne = "pessimistic_reserve_one"
+)
+
+// procMigrateSweep is the procedure the migration
+// one_line_calls_one_sweep_index runs once and drops.
+const procMigrateSweep = "migrate_sweep"
+
 // procMigrateLevels and procCountReceived are the procedures the migration
 // levels_limits runs once and drops.
 const (
@@ -454,7 +465,104 @@ BEGIN
 	COMMIT;
 END`,
 	},
+}, {
+	version: 7,
+	name:    "one_line_calls_one_sweep_index",
+	stmts: []string{
+		// One secondary index on reservation instead of two, so that a
+		// Reserve writes one index entry besides the primary key, not two,
+		// and a Commit, Release or expiry moves one, not two: sweep_key is
+		// the expiry of a held reservation (positive) and minus the moment a
+		// settled one settled (settled_at, else expires_at, as settled_key;
+		// negative), so that ExpireDue reads the due holds in one range of
+		// it, oldest first, and Purge the settled reservations past the
+		// retention in another, oldest first, read backwards. The column is
+		// virtual (added in place), the index built without blocking writes,
+		// and the two indexes it replaces dropped after it; settled_key
+		// stays, unindexed, for processes of an older version, whose reads of
+		// the due holds and of purge candidates then scan the table until
+		// they are replaced.
+		"DROP PROCEDURE IF EXISTS {schema}.`" + procMigrateSweep + "`",
+		"CREATE PROCEDURE {schema}.`" + procMigrateSweep + "`()" + `
+MODIFIES SQL DATA
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+		WHERE table_schema = DATABASE() AND table_name = 'reservation' AND column_name = 'sweep_key') THEN
+		ALTER TABLE {schema}.reservation
+			ADD COLUMN sweep_key BIGINT AS (IF(state = 1, expires_at, -COALESCE(settled_at, expires_at))) VIRTUAL,
+			ALGORITHM=INSTANT;
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM information_schema.statistics
+		WHERE table_schema = DATABASE() AND table_name = 'reservation' AND index_name = 'reservation_sweep') THEN
+		ALTER TABLE {schema}.reservation ADD INDEX reservation_sweep (sweep_key), ALGORITHM=INPLACE, LOCK=NONE;
+	END IF;
+	IF EXISTS (SELECT 1 FROM information_schema.statistics
+		WHERE table_schema = DATABASE() AND table_name = 'reservation' AND index_name = 'reservation_due') THEN
+		ALTER TABLE {schema}.reservation DROP INDEX reservation_due, ALGORITHM=INPLACE, LOCK=NONE;
+	END IF;
+	IF EXISTS (SELECT 1 FROM information_schema.statistics
+		WHERE table_schema = DATABASE() AND table_name = 'reservation' AND index_name = 'reservation_settled') THEN
+		ALTER TABLE {schema}.reservation DROP INDEX reservation_settled, ALGORITHM=INPLACE, LOCK=NONE;
+	END IF;
+END`,
+		"CALL {schema}.`" + procMigrateSweep + "`()",
+		"DROP PROCEDURE {schema}.`" + procMigrateSweep + "`",
+		// A cart of one line by a procedure of its own, whose parameters
+		// are the line's SKU and quantity: no list to parse, no variables
+		// to set, no test of the cart's size, so that the server runs the
+		// seven statements the reservation needs and no other.
+		"DROP PROCEDURE IF EXISTS {schema}.`" + procReserveOne + "`",
+		oneLineProc(procReserveOne, "", "", "", sqlcondTakeOne),
+		"DROP PROCEDURE IF EXISTS {schema}.`" + procLockingReserveOne + "`",
+		oneLineProc(procLockingReserveOne, ", IN p_wait BIGINT", lockingDeclareLimit, lockingRestore, lockingTakeOne),
+	},
 }}
+
+// sqlcondTakeOne takes p_qty units of p_sku with the conditional UPDATE, or
+// signals the refusal of the line; a SKU with a limit per buyer is refused.
+const sqlcondTakeOne = `UPDATE {schema}.stock SET available = available - p_qty WHERE sku = p_sku AND available >= p_qty AND buyer_limit = 0;
+	IF ROW_COUNT() = 0 THEN
+		SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = 30002, MESSAGE_TEXT = 'inventory: line refused at 0';
+	END IF;`
+
+// lockingTakeOne takes p_qty units of p_sku under the row lock of SELECT
+// ... FOR UPDATE, or signals the refusal of the line; a SKU with a limit
+// per buyer is refused.
+const lockingTakeOne = `SELECT available, buyer_limit INTO v_avail, v_limit FROM {schema}.stock WHERE sku = p_sku FOR UPDATE;
+	IF v_avail IS NULL OR v_avail < p_qty OR v_limit > 0 THEN
+		SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = 30002, MESSAGE_TEXT = 'inventory: line refused at 0';
+	END IF;
+	UPDATE {schema}.stock SET available = v_avail - p_qty WHERE sku = p_sku;`
+
+// oneLineProc returns the CREATE PROCEDURE of a reserve procedure of one
+// line named name, with the parameters of reserveProc but the line's SKU
+// (p_sku) and quantity (p_qty) in place of the lists: the ledger rows
+// first, then take, then COMMIT, in one READ COMMITTED transaction.
+func oneLineProc(name, extra, declare, restore, take string) string {
+	setWait := ""
+	if restore != "" {
+		setWait = "IF p_wait IS NOT NULL THEN SET SESSION innodb_lock_wait_timeout = p_wait; END IF;\n\t"
+	}
+	return "CREATE PROCEDURE {schema}.`" + name + "`(" + `
+	IN p_id VARBINARY(128), IN p_expires BIGINT, IN p_created BIGINT,
+	IN p_sku VARBINARY(128), IN p_qty BIGINT` + extra + `)
+MODIFIES SQL DATA
+BEGIN
+	` + declare + `
+	DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN
+		ROLLBACK;
+		` + restore + `
+		RESIGNAL;
+	END;
+	` + setWait + `SET TRANSACTION ISOLATION LEVEL READ COMMITTED;
+	START TRANSACTION;
+	INSERT INTO {schema}.reservation (id, state, expires_at, created_at) VALUES (p_id, 1, p_expires, p_created);
+	INSERT INTO {schema}.reservation_line (reservation_id, sku, qty) VALUES (p_id, p_sku, p_qty);
+	` + take + `
+	COMMIT;
+	` + restore + `
+END`
+}
 
 // sqlcondTake takes v_qty units of v_sku, line v_i, with the conditional
 // UPDATE, or signals the refusal of the line.

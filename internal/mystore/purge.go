@@ -54,7 +54,7 @@ func (s *Store) Purge(ctx context.Context, limit int) (int, error) {
 		return 0, nil
 	}
 	limit = min(limit, maxPurgeBatch)
-	cutoff := micros(s.Now().Add(-s.keep))
+	cutoff := -micros(s.Now().Add(-s.keep)) // the keys of reservation_sweep are minus when they settled
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return 0, s.fail(ctx, "purge", err)
@@ -136,7 +136,8 @@ func (s *Store) purge(ctx context.Context, conn *sql.Conn, cutoff int64, limit i
 }
 
 // purgeCandidates locks and returns the IDs of at most limit settled
-// reservations whose settled_key is below cutoff, oldest first.
+// reservations whose sweep_key is between cutoff (minus the moment before
+// which they settled) and 0, oldest first.
 func purgeCandidates(ctx context.Context, st *sql.Stmt, cutoff int64, limit int) ([]any, error) {
 	defer st.Close()
 	rows, err := st.QueryContext(ctx, cutoff, limit)

@@ -28,6 +28,10 @@ const maxVictimRounds = 4
 type Call struct {
 	sql  string
 	args []any
+	// one, when not empty, is the CALL of a procedure of the same kind for a
+	// cart of one line, whose parameters are the ID, the two times, the
+	// line's SKU and its quantity, then args.
+	one string
 	// waitFinal: a lock wait timeout or a NOWAIT refusal is
 	// inventory.ErrContended at once instead of being tried again.
 	waitFinal bool
@@ -75,6 +79,7 @@ func (s *Store) LockingCall(noWait bool, waitSeconds int64) *Call {
 		wait = waitSeconds
 	}
 	c := s.NewCall(ProcLockingReserve, true, wait)
+	c.one = "CALL " + s.Table(procLockingReserveOne) + "(" + Placeholders(6, "?") + ")"
 	c.lock = lockWait{noWait: noWait, seconds: waitSeconds}
 	if noWait {
 		c.lock.seconds = 0
@@ -148,21 +153,28 @@ func (r reserving) Lookup(ctx context.Context, id string) (inventory.Reservation
 // call runs c once for res. It returns the server's refusal unwrapped when
 // it may be tried again (Retryable).
 func (s *Store) call(ctx context.Context, c *Call, res inventory.Reservation, now time.Time) error {
-	var skus, qtys strings.Builder
-	for i, l := range res.Lines {
-		if i > 0 {
-			skus.WriteByte(0x1f)
-			qtys.WriteByte(',')
+	query := c.sql
+	args := make([]any, 0, 5+len(c.args))
+	args = append(args, []byte(res.ID), micros(res.ExpiresAt), micros(now))
+	if len(res.Lines) == 1 && c.one != "" {
+		query = c.one
+		args = append(args, []byte(res.Lines[0].SKU), res.Lines[0].Qty)
+	} else {
+		var skus, qtys strings.Builder
+		for i, l := range res.Lines {
+			if i > 0 {
+				skus.WriteByte(0x1f)
+				qtys.WriteByte(',')
+			}
+			skus.WriteString(l.SKU)
+			qtys.WriteString(strconv.FormatInt(l.Qty, 10))
 		}
-		skus.WriteString(l.SKU)
-		qtys.WriteString(strconv.FormatInt(l.Qty, 10))
+		args = append(args, []byte(skus.String()), qtys.String())
 	}
-	st, err := s.Stmt(ctx, c.sql)
+	st, err := s.Stmt(ctx, query)
 	if err != nil {
 		return s.fail(ctx, "reserve", err)
 	}
-	args := make([]any, 0, 5+len(c.args))
-	args = append(args, []byte(res.ID), micros(res.ExpiresAt), micros(now), []byte(skus.String()), qtys.String())
 	_, err = st.ExecContext(ctx, append(args, c.args...)...)
 	if i, ok := refusedLine(err); ok && i >= 0 && i < len(res.Lines) {
 		return &ledger.RefusedError{Line: res.Lines[i]}

@@ -117,6 +117,7 @@ func New(db *sql.DB, opts *Options) (*Store, error) {
 	s.quoted = quoted
 	s.q = newQueries(quoted)
 	s.conditional = s.NewCall(procReserve, false)
+	s.conditional.one = "CALL " + s.Table(procReserveOne) + "(" + Placeholders(5, "?") + ")"
 	return s, nil
 }
 
@@ -242,13 +243,17 @@ func newQueries(sc string) queries {
 		// (see the migration retention).
 		commit: "UPDATE " + res + " SET state = 2, settled_at = ? WHERE id = ? AND state = 1 AND expires_at > ?",
 		// The oldest settled reservations past the cutoff, through the
-		// index reservation_settled, which holds no held reservation's key;
-		// rows another purger has locked are skipped, not waited for.
-		purgeIDs: "SELECT id FROM " + res + " WHERE settled_key < ? ORDER BY settled_key LIMIT ? FOR UPDATE SKIP LOCKED",
+		// index reservation_sweep, whose range of negative keys (minus when
+		// they settled) holds no held reservation, read backwards: the
+		// parameter is minus the cutoff. Rows another purger has locked are
+		// skipped, not waited for.
+		purgeIDs: "SELECT id FROM " + res + " WHERE sweep_key < 0 AND sweep_key > ? ORDER BY sweep_key DESC LIMIT ? FOR UPDATE SKIP LOCKED",
 		purge:    "DELETE FROM " + res + " WHERE id IN ",
 		// A plain read: each hold is then expired by a call of its own,
 		// which finds out whether it is still held and due.
-		dueIDs:    "SELECT id FROM " + res + " WHERE state = 1 AND expires_at <= ? ORDER BY expires_at LIMIT ?",
+		// The held ones are the range of non-negative keys of
+		// reservation_sweep: their expiry.
+		dueIDs:    "SELECT id FROM " + res + " WHERE sweep_key BETWEEN 0 AND ? AND state = 1 ORDER BY sweep_key LIMIT ?",
 		available: "SELECT available, buyer_limit FROM " + stock + " WHERE sku = ?",
 		// The available units are the units on hand plus the backorder, and
 		// received grows by what they changed by. An assignment reads the
@@ -279,12 +284,12 @@ func newQueries(sc string) queries {
 		active: "SELECT 1 FROM " + res + " WHERE id = ? AND state = 1 AND expires_at > ?",
 		// One statement, so one snapshot: the available units, the
 		// backorder, the units of held reservations (found through the
-		// index reservation_due of held ones, then each line by its primary
-		// key), and what the SKU received: received plus received_before,
+		// range of held ones in the index reservation_sweep, then each line
+		// by its primary key), and what the SKU received: received plus received_before,
 		// or, while that is not yet counted (NULL), the units of the
 		// committed reservations the ledger holds.
 		levels: "SELECT s.available, s.backorder, (SELECT COALESCE(SUM(l.qty), 0) FROM " + res + " r JOIN " + lines +
-			" l ON l.reservation_id = r.id AND l.sku = s.sku WHERE r.state = 1), s.received, s.received_before, " +
+			" l ON l.reservation_id = r.id AND l.sku = s.sku WHERE r.sweep_key >= 0 AND r.state = 1), s.received, s.received_before, " +
 			"IF(s.received_before IS NULL, (SELECT COALESCE(SUM(l.qty), 0) FROM " + lines + " l JOIN " + res +
 			" r ON r.id = l.reservation_id WHERE l.sku = s.sku AND r.state = 2), 0) FROM " + stock + " s WHERE s.sku = ?",
 		recordAs:  "INSERT INTO " + res + " (id, state, expires_at, created_at) VALUES (?, 1, ?, ?)",

@@ -28,9 +28,11 @@
 // locked only while the server finishes the call, never across a client
 // round trip; the statement is prepared once per connection, so a
 // reservation is one round trip. A cart of one line, the common case, is
-// recorded and taken by a path of its own in the procedure, without the
-// loop that parses the lines of a larger cart (each statement a procedure
-// runs costs the server about what a small query does). Two procedures:
+// a CALL of a procedure of its own (sqlcond_reserve_one,
+// pessimistic_reserve_one) that takes the line's SKU and quantity, without
+// the loop that parses the lines of a larger cart or any variable to set
+// (each statement a procedure runs costs the server about what a small
+// query does). Two kinds of procedure:
 //
 //   - sqlcond_reserve (ReserveConditional, sqlcond): the conditional
 //     UPDATE of each line.
@@ -90,11 +92,15 @@
 //
 // With Options.Retention, Purge deletes settled reservations (and the
 // tombstones of Cancel) once the retention has passed since they settled:
-// Commit, Release, Cancel and expiry record the moment in settled_at, and
-// the virtual column settled_key (settled_at, else expires_at for a row a
-// writer before the migration retention settled; NULL while held) is
-// indexed, so that Purge reads the oldest candidates in one index range
-// that never holds a held reservation, locks them FOR UPDATE SKIP LOCKED,
+// Commit, Release, Cancel and expiry record the moment in settled_at. The
+// one secondary index of reservation is on the virtual column sweep_key:
+// the expiry of a held reservation, and minus the moment a settled one
+// settled (settled_at, else expires_at for a row a writer before the
+// migration retention settled), so that a Reserve writes one index entry
+// besides the primary key and a settle moves one. ExpireDue reads the due
+// holds in its range of non-negative keys; Purge reads the oldest
+// candidates in its range of negative ones, backwards, a range that never
+// holds a held reservation, locks them FOR UPDATE SKIP LOCKED,
 // deletes them by primary key (their lines by ON DELETE CASCADE) and
 // commits, at most 1000 in one call. Held reservations are never purged,
 // and no stock row is locked. A purged ID is unknown, so idempotency on an

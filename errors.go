@@ -52,10 +52,12 @@ var (
 	ErrOutcomeUnknown = errors.New("inventory: outcome unknown")
 
 	// ErrUnavailable reports that a server the strategy needs (PostgreSQL,
-	// MySQL, Redis) could not be reached before anything was sent to it: a
-	// refused or timed-out connection, a server that is down. Nothing was
-	// changed; the caller may retry, with the same ID, after a pause. See
-	// UnavailableError.
+	// MySQL, Redis) could not be reached before anything was sent to it (a
+	// refused or timed-out connection, a server that is down), or that the
+	// connection to a SQL server broke under a call that commits nothing by
+	// itself (a statement of a transaction before its COMMIT, which the
+	// server rolls back, or a read). Nothing was changed; the caller may
+	// retry, with the same ID, after a pause. See UnavailableError.
 	ErrUnavailable = errors.New("inventory: store unavailable")
 	// ErrLimitExceeded reports a line that would take a buyer past the
 	// SKU's limit per buyer (StockOptions.Limit), or a line of a SKU with a
@@ -136,7 +138,8 @@ func (e *OutcomeUnknownError) Error() string {
 // Unwrap returns ErrOutcomeUnknown and the underlying error.
 func (e *OutcomeUnknownError) Unwrap() []error { return []error{ErrOutcomeUnknown, e.Err} }
 
-// UnavailableError wraps the error with which a server could not be reached.
+// UnavailableError wraps the error with which a server could not be reached,
+// or with which the connection to it broke before anything was committed.
 // It unwraps to both ErrUnavailable and Err.
 type UnavailableError struct {
 	Op     string // "reserve", "commit", "release", ...

@@ -248,6 +248,9 @@ func LostReplies(t *testing.T, b Backend, sz Sizes, points []Point) error {
 			if mode == modeDropReply && point.Commits && !errors.Is(err, inventory.ErrOutcomeUnknown) {
 				return fmt.Errorf("%s: the commit's reply was lost, but the error is not inventory.ErrOutcomeUnknown: %w", what, err)
 			}
+			if mode == modeDropReply && !point.Commits && !errors.Is(err, inventory.ErrOutcomeUnknown) && !errors.Is(err, inventory.ErrUnavailable) {
+				return fmt.Errorf("%s: the connection was lost before COMMIT, but the error is neither inventory.ErrUnavailable nor ErrOutcomeUnknown: %w", what, err)
+			}
 			if _, lerr := direct.Lookup(ctx, req.ID); lerr == nil {
 				lostApplied++
 			} else {

@@ -112,6 +112,9 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 		if u := unreach.Wrap(op, unreach.MySQL, fmt.Errorf("%s: %w", s.name, err)); u != nil {
 			return u
 		}
+		if u := unreach.Lost(op, unreach.MySQL, fmt.Errorf("%s: %w", s.name, err)); u != nil {
+			return u
+		}
 	}
 	return ledger.Fail(ctx, s.name, op, err, Contended(err))
 }

@@ -75,6 +75,9 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 		if u := unreach.Wrap(op, unreach.Postgres, err); u != nil {
 			return u
 		}
+		if u := unreach.Lost(op, unreach.Postgres, fmt.Errorf("%s: %w", s.name, err)); u != nil {
+			return u
+		}
 	}
 	return ledger.Fail(ctx, s.name, op, err, hasCode(err, codeLockNotAvailable) || hasCode(err, codeSerializationFailure))
 }

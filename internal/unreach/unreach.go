@@ -7,8 +7,11 @@
 package unreach
 
 import (
+	"database/sql/driver"
 	"errors"
+	"io"
 	"net"
+	"syscall"
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -74,4 +77,35 @@ func Wrap(op, server string, err error) error {
 		return &inventory.UnavailableError{Op: op, Server: server, Err: err}
 	}
 	return nil
+}
+
+// Lost returns err as an *inventory.UnavailableError of op on server when it
+// is the loss of the connection to a SQL server (PostgreSQL or MySQL) that
+// the server did not answer: the connection closed, reset or broken under
+// the call. It is for calls that changed nothing whatever became of the
+// connection, such as the statements of a transaction before its COMMIT (the
+// server rolls back a transaction whose connection it loses) and reads; a
+// call that may have committed is classified as an unknown outcome instead.
+// It returns err itself when it already is an UnavailableError, and nil
+// otherwise.
+func Lost(op, server string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, inventory.ErrUnavailable):
+		return err
+	case (server == Postgres || server == MySQL) && lostConn(err):
+		return &inventory.UnavailableError{Op: op, Server: server, Err: err}
+	}
+	return nil
+}
+
+// lostConn reports whether err is a connection that broke under a call, as
+// pgx and the MySQL driver report it.
+func lostConn(err error) bool {
+	var op *net.OpError
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNABORTED) ||
+		errors.Is(err, pgconn.ErrConnClosed) || errors.Is(err, mysql.ErrInvalidConn) || errors.Is(err, driver.ErrBadConn) ||
+		(errors.As(err, &op) && (op.Op == "read" || op.Op == "write") && !op.Timeout())
 }

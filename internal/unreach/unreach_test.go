@@ -1,12 +1,16 @@
 package unreach_test
 
 import (
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"syscall"
 	"testing"
 
 	"github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/assert"
 
 	"github.com/oversell/inventory"
@@ -32,3 +36,33 @@ func TestMySQLErrTellsAServerThatCouldNotBeReached(t *testing.T) {
 	assert.Nil(t, unreach.Wrap("reserve", unreach.MySQL, mysql.ErrInvalidConn), "a connection lost after sending is not unreachable")
 	assert.Nil(t, unreach.Wrap("reserve", unreach.Postgres, full), "a MySQL error is not PostgreSQL's")
 }
+
+func TestLostTellsABrokenConnectionFromAnAnswer(t *testing.T) {
+	for err, want := range map[error]bool{
+		io.ErrUnexpectedEOF:                                                      true,
+		fmt.Errorf("read: %w", io.EOF):                                           true,
+		mysql.ErrInvalidConn:                                                     true,
+		driver.ErrBadConn:                                                        true,
+		fmt.Errorf("x: %w", syscall.ECONNRESET):                                  true,
+		&net.OpError{Op: "read", Err: errors.New("reset")}:                       true,
+		&net.OpError{Op: "read", Err: timeout{}}:                                 false,
+		&mysql.MySQLError{Number: 1062, Message: "Duplicate entry"}:              false,
+		&pgconn.PgError{Severity: "ERROR", Code: "23505"}:                        false,
+		errors.New("sqlcond: reserve: stock row missing"):                        false,
+		&inventory.UnavailableError{Op: "reserve", Server: "postgres", Err: nil}: true,
+	} {
+		u := unreach.Lost("reserve", unreach.Postgres, err)
+		assert.Equal(t, want, u != nil, "%v", err)
+		if want {
+			assert.ErrorIs(t, u, inventory.ErrUnavailable, "%v", err)
+		}
+	}
+	assert.Nil(t, unreach.Lost("claim", unreach.Redis, io.EOF), "a Redis command may have run before its connection broke")
+}
+
+// timeout is a net.Error that timed out: a deadline, not a broken link.
+type timeout struct{}
+
+func (timeout) Error() string   { return "i/o timeout" }
+func (timeout) Timeout() bool   { return true }
+func (timeout) Temporary() bool { return true }

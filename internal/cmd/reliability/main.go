@@ -57,10 +57,6 @@ func init() {
 	for _, n := range []string{"sqlcond", "groupcommit", "redisstock", "token"} {
 		notApplicable[faultlog.ReplyBeforeCommit][n] = oneStep
 	}
-	oneCall := "each call is one CALL of a stored procedure that commits in the server: the only reply is the commit's"
-	for _, n := range []string{"sqlcond-mysql", "pessimistic-mysql"} {
-		notApplicable[faultlog.ReplyBeforeCommit][n] = oneCall
-	}
 	notApplicable[faultlog.ProcessKilled] = map[string]string{
 		"memory":        "the store dies with its process: nothing is left to check",
 		"otelinventory": wrapper,

@@ -382,6 +382,11 @@ func KilledDuringHammer(t *testing.T, b Backend, sz Sizes) error {
 				bug = cmpOr(bug, fmt.Errorf("%s: %w", op, b))
 				bugMu.Unlock()
 			}
+			if err != nil && strategytest.ErrorKind(err) == "other" {
+				bugMu.Lock()
+				bug = cmpOr(bug, fmt.Errorf("%s: an error that errors.Is no inventory sentinel: %w", op, err))
+				bugMu.Unlock()
+			}
 			if op == "reserve" && calls.Add(1)%every == 0 {
 				select {
 				case progress <- struct{}{}:

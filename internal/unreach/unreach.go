@@ -80,9 +80,9 @@ func Wrap(op, server string, err error) error {
 }
 
 // Lost returns err as an *inventory.UnavailableError of op on server when it
-// is the loss of the connection to a SQL server (PostgreSQL or MySQL) that
-// the server did not answer: the connection closed, reset or broken under
-// the call. It is for calls that changed nothing whatever became of the
+// is the loss of the connection to a SQL server (PostgreSQL or MySQL) under
+// the call: the connection closed, reset or broken, or the session or call
+// ended by the server (terminated, killed, shut down). It is for calls that changed nothing whatever became of the
 // connection, such as the statements of a transaction before its COMMIT (the
 // server rolls back a transaction whose connection it loses) and reads; a
 // call that may have committed is classified as an unknown outcome instead.
@@ -94,10 +94,27 @@ func Lost(op, server string, err error) error {
 		return nil
 	case errors.Is(err, inventory.ErrUnavailable):
 		return err
-	case (server == Postgres || server == MySQL) && lostConn(err):
+	case (server == Postgres || server == MySQL) && lostConn(err),
+		server == Postgres && sessionEnded(err), server == MySQL && callKilled(err):
 		return &inventory.UnavailableError{Op: op, Server: server, Err: err}
 	}
 	return nil
+}
+
+// sessionEnded reports whether err is PostgreSQL ending the session under
+// the call: terminated by an administrator (57P01, pg_terminate_backend), a
+// crash shutdown (57P02) or a server that cannot take it now (57P03).
+func sessionEnded(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03")
+}
+
+// callKilled reports whether err is MySQL ending the call or its
+// connection: KILL (ER_CONNECTION_KILLED, 1927), KILL QUERY
+// (ER_QUERY_INTERRUPTED, 1317) or a shutdown (ER_SERVER_SHUTDOWN, 1053).
+func callKilled(err error) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && (me.Number == 1927 || me.Number == 1317 || me.Number == 1053)
 }
 
 // lostConn reports whether err is a connection that broke under a call, as

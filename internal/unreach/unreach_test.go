@@ -50,6 +50,7 @@ func TestLostTellsABrokenConnectionFromAnAnswer(t *testing.T) {
 		&pgconn.PgError{Severity: "ERROR", Code: "23505"}:                        false,
 		errors.New("sqlcond: reserve: stock row missing"):                        false,
 		&inventory.UnavailableError{Op: "reserve", Server: "postgres", Err: nil}: true,
+		&pgconn.PgError{Severity: "FATAL", Code: "57P01"}:                        true,
 	} {
 		u := unreach.Lost("reserve", unreach.Postgres, err)
 		assert.Equal(t, want, u != nil, "%v", err)
@@ -58,6 +59,8 @@ func TestLostTellsABrokenConnectionFromAnAnswer(t *testing.T) {
 		}
 	}
 	assert.Nil(t, unreach.Lost("claim", unreach.Redis, io.EOF), "a Redis command may have run before its connection broke")
+	assert.NotNil(t, unreach.Lost("reserve", unreach.MySQL, &mysql.MySQLError{Number: 1927, Message: "Connection was killed"}))
+	assert.Nil(t, unreach.Lost("reserve", unreach.Postgres, &mysql.MySQLError{Number: 1927}), "a MySQL error is not PostgreSQL's")
 }
 
 // timeout is a net.Error that timed out: a deadline, not a broken link.

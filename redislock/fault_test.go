@@ -124,6 +124,11 @@ func TestHammerWithLostRedisRepliesKeepsTheInvariant(t *testing.T) {
 	}()
 	rep, err := strategytest.Hammer(ctx, strategytest.HammerConfig{
 		Strategy: r, Workers: 16, SKUs: 4, Stock: 60, MaxLines: 3, OpsPerWorker: 15, Faults: true,
+		Observe: func(op string, _ time.Duration, err error) {
+			if err != nil && strategytest.ErrorKind(err) == "other" {
+				t.Errorf("%s: an error that errors.Is no inventory sentinel: %v", op, err)
+			}
+		},
 	})
 	cancel()
 	require.NoError(t, err)

@@ -209,6 +209,11 @@ func (l *locker) acquire(ctx context.Context, skus []string) (*lease, error) {
 			if u := unreach.Wrap("reserve", unreach.Redis, err); u != nil {
 				return nil, u
 			}
+			// The locks it may have taken are given back (or lapse):
+			// nothing changed.
+			if u := unreach.Lost("reserve", unreach.Redis, err); u != nil {
+				return nil, u
+			}
 			return nil, err
 		}
 		if busy < 0 {

@@ -80,12 +80,14 @@ func Wrap(op, server string, err error) error {
 }
 
 // Lost returns err as an *inventory.UnavailableError of op on server when it
-// is the loss of the connection to a SQL server (PostgreSQL or MySQL) under
-// the call: the connection closed, reset or broken, or the session or call
-// ended by the server (terminated, killed, shut down). It is for calls that changed nothing whatever became of the
-// connection, such as the statements of a transaction before its COMMIT (the
-// server rolls back a transaction whose connection it loses) and reads; a
-// call that may have committed is classified as an unknown outcome instead.
+// is the loss of the connection to the server under the call: the
+// connection closed, reset or broken, or the session or call ended by the
+// server (PostgreSQL: terminated, shut down; MySQL: killed, shut down). It
+// is for calls that changed nothing whatever became of the connection, such
+// as the statements of a transaction before its COMMIT (the server rolls
+// back a transaction whose connection it loses), reads, or a Redis script
+// whose effects the caller undid; a call that may have committed is
+// classified as an unknown outcome instead.
 // It returns err itself when it already is an UnavailableError, and nil
 // otherwise.
 func Lost(op, server string, err error) error {
@@ -94,7 +96,7 @@ func Lost(op, server string, err error) error {
 		return nil
 	case errors.Is(err, inventory.ErrUnavailable):
 		return err
-	case (server == Postgres || server == MySQL) && lostConn(err),
+	case lostConn(err),
 		server == Postgres && sessionEnded(err), server == MySQL && callKilled(err):
 		return &inventory.UnavailableError{Op: op, Server: server, Err: err}
 	}

@@ -306,9 +306,16 @@
 // unbatched script; in three runs alternated with the code before, on a
 // machine loaded far beyond its two cores (load average 54 to 66), the
 // medians were 0.45x raw-redis on the hot SKU (0.30 before) and 0.58x
-// over 100 SKUs (0.36), with runs between 0.2 and 0.76. What is left is
-// the work of a reservation in Redis: two new keys, a due-set entry and a
-// stream entry of fifteen fields per reservation, not round trips. On a
+// over 100 SKUs (0.36), with runs between 0.2 and 0.76. Since then a
+// Commit or Release of a reservation reserved in the same process is one
+// call, an event one stream field, and a one-call reservation one new key:
+// a new reservation costs Redis about 28 µs (39 before) and a commit 25
+// (44, two calls); in seven runs alternated with the code before at load
+// 6 to 14, the medians were 0.42x raw-redis on the hot SKU (0.44 before,
+// inside the noise) and 0.53x over 100 SKUs (0.31). What is left is CPU
+// per cart on two saturated cores: about 133 µs (Redis, the buyers and
+// the writer, PostgreSQL) against raw-redis's 68, whose reservations
+// leave no record, due-set entry or event, and no ledger to write. On a
 // Redis Cluster of three masters on the same two cores (16 buckets, so
 // nearly every cart spans buckets) it was slower than one Redis. See
 // BENCHMARKS.md.

@@ -106,6 +106,18 @@
 // and no stock row is locked. A purged ID is unknown, so idempotency on an
 // ID lasts as long as the retention.
 //
+// # Upgrades
+//
+// Migrate adds what a newer version needs to a ledger in place, and the
+// processes of an older version go on working beside a newer one while the
+// shop rolls the upgrade out, with two costs until every process runs the
+// new version: a process from before migration 6 (levels_limits) changes a
+// SKU's stock without moving received, so Levels reports Sold wrong (by
+// what it set or added) for the SKUs such a process stocked; and one from
+// before migration 7 reads due holds and purge candidates through an index
+// that no longer exists, scanning reservation. Upgrade every process
+// before the stock of a SKU whose Levels matter changes.
+//
 // # Failures
 //
 // The server's answer to a statement means it did not commit; a connection

@@ -259,6 +259,7 @@ func hammerAcrossARestart(t *testing.T, opts *redistest.Options, ropts Options, 
 	assert.Zero(t, rep.Lost)
 	assert.False(t, rep.NegativeSeen)
 	assert.Empty(t, rep.Unexpected)
+	assert.Zero(t, rep.Errors["other"], "errors that errors.Is no inventory sentinel")
 	faultlog.Log(t, faultlog.Cell{Strategy: "redislock", Fault: fault, Tried: rep.Reserves, Oversold: rep.Oversold, Lost: rep.Lost})
 
 	// And it works afterwards, with no repair.

@@ -373,7 +373,11 @@ func failRead(op, name string, err error) error {
 	case unreachable(err):
 		return &inventory.UnavailableError{Op: op, Server: "redis", Err: err}
 	}
-	return fmt.Errorf("redisstock: %s %q: %w", op, name, err)
+	err = fmt.Errorf("redisstock: %s %q: %w", op, name, err)
+	if u := unreach.Lost(op, unreach.Redis, err); u != nil {
+		return u // a read whose connection broke: nothing changed
+	}
+	return err
 }
 
 // unreachable reports an error of a connection that could not be made, so

@@ -64,11 +64,14 @@ func TestPurge(t *testing.T) {
 }
 
 // TestFlushBuckets checks the flush on SKUs in buckets: lines taken from
-// the Reserver's home bucket, units released in the flush back to theirs.
+// the Reserver's home bucket, units released in the flush back to theirs,
+// expiry that never waits for another Reserver's home bucket.
 func TestFlushBuckets(t *testing.T) {
-	pgtest.RunFlushBuckets(t, func(db pgstore.DB, schema string, now func() time.Time) (pgtest.Strategy, error) {
-		return groupcommit.New(db, &groupcommit.Options{Schema: schema, Now: now, SKUDefaults: inventory.StockOptions{Buckets: 8}, Home: 3})
-	}, 3)
+	pgtest.RunFlushBuckets(t, func(home int) pgtest.Maker {
+		return func(db pgstore.DB, schema string, now func() time.Time) (pgtest.Strategy, error) {
+			return groupcommit.New(db, &groupcommit.Options{Schema: schema, Now: now, SKUDefaults: inventory.StockOptions{Buckets: 8}, Home: home})
+		}
+	})
 }
 
 // TestProcsBuckets runs the hammer in four processes at once on one schema

@@ -125,7 +125,7 @@
 // A SKU may be split into stock buckets (SetStockWith, or Options.SKUDefaults
 // for every new SKU; see inventory.StockOptions), rows of their own, with
 // the rules the PostgreSQL strategies share (internal/pgstore, the SQL
-// functions of its migrations 0006 and 0011). Each Reserver has a home
+// functions of its migrations 0006, 0011 and 0012). Each Reserver has a home
 // bucket (Options.Home, else one picked at random), and its flushes take
 // the lines of a SKU in K buckets from bucket Home mod K: a flush locks
 // that bucket's row, not the SKU's stock row, so the flushes of processes
@@ -136,7 +136,11 @@
 // as a whole is short, else left out of the flush and taken by its caller
 // on its own with the shared step of the conditional UPDATE, which gathers
 // the units into one bucket. Releases and expiry in a flush give units
-// back to the bucket each line was taken from. Rebalance spreads a SKU's
+// back to the bucket each line was taken from when no other transaction
+// holds it, else to the flush's home bucket: expiry claims the due holds
+// of every process, and a flush that waited for the home buckets of the
+// others, held by their flushes, while it held its own would queue the
+// processes' flushes behind one another again. Rebalance spreads a SKU's
 // units evenly over its buckets again, safely while buyers reserve. So
 // buckets let several processes sell one hot SKU at once, each keeping its
 // batches, instead of taking turns on one row. In one process a SKU in

@@ -27,7 +27,9 @@ import (
 //     SKU short as a whole, else the SKU's stock row and every bucket are
 //     locked in order, waiting, and the units the line lacks are gathered
 //     into one bucket. The bucket is recorded with the line so that
-//     Release, Cancel and expiry give the units back there. A buyer waits
+//     Release, Cancel and expiry give the units back there, or to another
+//     bucket of the SKU when another transaction holds that one (see
+//     0012_give_back_free.sql). A buyer waits
 //     only for rows that come after every row it holds in the lock order
 //     (see 0011_bucket_home.sql), so buyers never deadlock, and it never
 //     pauses: there is no round to try again.

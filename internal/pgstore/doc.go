@@ -106,8 +106,9 @@
 // SetStockWith or for every new SKU by Options.SKUDefaults), rows of
 // stock_bucket, so that buyers take its units at once instead of queueing
 // on one row lock; K = 1, the default, keeps it whole in its stock row as
-// before. The rules are SQL functions of 0006_stock_buckets.sql and
-// 0011_bucket_home.sql, which every strategy calls, and TakeStep is the step
+// before. The rules are SQL functions of 0006_stock_buckets.sql,
+// 0011_bucket_home.sql and 0012_give_back_free.sql, which every strategy
+// calls, and TakeStep is the step
 // that uses them:
 //
 //   - A line is taken from one bucket: the one a hash of the reservation ID
@@ -118,7 +119,11 @@
 //     first other one from there on that has the units and that no other
 //     transaction holds (FOR UPDATE SKIP LOCKED, stock_bucket_more). The
 //     bucket is recorded on the line, and Release, Cancel and ExpireDue
-//     give the units back there.
+//     give the units back there when no other transaction holds it, else
+//     to another bucket of the SKU that none holds (SKIP LOCKED), waiting
+//     only when every bucket is held, for one of them. A sweep, which
+//     expires the holds of every process, so never queues behind the
+//     buyers of one bucket after another while it holds the ones before.
 //   - When none does, the line is refused only if one snapshot of the stock
 //     row and every bucket finds the SKU short as a whole. Otherwise the
 //     stock row and every bucket are locked in order, waiting, the line is
@@ -128,7 +133,9 @@
 //   - The groupcommit flush takes the lines of a batch from the home bucket
 //     of its process (Options.Home, Store.Home), then as above, and gives
 //     released and expired units back to their buckets, in its one
-//     transaction.
+//     transaction; units whose bucket another transaction holds (the
+//     flush of another process, whose holds this flush expired) go to the
+//     flush's home bucket instead.
 //   - Available sums the stock row and the buckets in one statement.
 //     SetStock, SetStockWith and AddStock lock the stock row, then the
 //     buckets in order, and spread the units evenly (all or nothing, never

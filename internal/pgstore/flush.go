@@ -6,7 +6,8 @@ import "context"
 // applies one batch of the groupcommit strategy in one statement; qualify it
 // with Table. This version takes the lines of SKUs split into stock buckets
 // from the caller's home bucket (Store.Home), its last argument (see
-// 0011_bucket_home.sql).
+// 0011_bucket_home.sql), and gives units back without waiting for a bucket
+// another transaction holds (0012_give_back_free.sql).
 const FlushFunction = "groupcommit_flush_home"
 
 // CommitError classifies err, the error of a call that sent a commit (COMMIT,

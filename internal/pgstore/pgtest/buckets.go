@@ -74,6 +74,19 @@ func RunBuckets(t *testing.T, mk Maker) {
 		require.Error(t, err, "units given back to the next bucket went unnoticed")
 		t.Logf("caught: %v", err)
 	})
+	t.Run("GiveBackWaitsForNoHeldBucket", func(t *testing.T) {
+		t.Parallel()
+		in := newBucketed(t, mk)
+		require.NoError(t, giveBackFree(t, in))
+	})
+	t.Run("GiveBackWaitsForNoHeldBucketCatchesAReturnThatWaits", func(t *testing.T) {
+		t.Parallel()
+		in := newBucketed(t, mk)
+		in.mutate(t, "stock_return", "c.bucket = b_ FOR UPDATE SKIP LOCKED", "c.bucket = b_ FOR UPDATE")
+		err := giveBackFree(t, in)
+		require.Error(t, err, "a return that waits for the bucket another transaction holds went unnoticed")
+		t.Logf("caught: %v", err)
+	})
 	t.Run("RebalanceUnderBuyersKeepsEveryUnit", func(t *testing.T) {
 		t.Parallel()
 		in := newBucketed(t, mk)
@@ -93,13 +106,17 @@ func RunBuckets(t *testing.T, mk Maker) {
 }
 
 // RunFlushBuckets checks what the groupcommit flush does with SKUs in
-// buckets, on strategies made by mk, which must split every SKU that
-// SetStock creates into eight buckets and take from home bucket home (1..7):
-// a line is taken from the home bucket and recorded with it, and Release
-// and expiry in the flush give units back to their bucket. Each check also
-// runs against the installed flush changed into a deliberately wrong one,
-// and must catch it.
-func RunFlushBuckets(t *testing.T, mk Maker, home int) {
+// buckets, on strategies made by mk(home), which must split every SKU that
+// SetStock creates into eight buckets and take from home bucket home:
+// a line is taken from the home bucket and recorded with it, Release
+// and expiry in the flush give units back to their bucket, and the expiry
+// in the flush of one Reserver never waits for the home bucket of another
+// on the same schema, held by that one's flush. Each check also runs
+// against the installed flush changed into a deliberately wrong one, and
+// must catch it.
+func RunFlushBuckets(t *testing.T, mkHome func(home int) Maker) {
+	const home, other = 3, 5
+	mk := mkHome(home)
 	const dropRelease = "bx_qty := bx_qty || a_;"
 	const useHome = "THEN p_home % s.buckets END"
 	t.Run("TakesFromItsHomeBucket", func(t *testing.T) {
@@ -113,6 +130,20 @@ func RunFlushBuckets(t *testing.T, mk Maker, home int) {
 		in.mutate(t, pgstore.FlushFunction, useHome, "THEN 0 END")
 		err := homeTaken(t.Context(), in, home)
 		require.Error(t, err, "a flush that takes from bucket 0 whatever its home went unnoticed")
+		t.Logf("caught: %v", err)
+	})
+	const waitOther = "c.bucket = bx_bkt[j] FOR UPDATE SKIP LOCKED"
+	t.Run("ExpiryWaitsForNoOtherHomeBucket", func(t *testing.T) {
+		t.Parallel()
+		in := newBucketed(t, mk)
+		require.NoError(t, expiryFree(t, in, mkHome(other), home, other))
+	})
+	t.Run("ExpiryWaitsForNoOtherHomeBucketCatchesAFlushThatWaits", func(t *testing.T) {
+		t.Parallel()
+		in := newBucketed(t, mk)
+		in.mutate(t, pgstore.FlushFunction, waitOther, "c.bucket = bx_bkt[j] FOR UPDATE")
+		err := expiryFree(t, in, mkHome(other), home, other)
+		require.Error(t, err, "a flush that waits for another Reserver's home bucket to give expired units back went unnoticed")
 		t.Logf("caught: %v", err)
 	})
 	t.Run("UnitsReturnToTheirBucketCatchesAFlushThatDropsReleases", func(t *testing.T) {
@@ -156,6 +187,118 @@ func homeTaken(ctx context.Context, b *bucketed, home int) error {
 		}
 		if rec == nil || int(*rec) != home%bucketsK {
 			return fmt.Errorf("the line taken from bucket %d is recorded with bucket %v", home%bucketsK, rec)
+		}
+	}
+	return nil
+}
+
+// holdTimeout bounds a call made while a test holds a bucket row, and how
+// long the test holds it: a call that waits for the row runs into it.
+const holdTimeout = 10 * time.Second
+
+// holdBucket locks bucket k of sku in a transaction of its own, as a
+// buyer or a flush of another process would, until the test ends or the
+// returned function runs.
+func holdBucket(t *testing.T, b *bucketed, sku string, k int) func() {
+	t.Helper()
+	tx, err := testsvc.Postgres(t).Begin(t.Context())
+	require.NoError(t, err)
+	var n int
+	require.NoError(t, tx.QueryRow(t.Context(), "SELECT count(*) FROM (SELECT FROM "+b.quoted+".stock_bucket WHERE sku = $1 AND bucket = $2 FOR UPDATE) x", sku, k).Scan(&n))
+	require.Equal(t, 1, n, "bucket %d of %s", k, sku)
+	var once sync.Once
+	done := func() { once.Do(func() { _ = tx.Rollback(context.WithoutCancel(t.Context())) }) }
+	t.Cleanup(done)
+	return done
+}
+
+// giveBackFree cancels a reservation of a SKU of eight buckets of ten
+// units while another transaction holds the bucket its line came from, and
+// checks that the units came back at once, to another bucket, none made or
+// lost; it returns what went wrong.
+func giveBackFree(t *testing.T, b *bucketed) error {
+	ctx := t.Context()
+	const per = 10
+	if err := b.SetStockWith(ctx, "free", bucketsK*per, inventory.StockOptions{Buckets: bucketsK}); err != nil {
+		return err
+	}
+	req := inventory.Request{ID: strategytest.RandomID(), Lines: []inventory.Line{{SKU: "free", Qty: 3}}, TTL: time.Minute}
+	if _, err := b.Reserve(ctx, req); err != nil {
+		return err
+	}
+	var k int32
+	if err := b.db.QueryRow(ctx, "SELECT bucket FROM "+b.quoted+".reservation_line WHERE reservation_id = $1", req.ID).Scan(&k); err != nil {
+		return err
+	}
+	done := holdBucket(t, b, "free", int(k))
+	cctx, cancel := context.WithTimeout(ctx, holdTimeout)
+	defer cancel()
+	if err := b.Cancel(cctx, req.ID); err != nil {
+		return fmt.Errorf("cancel while another transaction holds bucket %d: %w", k, err)
+	}
+	done()
+	got, err := b.buckets(ctx, "free")
+	if err != nil {
+		return err
+	}
+	var sum int64
+	for _, n := range got {
+		sum += n
+	}
+	if sum != bucketsK*per || got[k] != per-3 {
+		return fmt.Errorf("buckets %v after a line of 3 from bucket %d came back while it was held", got, k)
+	}
+	return nil
+}
+
+// expiryFree has b, with home bucket home, reserve a line of a SKU of
+// eight buckets of ten units, and then, while another transaction holds
+// bucket home as b's flush would, has a Reserver made by mkOther on b's
+// schema, with home bucket other, expire it; it checks that the expiry did
+// not wait and gave the units to bucket other. It returns what went wrong.
+func expiryFree(t *testing.T, b *bucketed, mkOther Maker, home, other int) error {
+	ctx := t.Context()
+	const per = 10
+	o, err := mkOther(b.db, b.Schema, b.Clock.Now)
+	if err != nil {
+		return err
+	}
+	if err := b.SetStockWith(ctx, "exp", bucketsK*per, inventory.StockOptions{Buckets: bucketsK}); err != nil {
+		return err
+	}
+	if _, err := b.Reserve(ctx, inventory.Request{ID: strategytest.RandomID(), Lines: []inventory.Line{{SKU: "exp", Qty: 3}}, TTL: time.Minute}); err != nil {
+		return err
+	}
+	// A flush goes on after its caller's context ends: let go of the row
+	// then, so that a flush that waits for it ends, and gives the units
+	// to the bucket it waited for.
+	done := holdBucket(t, b, "exp", home%bucketsK)
+	defer time.AfterFunc(holdTimeout, done).Stop()
+	b.Clock.Advance(2 * time.Minute)
+	cctx, cancel := context.WithTimeout(ctx, holdTimeout)
+	defer cancel()
+	n, err := o.ExpireDue(cctx, 10)
+	if err != nil {
+		return fmt.Errorf("expiry by the Reserver of home bucket %d while bucket %d is held: %w", other, home%bucketsK, err)
+	}
+	if n != 1 {
+		return fmt.Errorf("expired %d holds, want 1", n)
+	}
+	done()
+	got, err := b.buckets(ctx, "exp")
+	if err != nil {
+		return err
+	}
+	for i, n := range got {
+		want := int64(per)
+		switch i {
+		case home % bucketsK:
+			want = per - 3
+		case other % bucketsK:
+			want = per + 3
+		}
+		if n != want {
+			return fmt.Errorf("buckets %v after the line of 3 from bucket %d expired while it was held", got, home%bucketsK)
 		}
 	}
 	return nil

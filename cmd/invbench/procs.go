@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"time"
 
 	"github.com/oversell/inventory"
 	"github.com/oversell/inventory/strategy/strategytest"
@@ -91,6 +92,11 @@ func measureProcs(ctx context.Context, p plan, t target, o *opened, c benchCase,
 	}
 	cfg := hammerConfig(p, c, w) // carts per worker from all w workers
 	cfg.Workers = w / p.procs
+	// The background work of one shop, shared out: each process reads the
+	// stock and sweeps 1/procs as often, so that all of them together do
+	// what one process does, and the work does not grow with the processes.
+	cfg.SampleEvery *= time.Duration(p.procs)
+	cfg.SweepEvery *= time.Duration(p.procs)
 	run := &strategytest.ProcsRun{
 		Procs: p.procs, Hammer: cfg, Strategy: o.s, NS: ns, Tag: t.name, Dir: dir, Collect: m.collect,
 		Command: func(ctx context.Context) *exec.Cmd {

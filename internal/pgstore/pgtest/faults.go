@@ -90,7 +90,7 @@ type faultSizes struct {
 // sizes: the short run is every run; the long one runs with
 // INVENTORY_TEST_SOAK=1.
 var sizes = soak.Pick(
-	faultSizes{cancelledOps: 10, crossingOps: 10},
+	faultSizes{cancelledOps: 5, crossingOps: 5},
 	faultSizes{cancelledOps: 50, crossingOps: 50},
 )
 

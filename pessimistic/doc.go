@@ -157,11 +157,9 @@
 // secondary index (see sqlcond): the server's CPU per cart is 11% less
 // than with the procedure's one-line path and two indexes.
 //
-// Cost on MariaDB: see BENCHMARKS.md. On the 2-core machine there it
-// decided 0.43 of the carts of raw-mysql (the bare conditional UPDATE, no
-// ledger) on one hot SKU at 64 workers when only the benchmark ran, before
-// a cart of one line skipped the procedure's parsing loop; with other work
-// on the machine (load average 42 to 45) the median of three alternated runs
-// went from 0.09 to 0.12. The server's CPU per cart, not the round trips,
-// bounds it.
+// Cost on MariaDB: see BENCHMARKS.md. On the 2-core machine there, with
+// only the benchmark running, it decided 0.59 of the carts of raw-mysql
+// (the bare conditional UPDATE, no ledger) on one hot SKU at 64 workers
+// (median of three runs); with other work on the machine (load 10 to 12),
+// 0.47. The server's CPU per cart, not the round trips, bounds it.
 package pessimistic

@@ -222,13 +222,10 @@
 // one_line_calls_one_sweep_index): the server's CPU per cart is 8% less
 // than with the procedure's one-line path and two indexes.
 //
-// Cost on MariaDB: see BENCHMARKS.md. On the 2-core machine there it
-// decided 0.46 of the carts of raw-mysql (the bare conditional UPDATE, no
-// ledger) on one hot SKU at 64 workers when only the benchmark ran, before
-// a cart of one line skipped the procedure's parsing loop and Release
-// became one CALL, which cut the server's CPU per cart by about a third;
-// with other work on the machine (load average 42 to 45) the median of three
-// alternated runs went from 0.12 to 0.14. The goal of 0.6 is not shown met:
-// the server's CPU per cart (two inserts and the UPDATE, the commit,
-// release and expiry calls) bounds it.
+// Cost on MariaDB: see BENCHMARKS.md. On the 2-core machine there, with
+// only the benchmark running, it decided 0.71 of the carts of raw-mysql
+// (the bare conditional UPDATE, no ledger) on one hot SKU at 64 workers
+// (median of three runs); with other work on the machine (load 10 to 12),
+// 0.55. The server's CPU per cart (two inserts and the UPDATE, the commit,
+// release and expiry calls), about four times raw-mysql's, bounds it.
 package sqlcond

@@ -51,29 +51,12 @@ func TestBuyerCartRepliesLostCatchesAFreshIDOnRetry(t *testing.T) {
 // strategy, the calls it broke per fault, and the first broken guarantee.
 func buyerRepliesLost(t *testing.T, mk mytest.Maker, wrap func(mytest.Strategy) mytest.Strategy) (inventory.Strategy, map[string]int64, error) {
 	ctx := t.Context()
-	b := mytest.FaultBackend(mk)
-	proxy, err := faultproxy.New(b.Addr(t))
-	require.NoError(t, err)
-	defer proxy.Close()
-	in := b.New(ctx, t, 2, proxy.Addr())
-	s, direct := in.Strategy.(mytest.Strategy), in.Direct
-	if wrap != nil {
-		s = wrap(s)
-	}
+	rig := newLostReplyRig(t, mk, wrap)
+	b, proxy, s, direct, stock := rig.b, rig.proxy, rig.s, rig.direct, rig.stock
 	const limit = 60 // per buyer, of "a"
-	stock := map[string]int64{"a": 1000, "b": 1000}
 	require.NoError(t, inventory.SetStockWith(ctx, direct, "a", stock["a"], inventory.StockOptions{Limit: limit}))
 	require.NoError(t, direct.SetStock(ctx, "b", stock["b"]))
-	checkStock := func(what string) error {
-		for sku, want := range stock {
-			got, err := direct.Available(ctx, sku)
-			require.NoError(t, err)
-			if got != want {
-				return fmt.Errorf("%s: %s has %d available, want %d: changed other than once", what, sku, got, want)
-			}
-		}
-		return nil
-	}
+	checkStock := rig.checkStock
 	found := func(id string) bool {
 		_, err := direct.Lookup(ctx, id)
 		if err != nil {

@@ -122,29 +122,12 @@ func TestReplyLostAfterCommitCatchesAFreshIDOnRetry(t *testing.T) {
 // strategy, the calls it broke and the first broken guarantee.
 func replyLostAfterCommit(t *testing.T, mk mytest.Maker, wrap func(mytest.Strategy) mytest.Strategy) (inventory.Strategy, int64, error) {
 	ctx := t.Context()
-	b := mytest.FaultBackend(mk)
-	proxy, err := faultproxy.New(b.Addr(t))
-	require.NoError(t, err)
-	defer proxy.Close()
-	in := b.New(ctx, t, 2, proxy.Addr())
-	s, direct := in.Strategy.(mytest.Strategy), in.Direct
-	if wrap != nil {
-		s = wrap(s)
-	}
-	stock := map[string]int64{"a": 1000, "b": 1000}
+	rig := newLostReplyRig(t, mk, wrap)
+	b, proxy, s, direct, stock := rig.b, rig.proxy, rig.s, rig.direct, rig.stock
 	for sku, n := range stock {
 		require.NoError(t, direct.SetStock(ctx, sku, n))
 	}
-	checkStock := func(what string) error {
-		for sku, want := range stock {
-			got, err := direct.Available(ctx, sku)
-			require.NoError(t, err)
-			if got != want {
-				return fmt.Errorf("%s: %s has %d available, want %d: changed other than once", what, sku, got, want)
-			}
-		}
-		return nil
-	}
+	checkStock := rig.checkStock
 	state := func(id string) inventory.State {
 		r, err := direct.Lookup(ctx, id)
 		if err != nil {
@@ -228,4 +211,46 @@ func replyLostAfterCommit(t *testing.T, mk mytest.Maker, wrap func(mytest.Strate
 		}
 	}
 	return s, tried, nil
+}
+
+// lostReplyRig is where the checks of lost replies start: a strategy made
+// by mk behind a faultproxy, wrapped by wrap when not nil, the same store
+// reached directly, and the units each SKU is to have available, 1000 of
+// "a" and of "b" until the check sets them.
+type lostReplyRig struct {
+	ctx    context.Context // the test's
+	b      faulttest.Backend
+	proxy  *faultproxy.Proxy
+	s      mytest.Strategy
+	direct inventory.Strategy
+	stock  map[string]int64
+}
+
+func newLostReplyRig(t *testing.T, mk mytest.Maker, wrap func(mytest.Strategy) mytest.Strategy) *lostReplyRig {
+	b := mytest.FaultBackend(mk)
+	proxy, err := faultproxy.New(b.Addr(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { proxy.Close() })
+	in := b.New(t.Context(), t, 2, proxy.Addr())
+	r := &lostReplyRig{ctx: t.Context(), b: b, proxy: proxy, s: in.Strategy.(mytest.Strategy), direct: in.Direct,
+		stock: map[string]int64{"a": 1000, "b": 1000}}
+	if wrap != nil {
+		r.s = wrap(r.s)
+	}
+	return r
+}
+
+// checkStock reports the first SKU whose available units, read directly,
+// are not those of r.stock.
+func (r *lostReplyRig) checkStock(what string) error {
+	for sku, want := range r.stock {
+		got, err := r.direct.Available(r.ctx, sku)
+		if err != nil {
+			return fmt.Errorf("%s: available of %s: %w", what, sku, err)
+		}
+		if got != want {
+			return fmt.Errorf("%s: %s has %d available, want %d: changed other than once", what, sku, got, want)
+		}
+	}
+	return nil
 }

@@ -132,7 +132,7 @@ func TestBatchKeepsEachOutcome(t *testing.T) {
 func TestBatchKeepsEachOutcomeCatchesWrongBatches(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct{ name, old, wrong string }{
-		{"StaleStock", "local s = stockOf(K[first + k - 1])\n", "local s = stockOf(K[first + k - 1])\n    local h = redis.call('HGET', K[first + k - 1], 'a')\n    if s then s = {a = tonumber(h)} end\n"},
+		{"StaleStock", "local s = stockOf(K[first + k - 1])\n", "local s = stockOf(K[first + k - 1])\n    local h = redis.call('HGET', K[first + k - 1], 'a')\n    if s then s = {a = tonumber(h), l = 0} end\n"},
 		{"RefusalSpreads", "    out[j] = dispatch()\n", "    out[j] = dispatch()\n    if j > 1 and out[j-1][1] == 'short' then out[j] = out[j-1] end\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/oversell/inventory"
 	"github.com/oversell/inventory/internal/testsvc"
 	"github.com/oversell/inventory/redisstock"
 	"github.com/oversell/inventory/strategy/strategytest"
@@ -81,7 +82,11 @@ func maker(opts *redisstock.Options) strategytest.HarnessMaker {
 }
 
 // TestConformance runs the suite with every key in one slot: each call is
-// one script.
+// one script. The strategy offers limits per buyer and partial carts, so
+// the suite's LimitPerBuyer, PartialCartHoldsWhatIsThere,
+// RepeatsMatchBuyerAndPartial and HammerLimitPerBuyer check them here, in
+// TestConformanceBuckets and in TestConformanceCluster (TestOffersLimitsAndPartialCarts
+// fails should it refuse them, which the suite would only log).
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	strategytest.RunConformance(t, maker(nil))
@@ -103,4 +108,25 @@ func TestConformanceBuckets(t *testing.T) {
 // strategy; plain go test runs its seeds.
 func FuzzRequests(f *testing.F) {
 	strategytest.FuzzRequests(f, maker(nil))
+}
+
+// TestOffersLimitsAndPartialCarts declares what the suite finds out by
+// itself: a limit per buyer and a partial cart are offered, with one
+// bucket and with many, so the suite's subtests for them check rules
+// instead of logging that they are not offered.
+func TestOffersLimitsAndPartialCarts(t *testing.T) {
+	t.Parallel()
+	for _, buckets := range []int{1, 16} {
+		ctx := t.Context()
+		in := setup(ctx, t, nil, &redisstock.Options{Buckets: buckets})
+		require.NoError(t, inventory.SetStockWith(ctx, in.Reserver, "lim", 5, inventory.StockOptions{Limit: 2}), "buckets %d", buckets)
+		res, err := in.Reserve(ctx, inventory.Request{ID: strategytest.RandomID(), Buyer: "b1", Partial: true,
+			Lines: []inventory.Line{{SKU: "lim", Qty: 4}, {SKU: "lim-other", Qty: 1}}})
+		require.ErrorIs(t, err, inventory.ErrUnknownSKU, "buckets %d: a partial cart with an unknown SKU is refused, not unsupported", buckets)
+		require.NoError(t, in.SetStock(ctx, "lim-other", 1))
+		res, err = in.Reserve(ctx, inventory.Request{ID: strategytest.RandomID(), Buyer: "b1", Partial: true,
+			Lines: []inventory.Line{{SKU: "lim", Qty: 4}, {SKU: "lim-other", Qty: 1}}})
+		require.NoError(t, err, "buckets %d", buckets)
+		require.Equal(t, []inventory.Line{{SKU: "lim", Qty: 2}, {SKU: "lim-other", Qty: 1}}, res.Lines, "buckets %d", buckets)
+	}
 }

@@ -14,7 +14,8 @@
 // # Guarantees
 //
 //   - The inventory.Reserver contract, checked by strategytest.RunConformance
-//     with keys in one slot and spread over sixteen.
+//     with keys in one slot and spread over sixteen, limits per buyer and
+//     partial carts included.
 //   - Redis is changed only by one Lua script (script.lua). Every operation
 //     is idempotent per reservation ID (a Reserve re-sent by go-redis after a
 //     lost reply finds its record and changes nothing; a take, a grant, a
@@ -377,14 +378,74 @@
 //     reservation only later, Load rebuilds it, and Reconcile compares it.
 //     A hold already due is expired then, as Commit does.
 //
-// Limits per buyer and partial carts are not offered: Reserve refuses
-// Request.Buyer and Request.Partial, and SetStockWith refuses
-// StockOptions.Limit, with inventory.ErrUnsupported, changing nothing. A
-// buyer's usage would have to be counted in the script that takes the
-// units and stay all-or-nothing across the buckets of a cart, released and
-// expired units leaving it in the same steps that give them back; that
-// protocol is not built. StockOptions.Buckets above 1 is refused too: this
-// strategy spreads keys over hash slots with Options.Buckets instead.
+// # Limits per buyer and partial carts
+//
+// The Reserver offers limits per buyer (inventory.StockOptions.Limit,
+// through SetStockWith) and partial carts (inventory.Request.Partial), on
+// one Redis and on a Cluster, with one bucket or many.
+//
+//   - The limit is a field of the SKU's stock hash (l), set by
+//     SetStockWith and kept by SetStock and AddStock. A buyer's usage of a
+//     SKU, the units of its held and committed reservations, lives in the
+//     SKU's usage hash (<prefix>{b<n>}:u:<sku>, field the buyer), in the
+//     SKU's bucket and so its hash slot, and is passed to the script as a
+//     key like every other key. A request that names a buyer passes the
+//     usage key of each line beside its stock key; a request without one
+//     passes none, and a line of a SKU with a limit refuses it.
+//   - The script that takes a line decides it against the stock and the
+//     usage together and, when it takes the units, adds them to the usage
+//     in the same script: a line past the limit is refused with an
+//     *inventory.LimitError naming the SKU, the limit and the usage the
+//     script saw, and the cart takes nothing. The hold records which of
+//     its lines it counted (hc, with the buyer, y), and with Partial the
+//     units each line held (hq): the script that gives them back (Release,
+//     Cancel, expiry), or undoes them (a cart refused on a later bucket, a
+//     cart abandoned half way and undone by ExpireDue, a duplicate
+//     submission's compensation), takes exactly the counted units off the
+//     usage in the same step as it returns the units to stock, once: it
+//     acts only on a hold still taken (T), so a re-sent script finds it
+//     given (G) or undone (U) and changes nothing. A re-sent take under
+//     the same attempt finds its hold and answers what it took. A commit
+//     leaves the usage as it is: sold units go on counting.
+//   - Partial: each line holds min(Qty, the stock, what is left of the
+//     limit), and at least its Min (1 when 0), or the cart is refused
+//     whole. In one bucket the whole cart is one script, so it is sized in
+//     one snapshot. Across buckets each line lives in one bucket and is
+//     sized by the take of that bucket, all of it or none of it: a line
+//     never holds units of two scripts, so each line is all-or-nothing at
+//     the size its bucket's take decided, and the cart is all-or-nothing as
+//     any cart across buckets is (a line refused in a later bucket undoes
+//     the earlier ones, with their usage). The grant writes the units held
+//     into the record, whose lines Reserve, Lookup and the ledger report.
+//     Lines of other buckets are sized when their take runs, not at one
+//     instant: a partial cart over several buckets may hold less of one
+//     line than was there when an earlier bucket was taken.
+//   - Repeats: a record found under the ID answers the request as
+//     inventory.CheckRepeat decides (the same buyer, Partial alike, the
+//     lines within what was asked); a cart still being taken continues
+//     only for the same lines, buyer and Partial.
+//   - Ledger: every reservation event carries the buyer, Partial and the
+//     counted flags of its lines; the writer writes them into
+//     reservation.buyer, reservation.partial and reservation_line.counted,
+//     the columns the PostgreSQL strategies use (0008_levels_limits.sql).
+//     Every stock event carries the SKU's limit beside its backorder, kept
+//     in stock.buyer_limit by the same version fence (backorder_fence).
+//     The writer does not keep buyer_usage: Load rebuilds each usage from
+//     the ledger, the counted lines of the buyer's held and committed
+//     reservations (this strategy's ledger keeps every reservation), and
+//     the holds' counted flags with it. Reconcile compares the limit, each
+//     reservation's buyer and Partial, and each usage with the ledger's;
+//     Repair writes limits and reservations, and a reservation it writes
+//     counts no line.
+//   - Cost: a request without a buyer or Partial sends nothing more than
+//     before. One with a buyer adds a key per line, and its Commit or
+//     Release settles in two calls even in the process that reserved it
+//     (the hint that makes it one call names stock keys only).
+//
+// Nothing here is refused with inventory.ErrUnsupported across Cluster
+// slots: every key a step reads or writes is in the bucket it runs on.
+// StockOptions.Buckets above 1 is refused: this strategy spreads keys over
+// hash slots with Options.Buckets instead.
 //
 // # Failures
 //

@@ -57,22 +57,41 @@ func findID(r *redisstock.Reserver, sku string, same bool) string {
 	}
 }
 
+// TestLostRepliesApplyOnce loses the reply of one operation of a Reserve
+// or a Release, which go-redis sends again: the units change once. With
+// limited, the SKUs sell at most 2 (a) and 3 (b) per buyer and the request
+// names a buyer: the buyer's usage counts the re-sent take once, and the
+// re-sent give takes it off once.
 func TestLostRepliesApplyOnce(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		op      string
 		buckets int
+		limited bool
 	}{
-		{"reserve", 1}, {"settle", 1}, {"give+done", 1}, {"settle1", 1},
-		{"begin", 16}, {"take", 16}, {"grant", 16}, {"settle", 16}, {"give", 16},
+		{"reserve", 1, false}, {"settle", 1, false}, {"give+done", 1, false}, {"settle1", 1, false},
+		{"begin", 16, false}, {"take", 16, false}, {"grant", 16, false}, {"settle", 16, false}, {"give", 16, false},
+		{"reserve", 1, true}, {"settle", 1, true}, {"give+done", 1, true},
+		{"take", 16, true}, {"grant", 16, true}, {"settle", 16, true}, {"give", 16, true},
 	} {
-		t.Run(fmt.Sprintf("%s/buckets=%d", tc.op, tc.buckets), func(t *testing.T) {
+		name := fmt.Sprintf("%s/buckets=%d", tc.op, tc.buckets)
+		if tc.limited {
+			name += "/limited"
+		}
+		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			ctx := t.Context()
 			p, c := proxied(t)
 			in := setup(ctx, t, c, &redisstock.Options{Buckets: tc.buckets})
-			require.NoError(t, in.SetStock(ctx, "a", 10))
-			require.NoError(t, in.SetStock(ctx, "b", 10))
+			buyer := ""
+			if tc.limited {
+				buyer = "b1"
+				require.NoError(t, in.SetStockWith(ctx, "a", 10, inventory.StockOptions{Limit: 2}))
+				require.NoError(t, in.SetStockWith(ctx, "b", 10, inventory.StockOptions{Limit: 3}))
+			} else {
+				require.NoError(t, in.SetStock(ctx, "a", 10))
+				require.NoError(t, in.SetStock(ctx, "b", 10))
+			}
 			lines := []inventory.Line{{SKU: "a", Qty: 2}}
 			if tc.buckets > 1 {
 				lines = append(lines, inventory.Line{SKU: "b", Qty: 3})
@@ -85,7 +104,7 @@ func TestLostRepliesApplyOnce(t *testing.T) {
 			if !release {
 				dropReply(p, tc.op)
 			}
-			_, err := in.Reserve(ctx, inventory.Request{ID: id, Lines: lines})
+			_, err := in.Reserve(ctx, inventory.Request{ID: id, Lines: lines, Buyer: buyer})
 			require.NoError(t, err)
 			if release {
 				dropReply(p, tc.op)
@@ -109,8 +128,26 @@ func TestLostRepliesApplyOnce(t *testing.T) {
 			res, err := in.Lookup(ctx, id)
 			require.NoError(t, err)
 			assert.Equal(t, state, res.State)
+			if tc.limited {
+				// Held, the buyer has the limit of a (2, not 4); released,
+				// nothing (not -2, nor 2 left over).
+				_, err := in.Reserve(ctx, inventory.Request{ID: strategytest.RandomID(), Lines: []inventory.Line{line("a", 1)}, Buyer: buyer})
+				var le *inventory.LimitError
+				if state == inventory.Held {
+					require.ErrorAs(t, err, &le, "the buyer has the limit")
+					assert.Equal(t, int64(2), le.Had, "the take was counted once")
+				} else {
+					require.NoError(t, err, "the give took the usage off")
+					_, err = in.Reserve(ctx, inventory.Request{ID: strategytest.RandomID(), Lines: []inventory.Line{line("a", 1)}, Buyer: buyer})
+					require.NoError(t, err, "the give took all of the usage off")
+					_, err = in.Reserve(ctx, inventory.Request{ID: strategytest.RandomID(), Lines: []inventory.Line{line("a", 1)}, Buyer: buyer})
+					require.ErrorAs(t, err, &le, "the give took the usage off once: the limit holds again")
+					assert.Equal(t, int64(2), le.Had)
+				}
+			}
 			// The cleanup drains the writer and reconciles: PostgreSQL
-			// applied every event once.
+			// applied every event once, and the usage agrees with the
+			// ledger's counted lines.
 		})
 	}
 }

@@ -12,9 +12,11 @@ import (
 // SetStockWith sets the units on hand of sku and its settings: opts.Backorder
 // lets that many units be sold beyond the stock on hand, so that the
 // available units are the units on hand plus it (see
-// inventory.StockOptions). Units held or sold are not affected. Limits per
-// buyer (opts.Limit) and stock buckets (opts.Buckets above 1; the hash slots
-// of Options.Buckets are another thing) are not offered: they fail with
+// inventory.StockOptions), and opts.Limit is the most units of sku one
+// buyer may hold and have committed at once (0: no limit), checked by the
+// script that takes the units. Units held or sold are not affected, nor is
+// a buyer's usage. Stock buckets (opts.Buckets above 1; the hash slots of
+// Options.Buckets are another thing) are not offered: they fail with
 // inventory.ErrUnsupported, changing nothing.
 func (r *Reserver) SetStockWith(ctx context.Context, sku string, available int64, opts inventory.StockOptions) error {
 	if err := inventory.ValidateStockWith(sku, available, opts); err != nil {
@@ -23,14 +25,11 @@ func (r *Reserver) SetStockWith(ctx context.Context, sku string, available int64
 	if opts.Buckets > 1 {
 		return fmt.Errorf("redisstock: set stock of %q: %w: stock buckets (StockOptions.Buckets %d)", sku, inventory.ErrUnsupported, opts.Buckets)
 	}
-	if err := inventory.RefuseUnofferedStock("redisstock", sku, opts, false, true); err != nil {
-		return err
-	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	b := r.bucket(sku)
-	if _, err := r.run(ctx, b, []string{r.marker(b), r.stream(b), r.stockKey(sku)}, "stockwith", sku, available, opts.Backorder); err != nil {
+	if _, err := r.run(ctx, b, []string{r.marker(b), r.stream(b), r.stockKey(sku)}, "stockwith", sku, available, opts.Backorder, opts.Limit); err != nil {
 		return fail("set stock", sku, err)
 	}
 	return nil

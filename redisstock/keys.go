@@ -19,7 +19,8 @@ import (
 //	<prefix>{b<n>}:e          the bucket's event stream (consumer group "writer")
 //	<prefix>{b<n>}:x          the bucket's dead-letter stream
 //	<prefix>{b<n>}:d          due set: reservation IDs by the time they need a sweep
-//	<prefix>{b<n>}:s:<sku>    stock of a SKU: a (available), v (version)
+//	<prefix>{b<n>}:s:<sku>    stock of a SKU: a (available), v (version), l (limit per buyer), ...
+//	<prefix>{b<n>}:u:<sku>    usage of a SKU with a limit: buyer -> units held and committed
 //	<prefix>{b<n>}:h:<id>     the hold of reservation <id> on this bucket's lines
 //	<prefix>{b<n>}:r:<id>     the reservation record (and, for one reserved in one
 //	                          call under an ID new to the bucket, its hold: field hs)
@@ -48,6 +49,7 @@ func (r *Reserver) stream(b int) string             { return r.key(b, "e") }
 func (r *Reserver) deadStream(b int) string         { return r.key(b, "x") }
 func (r *Reserver) dueKey(b int) string             { return r.key(b, "d") }
 func (r *Reserver) stockKey(sku string) string      { return r.key(r.bucket(sku), "s:"+sku) }
+func (r *Reserver) usageKey(sku string) string      { return r.key(r.bucket(sku), "u:"+sku) }
 func (r *Reserver) holdKey(b int, id string) string { return r.key(b, "h:"+id) }
 func (r *Reserver) recordKey(id string) string      { return r.key(r.bucket(id), "r:"+id) }
 
@@ -64,7 +66,7 @@ func checkPrefix(prefix string) error {
 type group struct {
 	bucket int
 	lines  []inventory.Line
-	first  int // index of the group's first line in the sorted cart
+	idx    []int // index of each of its lines in the sorted cart
 }
 
 // groups splits sorted lines by bucket. Groups come in the order of their
@@ -78,9 +80,10 @@ func (r *Reserver) groups(lines []inventory.Line) []group {
 		if !ok {
 			k = len(gs)
 			at[b] = k
-			gs = append(gs, group{bucket: b, first: i})
+			gs = append(gs, group{bucket: b})
 		}
 		gs[k].lines = append(gs[k].lines, l)
+		gs[k].idx = append(gs[k].idx, i)
 	}
 	return gs
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -260,7 +261,7 @@ const loadBatch = 1000
 // plus those plus the units of its held ones (the ledger keeps every
 // reservation of this strategy: nothing purges it).
 func (r *Reserver) loadStock(ctx context.Context, tx pgx.Tx, c redis.Cmdable) error {
-	rows, err := tx.Query(ctx, `SELECT s.sku, s.available, s.fence, s.backorder, coalesce(x.held, 0)::bigint, coalesce(x.sold, 0)::bigint FROM `+r.store.Table("stock")+` s
+	rows, err := tx.Query(ctx, `SELECT s.sku, s.available, s.fence, s.backorder, s.buyer_limit, coalesce(x.held, 0)::bigint, coalesce(x.sold, 0)::bigint FROM `+r.store.Table("stock")+` s
 LEFT JOIN (SELECT l.sku, sum(l.qty) FILTER (WHERE r.state = 1) AS held, sum(l.qty) FILTER (WHERE r.state = 2) AS sold
 	FROM `+r.store.Table("reservation_line")+` l JOIN `+r.store.Table("reservation")+` r ON r.id = l.reservation_id
 	WHERE r.state IN (1, 2) GROUP BY l.sku) x ON x.sku = s.sku`)
@@ -271,11 +272,11 @@ LEFT JOIN (SELECT l.sku, sum(l.qty) FILTER (WHERE r.state = 1) AS held, sum(l.qt
 	p := c.Pipeline()
 	for rows.Next() {
 		var sku string
-		var a, v, bo, held, sold int64
-		if err := rows.Scan(&sku, &a, &v, &bo, &held, &sold); err != nil {
+		var a, v, bo, lim, held, sold int64
+		if err := rows.Scan(&sku, &a, &v, &bo, &lim, &held, &sold); err != nil {
 			return fmt.Errorf("redisstock: load: stock: %w", err)
 		}
-		p.HSet(ctx, r.stockKey(sku), "a", a, "v", v, "b", bo, "r", a+held+sold, "o", sold)
+		p.HSet(ctx, r.stockKey(sku), "a", a, "v", v, "b", bo, "l", lim, "r", a+held+sold, "o", sold)
 		if p.Len() >= loadBatch {
 			if _, err := p.Exec(ctx); err != nil {
 				return fmt.Errorf("redisstock: load: stock: %w", err)
@@ -291,8 +292,12 @@ LEFT JOIN (SELECT l.sku, sum(l.qty) FILTER (WHERE r.state = 1) AS held, sum(l.qt
 	return nil
 }
 
+// loadReservations writes every reservation's record and the holds of the
+// held ones, and rebuilds each buyer's usage of the SKUs with a limit: the
+// units of the counted lines of the buyer's held and committed
+// reservations.
 func (r *Reserver) loadReservations(ctx context.Context, tx pgx.Tx, c redis.Cmdable) error {
-	rows, err := tx.Query(ctx, `SELECT r.id, r.state, r.expires_at, r.created_at, l.sku, l.qty, coalesce(h.attempt, 1) FROM `+r.store.Table("reservation")+` r
+	rows, err := tx.Query(ctx, `SELECT r.id, r.state, r.expires_at, r.created_at, coalesce(r.buyer, ''), r.partial, l.sku, l.qty, coalesce(l.counted, false), coalesce(h.attempt, 1) FROM `+r.store.Table("reservation")+` r
 LEFT JOIN `+r.store.Table("reservation_line")+` l ON l.reservation_id = r.id
 LEFT JOIN `+r.store.Table("redisstock_hold")+` h ON h.reservation_id = l.reservation_id AND h.sku = l.sku ORDER BY r.id, l.sku`)
 	if err != nil {
@@ -301,24 +306,27 @@ LEFT JOIN `+r.store.Table("redisstock_hold")+` h ON h.reservation_id = l.reserva
 	defer rows.Close()
 	p := c.Pipeline()
 	var cur *loadedRes
+	type usageOf struct{ sku, buyer string }
+	usage := map[usageOf]int64{}
 	flush := func() {
 		if cur != nil {
 			r.writeLoaded(ctx, p, cur)
 		}
 	}
 	for rows.Next() {
-		var id string
+		var id, buyer string
 		var sku *string
 		var st int16
 		var exp, cr time.Time
 		var qty *int64
 		var at int64
-		if err := rows.Scan(&id, &st, &exp, &cr, &sku, &qty, &at); err != nil {
+		var partial, counted bool
+		if err := rows.Scan(&id, &st, &exp, &cr, &buyer, &partial, &sku, &qty, &counted, &at); err != nil {
 			return fmt.Errorf("redisstock: load: reservations: %w", err)
 		}
 		if cur == nil || cur.id != id {
 			flush()
-			cur = &loadedRes{id: id, st: st, exp: exp, cr: cr}
+			cur = &loadedRes{id: id, st: st, exp: exp, cr: cr, buyer: buyer, partial: partial}
 			if p.Len() >= loadBatch {
 				if _, err := p.Exec(ctx); err != nil {
 					return fmt.Errorf("redisstock: load: reservations: %w", err)
@@ -327,13 +335,25 @@ LEFT JOIN `+r.store.Table("redisstock_hold")+` h ON h.reservation_id = l.reserva
 		}
 		if sku != nil && qty != nil { // a tombstone of Cancel has no lines
 			cur.lines = append(cur.lines, inventory.Line{SKU: *sku, Qty: *qty})
+			cur.counted = append(cur.counted, counted && buyer != "")
 			cur.at = max(cur.at, at)
+			if counted && buyer != "" && (inventory.State(st) == inventory.Held || inventory.State(st) == inventory.Committed) {
+				usage[usageOf{*sku, buyer}] += *qty
+			}
 		}
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("redisstock: load: reservations: %w", err)
 	}
 	flush()
+	for u, n := range usage {
+		p.HSet(ctx, r.usageKey(u.sku), u.buyer, n)
+		if p.Len() >= loadBatch {
+			if _, err := p.Exec(ctx); err != nil {
+				return fmt.Errorf("redisstock: load: usage: %w", err)
+			}
+		}
+	}
 	if _, err := p.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("redisstock: load: reservations: %w", err)
 	}
@@ -345,7 +365,26 @@ type loadedRes struct {
 	at      int64 // the attempt of its takes
 	st      int16
 	exp, cr time.Time
+	buyer   string
+	partial bool
 	lines   []inventory.Line
+	counted []bool // per line: its units count against the buyer's usage
+}
+
+// countedFlags returns the counted flags of lines as the script keeps them
+// ("1" or "0" per line), or "" when no line counts.
+func countedFlags(counted []bool) string {
+	if !slices.Contains(counted, true) {
+		return ""
+	}
+	b := make([]byte, len(counted))
+	for i, c := range counted {
+		b[i] = '0'
+		if c {
+			b[i] = '1'
+		}
+	}
+	return string(b)
 }
 
 // writeLoaded queues the record of a reservation, and for a held one its
@@ -356,12 +395,30 @@ func (r *Reserver) writeLoaded(ctx context.Context, p redis.Pipeliner, l *loaded
 	for i, ln := range l.lines {
 		fields = append(fields, "s"+strconv.Itoa(i+1), ln.SKU, "q"+strconv.Itoa(i+1), ln.Qty)
 	}
+	if l.buyer != "" {
+		fields = append(fields, "y", l.buyer)
+	}
+	if l.partial {
+		fields = append(fields, "p", "1")
+	}
+	hc := countedFlags(l.counted)
+	if hc != "" {
+		fields = append(fields, "hc", hc)
+	}
 	p.HSet(ctx, r.recordKey(l.id), fields...)
 	if inventory.State(l.st) != inventory.Held {
 		return
 	}
 	for _, g := range r.groups(l.lines) {
-		p.HSet(ctx, r.holdKey(g.bucket, l.id), "at", max(l.at, 1), "st", "T", "vs", "")
+		hold := []any{"at", max(l.at, 1), "st", "T", "vs", ""}
+		gcounted := make([]bool, len(g.idx))
+		for i, k := range g.idx {
+			gcounted[i] = l.counted[k]
+		}
+		if gc := countedFlags(gcounted); gc != "" {
+			hold = append(hold, "hc", gc, "y", l.buyer)
+		}
+		p.HSet(ctx, r.holdKey(g.bucket, l.id), hold...)
 	}
 	p.ZAdd(ctx, r.dueKey(rb), redis.Z{Score: float64(l.exp.UnixMicro()), Member: l.id})
 }

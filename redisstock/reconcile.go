@@ -30,18 +30,24 @@ type ReconcileOptions struct {
 
 // Difference is one way Redis and PostgreSQL disagree.
 type Difference struct {
-	// Kind is "stock" or "reservation".
+	// Kind is "stock", "reservation" or "usage" (the units of a SKU with
+	// a limit per buyer that a buyer holds and has committed: in Redis the
+	// usage the scripts keep, in PostgreSQL the counted lines of the
+	// buyer's held and committed reservations).
 	Kind string
-	// SKU or ID names what differs.
-	SKU, ID string
+	// SKU or ID names what differs; Buyer too for a usage.
+	SKU, ID, Buyer string
 	// Redis and Postgres say what each holds ("missing" when it has none).
 	Redis, Postgres string
 }
 
 func (d Difference) String() string {
 	name := d.SKU
-	if d.Kind == "reservation" {
+	switch d.Kind {
+	case "reservation":
 		name = d.ID
+	case "usage":
+		name = d.SKU + " of buyer " + d.Buyer
 	}
 	return fmt.Sprintf("%s %q: redis %s, postgres %s", d.Kind, name, d.Redis, d.Postgres)
 }
@@ -53,9 +59,12 @@ type Report struct {
 	Repaired           bool
 }
 
-// Reconcile compares Redis with the PostgreSQL ledger, SKU by SKU and
-// reservation by reservation, and reports every difference; with
-// opts.Repair it then makes PostgreSQL agree with Redis. The streams must
+// Reconcile compares Redis with the PostgreSQL ledger, SKU by SKU (its
+// available units, backorder and limit per buyer), reservation by
+// reservation (state, lines, expiry, buyer, Partial) and buyer by buyer
+// (the usage of each SKU with a limit), and reports every difference;
+// with opts.Repair it then makes PostgreSQL agree with Redis on stock and
+// reservations (a usage follows from the reservations). The streams must
 // be drained first (no event waiting for a writer), else it fails with
 // ErrNotDrained; a Redis that is not loaded fails with ErrNotLoaded.
 // Carts still being taken (not granted) are not compared. It reads every
@@ -91,11 +100,19 @@ func (r *Reserver) Reconcile(ctx context.Context, opts *ReconcileOptions) (*Repo
 	if err != nil {
 		return nil, err
 	}
+	redisUse, err := r.redisUsage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pgUse, err := r.pgUsage(ctx)
+	if err != nil {
+		return nil, err
+	}
 	rep := &Report{SKUs: len(redisStock), Reservations: len(redisRes)}
 	for _, sku := range unionKeys(redisStock, pgStock) {
 		rs, rok := redisStock[sku]
 		ps, pok := pgStock[sku]
-		if rok && pok && rs.a == ps.a && rs.b == ps.b {
+		if rok && pok && rs.a == ps.a && rs.b == ps.b && rs.l == ps.l {
 			continue
 		}
 		rep.Differences = append(rep.Differences, Difference{Kind: "stock", SKU: sku, Redis: rs.describe(rok), Postgres: ps.describe(pok)})
@@ -104,10 +121,19 @@ func (r *Reserver) Reconcile(ctx context.Context, opts *ReconcileOptions) (*Repo
 		rx, rok := redisRes[id]
 		rr := rx.Reservation
 		pr, pok := pgRes[id]
-		if rok && pok && rr.State == pr.State && slices.Equal(rr.Lines, pr.Lines) && rr.ExpiresAt.Equal(pr.ExpiresAt) {
+		if rok && pok && rr.State == pr.State && slices.Equal(rr.Lines, pr.Lines) && rr.ExpiresAt.Equal(pr.ExpiresAt) &&
+			rr.Buyer == pr.Buyer && rr.Partial == pr.Partial {
 			continue
 		}
 		rep.Differences = append(rep.Differences, Difference{Kind: "reservation", ID: id, Redis: describeRes(rr, rok), Postgres: describeRes(pr, pok)})
+	}
+	for _, k := range unionKeys(redisUse, pgUse) {
+		if redisUse[k] == pgUse[k] {
+			continue
+		}
+		sku, buyer, _ := strings.Cut(k, "\x00")
+		rep.Differences = append(rep.Differences, Difference{Kind: "usage", SKU: sku, Buyer: buyer,
+			Redis: strconv.FormatInt(redisUse[k], 10), Postgres: strconv.FormatInt(pgUse[k], 10)})
 	}
 	if opts != nil && opts.Repair && len(rep.Differences) > 0 {
 		if err := r.repair(ctx, rep, redisStock, redisRes); err != nil {
@@ -118,14 +144,14 @@ func (r *Reserver) Reconcile(ctx context.Context, opts *ReconcileOptions) (*Repo
 	return rep, nil
 }
 
-type stockRow struct{ a, v, b int64 }
+type stockRow struct{ a, v, b, l int64 }
 
 func (s stockRow) describe(ok bool) string {
 	switch {
 	case !ok:
 		return "missing"
-	case s.b != 0:
-		return fmt.Sprintf("available %d (backorder %d)", s.a, s.b)
+	case s.b != 0 || s.l != 0:
+		return fmt.Sprintf("available %d (backorder %d, limit %d)", s.a, s.b, s.l)
 	}
 	return fmt.Sprintf("available %d", s.a)
 }
@@ -134,7 +160,7 @@ func describeRes(r inventory.Reservation, ok bool) string {
 	if !ok {
 		return "missing"
 	}
-	return fmt.Sprintf("%s %v until %s", r.State, r.Lines, r.ExpiresAt.Format(time.RFC3339Nano))
+	return fmt.Sprintf("%s %v until %s (buyer %q, partial %v)", r.State, r.Lines, r.ExpiresAt.Format(time.RFC3339Nano), r.Buyer, r.Partial)
 }
 
 func unionKeys[V, W any](a map[string]V, b map[string]W) []string {
@@ -172,7 +198,7 @@ func (r *Reserver) redisStock(ctx context.Context) (map[string]stockRow, error) 
 		for _, k := range keys {
 			if kind, name := r.kindOf(k); kind == "s" {
 				names = append(names, name)
-				cmds = append(cmds, p.HMGet(ctx, k, "a", "v", "b"))
+				cmds = append(cmds, p.HMGet(ctx, k, "a", "v", "b", "l"))
 			}
 		}
 		if len(cmds) == 0 {
@@ -185,11 +211,14 @@ func (r *Reserver) redisStock(ctx context.Context) (map[string]stockRow, error) 
 			v := c.Val()
 			a, _ := strconv.ParseInt(fmt.Sprint(v[0]), 10, 64)
 			ver, _ := strconv.ParseInt(fmt.Sprint(v[1]), 10, 64)
-			var bo int64
+			var bo, lim int64
 			if v[2] != nil {
 				bo, _ = strconv.ParseInt(fmt.Sprint(v[2]), 10, 64)
 			}
-			out[names[i]] = stockRow{a, ver, bo}
+			if v[3] != nil {
+				lim, _ = strconv.ParseInt(fmt.Sprint(v[3]), 10, 64)
+			}
+			out[names[i]] = stockRow{a, ver, bo, lim}
 		}
 		return nil
 	})
@@ -232,7 +261,7 @@ func (r *Reserver) redisReservations(ctx context.Context) (map[string]redisRes, 
 }
 
 func (r *Reserver) pgStock(ctx context.Context) (map[string]stockRow, error) {
-	rows, err := r.store.DB().Query(ctx, "SELECT sku, available, fence, backorder FROM "+r.store.Table("stock"))
+	rows, err := r.store.DB().Query(ctx, "SELECT sku, available, fence, backorder, buyer_limit FROM "+r.store.Table("stock"))
 	if err != nil {
 		return nil, fmt.Errorf("redisstock: reconcile: %w", err)
 	}
@@ -241,7 +270,7 @@ func (r *Reserver) pgStock(ctx context.Context) (map[string]stockRow, error) {
 	for rows.Next() {
 		var sku string
 		var s stockRow
-		if err := rows.Scan(&sku, &s.a, &s.v, &s.b); err != nil {
+		if err := rows.Scan(&sku, &s.a, &s.v, &s.b, &s.l); err != nil {
 			return nil, fmt.Errorf("redisstock: reconcile: %w", err)
 		}
 		out[sku] = s
@@ -250,7 +279,7 @@ func (r *Reserver) pgStock(ctx context.Context) (map[string]stockRow, error) {
 }
 
 func (r *Reserver) pgReservations(ctx context.Context) (map[string]inventory.Reservation, error) {
-	rows, err := r.store.DB().Query(ctx, `SELECT r.id, r.state, r.expires_at, l.sku, l.qty FROM `+r.store.Table("reservation")+` r
+	rows, err := r.store.DB().Query(ctx, `SELECT r.id, r.state, r.expires_at, coalesce(r.buyer, ''), r.partial, l.sku, l.qty FROM `+r.store.Table("reservation")+` r
 LEFT JOIN `+r.store.Table("reservation_line")+` l ON l.reservation_id = r.id ORDER BY r.id, l.sku`)
 	if err != nil {
 		return nil, fmt.Errorf("redisstock: reconcile: %w", err)
@@ -258,20 +287,77 @@ LEFT JOIN `+r.store.Table("reservation_line")+` l ON l.reservation_id = r.id ORD
 	defer rows.Close()
 	out := map[string]inventory.Reservation{}
 	for rows.Next() {
-		var id string
+		var id, buyer string
 		var st int16
 		var exp time.Time
+		var partial bool
 		var sku *string
 		var qty *int64
-		if err := rows.Scan(&id, &st, &exp, &sku, &qty); err != nil {
+		if err := rows.Scan(&id, &st, &exp, &buyer, &partial, &sku, &qty); err != nil {
 			return nil, fmt.Errorf("redisstock: reconcile: %w", err)
 		}
 		res := out[id]
-		res.ID, res.State, res.ExpiresAt = id, inventory.State(st), exp.UTC()
+		res.ID, res.State, res.ExpiresAt, res.Buyer, res.Partial = id, inventory.State(st), exp.UTC(), buyer, partial
 		if sku != nil && qty != nil { // a tombstone of Cancel has no lines
 			res.Lines = append(res.Lines, inventory.Line{SKU: *sku, Qty: *qty})
 		}
 		out[id] = res
+	}
+	return out, rows.Err()
+}
+
+// redisUsage reads every buyer's usage of every SKU with a limit, keyed
+// by SKU and buyer joined by a NUL byte.
+func (r *Reserver) redisUsage(ctx context.Context) (map[string]int64, error) {
+	out := map[string]int64{}
+	err := r.scan(ctx, r.rdb, "{b", func(ctx context.Context, c redis.Cmdable, keys []string) error {
+		var names []string
+		var cmds []*redis.MapStringStringCmd
+		p := c.Pipeline()
+		for _, k := range keys {
+			if kind, name := r.kindOf(k); kind == "u" {
+				names = append(names, name)
+				cmds = append(cmds, p.HGetAll(ctx, k))
+			}
+		}
+		if len(cmds) == 0 {
+			return nil
+		}
+		if _, err := p.Exec(ctx); err != nil {
+			return err
+		}
+		for i, c := range cmds {
+			for buyer, v := range c.Val() {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				out[names[i]+"\x00"+buyer] = n
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, failRead("reconcile", "", err)
+	}
+	return out, nil
+}
+
+// pgUsage sums, by SKU and buyer, the counted lines of the held and
+// committed reservations of the ledger, keyed as redisUsage keys them.
+func (r *Reserver) pgUsage(ctx context.Context) (map[string]int64, error) {
+	rows, err := r.store.DB().Query(ctx, `SELECT l.sku, r.buyer, sum(l.qty)::bigint FROM `+r.store.Table("reservation")+` r
+JOIN `+r.store.Table("reservation_line")+` l ON l.reservation_id = r.id
+WHERE r.state IN (1, 2) AND r.buyer IS NOT NULL AND l.counted GROUP BY l.sku, r.buyer`)
+	if err != nil {
+		return nil, fmt.Errorf("redisstock: reconcile: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var sku, buyer string
+		var n int64
+		if err := rows.Scan(&sku, &buyer, &n); err != nil {
+			return nil, fmt.Errorf("redisstock: reconcile: %w", err)
+		}
+		out[sku+"\x00"+buyer] = n
 	}
 	return out, rows.Err()
 }
@@ -292,7 +378,7 @@ func (r *Reserver) repair(ctx context.Context, rep *Report, stock map[string]sto
 				_, err = tx.Exec(ctx, "DELETE FROM "+r.store.Table("stock")+" WHERE sku = $1", d.SKU)
 				break
 			}
-			_, err = tx.Exec(ctx, "INSERT INTO "+r.store.Table("stock")+" (sku, available, fence, backorder, backorder_fence) VALUES ($1, $2, $3, $4, $3) ON CONFLICT (sku) DO UPDATE SET available = EXCLUDED.available, fence = EXCLUDED.fence, backorder = EXCLUDED.backorder, backorder_fence = EXCLUDED.backorder_fence", d.SKU, s.a, s.v, s.b)
+			_, err = tx.Exec(ctx, "INSERT INTO "+r.store.Table("stock")+" (sku, available, fence, backorder, buyer_limit, backorder_fence) VALUES ($1, $2, $3, $4, $5, $3) ON CONFLICT (sku) DO UPDATE SET available = EXCLUDED.available, fence = EXCLUDED.fence, backorder = EXCLUDED.backorder, buyer_limit = EXCLUDED.buyer_limit, backorder_fence = EXCLUDED.backorder_fence", d.SKU, s.a, s.v, s.b, s.l)
 		case "reservation":
 			// The takes PostgreSQL counts for the reservation become Redis's
 			// too, so that a later Load neither gives back units Redis holds
@@ -309,7 +395,7 @@ func (r *Reserver) repair(ctx context.Context, rep *Report, stock map[string]sto
 				}
 			}
 			if x, ok := res[d.ID]; ok && err == nil {
-				_, err = tx.Exec(ctx, "INSERT INTO "+r.store.Table("reservation")+" (id, state, expires_at, created_at) VALUES ($1, $2, $3, $4)", d.ID, int16(x.State), x.ExpiresAt, x.ExpiresAt)
+				_, err = tx.Exec(ctx, "INSERT INTO "+r.store.Table("reservation")+" (id, state, expires_at, created_at, buyer, partial) VALUES ($1, $2, $3, $4, nullif($5, ''), $6)", d.ID, int16(x.State), x.ExpiresAt, x.ExpiresAt, x.Buyer, x.Partial)
 				for _, l := range x.Lines {
 					if err == nil {
 						_, err = tx.Exec(ctx, "INSERT INTO "+r.store.Table("reservation_line")+" (reservation_id, sku, qty) VALUES ($1, $2, $3)", d.ID, l.SKU, l.Qty)

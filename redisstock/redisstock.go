@@ -385,7 +385,7 @@ func failRead(op, name string, err error) error {
 func unreachable(err error) bool { return unreach.RedisErr(err) }
 
 // parseRecord reads a record reply: kind, state, attempt, exp, created, n,
-// then sku, qty pairs.
+// then sku, qty pairs, then the buyer and partial ("1").
 func parseRecord(id string, rep []string) (inventory.Reservation, int64, error) {
 	if len(rep) < 6 {
 		return inventory.Reservation{}, 0, fmt.Errorf("redisstock: short record reply %q", rep)
@@ -402,6 +402,9 @@ func parseRecord(id string, rep []string) (inventory.Reservation, int64, error) 
 		q, _ := strconv.ParseInt(rep[7+2*i], 10, 64)
 		res.Lines = append(res.Lines, inventory.Line{SKU: rep[6+2*i], Qty: q})
 	}
+	if len(rep) >= 8+2*n {
+		res.Buyer, res.Partial = rep[6+2*n], rep[7+2*n] == "1"
+	}
 	return res, at, nil
 }
 
@@ -414,10 +417,42 @@ func lineArgs(args []any, lines []inventory.Line) []any {
 	return args
 }
 
-// refusal turns a refused line ({'short', k, available} or {'unknown', k})
-// into the inventory error, or returns nil for any other reply.
-func refusal(rep []string, lines []inventory.Line) error {
-	if len(rep) < 2 || (rep[0] != "short" && rep[0] != "unknown") {
+// askArgs appends to args what req asks beyond its lines, as the script's
+// ask reads it: nothing for a request without a buyer or Partial (the hot
+// path pays nothing for them), else the buyer, the partial flag and, with
+// Partial, each line's Min.
+func askArgs(args []any, req inventory.Request, lines []inventory.Line) []any {
+	if req.Buyer == "" && !req.Partial {
+		return args
+	}
+	if !req.Partial {
+		return append(args, req.Buyer, "0")
+	}
+	args = append(args, req.Buyer, "1")
+	for _, l := range lines {
+		args = append(args, l.Min)
+	}
+	return args
+}
+
+// usageKeys appends, for a reservation of a buyer, the usage keys of lines
+// to keys: the script counts the buyer's units of a SKU with a limit there,
+// in the SKU's bucket.
+func (r *Reserver) usageKeys(keys []string, buyer string, lines []inventory.Line) []string {
+	if buyer == "" {
+		return keys
+	}
+	for _, l := range lines {
+		keys = append(keys, r.usageKey(l.SKU))
+	}
+	return keys
+}
+
+// refusal turns a refused line ({'short', k, available}, {'unknown', k}
+// or {'limit', k, limit, usage}) into the inventory error, or returns nil
+// for any other reply. buyer is the request's.
+func refusal(rep []string, lines []inventory.Line, buyer string) error {
+	if len(rep) < 2 || (rep[0] != "short" && rep[0] != "unknown" && rep[0] != "limit") {
 		return nil
 	}
 	k, _ := strconv.Atoi(rep[1])
@@ -425,8 +460,13 @@ func refusal(rep []string, lines []inventory.Line) error {
 		return fmt.Errorf("redisstock: refusal of line %d of %d", k, len(lines))
 	}
 	l := lines[k-1]
-	if rep[0] == "unknown" {
+	switch {
+	case rep[0] == "unknown":
 		return &inventory.UnknownSKUError{SKU: l.SKU}
+	case rep[0] == "limit" && len(rep) >= 4:
+		lim, _ := strconv.ParseInt(rep[2], 10, 64)
+		had, _ := strconv.ParseInt(rep[3], 10, 64)
+		return &inventory.LimitError{SKU: l.SKU, Buyer: buyer, Limit: lim, Had: had}
 	}
 	avail, _ := strconv.ParseInt(rep[2], 10, 64)
 	return &inventory.InsufficientStockError{SKU: l.SKU, Requested: l.Qty, Available: avail}
@@ -439,13 +479,14 @@ const maxRounds = 4
 // Reserve holds every line of req, or none, for req.TTL (0: the default).
 // A cart whose lines and reservation record share one bucket is one script
 // call; any other takes its buckets one by one (see the package
-// documentation), and nobody sees it before the last step grants it. It
-// fails with a *NotLoadedError while Redis lacks the store's data.
+// documentation), and nobody sees it before the last step grants it. A
+// line of a SKU with a limit per buyer is checked against the buyer's
+// usage in the script that takes it (*inventory.LimitError); with
+// req.Partial each line holds what it can, down to its Min, and the
+// reservation's lines say what was held. It fails with a *NotLoadedError
+// while Redis lacks the store's data.
 func (r *Reserver) Reserve(ctx context.Context, req inventory.Request) (inventory.Reservation, error) {
 	if err := req.Validate(); err != nil {
-		return inventory.Reservation{}, err
-	}
-	if err := inventory.RefuseUnoffered("redisstock", req, false, false); err != nil {
 		return inventory.Reservation{}, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -461,10 +502,10 @@ func (r *Reserver) Reserve(ctx context.Context, req inventory.Request) (inventor
 	gs := r.groups(lines)
 	rb := r.bucket(req.ID)
 	if len(gs) == 1 && gs[0].bucket == rb {
-		return r.reserveOne(ctx, req.ID, lines, now, exp)
+		return r.reserveOne(ctx, req, lines, now, exp)
 	}
 	for range maxRounds {
-		res, again, err := r.reserveMany(ctx, req.ID, lines, gs, now, exp)
+		res, again, err := r.reserveMany(ctx, req, lines, gs, now, exp)
 		if !again {
 			return res, err
 		}
@@ -473,38 +514,71 @@ func (r *Reserver) Reserve(ctx context.Context, req inventory.Request) (inventor
 }
 
 // reserveOne reserves a cart whose keys are all in one bucket: one call.
-func (r *Reserver) reserveOne(ctx context.Context, id string, lines []inventory.Line, now, exp time.Time) (inventory.Reservation, error) {
+func (r *Reserver) reserveOne(ctx context.Context, req inventory.Request, lines []inventory.Line, now, exp time.Time) (inventory.Reservation, error) {
+	id := req.ID
 	b := r.bucket(id)
 	keys := []string{r.marker(b), r.stream(b), r.recordKey(id), r.dueKey(b), r.holdKey(b, id)}
 	for _, l := range lines {
 		keys = append(keys, r.stockKey(l.SKU))
 	}
-	rep, err := r.run(ctx, b, keys, lineArgs([]any{"reserve", id, micros(now), micros(exp)}, lines)...)
+	keys = r.usageKeys(keys, req.Buyer, lines)
+	rep, err := r.run(ctx, b, keys, askArgs(lineArgs([]any{"reserve", id, micros(now), micros(exp)}, lines), req, lines)...)
 	if err != nil {
 		return inventory.Reservation{}, fail("reserve", id, err)
 	}
 	var res inventory.Reservation
-	if len(rep) == 1 && rep[0] == "new" {
-		// Reserved now, as asked: the reply carries nothing more.
-		res = inventory.Reservation{ID: id, State: inventory.Held, ExpiresAt: time.UnixMicro(exp.UnixMicro()).UTC(), Lines: slices.Clone(lines)}
+	if rep[0] == "new" && (len(rep) == 1 || req.Partial && len(rep) == 1+len(lines)) {
+		// Reserved now, as asked: the reply carries nothing more, or with
+		// Partial the units each line holds.
+		res = inventory.Reservation{ID: id, State: inventory.Held, ExpiresAt: time.UnixMicro(exp.UnixMicro()).UTC(), Lines: heldLines(lines, rep[1:]),
+			Buyer: req.Buyer, Partial: req.Partial}
 	} else {
-		res, err = r.reserved(id, rep, lines)
+		res, err = r.reserved(req, rep, lines)
 	}
-	if err == nil {
-		r.hints.put(id, slices.Clone(lines))
+	if err == nil && req.Buyer == "" {
+		// A hint names stock keys only: a reservation of a buyer settles in
+		// two calls, the second with the record's buyer and usage keys.
+		r.hints.put(id, slices.Clone(res.Lines))
 	}
 	return res, err
 }
 
-// reserved turns the reply of reserve or begin into Reserve's answer.
-func (r *Reserver) reserved(id string, rep []string, lines []inventory.Line) (inventory.Reservation, error) {
-	if err := refusal(rep, lines); err != nil {
+// heldLines returns lines (without their Min) holding the units held, as
+// decimal strings in line order; lines as they are when held is empty.
+func heldLines(lines []inventory.Line, held []string) []inventory.Line {
+	out := make([]inventory.Line, len(lines))
+	for i, l := range lines {
+		out[i] = inventory.Line{SKU: l.SKU, Qty: l.Qty}
+		if i < len(held) && held[i] != "" {
+			if q, err := strconv.ParseInt(held[i], 10, 64); err == nil {
+				out[i].Qty = q
+			}
+		}
+	}
+	return out
+}
+
+// reserved turns the reply of reserve or begin into Reserve's answer: a
+// record found under the ID answers a repeat of the request that made it
+// (inventory.CheckRepeat).
+func (r *Reserver) reserved(req inventory.Request, rep []string, lines []inventory.Line) (inventory.Reservation, error) {
+	id := req.ID
+	if err := refusal(rep, lines, req.Buyer); err != nil {
 		return inventory.Reservation{}, err
 	}
 	switch rep[0] {
-	case "new", "done":
+	case "new":
 		res, _, err := parseRecord(id, rep)
 		return res, err
+	case "done":
+		res, _, err := parseRecord(id, rep)
+		if err != nil {
+			return res, err
+		}
+		if err := inventory.CheckRepeat("redisstock", res, req); err != nil {
+			return inventory.Reservation{}, err
+		}
+		return res, nil
 	case "conflict":
 		return inventory.Reservation{}, fmt.Errorf("redisstock: reserve %q: %w", id, inventory.ErrConflict)
 	case "cancelled":
@@ -519,9 +593,13 @@ func (r *Reserver) reserved(id string, rep []string, lines []inventory.Line) (in
 // buckets: begin (a pending record), take each bucket's lines in SKU order,
 // grant. On refusal it aborts the record first, so that no duplicate can
 // grant it any more, then undoes what it took. again asks for another round.
-func (r *Reserver) reserveMany(ctx context.Context, id string, lines []inventory.Line, gs []group, now, exp time.Time) (_ inventory.Reservation, again bool, _ error) {
+func (r *Reserver) reserveMany(ctx context.Context, req inventory.Request, lines []inventory.Line, gs []group, now, exp time.Time) (_ inventory.Reservation, again bool, _ error) {
+	id, buyer := req.ID, req.Buyer
 	rb := r.bucket(id)
 	args := lineArgs([]any{"begin", id, micros(now), micros(exp), micros(now.Add(r.pending))}, lines)
+	if buyer != "" || req.Partial {
+		args = append(args, buyer, map[bool]string{false: "0", true: "1"}[req.Partial])
+	}
 	rep, err := r.run(ctx, rb, []string{r.marker(rb), r.recordKey(id), r.dueKey(rb)}, args...)
 	if err != nil {
 		return inventory.Reservation{}, false, fail("reserve", id, err)
@@ -533,12 +611,12 @@ func (r *Reserver) reserveMany(ctx context.Context, id string, lines []inventory
 		if perr != nil {
 			return inventory.Reservation{}, false, perr
 		}
-		if err := r.finish(ctx, "undo", id, at, old.Lines); err != nil {
+		if err := r.finish(ctx, "undo", id, at, old.Lines, old.Buyer); err != nil {
 			return inventory.Reservation{}, false, fail("reserve", id, err)
 		}
 		return inventory.Reservation{}, true, nil
 	default:
-		res, err := r.reserved(id, rep, lines)
+		res, err := r.reserved(req, rep, lines)
 		return res, false, err
 	}
 	res, at, err := parseRecord(id, rep)
@@ -546,22 +624,42 @@ func (r *Reserver) reserveMany(ctx context.Context, id string, lines []inventory
 		return inventory.Reservation{}, false, err
 	}
 	vs := make([]string, len(lines))
+	held := make([]string, len(lines))
+	counted := []byte(strings.Repeat("0", len(lines)))
 	for _, g := range gs {
-		rep, err := r.run(ctx, g.bucket, r.groupKeys(g.bucket, id, g.lines), lineArgs([]any{"take", id, at}, g.lines)...)
+		keys := r.usageKeys(r.groupKeys(g.bucket, id, g.lines), buyer, g.lines)
+		rep, err := r.run(ctx, g.bucket, keys, askArgs(lineArgs([]any{"take", id, at}, g.lines), req, g.lines)...)
 		if err != nil {
 			// The take may or may not have run: abort and undo every bucket
 			// (an undo of a take that never ran leaves a tombstone).
-			return r.compensate(ctx, id, at, lines, fail("reserve", id, err))
+			return r.compensate(ctx, id, at, lines, buyer, fail("reserve", id, err))
 		}
-		if rerr := refusal(rep, g.lines); rerr != nil {
-			return r.compensate(ctx, id, at, lines, rerr)
+		if rerr := refusal(rep, g.lines, buyer); rerr != nil {
+			return r.compensate(ctx, id, at, lines, buyer, rerr)
 		}
 		if rep[0] == "stale" {
-			res, again, err := r.compensate(ctx, id, at, lines, nil)
+			res, again, err := r.compensate(ctx, id, at, lines, buyer, nil)
 			return res, again || err == nil, err
 		}
+		if len(rep) < 2 {
+			return r.compensate(ctx, id, at, lines, buyer, fmt.Errorf("redisstock: reserve %q: take replied %q", id, rep))
+		}
 		for i, v := range strings.Split(rep[1], ",") {
-			vs[g.first+i] = v
+			if i < len(g.idx) {
+				vs[g.idx[i]] = v
+			}
+		}
+		if len(rep) >= 4 {
+			if rep[2] != "" {
+				for i, q := range strings.Split(rep[2], ",") {
+					if i < len(g.idx) {
+						held[g.idx[i]] = q
+					}
+				}
+			}
+			for i := 0; i < len(rep[3]) && i < len(g.lines); i++ {
+				counted[g.idx[i]] = rep[3][i]
+			}
 		}
 	}
 	if r.beforeGrant != nil {
@@ -569,7 +667,16 @@ func (r *Reserver) reserveMany(ctx context.Context, id string, lines []inventory
 			return inventory.Reservation{}, false, err
 		}
 	}
-	rep, err = r.run(ctx, rb, []string{r.marker(rb), r.stream(rb), r.recordKey(id), r.dueKey(rb)}, "grant", id, at, strings.Join(vs, ","))
+	res.Lines = heldLines(lines, held)
+	heldArg := ""
+	if req.Partial {
+		qs := make([]string, len(res.Lines))
+		for i, l := range res.Lines {
+			qs[i] = strconv.FormatInt(l.Qty, 10)
+		}
+		heldArg = strings.Join(qs, ",")
+	}
+	rep, err = r.run(ctx, rb, []string{r.marker(rb), r.stream(rb), r.recordKey(id), r.dueKey(rb)}, "grant", id, at, strings.Join(vs, ","), heldArg, string(counted))
 	if err != nil {
 		// The grant may have run: never undo; a retry with the same ID
 		// finds it granted, or still pending and completes it.
@@ -577,6 +684,12 @@ func (r *Reserver) reserveMany(ctx context.Context, id string, lines []inventory
 	}
 	if rep[0] == "gone" { // aborted meanwhile (a sweep, a duplicate's refusal)
 		return inventory.Reservation{}, true, nil
+	}
+	if rep[0] == "ok" && len(rep) >= 6 {
+		// Granted, here or by a duplicate submission: the record says what
+		// is held.
+		got, _, err := parseRecord(id, rep)
+		return got, false, err
 	}
 	res.State = inventory.Held
 	return res, false, nil
@@ -611,7 +724,7 @@ const compensateTimeout = 5 * time.Second
 // undoes nothing and returns the reservation. When the compensation itself
 // fails the outcome is unknown: the record stays pending and ExpireDue
 // undoes it after PendingTimeout, unless a retry completes it first.
-func (r *Reserver) compensate(ctx context.Context, id string, at int64, lines []inventory.Line, cause error) (inventory.Reservation, bool, error) {
+func (r *Reserver) compensate(ctx context.Context, id string, at int64, lines []inventory.Line, buyer string, cause error) (inventory.Reservation, bool, error) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), compensateTimeout)
 	defer cancel()
 	rb := r.bucket(id)
@@ -631,7 +744,7 @@ func (r *Reserver) compensate(ctx context.Context, id string, at int64, lines []
 			return inventory.Reservation{}, true, nil // a newer attempt owns the record
 		}
 	}
-	if err := r.finish(cctx, "undo", id, at, lines); err != nil {
+	if err := r.finish(cctx, "undo", id, at, lines, buyer); err != nil {
 		return inventory.Reservation{}, false, &inventory.OutcomeUnknownError{Op: "reserve", ID: id, Err: errors.Join(cause, err)}
 	}
 	return inventory.Reservation{}, false, cause
@@ -640,8 +753,10 @@ func (r *Reserver) compensate(ctx context.Context, id string, at int64, lines []
 // finish gives back (op "give"), undoes (op "undo") or sells (op "sell",
 // for a commit) the holds of attempt at of id in every bucket of its lines,
 // then takes id out of the due set. Each is idempotent, so a sweep may
-// finish what a caller started.
-func (r *Reserver) finish(ctx context.Context, op, id string, at int64, lines []inventory.Line) error {
+// finish what a caller started. For a reservation of a buyer, the usage
+// keys of the lines go with them: a give or an undo takes the units the
+// hold counted off the buyer's usage in the same script.
+func (r *Reserver) finish(ctx context.Context, op, id string, at int64, lines []inventory.Line, buyer string) error {
 	rb := r.bucket(id)
 	gs := r.groups(lines)
 	if len(gs) == 1 && gs[0].bucket == rb {
@@ -651,11 +766,13 @@ func (r *Reserver) finish(ctx context.Context, op, id string, at int64, lines []
 			keys = append(keys, r.stockKey(l.SKU))
 		}
 		keys = append(keys, r.recordKey(id)) // which may keep the hold itself
+		keys = r.usageKeys(keys, buyer, lines)
 		_, err := r.run(ctx, rb, keys, lineArgs([]any{op + "+done", id, at}, lines)...)
 		return err
 	}
 	for _, g := range gs {
-		if _, err := r.run(ctx, g.bucket, r.groupKeys(g.bucket, id, g.lines), lineArgs([]any{op, id, at}, g.lines)...); err != nil {
+		keys := r.usageKeys(r.groupKeys(g.bucket, id, g.lines), buyer, g.lines)
+		if _, err := r.run(ctx, g.bucket, keys, lineArgs([]any{op, id, at}, g.lines)...); err != nil {
 			return err
 		}
 	}
@@ -765,11 +882,11 @@ func (r *Reserver) sweepOne(ctx context.Context, op, id string, to int) (string,
 	case "give+", "expired+", "sell+", "undo+": // finished in the same call
 		return strings.TrimSuffix(rep[0], "+"), res, nil
 	case "give", "expired":
-		err = r.finish(ctx, "give", id, at, res.Lines)
+		err = r.finish(ctx, "give", id, at, res.Lines, res.Buyer)
 	case "sell":
-		err = r.finish(ctx, "sell", id, at, res.Lines)
+		err = r.finish(ctx, "sell", id, at, res.Lines, res.Buyer)
 	case "undo":
-		err = r.finish(ctx, "undo", id, at, res.Lines)
+		err = r.finish(ctx, "undo", id, at, res.Lines, res.Buyer)
 	}
 	return rep[0], res, err
 }

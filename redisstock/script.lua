@@ -74,14 +74,21 @@ local function nv(x)
 end
 
 -- event appends an entry to the stream: one field p, the event's values
--- joined by the unit separator (byte 31, which no ID or SKU holds): 'e1'
+-- joined by the unit separator (byte 31, which no ID or SKU holds): 'e2'
 -- (the format), the sequence, type t, reservation id, attempt at, state
--- st, expiry exp, created cr, versions vs, backorder b (each empty when
--- the event has none), the number of lines, then per line sku and qty and,
--- for stock changes (stock given), available and version after. K[1] is
--- the bucket's marker, whose sequence numbers the event.
-local function event(ek, t, id, at, st, exp, cr, vs, b, ls, stock)
-  local p = {'e1', nv(nextSeq(K[1])), t, id or '', nv(at or ''), nv(st or ''), exp or '', cr or '', vs or '', nv(b or ''), #ls}
+-- st, expiry exp, created cr, versions vs, backorder b, then from x the
+-- buyer y, partial p ('1'), limit l and the counted flags c of the lines
+-- (one '1' or '0' per line: its units count against the buyer's usage),
+-- each empty when the event has none, the number of lines, then per line
+-- sku and qty and, for stock changes (stock given), available and version
+-- after. K[1] is the bucket's marker, whose sequence numbers the event.
+-- (The format before, 'e1', had no y, p, l and c.)
+local function event(ek, t, id, at, st, exp, cr, vs, b, ls, stock, x)
+  x = x or {}
+  local pt = ''
+  if x.p then pt = '1' end
+  local p = {'e2', nv(nextSeq(K[1])), t, id or '', nv(at or ''), nv(st or ''), exp or '', cr or '', vs or '', nv(b or ''),
+    x.y or '', pt, nv(x.l or ''), x.c or '', #ls}
   for k, l in ipairs(ls) do
     p[#p+1] = l[1]; p[#p+1] = nv(l[2])
     if stock then p[#p+1] = nv(stock[k][1]); p[#p+1] = nv(stock[k][2]) end
@@ -90,12 +97,15 @@ local function event(ek, t, id, at, st, exp, cr, vs, b, ls, stock)
 end
 
 -- record reads a reservation record: state, attempt, exp, created, lines,
--- and hs, the state of the hold it keeps itself (see hold).
--- The first line comes with the rest, in one call.
+-- hs, the state of the hold it keeps itself (see hold), the buyer y (''
+-- for none), partial p, and hc, the counted flags of its lines (see
+-- event; nil when none counts). The first line comes with the rest, in
+-- one call.
 local function record(rk)
-  local h = redis.call('HMGET', rk, 'st', 'at', 'exp', 'cr', 'n', 'vs', 'cx', 's1', 'q1', 'hs')
+  local h = redis.call('HMGET', rk, 'st', 'at', 'exp', 'cr', 'n', 'vs', 'cx', 's1', 'q1', 'hs', 'y', 'p', 'hc')
   if not h[1] then return nil end
-  local r = {st = tonumber(h[1]), at = tonumber(h[2]), exp = h[3], cr = h[4], ls = {}, vs = h[6], cx = h[7], hs = h[10]}
+  local r = {st = tonumber(h[1]), at = tonumber(h[2]), exp = h[3], cr = h[4], ls = {}, vs = h[6], cx = h[7], hs = h[10],
+    y = h[11] or '', p = h[12] == '1', hc = h[13] or nil}
   local n = tonumber(h[5])
   if n >= 1 then r.ls[1] = {h[8], tonumber(h[9])} end
   for k = 2, n do
@@ -113,17 +123,27 @@ local function same(a, b)
   return true
 end
 
+-- reply is a record reply: kind, state, attempt, exp, created, n, the
+-- lines, then the buyer ('' for none) and partial ('1' or '').
 local function reply(kind, r)
   local out = {kind, r.st, r.at, r.exp, r.cr, #r.ls}
   for _, l in ipairs(r.ls) do out[#out+1] = l[1]; out[#out+1] = l[2] end
+  out[#out+1] = r.y or ''
+  if r.p then out[#out+1] = '1' else out[#out+1] = '' end
   return out
 end
+
+-- the record's extra event fields (see event).
+local function extra(r) return {y = r.y, p = r.p, c = r.hc} end
 
 -- old is the record rk held before (nil for none): its fields go first.
 local function write(rk, r, old)
   if old then redis.call('DEL', rk) end
   local args = {'HSET', rk, 'st', r.st, 'at', r.at, 'exp', r.exp, 'cr', r.cr, 'n', #r.ls}
   if r.hs then args[#args+1] = 'hs'; args[#args+1] = r.hs end
+  if r.y and r.y ~= '' then args[#args+1] = 'y'; args[#args+1] = r.y end
+  if r.p then args[#args+1] = 'p'; args[#args+1] = '1' end
+  if r.hc then args[#args+1] = 'hc'; args[#args+1] = r.hc end
   for k, l in ipairs(r.ls) do
     args[#args+1] = nm('s', k); args[#args+1] = l[1]
     args[#args+1] = nm('q', k); args[#args+1] = l[2]
@@ -131,16 +151,18 @@ local function write(rk, r, old)
   redis.call(unpack(args))
 end
 
--- begin looks for the reservation id: 'conflict' for other lines, 'done'
--- for one held or settled, 'pending' for one whose lines are being taken,
--- 'new' (with the attempt to use) when the id is free.
-local function begin(rk, dk, id, ls)
+-- begin looks for the reservation id of buyer y, partial p: 'done' for
+-- one held or settled (the caller compares it with its request), 'pending'
+-- for one whose lines are being taken under the same request, 'conflict'
+-- for one being taken under another, 'new' (with the attempt to use) when
+-- the id is free.
+local function begin(rk, dk, id, ls, y, p)
   local r = record(rk)
   if r and ((r.st == 3 and #r.ls == 0) or (r.st == 9 and r.cx)) then return 'cancelled', r end
   if r and r.st ~= 9 then
-    if not same(r.ls, ls) then return 'conflict', r end
-    if r.st == 0 then return 'pending', r end
-    return 'done', r
+    if r.st ~= 0 then return 'done', r end
+    if not same(r.ls, ls) or r.y ~= y or r.p ~= p then return 'conflict', r end
+    return 'pending', r
   end
   -- An aborted attempt whose holds are not all undone yet: the caller
   -- undoes them first.
@@ -159,10 +181,11 @@ local stocks = {}
 local function stockOf(sk)
   local s = stocks[sk]
   if s == nil then
-    local h = redis.call('HMGET', sk, 'a', 'v', 'b', 'r', 'o')
+    local h = redis.call('HMGET', sk, 'a', 'v', 'b', 'r', 'o', 'l')
     s = false
     if h[1] then
-      s = {a = tonumber(h[1]), v = tonumber(h[2] or '0'), b = tonumber(h[3] or '0'), r = tonumber(h[4] or ''), o = tonumber(h[5] or '0')}
+      s = {a = tonumber(h[1]), v = tonumber(h[2] or '0'), b = tonumber(h[3] or '0'), r = tonumber(h[4] or ''), o = tonumber(h[5] or '0'),
+        l = tonumber(h[6] or '0')}
     end
     stocks[sk] = s
   end
@@ -174,22 +197,92 @@ end
 local function setStock(sk, a)
   local s = stockOf(sk)
   if not s then
-    s = {a = 0, v = 0, b = 0, o = 0}
+    s = {a = 0, v = 0, b = 0, o = 0, l = 0}
     stocks[sk] = s
   end
   s.a, s.v, s.dirty = a, s.v + 1, true
   return s
 end
 
--- check finds the first line the stock keys from K[first] on cannot
--- serve; nil when all can be taken.
-local function check(first, ls)
+-- ask reads what a request asks beyond its lines, from A[i] on: the
+-- buyer ('' for none), partial ('1'), and with partial the n lines' Min.
+local function ask(i, n)
+  local q = {y = A[i] or '', p = A[i + 1] == '1'}
+  if q.p then
+    q.mn = {}
+    for k = 1, n do q.mn[k] = tonumber(A[i + 1 + k]) end
+  end
+  return q
+end
+
+-- decide decides every line of ls for the request q (see ask), their stock
+-- keys from K[first] on and, when q names a buyer, their usage keys (a
+-- hash per SKU: buyer -> units held and committed) from K[ufirst] on. A
+-- line of a SKU with a limit (l) needs a buyer, and holds at most what is
+-- left of the limit; with partial a line holds as much as it can, down to
+-- its Min (at least 1), without all of it or nothing. It returns the
+-- refusal of the first line that cannot be held ({'unknown', k},
+-- {'short', k, available}, {'limit', k, limit, usage}), or nil, the units
+-- each line holds, and the counted flags (see event).
+local function decide(first, ufirst, ls, q)
+  local held, cnt = {}, {}
   for k, l in ipairs(ls) do
     local s = stockOf(K[first + k - 1])
     if not s then return {'unknown', fmt(k)} end
-    if s.a < l[2] then return {'short', fmt(k), fmt(s.a)} end
+    local want, lo = l[2], l[2]
+    if q.p then lo = math.max(q.mn[k] or 0, 1) end
+    cnt[k] = '0'
+    if s.l > 0 then
+      if q.y == '' or not K[ufirst + k - 1] then return {'limit', fmt(k), fmt(s.l), '0'} end
+      local had = tonumber(redis.call('HGET', K[ufirst + k - 1], q.y) or '0')
+      if had + lo > s.l then return {'limit', fmt(k), fmt(s.l), fmt(had)} end
+      want = math.min(want, s.l - had)
+      cnt[k] = '1'
+    end
+    if q.p then want = math.min(want, s.a) end
+    if want < lo or s.a < want then return {'short', fmt(k), fmt(s.a)} end
+    held[k] = want
   end
-  return nil
+  return nil, held, table.concat(cnt)
+end
+
+-- counts reports whether the counted flags c count any line (c may be
+-- nil, or false as HMGET gives a missing field to Lua).
+local function counts(c) return type(c) == 'string' and string.find(c, '1', 1, true) ~= nil end
+
+-- heldLines returns the lines of ls holding held[k] units each.
+local function heldLines(ls, held)
+  local out = {}
+  for k, l in ipairs(ls) do out[k] = {l[1], held[k] or l[2]} end
+  return out
+end
+
+-- use adds sign*qty of each counted line of ls (flags c) to the usage of
+-- buyer y, the usage keys from K[ufirst] on; a usage that reaches 0 goes.
+local function use(ufirst, ls, c, y, sign)
+  if not counts(c) or not y or y == '' then return end
+  for k, l in ipairs(ls) do
+    local uk = K[ufirst + k - 1]
+    if uk and string.sub(c, k, k) == '1' then
+      local n = redis.call('HINCRBY', uk, y, sign * l[2])
+      if n <= 0 then redis.call('HDEL', uk, y) end
+    end
+  end
+end
+
+-- nums joins numbers with commas.
+local function nums(t)
+  local out = {}
+  for k, v in ipairs(t) do out[k] = fmt(v) end
+  return table.concat(out, ',')
+end
+
+-- split splits a comma list of numbers ('' for none).
+local function split(s)
+  local out = {}
+  if not s or s == '' then return out end
+  for v in string.gmatch(s, '[^,]+') do out[#out+1] = tonumber(v) end
+  return out
 end
 
 -- move adds sign*qty to every line's stock and returns available and
@@ -205,24 +298,35 @@ local function move(first, ls, sign)
   return out
 end
 
--- take holds the lines in this bucket under id and attempt. K: mk, ek,
--- hold, stock keys from 4.
-local function take(id, at, exp, ls)
-  local h = redis.call('HMGET', K[3], 'at', 'st')
+-- take holds the lines in this bucket under id and attempt for the
+-- request q (see ask). K: mk, ek, hold, stock keys from 4, with a buyer
+-- the usage keys after them. The hold keeps, beside its attempt and
+-- state, the units each line holds (hq, with partial), the counted flags
+-- (hc) and the buyer (y), so that an undo or a give returns exactly what
+-- it took. The reply: 'ok', the stock versions, hq and hc.
+local function take(id, at, ls, q)
+  local h = redis.call('HMGET', K[3], 'at', 'st', 'vs', 'hq', 'hc')
   if h[1] then
     local hat = tonumber(h[1])
-    if hat == at and h[2] == 'T' then return {'ok', redis.call('HGET', K[3], 'vs')} end
+    if hat == at and h[2] == 'T' then return {'ok', h[3], h[4] or '', h[5] or ''} end
     if hat >= at or h[2] == 'T' then return {'stale'} end
   end
-  local refused = check(4, ls)
+  local refused, held, cnt = decide(4, 4 + #ls, ls, q)
   if refused then return refused end
-  local st = move(4, ls, -1)
+  local hl = heldLines(ls, held)
+  local st = move(4, hl, -1)
+  use(4 + #ls, hl, cnt, q.y, 1)
   local vs = {}
   for k, s in ipairs(st) do vs[k] = fmt(s[2]) end
   vs = table.concat(vs, ',')
-  redis.call('HSET', K[3], 'at', fmt(at), 'st', 'T', 'vs', vs)
-  event(K[2], 'tk', id, at, nil, nil, nil, nil, nil, ls, st)
-  return {'ok', vs}
+  if h[1] then redis.call('DEL', K[3]) end
+  local args = {'HSET', K[3], 'at', fmt(at), 'st', 'T', 'vs', vs}
+  local hq = ''
+  if q.p then hq = nums(held); args[#args+1] = 'hq'; args[#args+1] = hq end
+  if counts(cnt) then args[#args+1] = 'hc'; args[#args+1] = cnt; args[#args+1] = 'y'; args[#args+1] = q.y end
+  redis.call(unpack(args))
+  event(K[2], 'tk', id, at, nil, nil, nil, nil, nil, hl, st)
+  return {'ok', vs, hq, cnt}
 end
 
 -- hold finds the hold of a reservation on this bucket's lines. A
@@ -231,27 +335,35 @@ end
 -- keeps it in its hold key hk (fields at, st), as do the holds Load
 -- writes. rk is the record's key where the record may hold it (nil: the
 -- hold key alone), r the record when already read. It returns the key
--- and field of the hold's state, its attempt and its state (nil for no
--- hold).
+-- and field of the hold's state, its attempt, its state (nil for no
+-- hold), and what it took: q the units of each line (nil: the lines'
+-- own), c the counted flags, y the buyer.
 local function hold(hk, rk, r)
   if rk and r == nil then
-    local h = redis.call('HMGET', rk, 'hs', 'at')
-    if h[1] then return rk, 'hs', tonumber(h[2]), h[1] end
+    local h = redis.call('HMGET', rk, 'hs', 'at', 'hc', 'y')
+    if h[1] then return rk, 'hs', tonumber(h[2]), h[1], {c = h[3], y = h[4]} end
   elseif r and r.hs then
-    return rk, 'hs', r.at, r.hs
+    return rk, 'hs', r.at, r.hs, {c = r.hc, y = r.y}
   end
-  local h = redis.call('HMGET', hk, 'at', 'st')
-  return hk, 'st', tonumber(h[1]), h[2]
+  local h = redis.call('HMGET', hk, 'at', 'st', 'hc', 'y', 'hq')
+  local q
+  if h[5] and h[5] ~= '' then q = split(h[5]) end
+  return hk, 'st', tonumber(h[1]), h[2], {c = h[3], y = h[4], q = q}
 end
 
 -- back returns the units of the hold hk of id and attempt (to 'U' undone
--- or 'G' given), the lines' stock keys from K[first] on; rk and r as for
--- hold. An undo with no hold leaves a tombstone, so that a late take
--- of the same attempt (a duplicate submission) cannot take afterwards.
-local function back(id, at, to, hk, first, ls, rk, r)
-  local key, f, hat, hst = hold(hk, rk, r)
+-- or 'G' given), the lines' stock keys from K[first] on and their usage
+-- keys, when passed, from K[ufirst] on; rk and r as for hold. The units
+-- are those the hold took, and its counted ones leave the buyer's usage
+-- in the same step. An undo with no hold leaves a tombstone, so that a
+-- late take of the same attempt (a duplicate submission) cannot take
+-- afterwards.
+local function back(id, at, to, hk, first, ufirst, ls, rk, r)
+  local key, f, hat, hst, took = hold(hk, rk, r)
   if hat == at and hst == 'T' then
+    if took.q then ls = heldLines(ls, took.q) end
     local st = move(first, ls, 1)
+    use(ufirst, ls, took.c, took.y, -1)
     redis.call('HSET', key, f, to)
     local t = 'gv'
     if to == 'U' then t = 'ud' end
@@ -268,7 +380,7 @@ end
 -- (the stock versions its takes left) ride along so the writer can wait
 -- for them.
 local function final(ek, id, r)
-  event(ek, 'rs', id, nil, r.st, r.exp, r.cr, r.vs, nil, r.ls, nil)
+  event(ek, 'rs', id, nil, r.st, r.exp, r.cr, r.vs, nil, r.ls, nil, extra(r))
 end
 
 -- trim deletes the applied entries of stream ek.
@@ -307,20 +419,23 @@ local function loaded(mk)
   return v
 end
 
--- setOnHand sets the units on hand of a SKU to onhand, and its backorder to
--- bo (nil: it keeps its own). K: mk, ek, stock. The stock hash's fields:
--- a available (on hand plus the unused backorder), v version, b backorder,
--- r received (what setting and adding stock changed a by, summed, b
+-- setOnHand sets the units on hand of a SKU to onhand, its backorder to
+-- bo and its limit per buyer to lim (nil: it keeps its own). K: mk, ek,
+-- stock. The stock hash's fields: a available (on hand plus the unused
+-- backorder), v version, b backorder, l limit per buyer (0: none), r
+-- received (what setting and adding stock changed a by, summed, b
 -- included), o sold; held is r - a - o. The event carries the backorder
--- (b), which the writer keeps in PostgreSQL by the version.
-local function setOnHand(sku, onhand, bo)
+-- (b) and the limit (l), which the writer keeps in PostgreSQL by the
+-- version.
+local function setOnHand(sku, onhand, bo, lim)
   local old = stockOf(K[3])
   local was = old and old.a or 0
   local r = old and old.r or was
   if not bo then bo = old and old.b or 0 end
+  if not lim then lim = old and old.l or 0 end
   local s = setStock(K[3], onhand + bo)
-  s.b, s.r, s.x = bo, r + s.a - was, true
-  event(K[2], 'st', nil, nil, nil, nil, nil, nil, bo, {{sku, 0}}, {{s.a, s.v}})
+  s.b, s.l, s.r, s.x = bo, lim, r + s.a - was, true
+  event(K[2], 'st', nil, nil, nil, nil, nil, nil, bo, {{sku, 0}}, {{s.a, s.v}}, {l = lim})
   return {'ok'}
 end
 
@@ -346,8 +461,8 @@ end
 -- units. nil for any other operation.
 local function features(op)
   if op == 'stockwith' then
-    -- K: mk, ek, stock. A: op, sku, units on hand, backorder.
-    return setOnHand(A[2], tonumber(A[3]), tonumber(A[4]))
+    -- K: mk, ek, stock. A: op, sku, units on hand, backorder, limit.
+    return setOnHand(A[2], tonumber(A[3]), tonumber(A[4]), tonumber(A[5] or '0'))
 
   elseif op == 'levels' then
     -- K: mk, stock.
@@ -519,7 +634,7 @@ local function dispatch()
   elseif op == 'stock' then
     -- K: mk, ek, stock. A: op, sku, units on hand. The SKU keeps its
     -- backorder (see setOnHand).
-    return setOnHand(A[2], tonumber(A[3]), nil)
+    return setOnHand(A[2], tonumber(A[3]), nil, nil)
 
   elseif op == 'add' then
     -- K: mk, ek, stock, op token key. A: op, sku, delta, max.
@@ -533,7 +648,7 @@ local function dispatch()
     if na > tonumber(A[4]) + s.b then return {'over', a} end
     s.r, s.x = (s.r or s.a) + tonumber(A[3]), true
     local st = move(3, {{A[2], tonumber(A[3])}}, 1)
-    event(K[2], 'st', nil, nil, nil, nil, nil, nil, s.b, {{A[2], 0}}, st)
+    event(K[2], 'st', nil, nil, nil, nil, nil, nil, s.b, {{A[2], 0}}, st, {l = s.l})
     redis.call('SET', K[4], fmt(na), 'EX', 3600)
     return {'ok', fmt(na)}
 
@@ -551,77 +666,112 @@ local function dispatch()
 
   elseif op == 'reserve' then
     -- The whole cart in one bucket. K: mk, ek, record, due, hold, stock
-    -- keys from 6. A: op, id, now, exp, n, lines.
+    -- keys from 6, with a buyer their usage keys after them. A: op, id,
+    -- now, exp, n, lines, then what the request asks beyond its lines (see
+    -- ask; nothing for a request without a buyer or partial).
     local id, now, exp, n = A[2], A[3], A[4], tonumber(A[5])
     local ls = lines(6, n)
-    local kind, r, old = begin(K[3], K[4], id, ls)
+    local q = ask(6 + 2*n, n)
+    local kind, r, old = begin(K[3], K[4], id, ls, q.y, q.p)
     if kind ~= 'new' then return reply(kind, r) end
     -- An ID new to the bucket keeps its hold in its record: no attempt
     -- before it can have left a hold here (every hold key of an ID comes
     -- after its record, and records stay). One with an earlier attempt
     -- keeps it in the hold key, which may hold that attempt's.
+    local h
     if old then
-      local h = redis.call('HMGET', K[5], 'at', 'st')
+      h = redis.call('HMGET', K[5], 'at', 'st')
       if h[1] and (tonumber(h[1]) >= r.at or h[2] == 'T') then return {'stale'} end
     end
-    local refused = check(6, ls)
+    local refused, held, cnt = decide(6, 6 + n, ls, q)
     if refused then return refused end
-    local st = move(6, ls, -1)
+    local hl = heldLines(ls, held)
+    local st = move(6, hl, -1)
+    use(6 + n, hl, cnt, q.y, 1)
+    if not counts(cnt) then cnt = nil end
     local hs
     if old then
-      redis.call('HSET', K[5], 'at', r.at, 'st', 'T')
+      if h[1] then redis.call('DEL', K[5]) end
+      local args = {'HSET', K[5], 'at', r.at, 'st', 'T'}
+      if cnt then args[#args+1] = 'hc'; args[#args+1] = cnt; args[#args+1] = 'y'; args[#args+1] = q.y end
+      redis.call(unpack(args))
     else
       hs = 'T'
     end
-    r = {st = 1, at = r.at, exp = exp, cr = now, ls = ls, hs = hs}
+    r = {st = 1, at = r.at, exp = exp, cr = now, ls = hl, hs = hs, y = q.y, p = q.p, hc = cnt}
     write(K[3], r, old)
     redis.call('ZADD', K[4], exp, id)
     -- One event carries the take and the reservation.
-    event(K[2], 'rv', id, r.at, '1', exp, now, nil, nil, ls, st)
-    -- The caller knows the reservation it asked for.
+    event(K[2], 'rv', id, r.at, '1', exp, now, nil, nil, hl, st, extra(r))
+    -- The caller knows the reservation it asked for; with partial, the
+    -- units each line holds.
+    if q.p then
+      local out = {'new'}
+      for k = 1, n do out[k+1] = held[k] end
+      return out
+    end
     return {'new'}
 
   elseif op == 'begin' then
-    -- K: mk, record, due. A: op, id, now, exp, deadline, n, lines.
+    -- K: mk, record, due. A: op, id, now, exp, deadline, n, lines, then
+    -- the buyer and partial (see ask).
     local id, now, exp, n = A[2], A[3], A[4], tonumber(A[6])
     local ls = lines(7, n)
-    local kind, r, old = begin(K[2], K[3], id, ls)
+    local q = ask(7 + 2*n, 0)
+    local kind, r, old = begin(K[2], K[3], id, ls, q.y, q.p)
     if kind ~= 'new' then return reply(kind, r) end
-    r = {st = 0, at = r.at, exp = exp, cr = now, ls = ls}
+    r = {st = 0, at = r.at, exp = exp, cr = now, ls = ls, y = q.y, p = q.p}
     write(K[2], r, old)
     redis.call('ZADD', K[3], A[5], id)
     return reply('new', r)
 
   elseif op == 'take' then
-    -- K: mk, ek, hold, stock keys from 4. A: op, id, attempt, n, lines.
-    return take(A[2], tonumber(A[3]), nil, lines(5, tonumber(A[4])))
+    -- K: mk, ek, hold, stock keys from 4, with a buyer the usage keys
+    -- after them. A: op, id, attempt, n, lines, then what the request asks
+    -- beyond its lines (see ask).
+    local n = tonumber(A[4])
+    return take(A[2], tonumber(A[3]), lines(5, n), ask(5 + 2*n, n))
 
   elseif op == 'undo' or op == 'give' then
-    -- K: mk, ek, hold, stock keys from 4. A: op, id, attempt, n, lines.
+    -- K: mk, ek, hold, stock keys from 4, then the usage keys of a
+    -- reservation with a buyer. A: op, id, attempt, n, lines.
     local to = 'G'
     if op == 'undo' then to = 'U' end
-    return back(A[2], tonumber(A[3]), to, K[3], 4, lines(5, tonumber(A[4])))
+    local n = tonumber(A[4])
+    return back(A[2], tonumber(A[3]), to, K[3], 4, 4 + n, lines(5, n))
 
   elseif op == 'undo+done' or op == 'give+done' then
     -- undo or give, then done, for a reservation whose record and lines
-    -- share this bucket. K: mk, ek, hold, due, stock keys from 5, record.
-    -- A: op, id, attempt, n, lines.
+    -- share this bucket. K: mk, ek, hold, due, stock keys from 5, record,
+    -- then the usage keys of a reservation with a buyer. A: op, id,
+    -- attempt, n, lines.
     local to = 'G'
     if op == 'undo+done' then to = 'U' end
     local n = tonumber(A[4])
-    back(A[2], tonumber(A[3]), to, K[3], 5, lines(5, n), K[5 + n])
+    back(A[2], tonumber(A[3]), to, K[3], 5, 6 + n, lines(5, n), K[5 + n])
     redis.call('ZREM', K[4], A[2])
     return {'ok'}
 
   elseif op == 'grant' then
-    -- K: mk, ek, record, due. A: op, id, attempt, versions.
+    -- K: mk, ek, record, due. A: op, id, attempt, versions, the units each
+    -- line holds ('' when all it asked for), the counted flags of the
+    -- lines ('' when none counts).
     local id, at = A[2], tonumber(A[3])
     local r = record(K[3])
     if not r or r.at ~= at or r.st == 9 then return {'gone'} end
     if r.st ~= 0 then return reply('ok', r) end
     r.st = 1
     r.vs = A[4]
-    redis.call('HSET', K[3], 'st', '1', 'vs', r.vs)
+    local args = {'HSET', K[3], 'st', '1', 'vs', r.vs}
+    for k, q in ipairs(split(A[5])) do
+      r.ls[k][2] = q
+      args[#args+1] = nm('q', k); args[#args+1] = q
+    end
+    if counts(A[6]) then
+      r.hc = A[6]
+      args[#args+1] = 'hc'; args[#args+1] = r.hc
+    end
+    redis.call(unpack(args))
     redis.call('ZADD', K[4], r.exp, id)
     final(K[2], id, r)
     return reply('ok', r)
@@ -650,7 +800,9 @@ local function dispatch()
     -- from 6. A: op, id, to, now, n, lines: the lines the caller expects,
     -- which name the stock keys. When the record's lines are others, the
     -- reply is settle's, and the caller finishes as after a settle. A
-    -- kind followed by '+' says that nothing is left to do.
+    -- kind followed by '+' says that nothing is left to do. The usage
+    -- keys of the lines follow their stock keys for a reservation with a
+    -- buyer.
     local ls = lines(6, tonumber(A[5]))
     local out, r = settle('settle', ls)
     local kind = out[1]
@@ -658,9 +810,9 @@ local function dispatch()
       if kind == 'sell' then
         sell(r.at, K[5], 6, ls, K[3], r)
       elseif kind == 'undo' then
-        back(A[2], r.at, 'U', K[5], 6, ls, K[3], r)
+        back(A[2], r.at, 'U', K[5], 6, 6 + #ls, ls, K[3], r)
       else
-        back(A[2], r.at, 'G', K[5], 6, ls, K[3], r)
+        back(A[2], r.at, 'G', K[5], 6, 6 + #ls, ls, K[3], r)
       end
       redis.call('ZREM', K[4], A[2])
       out[1] = kind .. '+'
@@ -752,7 +904,7 @@ local function flush()
   for sk, st in pairs(stocks) do
     if st and st.x then
       -- b, r and o changed too (x): stock set, added, or sold.
-      local args = {'HSET', sk, 'a', fmt(st.a), 'v', fmt(st.v), 'b', fmt(st.b), 'o', fmt(st.o)}
+      local args = {'HSET', sk, 'a', fmt(st.a), 'v', fmt(st.v), 'b', fmt(st.b), 'o', fmt(st.o), 'l', fmt(st.l or 0)}
       if st.r then args[#args+1] = 'r'; args[#args+1] = fmt(st.r) end
       redis.call(unpack(args))
     elseif st and st.dirty then

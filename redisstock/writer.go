@@ -176,18 +176,24 @@ func (r *Reserver) NewWriter(opts *WriterOptions) *Writer {
 		stock: `INSERT INTO ` + stock + ` AS s (sku, available, fence)
 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[])
 ON CONFLICT (sku) DO UPDATE SET available = EXCLUDED.available, fence = EXCLUDED.fence WHERE s.fence < EXCLUDED.fence`,
-		reserve: `INSERT INTO ` + res + ` AS r (id, state, expires_at, created_at)
-SELECT * FROM unnest($1::text[], $2::smallint[], $3::timestamptz[], $4::timestamptz[])
+		// A reservation carries its buyer (NULL for none) and Partial, as
+		// the PostgreSQL strategies record them.
+		reserve: `INSERT INTO ` + res + ` AS r (id, state, expires_at, created_at, buyer, partial)
+SELECT u.id, u.st, u.exp, u.cr, nullif(u.y, ''), u.p FROM unnest($1::text[], $2::smallint[], $3::timestamptz[], $4::timestamptz[], $5::text[], $6::bool[]) AS u (id, st, exp, cr, y, p)
 ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, expires_at = greatest(r.expires_at, EXCLUDED.expires_at)
 WHERE r.state = 1 AND (EXCLUDED.state <> 1 OR EXCLUDED.expires_at > r.expires_at)`,
 		// A stock event of SetStock, SetStockWith or AddStock carries the
-		// SKU's backorder; it replaces an older one, by the version of the
-		// event that set it (backorder_fence, 0014_redisstock_backorder.sql),
-		// so that events applied twice or out of order leave the newest.
-		backorder: `UPDATE ` + stock + ` s SET backorder = u.b, backorder_fence = u.v
-FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u (sku, b, v) WHERE s.sku = u.sku AND s.backorder_fence < u.v`,
-		lines: `INSERT INTO ` + lines + ` (reservation_id, sku, qty)
-SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING`,
+		// SKU's settings, its backorder and its limit per buyer; they
+		// replace older ones, by the version of the event that set them
+		// (backorder_fence, 0014_redisstock_backorder.sql, fences both), so
+		// that events applied twice or out of order leave the newest.
+		backorder: `UPDATE ` + stock + ` s SET backorder = u.b, buyer_limit = u.l, backorder_fence = u.v
+FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) AS u (sku, b, v, l) WHERE s.sku = u.sku AND s.backorder_fence < u.v`,
+		// counted marks the lines whose units count against the buyer's
+		// usage (reservation_line.counted, 0008_levels_limits.sql), from
+		// which Load rebuilds the usage.
+		lines: `INSERT INTO ` + lines + ` (reservation_id, sku, qty, counted)
+SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bool[]) ON CONFLICT DO NOTHING`,
 		// A take of a newer attempt replaces the row; a return replaces the
 		// take of its attempt; nothing else changes it, so that events
 		// applied twice or out of order leave the row as in order.
@@ -532,6 +538,8 @@ type event struct {
 	state int16
 	exp   time.Time
 	cr    time.Time
+	buyer string // reservation events: Request.Buyer
+	part  bool   // reservation events: Request.Partial
 	lines []evLine
 }
 
@@ -540,7 +548,9 @@ type evLine struct {
 	qty     int64
 	a, v    int64 // stock events: available and version after
 	bo      int64 // st events: the SKU's backorder after, with hasBo
+	lim     int64 // st events: the SKU's limit per buyer after, with hasBo
 	hasBo   bool
+	counted bool  // reservation events: the line's units count against the buyer's usage
 	waitFor int64 // rs events: the stock version its take left; 0 for none
 }
 
@@ -553,6 +563,7 @@ var holdStates = map[string]string{"tk": "T", "rv": "T", "ud": "U", "gv": "G"}
 // events were packed, or the packed field's parts.
 type evFields struct {
 	t, id, at, sq, n, st, exp, cr, vs, b string
+	y, p, l, c                           string // format e2: buyer, partial, limit, counted flags
 	// line returns the sku, qty, available and version of line i (from 1).
 	line func(i int) (sku, qty, a, v string)
 }
@@ -568,20 +579,29 @@ func parseEvent(m redis.XMessage) (event, error) {
 	if p, ok := m.Values["p"]; ok {
 		s, _ := p.(string)
 		f := strings.Split(s, packedSep)
-		if len(f) < 11 || f[0] != "e1" {
+		head := 0
+		switch {
+		case len(f) >= 11 && f[0] == "e1":
+			head = 11
+		case len(f) >= 15 && f[0] == "e2":
+			head = 15
+		default:
 			return event{id: m.ID}, fmt.Errorf("entry %s: not a packed event", m.ID)
 		}
-		ef := evFields{sq: f[1], t: f[2], id: f[3], at: f[4], st: f[5], exp: f[6], cr: f[7], vs: f[8], b: f[9], n: f[10]}
+		ef := evFields{sq: f[1], t: f[2], id: f[3], at: f[4], st: f[5], exp: f[6], cr: f[7], vs: f[8], b: f[9], n: f[head-1]}
+		if head == 15 {
+			ef.y, ef.p, ef.l, ef.c = f[10], f[11], f[12], f[13]
+		}
 		width := 4 // sku, qty, available, version
 		if ef.t == "rs" {
 			width = 2 // sku, qty
 		}
 		n, _ := strconv.Atoi(ef.n)
-		if n < 0 || len(f) != 11+width*n {
+		if n < 0 || len(f) != head+width*n {
 			return event{id: m.ID}, fmt.Errorf("entry %s: %d values for %d lines", m.ID, len(f), n)
 		}
 		ef.line = func(i int) (sku, qty, a, v string) {
-			l := f[11+width*(i-1):]
+			l := f[head+width*(i-1):]
 			if width == 4 {
 				return l[0], l[1], l[2], l[3]
 			}
@@ -601,7 +621,7 @@ func parseEvent(m redis.XMessage) (event, error) {
 // parseFields parses the values of the stream entry id.
 func parseFields(id string, f evFields) (event, error) {
 	num := func(s string) int64 { n, _ := strconv.ParseInt(s, 10, 64); return n }
-	e := event{id: id, kind: f.t, res: f.id, at: num(f.at), seq: num(f.sq), pos: parseEntryID(id)}
+	e := event{id: id, kind: f.t, res: f.id, at: num(f.at), seq: num(f.sq), pos: parseEntryID(id), buyer: f.y, part: f.p == "1"}
 	n := int(num(f.n))
 	// A reservation event without lines is the tombstone of a Cancel.
 	if n < 0 || n > inventory.MaxLines || (n == 0 && (e.kind != "rs" || num(f.st) != int64(inventory.Released))) {
@@ -615,8 +635,9 @@ func parseFields(id string, f evFields) (event, error) {
 		sku, qty, a, v := f.line(i)
 		l := evLine{sku: sku, qty: num(qty), a: num(a), v: num(v)}
 		if e.kind == "st" && f.b != "" {
-			l.bo, l.hasBo = num(f.b), true
+			l.bo, l.lim, l.hasBo = num(f.b), num(f.l), true
 		}
+		l.counted = i <= len(f.c) && f.c[i-1] == '1'
 		if i <= len(vs) {
 			l.waitFor, _ = strconv.ParseInt(vs[i-1], 10, 64)
 		}
@@ -840,7 +861,7 @@ func (w *Writer) commit(ctx context.Context, b int, evs []event, at *seqAt) erro
 }
 
 func (w *Writer) commitBatch(ctx context.Context, b *pgx.Batch, evs []event) error {
-	type stockRow struct{ a, v int64 }
+	type stockRow struct{ a, v, l int64 }
 	type holdKey struct{ id, sku string }
 	type holdRow struct {
 		at, qty int64
@@ -863,10 +884,10 @@ func (w *Writer) commitBatch(ctx context.Context, b *pgx.Batch, evs []event) err
 		if e.kind != "rs" {
 			for _, l := range e.lines {
 				if cur, ok := backorders[l.sku]; l.hasBo && (!ok || l.v > cur.v) {
-					backorders[l.sku] = stockRow{l.bo, l.v}
+					backorders[l.sku] = stockRow{l.bo, l.v, l.lim}
 				}
 				if cur, ok := stock[l.sku]; !ok || l.v > cur.v {
-					stock[l.sku] = stockRow{l.a, l.v}
+					stock[l.sku] = stockRow{l.a, l.v, 0}
 				}
 			}
 			if e.kind != "rv" {
@@ -898,11 +919,11 @@ func (w *Writer) commitBatch(ctx context.Context, b *pgx.Batch, evs []event) err
 			skus = append(skus, s)
 		}
 		slices.Sort(skus)
-		bs, vs := make([]int64, len(skus)), make([]int64, len(skus))
+		bs, vs, ls := make([]int64, len(skus)), make([]int64, len(skus)), make([]int64, len(skus))
 		for i, s := range skus {
-			bs[i], vs[i] = backorders[s].a, backorders[s].v
+			bs[i], vs[i], ls[i] = backorders[s].a, backorders[s].v, backorders[s].l
 		}
-		b.Queue(w.q.backorder, skus, bs, vs)
+		b.Queue(w.q.backorder, skus, bs, vs, ls)
 	}
 	if len(holds) > 0 {
 		keys := make([]holdKey, 0, len(holds))
@@ -922,17 +943,19 @@ func (w *Writer) commitBatch(ctx context.Context, b *pgx.Batch, evs []event) err
 		slices.Sort(order)
 		ids, states := make([]string, len(order)), make([]int16, len(order))
 		exps, crs := make([]time.Time, len(order)), make([]time.Time, len(order))
+		buyers, parts := make([]string, len(order)), make([]bool, len(order))
 		var lid, lsku []string
 		var lqty []int64
+		var lcounted []bool
 		for i, id := range order {
 			e := res[id]
-			ids[i], states[i], exps[i], crs[i] = id, e.state, e.exp, e.cr
+			ids[i], states[i], exps[i], crs[i], buyers[i], parts[i] = id, e.state, e.exp, e.cr, e.buyer, e.part
 			for _, l := range e.lines {
-				lid, lsku, lqty = append(lid, id), append(lsku, l.sku), append(lqty, l.qty)
+				lid, lsku, lqty, lcounted = append(lid, id), append(lsku, l.sku), append(lqty, l.qty), append(lcounted, l.counted)
 			}
 		}
-		b.Queue(w.q.reserve, ids, states, exps, crs)
-		b.Queue(w.q.lines, lid, lsku, lqty)
+		b.Queue(w.q.reserve, ids, states, exps, crs, buyers, parts)
+		b.Queue(w.q.lines, lid, lsku, lqty, lcounted)
 	}
 	if err := w.r.store.DB().SendBatch(ctx, b).Close(); err != nil {
 		return err

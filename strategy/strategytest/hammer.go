@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -95,6 +96,12 @@ type HammerConfig struct {
 
 	// Seed makes the choices of the run repeatable. Default: random.
 	Seed uint64
+
+	// Buyers, when positive, names a buyer on every cart (Request.Buyer),
+	// one of Buyers ("buyer-0".."buyer-N") picked at random, for SKUs with
+	// a limit per buyer (StockOptions.Limit). Default: 0, carts without a
+	// buyer.
+	Buyers int
 
 	// stocked: the SKUs are stocked already, by the process that runs the
 	// workers of RunProcs; the hammer neither sets them nor accounts at the
@@ -503,6 +510,9 @@ func (h *hammer) buyer(ctx context.Context, rng *rand.Rand, ids *[]string) []inv
 		}
 		idx := h.pickSKUs(rng, 1+rng.IntN(h.cfg.MaxLines), zipf)
 		req := inventory.Request{Lines: make([]inventory.Line, len(idx))}
+		if h.cfg.Buyers > 0 {
+			req.Buyer = "buyer-" + strconv.Itoa(rng.IntN(h.cfg.Buyers))
+		}
 		for k, i := range idx {
 			req.Lines[k] = inventory.Line{SKU: h.skus[i], Qty: 1 + rng.Int64N(maxQty)}
 		}

@@ -45,8 +45,9 @@ type services struct {
 	redisErr error
 	mysql    *sql.DB
 	mysqlErr error
-	buckets  int // -buckets: the stock buckets of every SKU (inventory.StockOptions)
-	home     int // groupcommit's home bucket (strategy.Config.Home); 0: one at random
+	buckets  int   // -buckets: the stock buckets of every SKU (inventory.StockOptions)
+	limit    int64 // -limit: the limit per buyer of every SKU (inventory.StockOptions)
+	home     int   // groupcommit's home bucket (strategy.Config.Home); 0: one at random
 }
 
 // missing returns why one of the services in need cannot be used, or nil.
@@ -174,6 +175,9 @@ func targets() []target {
 			if err != nil {
 				return nil, err
 			}
+			if svc.limit > 0 {
+				s = &limited{Strategy: s, opts: inventory.StockOptions{Buckets: svc.buckets, Limit: svc.limit}}
+			}
 			return &opened{s: s, newID: strategy.NewIDFunc(s), close: closeFn}, nil
 		}
 		ts = append(ts, t)
@@ -224,6 +228,7 @@ type plan struct {
 	plenty   int64         // stock per SKU when not scarce
 	scarce   int64         // stock of the SKU of a sell-out
 	maxQty   int64         // each line asks 1..maxQty units
+	buyers   int           // with -limit, carts name one of this many buyers (HammerConfig.Buyers)
 	seed     uint64
 	runID    string   // names schemas and key prefixes
 	procs    int      // worker processes per point; 0: the workers run in this process
@@ -514,6 +519,7 @@ func hammerConfig(p plan, c benchCase, w int) strategytest.HammerConfig {
 		MaxLines:    c.Lines,
 		FixedStock:  true,
 		Seed:        p.seed,
+		Buyers:      p.buyers,
 	}
 	if c.Workload != hot {
 		cfg.SKUs = p.skus
@@ -586,4 +592,18 @@ func errorKinds(errs map[string]int64) string {
 		fmt.Fprintf(&b, "%s=%d", k, errs[k])
 	}
 	return b.String()
+}
+
+// limited is a strategy whose SetStock gives every SKU the settings opts
+// (-limit: a limit per buyer), through inventory.SetStockWith: a strategy
+// that does not offer them fails its first SetStock with
+// inventory.ErrUnsupported, and its run with it.
+type limited struct {
+	inventory.Strategy
+	opts inventory.StockOptions
+}
+
+// SetStock sets the stock of sku with l's settings.
+func (l *limited) SetStock(ctx context.Context, sku string, available int64) error {
+	return inventory.SetStockWith(ctx, l.Strategy, sku, available, l.opts)
 }

@@ -67,6 +67,7 @@ import (
 
 	"github.com/mattn/go-isatty"
 
+	"github.com/oversell/inventory"
 	"github.com/oversell/inventory/strategy"
 	"github.com/oversell/inventory/strategy/strategytest"
 )
@@ -94,6 +95,7 @@ type options struct {
 	zipfS                                 float64
 	scarce, maxQty                        int64
 	pgConns, mysqlConns, buckets          int
+	limit                                 int64
 	mysqlOnly                             bool
 	containers, smoke, strict, quiet      bool
 	full                                  bool
@@ -120,6 +122,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.skus, "skus", 100, "SKUs of the uniform and zipf workloads")
 	fs.Float64Var(&o.zipfS, "zipf", 1.1, "exponent `s` (> 1) of the zipf workload")
 	fs.Int64Var(&o.maxQty, "max-qty", 3, "each line asks 1..`N` units")
+	fs.Int64Var(&o.limit, "limit", 0, "give every SKU a limit per buyer of `N` units (inventory.StockOptions.Limit) and every cart one of "+strconv.Itoa(limitBuyers)+" buyers: the cost of the check, far from the limit; a strategy that cannot fails its run; the raw baselines ignore it")
 	fs.IntVar(&o.buckets, "buckets", 0, "split every SKU into `K` stock buckets (inventory.StockOptions.Buckets): a strategy that cannot does not run; the raw baselines ignore it")
 	fs.IntVar(&o.pgConns, "pg-conns", 48, "size of the PostgreSQL connection pool every strategy shares")
 	fs.IntVar(&o.mysqlConns, "mysql-conns", 48, "size of the MySQL connection pool every MySQL strategy shares")
@@ -175,7 +178,7 @@ const (
 func makePlan(o *options) (plan, error) {
 	p := plan{
 		duration: o.duration, ops: o.ops, skus: o.skus, zipfS: o.zipfS,
-		plenty: 1 << 40, scarce: o.scarce, maxQty: o.maxQty, seed: o.seed,
+		plenty: 1 << 40, scarce: o.scarce, maxQty: o.maxQty, seed: o.seed, buyers: limitBuyersOf(o.limit),
 	}
 	if p.seed == 0 {
 		b := make([]byte, 8)
@@ -217,6 +220,8 @@ func makePlan(o *options) (plan, error) {
 		return p, errors.New("-zipf must be above 1")
 	case o.maxQty < 1:
 		return p, errors.New("-max-qty must be positive")
+	case o.limit < 0 || o.limit > inventory.MaxQty:
+		return p, fmt.Errorf("-limit must be in 0..%d", int64(inventory.MaxQty))
 	case o.lines < 1 || o.lines > o.skus:
 		return p, fmt.Errorf("-lines must be in 1..%d (-skus)", o.skus)
 	case o.scarce < 1:
@@ -349,7 +354,7 @@ func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	p.pgURL, p.redisURL = pgURL, redisURL
 	defer svc.close()
-	svc.buckets = o.buckets
+	svc.buckets, svc.limit = o.buckets, o.limit
 
 	m := meta{
 		Command: "go run ./cmd/invbench " + strings.Join(args, " "), Started: time.Now().UTC(),
@@ -457,4 +462,16 @@ func redact(s string) string {
 		return "(unparsable URL)"
 	}
 	return u.Redacted()
+}
+
+// limitBuyers is how many buyers the carts of a run with -limit name.
+const limitBuyers = 10000
+
+// limitBuyersOf returns the buyers of a run with the limit per buyer limit:
+// limitBuyers, or 0 without a limit.
+func limitBuyersOf(limit int64) int {
+	if limit > 0 {
+		return limitBuyers
+	}
+	return 0
 }

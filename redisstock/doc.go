@@ -438,9 +438,11 @@
 //     Repair writes limits and reservations, and a reservation it writes
 //     counts no line.
 //   - Cost: a request without a buyer or Partial sends nothing more than
-//     before. One with a buyer adds a key per line, and its Commit or
-//     Release settles in two calls even in the process that reserved it
-//     (the hint that makes it one call names stock keys only).
+//     before. One with a buyer adds a key per line to its take and to the
+//     give of its units (the hint of a Commit or Release in one call
+//     carries the buyer, so its usage keys go with the stock keys), and
+//     the script reads and writes the usage of each line of a SKU with a
+//     limit.
 //
 // Nothing here is refused with inventory.ErrUnsupported across Cluster
 // slots: every key a step reads or writes is in the bucket it runs on.

@@ -105,4 +105,4 @@ func (r *Reserver) SetNoHints(on bool) { r.noHints = on }
 
 // PutHint plants the lines Commit and Release take for id's: a wrong one
 // stands for a guess gone stale.
-func (r *Reserver) PutHint(id string, lines []inventory.Line) { r.hints.put(id, lines) }
+func (r *Reserver) PutHint(id string, lines []inventory.Line) { r.hints.put(id, lines, "") }

@@ -71,7 +71,7 @@ func TestLostRepliesApplyOnce(t *testing.T) {
 	}{
 		{"reserve", 1, false}, {"settle", 1, false}, {"give+done", 1, false}, {"settle1", 1, false},
 		{"begin", 16, false}, {"take", 16, false}, {"grant", 16, false}, {"settle", 16, false}, {"give", 16, false},
-		{"reserve", 1, true}, {"settle", 1, true}, {"give+done", 1, true},
+		{"reserve", 1, true}, {"settle", 1, true}, {"give+done", 1, true}, {"settle1", 1, true},
 		{"take", 16, true}, {"grant", 16, true}, {"settle", 16, true}, {"give", 16, true},
 	} {
 		name := fmt.Sprintf("%s/buckets=%d", tc.op, tc.buckets)

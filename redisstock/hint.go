@@ -7,7 +7,8 @@ import (
 	"github.com/oversell/inventory"
 )
 
-// hints remembers the lines of the reservations this process reserved, so
+// hints remembers the lines (and the buyer) of the reservations this
+// process reserved, so
 // that a Commit or Release of one whose record and lines share a bucket can
 // name the lines' stock keys and settle and finish in one script call
 // (settle1) instead of two. A hint is only a guess: the script compares it
@@ -21,8 +22,16 @@ type hints struct {
 
 type hintShard struct {
 	mu sync.Mutex
-	m  map[string][]inventory.Line
+	m  map[string]hint
 	_  [40]byte // keep shards' mutexes on separate cache lines
+}
+
+// hint is what a process remembers of a reservation it reserved: its
+// lines, which name their stock keys, and its buyer, whose usage keys go
+// with them.
+type hint struct {
+	lines []inventory.Line
+	buyer string
 }
 
 // maxHints bounds the hints a Reserver keeps (a few MB at most).
@@ -31,7 +40,7 @@ const maxHints = 1 << 16
 func newHints() *hints {
 	h := &hints{seed: maphash.MakeSeed()}
 	for i := range h.shards {
-		h.shards[i].m = make(map[string][]inventory.Line)
+		h.shards[i].m = make(map[string]hint)
 	}
 	return h
 }
@@ -40,8 +49,8 @@ func (h *hints) shard(id string) *hintShard {
 	return &h.shards[maphash.String(h.seed, id)%uint64(len(h.shards))]
 }
 
-// put remembers the lines of id.
-func (h *hints) put(id string, lines []inventory.Line) {
+// put remembers the lines and the buyer of id.
+func (h *hints) put(id string, lines []inventory.Line, buyer string) {
 	s := h.shard(id)
 	s.mu.Lock()
 	if len(s.m) >= maxHints/len(h.shards) {
@@ -50,12 +59,12 @@ func (h *hints) put(id string, lines []inventory.Line) {
 			break
 		}
 	}
-	s.m[id] = lines
+	s.m[id] = hint{lines, buyer}
 	s.mu.Unlock()
 }
 
-// take returns the lines remembered for id, and forgets them.
-func (h *hints) take(id string) ([]inventory.Line, bool) {
+// take returns what is remembered of id, and forgets it.
+func (h *hints) take(id string) (hint, bool) {
 	s := h.shard(id)
 	s.mu.Lock()
 	l, ok := s.m[id]

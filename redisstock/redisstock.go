@@ -535,10 +535,8 @@ func (r *Reserver) reserveOne(ctx context.Context, req inventory.Request, lines 
 	} else {
 		res, err = r.reserved(req, rep, lines)
 	}
-	if err == nil && req.Buyer == "" {
-		// A hint names stock keys only: a reservation of a buyer settles in
-		// two calls, the second with the record's buyer and usage keys.
-		r.hints.put(id, slices.Clone(res.Lines))
+	if err == nil {
+		r.hints.put(id, slices.Clone(res.Lines), req.Buyer)
 	}
 	return res, err
 }
@@ -859,12 +857,15 @@ func (r *Reserver) sweepOne(ctx context.Context, op, id string, to int) (string,
 		// Lines this process reserved under id, all in the record's
 		// bucket: settle and finish in one call. The script checks them
 		// against the record.
-		if lines, ok := r.hints.take(id); ok && r.inBucket(rb, lines) {
+		if h, ok := r.hints.take(id); ok && r.inBucket(rb, h.lines) {
 			keys = append(keys, r.holdKey(rb, id))
-			for _, l := range lines {
+			for _, l := range h.lines {
 				keys = append(keys, r.stockKey(l.SKU))
 			}
-			args = lineArgs([]any{"settle1", id, to, args[3]}, lines)
+			// The usage keys of a buyer's lines: the give takes the units
+			// it counted off the usage in the same call.
+			keys = r.usageKeys(keys, h.buyer, h.lines)
+			args = lineArgs([]any{"settle1", id, to, args[3]}, h.lines)
 		}
 	}
 	rep, err := r.run(ctx, rb, keys, args...)

@@ -806,7 +806,10 @@ local function dispatch()
     local ls = lines(6, tonumber(A[5]))
     local out, r = settle('settle', ls)
     local kind = out[1]
-    if r and (kind == 'give' or kind == 'expired' or kind == 'sell' or kind == 'undo') and same(r.ls, ls) then
+    -- A record that counts lines against its buyer finishes here only
+    -- with their usage keys.
+    local usable = r and (not counts(r.hc) or K[6 + #ls])
+    if usable and (kind == 'give' or kind == 'expired' or kind == 'sell' or kind == 'undo') and same(r.ls, ls) then
       if kind == 'sell' then
         sell(r.at, K[5], 6, ls, K[3], r)
       elseif kind == 'undo' then

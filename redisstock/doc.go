@@ -442,7 +442,11 @@
 //     give of its units (the hint of a Commit or Release in one call
 //     carries the buyer, so its usage keys go with the stock keys), and
 //     the script reads and writes the usage of each line of a SKU with a
-//     limit.
+//     limit. On the hot SKU at 64 workers, every cart naming one of 10000
+//     buyers against a limit of 1000, three alternated runs each gave
+//     medians of 17280 carts/s with the limit and 17149 without (0.26x
+//     and 0.25x raw-redis, load 0.7 to 2.0): inside the noise (see
+//     BENCHMARKS.md).
 //
 // Nothing here is refused with inventory.ErrUnsupported across Cluster
 // slots: every key a step reads or writes is in the bucket it runs on.

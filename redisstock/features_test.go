@@ -1,6 +1,7 @@
 package redisstock_test
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -210,4 +211,44 @@ func TestLimitRulesCatchWrongScripts(t *testing.T) {
 			assert.ErrorIs(t, reserve(), inventory.ErrLimitExceeded, "the wrong script counts a released hold")
 		})
 	}
+}
+
+// TestPartialCartAcrossBucketsIsWholeOrNothing reserves a partial cart of
+// a buyer whose first line (a SKU with a limit) its bucket can hold in
+// part and whose second line, in a later bucket, is short of its Min: the
+// first bucket's take is undone whole, its units and the buyer's usage
+// with it, and nothing is reserved. The same cart with a Min the second
+// bucket can serve holds each line at the size its own bucket's take
+// decided.
+func TestPartialCartAcrossBucketsIsWholeOrNothing(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	in := setup(ctx, t, nil, &redisstock.Options{Buckets: 16})
+	first, second := "a-lim", ""
+	for i := 0; second == ""; i++ {
+		if s := "z-" + strconv.Itoa(i); in.Bucket(s) != in.Bucket(first) {
+			second = s
+		}
+	}
+	require.NoError(t, in.SetStockWith(ctx, first, 5, inventory.StockOptions{Limit: 3}))
+	require.NoError(t, in.SetStock(ctx, second, 2))
+	cart := func(id string, min int64) inventory.Request {
+		return inventory.Request{ID: id, Buyer: "b1", Partial: true,
+			Lines: []inventory.Line{{SKU: first, Qty: 9, Min: 1}, {SKU: second, Qty: 4, Min: min}}}
+	}
+	_, err := in.Reserve(ctx, cart("refused", 3))
+	require.ErrorIs(t, err, inventory.ErrInsufficientStock, "the second line is short of its Min")
+	for sku, n := range map[string]int64{first: 5, second: 2} {
+		got, err := in.Available(ctx, sku)
+		require.NoError(t, err)
+		assert.Equal(t, n, got, "the first bucket's take was undone whole: %s", sku)
+	}
+	_, err = in.Lookup(ctx, "refused")
+	require.ErrorIs(t, err, inventory.ErrNotFound)
+	res, err := in.Reserve(ctx, cart("held", 2))
+	require.NoError(t, err, "the undo took the usage off: the limit is all the buyer's again")
+	assert.Equal(t, []inventory.Line{line(first, 3), line(second, 2)}, res.Lines)
+	got, err := in.Lookup(ctx, "held")
+	require.NoError(t, err)
+	assert.Equal(t, res.Lines, got.Lines)
 }

@@ -41,8 +41,10 @@ const (
 	outcomeNotHeld
 	// outcomeAlone: a reservation with a line of a SKU split into stock
 	// buckets that no bucket the flush could take has in full, while the
-	// SKU as a whole has the units; the caller takes it on its own, with
-	// the shared bucket step, which gathers them.
+	// SKU as a whole has the units, or with a line of a SKU with a limit
+	// per buyer; the caller takes it on its own, with the shared step,
+	// which gathers the units and decides the limit. An expiry that left
+	// due holds with a buyer held; the caller expires them on its own.
 	outcomeAlone
 )
 
@@ -431,6 +433,11 @@ func (r *Reserver) send(ctx context.Context, db pgstore.DB, batch []*call) error
 			a.releases[idx-1].outcome = outcomeDone
 		case kindExpire:
 			expired = int(*avail)
+			if out == 5 {
+				for _, c := range a.expires {
+					c.outcome = outcomeAlone
+				}
+			}
 		}
 	}
 	if err := rows.Err(); err != nil {

@@ -14,14 +14,15 @@
 //
 // # Guarantees
 //
-// Reserve, Commit, Release and ExpireDue are queued; Cancel, Lookup,
-// Available, SetStock and AddStock go straight to the shared ledger. Cancel
-// is rare and must not wait behind a full queue: it inserts its tombstone
-// with ON CONFLICT DO NOTHING, which waits for a flush that is inserting the
-// same ID and then either finds the reservation (and releases it as Release
-// does) or finds the ID free. A flush calls the
-// stored function groupcommit_flush_home once, with every queued call as
-// arrays.
+// Reserve (without a Buyer or Partial), Commit, Release and ExpireDue are
+// queued; Cancel, Lookup, Available, SetStock and AddStock go straight to
+// the shared ledger, and so does a Reserve with a Buyer or Partial (see
+// Limits per buyer and partial carts). Cancel is rare and must not wait
+// behind a full queue: it inserts its tombstone with ON CONFLICT DO
+// NOTHING, which waits for a flush that is inserting the same ID and then
+// either finds the reservation (and releases it as Release does) or finds
+// the ID free. A flush calls the stored function groupcommit_flush_home
+// once, with every queued call as arrays.
 // Inside it, in one transaction:
 //
 //   - commits, releases and an expiry sweep (the limits of the ExpireDue
@@ -158,12 +159,45 @@
 // held and sold units in one statement, right with buckets and after
 // Purge) and an inventory.Extender (Extend moves a hold up to
 // Options.MaxHold, default 1h, after it was reserved); both are statements
-// of their own, not batched. It does not offer limits per buyer or partial
-// carts: Reserve with a Buyer or Partial, and SetStockWith with a Limit,
-// fail with inventory.ErrUnsupported and change nothing. Its flush neither
-// checks a limit nor takes units off a buyer's usage, so on a schema shared
-// with sqlcond or pessimistic, do not sell or settle a SKU with a limit
-// through groupcommit.
+// of their own, not batched.
+//
+// # Limits per buyer and partial carts
+//
+// The Reserver offers limits per buyer (inventory.StockOptions.Limit, set
+// with SetStockWith or Options.SKUDefaults, with inventory.Request.Buyer)
+// and partial carts (inventory.Request.Partial) with the contract of the
+// root package, by the rules and on the tables the PostgreSQL strategies
+// share, so a schema may mix them with sqlcond and pessimistic. They are
+// not batched; the flush leaves to its callers everything that changes a
+// buyer's usage:
+//
+//   - a Reserve with a Buyer or Partial is never queued: it is taken on its
+//     own, as sqlcond takes it (one round trip, one transaction, the limit
+//     and the buyer's usage decided under the row locks, partial lines
+//     sized there; see internal/pgstore), so it costs one commit of the
+//     SKU's row, not a share of a flush's;
+//   - a plain request that the flush finds a line of a SKU with a limit in
+//     (read without a lock, then again under the SKU's row lock, or for a
+//     SKU in buckets once it holds the home bucket) is left out of the
+//     flush, and its caller takes it on its own, which refuses it with a
+//     *inventory.LimitError naming no buyer, as sqlcond does: a flush and
+//     a round trip more for a request that is refused;
+//   - a Commit of a buyer's hold is batched (committed units go on
+//     counting); a Release of one with a line counted against the buyer is
+//     queued, left held by its flush, and then settled on its own, which
+//     takes the units off the usage in the same transaction; Cancel is
+//     never batched;
+//   - the expiry of a flush claims due holds oldest first as before, and
+//     expires those without a buyer; those with one stay held, the flush
+//     says how many, and each ExpireDue call of that flush that has not
+//     reached its limit expires up to the rest of it on its own, through
+//     the shared ledger, which takes their units off the usage: one
+//     transaction (three round trips) more for a sweep that finds them.
+//
+// So each settlement takes a buyer's units off the usage exactly once,
+// whichever path it takes. Requests and settlements without a buyer, on
+// SKUs without a limit, are batched as before, and the flush costs them one
+// more column read per SKU.
 //
 // # Failures
 //

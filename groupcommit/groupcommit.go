@@ -66,7 +66,9 @@ type Options struct {
 	// With Buckets > 1 every new SKU is split into that many stock buckets
 	// (see inventory.StockOptions), which the flushes take from the
 	// Reserver's home bucket first (see Home and the package
-	// documentation). Default: the zero value, every SKU kept whole.
+	// documentation). With a Limit every new SKU sells at most that many
+	// units per buyer, and its requests are taken on their own, not
+	// batched. Default: the zero value, every SKU kept whole.
 	SKUDefaults inventory.StockOptions
 
 	// Home picks the Reserver's home bucket: its flushes take the lines of
@@ -93,6 +95,10 @@ type Options struct {
 // Reserve, Commit, Release and ExpireDue are batched; Cancel, Purge, Lookup,
 // Available, SetStock, AddStock and Migrate come from the ledger every PostgreSQL
 // strategy shares, and keep the contract documented on inventory.Reserver.
+// It offers limits per buyer and partial carts: a Reserve with a Buyer or
+// Partial, or with a line of a SKU with a limit, is taken on its own by the
+// shared ledger, and a settlement that changes a buyer's usage is left out
+// of the flush and made on its own (see the package documentation).
 type Reserver struct {
 	pgstore.Ledger // Cancel, Purge, Lookup, Available, SetStock, AddStock, Migrate
 	store          *pgstore.Store
@@ -142,7 +148,7 @@ func New(db DB, opts *Options) (*Reserver, error) {
 		}
 	}
 	store, err := pgstore.New(db, &pgstore.Options{Schema: o.Schema, DefaultTTL: o.DefaultTTL, Now: o.Now, Name: "groupcommit", Retention: o.Retention, SKUDefaults: o.SKUDefaults,
-		MaxHold: o.MaxHold, Backorders: true, Home: o.Home})
+		MaxHold: o.MaxHold, Limits: true, Backorders: true, Home: o.Home})
 	if err != nil {
 		return nil, err
 	}
@@ -184,17 +190,21 @@ const maxTakenRounds = 3
 
 // Reserve holds every line of req, or none, for req.TTL (0: the default).
 // It queues the request for the next flush, which decides it in arrival
-// order with the others in one transaction. See the package documentation
-// for errors and costs.
+// order with the others in one transaction. A request with a Buyer or
+// Partial, and one the flush finds a line of a SKU with a limit per buyer
+// in, is not batched: it is taken on its own, in one transaction, by the
+// shared ledger's step that checks the limit and the buyer's usage under
+// the row locks and sizes partial lines, as sqlcond takes it. See the
+// package documentation for errors and costs.
 func (r *Reserver) Reserve(ctx context.Context, req inventory.Request) (inventory.Reservation, error) {
 	if err := req.Validate(); err != nil {
 		return inventory.Reservation{}, err
 	}
-	if err := inventory.RefuseUnoffered("groupcommit", req, false, false); err != nil {
-		return inventory.Reservation{}, err
-	}
 	if err := ctx.Err(); err != nil {
 		return inventory.Reservation{}, err
+	}
+	if req.Buyer != "" || req.Partial {
+		return r.store.Reserve(ctx, req, r.alone)
 	}
 	ttl := req.TTL
 	if ttl == 0 {
@@ -268,7 +278,11 @@ func (r *Reserver) settle(ctx context.Context, id string, k kind, alone func(con
 // returns their units, in the next flush, and reports how many it expired.
 // Concurrent calls share one flush and the holds it expired. Due holds are
 // claimed with FOR UPDATE SKIP LOCKED, so sweepers in many processes never
-// expire one twice.
+// expire one twice. The flush leaves the due holds of reservations with a
+// Buyer held; a call whose flush left some, and that has expired fewer
+// than limit, expires up to the rest of its limit on its own, through the
+// shared ledger, which takes their units off the buyers' usage in the same
+// transaction. An error then comes with the count the flush expired.
 func (r *Reserver) ExpireDue(ctx context.Context, limit int) (int, error) {
 	if err := inventory.ValidateLimit(limit); err != nil {
 		return 0, err
@@ -280,14 +294,19 @@ func (r *Reserver) ExpireDue(ctx context.Context, limit int) (int, error) {
 	if err := r.submit(ctx, c); err != nil {
 		return 0, err
 	}
-	return c.expired, nil
+	if c.outcome != outcomeAlone || c.expired >= limit {
+		return c.expired, nil
+	}
+	n, err := r.store.ExpireDue(ctx, limit-c.expired)
+	return c.expired + n, err
 }
 
 // SetStockWith sets the units on hand of sku and its settings: with
 // opts.Buckets > 1 its units are split evenly over that many stock buckets;
+// opts.Limit caps the units one buyer may hold and buy, and the requests
+// for a SKU with a limit are taken on their own, not batched;
 // opts.Backorder lets that many units be sold beyond the stock on hand (see
-// inventory.StockOptions and the package documentation). A limit per buyer
-// (opts.Limit) fails with inventory.ErrUnsupported.
+// inventory.StockOptions and the package documentation).
 func (r *Reserver) SetStockWith(ctx context.Context, sku string, available int64, opts inventory.StockOptions) error {
 	return r.store.SetStockWith(ctx, sku, available, opts)
 }

@@ -201,9 +201,12 @@
 // A request without a Buyer or Partial on a SKU kept whole without a limit
 // is taken by the same conditional UPDATE as before 0008, with
 // buyer_limit = 0 added to its WHERE; the same statements, round trips and
-// locks. The groupcommit flush neither checks a limit nor takes units off
-// a usage: groupcommit refuses limits, and a schema where another strategy
-// gives a SKU a limit must not let groupcommit sell or settle that SKU.
+// locks. The groupcommit flush neither checks a limit nor changes a usage:
+// it leaves out every request with a line of a SKU with a limit, every
+// release of a reservation with a counted line and every due hold with a
+// buyer, and its caller takes or settles each of them on its own through
+// the store (0015_groupcommit_limits.sql); groupcommit takes a request
+// with a Buyer or Partial through the store's TakeStep directly.
 //
 // Extend moves a held, active reservation's expiry in one conditional
 // UPDATE, to max(expiry, min(now + ttl, created_at + Options.MaxHold)).

@@ -6,8 +6,10 @@ import "context"
 // applies one batch of the groupcommit strategy in one statement; qualify it
 // with Table. This version takes the lines of SKUs split into stock buckets
 // from the caller's home bucket (Store.Home), its last argument (see
-// 0011_bucket_home.sql), and gives units back without waiting for a bucket
-// another transaction holds (0012_give_back_free.sql).
+// 0011_bucket_home.sql), gives units back without waiting for a bucket
+// another transaction holds (0012_give_back_free.sql), and leaves to its
+// caller the requests on SKUs with a limit per buyer and the due holds with
+// a buyer (0015_groupcommit_limits.sql).
 const FlushFunction = "groupcommit_flush_home"
 
 // CommitError classifies err, the error of a call that sent a commit (COMMIT,

@@ -1,0 +1,406 @@
+package groupcommit_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/oversell/inventory"
+	"github.com/oversell/inventory/internal/pgstore"
+	"github.com/oversell/inventory/internal/pgstore/pgtest"
+	"github.com/oversell/inventory/internal/testsvc"
+)
+
+// limitMakers are the Reservers the checks of limits per buyer run on, with
+// the buckets they give the SKUs with a limit: SKUs kept whole, and SKUs in
+// eight stock buckets.
+var limitMakers = map[string]struct {
+	mk      pgtest.Maker
+	buckets int
+}{"Whole": {newStrategy, 0}, "Buckets": {newBucketed, 8}}
+
+// limitCase is a Reserver under test, with the pool its checks read the
+// schema through and the buckets of the SKUs with a limit.
+type limitCase struct {
+	*pgtest.Instance
+	db      pgstore.DB
+	buckets int
+}
+
+// newLimitCase makes a migrated Reserver with mk in a schema of its own. With
+// oldFlush, the flush function is put back as it was before it left the
+// usage of buyers to its caller (0012_give_back_free.sql): a deliberately
+// wrong flush, which expires holds with a buyer without taking their units
+// off the buyer's usage and takes plain requests on a SKU with a limit.
+func newLimitCase(t *testing.T, mk pgtest.Maker, buckets int, oldFlush bool) limitCase {
+	t.Helper()
+	db := testsvc.Postgres(t)
+	in := pgtest.New(t.Context(), t, mk, db)
+	if oldFlush {
+		b, err := os.ReadFile("../internal/pgstore/migrations/0012_give_back_free.sql")
+		require.NoError(t, err)
+		src := string(b)
+		start := strings.Index(src, "CREATE OR REPLACE FUNCTION {schema}.groupcommit_flush_home(")
+		require.GreaterOrEqual(t, start, 0)
+		end := strings.Index(src[start:], "\n$fn$;") + start + len("\n$fn$;")
+		_, err = db.Exec(t.Context(), strings.ReplaceAll(src[start:end], "{schema}", pgx.Identifier{in.Schema}.Sanitize()))
+		require.NoError(t, err)
+	}
+	return limitCase{in, db, buckets}
+}
+
+// usage returns the usage rows of sku by buyer.
+func (lc limitCase) usage(ctx context.Context, sku string) (map[string]int64, error) {
+	rows, err := lc.db.Query(ctx, "SELECT buyer, used FROM "+pgx.Identifier{lc.Schema, "buyer_usage"}.Sanitize()+" WHERE sku = $1", sku)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	var buyer string
+	var n int64
+	_, err = pgx.ForEachRow(rows, []any{&buyer, &n}, func() error { out[buyer] = n; return nil })
+	return out, err
+}
+
+// usageAgreesWithLedger checks that every buyer's usage row holds exactly
+// the units of the counted lines of the buyer's held and committed
+// reservations (nothing is purged in these tests): units taken off once,
+// never twice, never left on.
+func (lc limitCase) usageAgreesWithLedger(ctx context.Context) error {
+	sc := pgx.Identifier{lc.Schema}.Sanitize()
+	rows, err := lc.db.Query(ctx, `SELECT coalesce(u.sku, l.sku), coalesce(u.buyer, l.buyer), coalesce(u.used, 0), coalesce(l.qty, 0)
+FROM `+sc+`.buyer_usage u FULL JOIN (
+	SELECT l.sku, r.buyer, sum(l.qty)::bigint AS qty FROM `+sc+`.reservation r JOIN `+sc+`.reservation_line l ON l.reservation_id = r.id
+	WHERE l.counted AND r.state IN (1, 2) GROUP BY l.sku, r.buyer
+) l ON l.sku = u.sku AND l.buyer = u.buyer
+WHERE coalesce(u.used, 0) <> coalesce(l.qty, 0) ORDER BY 1, 2`)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	var sku, buyer string
+	var used, qty int64
+	_, err = pgx.ForEachRow(rows, []any{&sku, &buyer, &used, &qty}, func() error {
+		errs = append(errs, fmt.Errorf("usage of %q by %q is %d, but the held and committed lines counted against it hold %d", sku, buyer, used, qty))
+		return nil
+	})
+	return errors.Join(append(errs, err)...)
+}
+
+// usageSettledOnce: holds of buyers committed, released, cancelled and
+// expired through groupcommit, expiry in flushes beside holds without a
+// buyer and in flushes of several ExpireDue calls, take the units off the
+// buyer's usage once; a plain request on a SKU with a limit is refused by
+// it.
+func usageSettledOnce(ctx context.Context, lc limitCase) error {
+	s := lc.Strategy
+	if err := inventory.SetStockWith(ctx, s, "lim", 20, inventory.StockOptions{Limit: 4, Buckets: lc.buckets}); err != nil {
+		return err
+	}
+	if err := s.SetStock(ctx, "free", 10); err != nil {
+		return err
+	}
+	lim := func(n int64) []inventory.Line { return []inventory.Line{{SKU: "lim", Qty: n}} }
+	var errs []error
+	add := func(err error) { errs = append(errs, err) }
+	hold := func(id, buyer string, lines []inventory.Line, ttl time.Duration) {
+		_, err := s.Reserve(ctx, inventory.Request{ID: id, Lines: lines, Buyer: buyer, TTL: ttl})
+		add(wrapWhen("Reserve "+id, err))
+	}
+	hold("committed", "b", lim(2), 0)
+	add(s.Commit(ctx, "committed"))
+	hold("released", "b", lim(1), 0)
+	add(s.Release(ctx, "released"))
+	hold("cancelled", "b", lim(1), 0)
+	add(s.Cancel(ctx, "cancelled"))
+	hold("expired", "b", lim(1), time.Minute)
+	hold("plain", "", []inventory.Line{{SKU: "free", Qty: 1}}, time.Minute)
+	hold("other", "c", []inventory.Line{{SKU: "free", Qty: 1}, {SKU: "lim", Qty: 2}}, time.Minute)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	lc.Clock.Advance(2 * time.Minute)
+	// One call: the flush expires the plain hold, the call the others.
+	if n, err := s.ExpireDue(ctx, 10); err != nil || n != 3 {
+		return fmt.Errorf("ExpireDue(10) = %d, %v; want the 3 due holds", n, err)
+	}
+	for _, id := range []string{"expired", "plain", "other"} {
+		if r, err := s.Lookup(ctx, id); err != nil || r.State != inventory.Expired {
+			add(fmt.Errorf("Lookup(%q) = %v, %v; want it Expired", id, r.State, err))
+		}
+	}
+	// Several calls, each with a limit of one, share flushes.
+	for i := range 4 {
+		hold(fmt.Sprintf("due%d", i), "d", lim(1), time.Minute)
+	}
+	lc.Clock.Advance(2 * time.Minute)
+	var total atomic.Int64
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for range 4 {
+		wg.Go(func() {
+			n, err := s.ExpireDue(ctx, 1)
+			total.Add(int64(n))
+			mu.Lock()
+			add(err)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	for total.Load() < 4 {
+		n, err := s.ExpireDue(ctx, 1)
+		if err != nil || n == 0 {
+			add(fmt.Errorf("ExpireDue(1) after %d of 4 due holds = %d, %v", total.Load(), n, err))
+			break
+		}
+		total.Add(int64(n))
+	}
+	if n, err := s.ExpireDue(ctx, 10); err != nil || n != 0 {
+		add(fmt.Errorf("ExpireDue(10) with nothing due = %d, %v", n, err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	u, err := lc.usage(ctx, "lim")
+	if err != nil {
+		return err
+	}
+	if len(u) != 1 || u["b"] != 2 {
+		add(fmt.Errorf("usage of lim: %v, want only b with its 2 committed units", u))
+	}
+	add(lc.usageAgreesWithLedger(ctx))
+	add(checkAvailable(ctx, s, map[string]int64{"lim": 18, "free": 10}))
+	// The limit sees the same: two units left for b, four for c.
+	hold("b2", "b", lim(2), 0)
+	var le *inventory.LimitError
+	if _, err := s.Reserve(ctx, inventory.Request{ID: "b3", Lines: lim(1), Buyer: "b"}); !errors.As(err, &le) || *le != (inventory.LimitError{SKU: "lim", Buyer: "b", Limit: 4, Had: 4}) {
+		add(fmt.Errorf("Reserve past b's limit: %v, want a *LimitError with Had 4", err))
+	}
+	hold("c4", "c", lim(4), 0)
+	// A request without a buyer is refused by the limit, in a flush or not,
+	// alone or beside others, and changes nothing.
+	var plain sync.WaitGroup
+	for i := range 3 {
+		plain.Go(func() {
+			lines := lim(1)
+			if i > 0 {
+				lines = []inventory.Line{{SKU: "free", Qty: 1}, {SKU: "lim", Qty: 1}}
+			}
+			_, err := s.Reserve(ctx, inventory.Request{ID: fmt.Sprintf("nobody%d", i), Lines: lines})
+			var le *inventory.LimitError
+			mu.Lock()
+			defer mu.Unlock()
+			if !errors.As(err, &le) || *le != (inventory.LimitError{SKU: "lim", Limit: 4}) {
+				add(fmt.Errorf("Reserve %v without a buyer: %v, want a *LimitError", lines, err))
+			}
+		})
+	}
+	plain.Wait()
+	add(checkAvailable(ctx, s, map[string]int64{"lim": 12, "free": 10}))
+	add(lc.usageAgreesWithLedger(ctx))
+	return errors.Join(errs...)
+}
+
+func checkAvailable(ctx context.Context, s inventory.Strategy, want map[string]int64) error {
+	var errs []error
+	for sku, n := range want {
+		got, err := s.Available(ctx, sku)
+		if err != nil || got != n {
+			errs = append(errs, fmt.Errorf("Available(%q) = %d, %v; want %d", sku, got, err, n))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func wrapWhen(when string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", when, err)
+}
+
+// TestUsageSettledOnce: what a flush settles takes the units of a buyer's
+// counted lines off the buyer's usage exactly once.
+func TestUsageSettledOnce(t *testing.T) {
+	for name, mk := range limitMakers {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			require.NoError(t, usageSettledOnce(t.Context(), newLimitCase(t, mk.mk, mk.buckets, false)))
+		})
+	}
+}
+
+// TestUsageChecksCatchTheOldFlush shows that the checks fail the flush that
+// ignored the usage.
+func TestUsageChecksCatchTheOldFlush(t *testing.T) {
+	for name, mk := range limitMakers {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			err := usageSettledOnce(t.Context(), newLimitCase(t, mk.mk, mk.buckets, true))
+			assert.Error(t, err)
+			t.Log("caught:", err)
+		})
+	}
+}
+
+// Sizes of limitExpiryHammer.
+const (
+	hammerWorkers = 32
+	hammerBuyers  = 8
+	hammerLimit   = 2
+	hammerStock   = 1000
+	hammerOps     = 12
+)
+
+// limitExpiryHammer races buyers' sessions, with and without a buyer, on a
+// SKU with a limit and one without, while a sweeper moves the clock and
+// expires what is due; then it expires everything and checks that the
+// usage agrees with the ledger, that no buyer bought more than the limit,
+// and that the units add up.
+func limitExpiryHammer(ctx context.Context, lc limitCase) error {
+	s := lc.Strategy
+	if err := inventory.SetStockWith(ctx, s, "hot", hammerStock, inventory.StockOptions{Limit: hammerLimit, Buckets: lc.buckets}); err != nil {
+		return err
+	}
+	if err := s.SetStock(ctx, "free", hammerStock); err != nil {
+		return err
+	}
+	var (
+		mu      sync.Mutex
+		errs    []error
+		limited atomic.Int64
+		done    atomic.Bool
+		wg      sync.WaitGroup
+	)
+	fail := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	}
+	notHeld := func(err error) bool { return err == nil || errors.Is(err, inventory.ErrNotHeld) }
+	for w := range hammerWorkers {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 11))
+			buyer := fmt.Sprintf("buyer-%d", w%hammerBuyers)
+			for i := range hammerOps {
+				id := fmt.Sprintf("w%d-%d", w, i)
+				req := inventory.Request{ID: id, TTL: time.Minute, Lines: []inventory.Line{{SKU: "hot", Qty: 1 + rng.Int64N(hammerLimit)}}, Buyer: buyer}
+				switch rng.IntN(4) {
+				case 0: // a plain cart, batched
+					req.Lines, req.Buyer = []inventory.Line{{SKU: "free", Qty: 1}}, ""
+				case 1:
+					req.Lines = append(req.Lines, inventory.Line{SKU: "free", Qty: 1})
+				}
+				_, err := s.Reserve(ctx, req)
+				switch {
+				case errors.Is(err, inventory.ErrLimitExceeded):
+					limited.Add(1)
+					continue
+				case err != nil:
+					fail(fmt.Errorf("Reserve(%+v): %w", req, err))
+					continue
+				}
+				switch rng.IntN(4) {
+				case 0:
+					err = s.Commit(ctx, id)
+				case 1:
+					err = s.Release(ctx, id)
+				}
+				if !notHeld(err) { // expired meanwhile: fine
+					fail(fmt.Errorf("settle %q: %w", id, err))
+				}
+			}
+		})
+	}
+	sweeper := make(chan struct{})
+	go func() {
+		defer close(sweeper)
+		for !done.Load() {
+			lc.Clock.Advance(20 * time.Second)
+			if _, err := s.ExpireDue(ctx, 3); err != nil {
+				fail(fmt.Errorf("ExpireDue: %w", err))
+			}
+		}
+	}()
+	wg.Wait()
+	done.Store(true)
+	<-sweeper
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	lc.Clock.Advance(time.Hour)
+	for {
+		n, err := s.ExpireDue(ctx, 50)
+		if err != nil {
+			return fmt.Errorf("ExpireDue: %w", err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	var c []error
+	c = append(c, lc.usageAgreesWithLedger(ctx))
+	// What each buyer bought, from the ledger.
+	sc := pgx.Identifier{lc.Schema}.Sanitize()
+	rows, err := lc.db.Query(ctx, `SELECT r.buyer, sum(l.qty)::bigint FROM `+sc+`.reservation r JOIN `+sc+`.reservation_line l ON l.reservation_id = r.id
+WHERE l.sku = 'hot' AND r.state = 2 GROUP BY r.buyer`)
+	if err != nil {
+		return err
+	}
+	var sold, n int64
+	var buyer string
+	if _, err := pgx.ForEachRow(rows, []any{&buyer, &n}, func() error {
+		sold += n
+		if n > hammerLimit {
+			c = append(c, fmt.Errorf("buyer %q bought %d units of hot, above the limit %d", buyer, n, hammerLimit))
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, sku := range []string{"hot", "free"} {
+		l, err := inventory.StockLevels(ctx, s, sku)
+		if err != nil {
+			return err
+		}
+		if l.Held != 0 || l.Available+l.Sold != hammerStock {
+			c = append(c, fmt.Errorf("%s after every hold expired: %+v, want nothing held and %d in all", sku, l, hammerStock))
+		}
+		if sku == "hot" && l.Sold != sold {
+			c = append(c, fmt.Errorf("hot: Levels sold %d, the committed reservations %d", l.Sold, sold))
+		}
+	}
+	if limited.Load() == 0 {
+		c = append(c, errors.New("no Reserve was refused by the limit: the hammer did not test it"))
+	}
+	return errors.Join(c...)
+}
+
+// TestLimitExpiryHammer races buyers against expiry in flushes.
+func TestLimitExpiryHammer(t *testing.T) {
+	for name, mk := range limitMakers {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			require.NoError(t, limitExpiryHammer(t.Context(), newLimitCase(t, mk.mk, mk.buckets, false)))
+		})
+	}
+}
+
+// TestLimitExpiryHammerCatchesTheOldFlush shows that the hammer's checks
+// fail the flush that ignored the usage.
+func TestLimitExpiryHammerCatchesTheOldFlush(t *testing.T) {
+	err := limitExpiryHammer(t.Context(), newLimitCase(t, newStrategy, 0, true))
+	assert.Error(t, err)
+	t.Log("caught:", err)
+}

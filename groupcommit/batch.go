@@ -54,6 +54,7 @@ type call struct {
 	id    string           // reserve, commit, release
 	lines []inventory.Line // reserve: sorted by SKU
 	ttl   time.Duration    // reserve
+	buyer string           // reserve: Request.Buyer, "" for none
 	limit int              // expire
 
 	// Set by the flush before done is closed.
@@ -333,6 +334,7 @@ type args struct {
 	rID   []string
 	rExp  []time.Time
 	rOff  []int32
+	rBuy  []string
 	lSKU  []int32
 	lQty  []int64
 	skus  []string
@@ -348,7 +350,7 @@ func (r *Reserver) build(batch []*call) *args {
 		batch = slices.Clone(batch)
 		slices.Reverse(batch)
 	}
-	a := &args{now: r.store.Now(), rID: []string{}, rExp: []time.Time{}, rOff: []int32{}, lSKU: []int32{}, lQty: []int64{},
+	a := &args{now: r.store.Now(), rID: []string{}, rExp: []time.Time{}, rOff: []int32{}, rBuy: []string{}, lSKU: []int32{}, lQty: []int64{},
 		skus: []string{}, cID: []string{}, xID: []string{}}
 	skuIdx := map[string]int32{}
 	for _, c := range batch {
@@ -358,6 +360,7 @@ func (r *Reserver) build(batch []*call) *args {
 			c.exp = a.now.Add(c.ttl).Truncate(time.Microsecond)
 			a.rID = append(a.rID, c.id)
 			a.rExp = append(a.rExp, c.exp)
+			a.rBuy = append(a.rBuy, c.buyer)
 			a.rOff = append(a.rOff, int32(len(a.lSKU)+1))
 			for _, l := range c.lines {
 				k, ok := skuIdx[l.SKU]
@@ -398,7 +401,7 @@ func (r *Reserver) send(ctx context.Context, db pgstore.DB, batch []*call) error
 	for _, c := range a.releases {
 		c.outcome = outcomeNotHeld
 	}
-	rows, err := db.Query(ctx, r.flushSQL, a.rID, a.rExp, a.rOff, a.lSKU, a.lQty, a.skus, a.cID, a.now, a.xID, a.limit, r.home)
+	rows, err := db.Query(ctx, r.flushSQL, a.rID, a.rExp, a.rOff, a.lSKU, a.lQty, a.skus, a.cID, a.now, a.xID, a.limit, r.home, a.rBuy)
 	if err != nil {
 		return err
 	}

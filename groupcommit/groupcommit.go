@@ -67,8 +67,9 @@ type Options struct {
 	// (see inventory.StockOptions), which the flushes take from the
 	// Reserver's home bucket first (see Home and the package
 	// documentation). With a Limit every new SKU sells at most that many
-	// units per buyer, and its requests are taken on their own, not
-	// batched. Default: the zero value, every SKU kept whole.
+	// units per buyer: the flushes decide the limit for the requests of
+	// buyers on SKUs kept whole, and leave the others to be taken on their
+	// own. Default: the zero value, every SKU kept whole.
 	SKUDefaults inventory.StockOptions
 
 	// Home picks the Reserver's home bucket: its flushes take the lines of
@@ -95,10 +96,11 @@ type Options struct {
 // Reserve, Commit, Release and ExpireDue are batched; Cancel, Purge, Lookup,
 // Available, SetStock, AddStock and Migrate come from the ledger every PostgreSQL
 // strategy shares, and keep the contract documented on inventory.Reserver.
-// It offers limits per buyer and partial carts: a Reserve with a Buyer or
-// Partial, or with a line of a SKU with a limit, is taken on its own by the
-// shared ledger, and a settlement that changes a buyer's usage is left out
-// of the flush and made on its own (see the package documentation).
+// It offers limits per buyer and partial carts: a Reserve with a Buyer is
+// batched, the limit decided in the flush for SKUs kept whole; one with
+// Partial is taken on its own by the shared ledger, and so are a release
+// and an expiry that take units off a buyer's usage (see the package
+// documentation).
 type Reserver struct {
 	pgstore.Ledger // Cancel, Purge, Lookup, Available, SetStock, AddStock, Migrate
 	store          *pgstore.Store
@@ -155,7 +157,7 @@ func New(db DB, opts *Options) (*Reserver, error) {
 	r := &Reserver{
 		Ledger:       store.Ledger(),
 		store:        store,
-		flushSQL:     "SELECT o_kind, o_idx, o_outcome, o_sku, o_avail FROM " + store.Table(pgstore.FlushFunction) + "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+		flushSQL:     "SELECT o_kind, o_idx, o_outcome, o_sku, o_avail FROM " + store.Table(pgstore.FlushFunction) + "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
 		ttl:          pgstore.DefaultTTL,
 		alone:        store.TakeStep(),
 		home:         int32(store.Home()),
@@ -190,12 +192,13 @@ const maxTakenRounds = 3
 
 // Reserve holds every line of req, or none, for req.TTL (0: the default).
 // It queues the request for the next flush, which decides it in arrival
-// order with the others in one transaction. A request with a Buyer or
-// Partial, and one the flush finds a line of a SKU with a limit per buyer
-// in, is not batched: it is taken on its own, in one transaction, by the
-// shared ledger's step that checks the limit and the buyer's usage under
-// the row locks and sizes partial lines, as sqlcond takes it. See the
-// package documentation for errors and costs.
+// order with the others in one transaction; the flush checks the limit
+// per buyer of a SKU kept whole, and counts the units against req.Buyer. A
+// request with Partial, and one the flush leaves out (past the limit, a SKU
+// in buckets with a limit, no Buyer on a SKU with a limit), is taken on its
+// own, in one transaction, by the shared ledger's step that checks the
+// limit and the buyer's usage under the row locks and sizes partial lines,
+// as sqlcond takes it. See the package documentation for errors and costs.
 func (r *Reserver) Reserve(ctx context.Context, req inventory.Request) (inventory.Reservation, error) {
 	if err := req.Validate(); err != nil {
 		return inventory.Reservation{}, err
@@ -203,7 +206,7 @@ func (r *Reserver) Reserve(ctx context.Context, req inventory.Request) (inventor
 	if err := ctx.Err(); err != nil {
 		return inventory.Reservation{}, err
 	}
-	if req.Buyer != "" || req.Partial {
+	if req.Partial {
 		return r.store.Reserve(ctx, req, r.alone)
 	}
 	ttl := req.TTL
@@ -212,13 +215,13 @@ func (r *Reserver) Reserve(ctx context.Context, req inventory.Request) (inventor
 	}
 	lines := inventory.SortLines(req.Lines)
 	for range maxTakenRounds {
-		c := &call{kind: kindReserve, id: req.ID, lines: lines, ttl: ttl}
+		c := &call{kind: kindReserve, id: req.ID, lines: lines, ttl: ttl, buyer: req.Buyer}
 		if err := r.submit(ctx, c); err != nil {
 			return inventory.Reservation{}, err
 		}
 		switch c.outcome {
 		case outcomeDone:
-			return inventory.Reservation{ID: req.ID, Lines: lines, State: inventory.Held, ExpiresAt: c.exp}, nil
+			return inventory.Reservation{ID: req.ID, Lines: lines, State: inventory.Held, ExpiresAt: c.exp, Buyer: req.Buyer}, nil
 		case outcomeRefused:
 			return inventory.Reservation{}, c.refusal
 		case outcomeAlone:
@@ -303,8 +306,9 @@ func (r *Reserver) ExpireDue(ctx context.Context, limit int) (int, error) {
 
 // SetStockWith sets the units on hand of sku and its settings: with
 // opts.Buckets > 1 its units are split evenly over that many stock buckets;
-// opts.Limit caps the units one buyer may hold and buy, and the requests
-// for a SKU with a limit are taken on their own, not batched;
+// opts.Limit caps the units one buyer may hold and buy, which the flush
+// decides for a SKU kept whole (in buckets, requests are taken on their
+// own);
 // opts.Backorder lets that many units be sold beyond the stock on hand (see
 // inventory.StockOptions and the package documentation).
 func (r *Reserver) SetStockWith(ctx context.Context, sku string, available int64, opts inventory.StockOptions) error {

@@ -38,24 +38,61 @@ type limitCase struct {
 	buckets int
 }
 
-// newLimitCase makes a migrated Reserver with mk in a schema of its own. With
-// oldFlush, the flush function is put back as it was before it left the
-// usage of buyers to its caller (0012_give_back_free.sql): a deliberately
-// wrong flush, which expires holds with a buyer without taking their units
-// off the buyer's usage and takes plain requests on a SKU with a limit.
-func newLimitCase(t *testing.T, mk pgtest.Maker, buckets int, oldFlush bool) limitCase {
+// A wrong flush: how the flush function is changed into a deliberately
+// wrong one.
+type wrongFlush int
+
+const (
+	rightFlush wrongFlush = iota
+	// oldFlush is the flush as it was before it kept the usage of buyers
+	// (0012_give_back_free.sql), taking the buyers as its last argument and
+	// ignoring them: it records no buyer and counts nothing, expires holds
+	// with a buyer without taking their units off the usage, and takes
+	// plain requests on a SKU with a limit.
+	oldFlush
+	// expiryIgnoresUsage expires the due holds with a buyer in the flush,
+	// as plain ones.
+	expiryIgnoresUsage
+	// reserveKeepsNoUsage counts the lines of buyers but never adds them to
+	// the usage.
+	reserveKeepsNoUsage
+)
+
+// newLimitCase makes a migrated Reserver with mk in a schema of its own,
+// with its flush function made wrong as wrong says.
+func newLimitCase(t *testing.T, mk pgtest.Maker, buckets int, wrong wrongFlush) limitCase {
 	t.Helper()
+	ctx := t.Context()
 	db := testsvc.Postgres(t)
-	in := pgtest.New(t.Context(), t, mk, db)
-	if oldFlush {
+	in := pgtest.New(ctx, t, mk, db)
+	sc := pgx.Identifier{in.Schema}.Sanitize()
+	mutate := func(old, new string) {
+		var def string
+		require.NoError(t, db.QueryRow(ctx, "SELECT pg_get_functiondef($1::regproc)", sc+"."+pgstore.FlushFunction).Scan(&def))
+		require.Equal(t, 1, strings.Count(def, old), "the flush does not hold %q once", old)
+		_, err := db.Exec(ctx, strings.Replace(def, old, new, 1))
+		require.NoError(t, err)
+	}
+	switch wrong {
+	case oldFlush:
 		b, err := os.ReadFile("../internal/pgstore/migrations/0012_give_back_free.sql")
 		require.NoError(t, err)
 		src := string(b)
 		start := strings.Index(src, "CREATE OR REPLACE FUNCTION {schema}.groupcommit_flush_home(")
 		require.GreaterOrEqual(t, start, 0)
 		end := strings.Index(src[start:], "\n$fn$;") + start + len("\n$fn$;")
-		_, err = db.Exec(t.Context(), strings.ReplaceAll(src[start:end], "{schema}", pgx.Identifier{in.Schema}.Sanitize()))
+		fn := strings.Replace(src[start:end], "groupcommit_flush_home(", pgstore.FlushFunction+"(", 1)
+		fn = strings.Replace(fn, "p_home  int            -- the caller's home bucket, >= 0\n)", "p_home int, r_buyer text[])", 1)
+		_, err = db.Exec(ctx, strings.ReplaceAll(fn, "{schema}", sc))
 		require.NoError(t, err)
+	case expiryIgnoresUsage:
+		_, err := db.Exec(ctx, `CREATE FUNCTION `+sc+`.expire_due_all(now_ timestamptz, lim bigint)
+RETURNS TABLE (o_n bigint, o_left bigint, o_sku text, o_bucket int, o_qty bigint)
+LANGUAGE sql AS $$ SELECT e.o_n, 0::bigint, e.o_sku, e.o_bucket, e.o_qty FROM `+sc+`.expire_due_buckets(now_, lim) AS e $$`)
+		require.NoError(t, err)
+		mutate("expire_due_no_buyer(", "expire_due_all(")
+	case reserveKeepsNoUsage:
+		mutate("WHERE u.a <> u.a0 AND t.sku = u.s AND t.buyer = u.y", "WHERE false AND t.sku = u.s AND t.buyer = u.y")
 	}
 	return limitCase{in, db, buckets}
 }
@@ -236,21 +273,27 @@ func TestUsageSettledOnce(t *testing.T) {
 	for name, mk := range limitMakers {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			require.NoError(t, usageSettledOnce(t.Context(), newLimitCase(t, mk.mk, mk.buckets, false)))
+			require.NoError(t, usageSettledOnce(t.Context(), newLimitCase(t, mk.mk, mk.buckets, rightFlush)))
 		})
 	}
 }
 
-// TestUsageChecksCatchTheOldFlush shows that the checks fail the flush that
-// ignored the usage.
-func TestUsageChecksCatchTheOldFlush(t *testing.T) {
-	for name, mk := range limitMakers {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			err := usageSettledOnce(t.Context(), newLimitCase(t, mk.mk, mk.buckets, true))
-			assert.Error(t, err)
-			t.Log("caught:", err)
-		})
+// TestUsageChecksCatchWrongFlushes shows that the checks fail a flush that
+// ignores the usage, one that expires holds with a buyer as plain ones, and
+// one that does not add what it grants buyers to their usage.
+func TestUsageChecksCatchWrongFlushes(t *testing.T) {
+	for wname, wrong := range map[string]wrongFlush{"Old": oldFlush, "ExpiryIgnoresUsage": expiryIgnoresUsage, "ReserveKeepsNoUsage": reserveKeepsNoUsage} {
+		for name, mk := range limitMakers {
+			if wrong == reserveKeepsNoUsage && mk.buckets > 0 {
+				continue // a line of a SKU in buckets with a limit is taken on its own, not in the flush
+			}
+			t.Run(wname+"/"+name, func(t *testing.T) {
+				t.Parallel()
+				err := usageSettledOnce(t.Context(), newLimitCase(t, mk.mk, mk.buckets, wrong))
+				assert.Error(t, err)
+				t.Log("caught:", err)
+			})
+		}
 	}
 }
 
@@ -353,7 +396,7 @@ func limitExpiryHammer(ctx context.Context, lc limitCase) error {
 	c = append(c, lc.usageAgreesWithLedger(ctx))
 	// What each buyer bought, from the ledger.
 	sc := pgx.Identifier{lc.Schema}.Sanitize()
-	rows, err := lc.db.Query(ctx, `SELECT r.buyer, sum(l.qty)::bigint FROM `+sc+`.reservation r JOIN `+sc+`.reservation_line l ON l.reservation_id = r.id
+	rows, err := lc.db.Query(ctx, `SELECT coalesce(r.buyer, ''), sum(l.qty)::bigint FROM `+sc+`.reservation r JOIN `+sc+`.reservation_line l ON l.reservation_id = r.id
 WHERE l.sku = 'hot' AND r.state = 2 GROUP BY r.buyer`)
 	if err != nil {
 		return err
@@ -392,15 +435,20 @@ func TestLimitExpiryHammer(t *testing.T) {
 	for name, mk := range limitMakers {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			require.NoError(t, limitExpiryHammer(t.Context(), newLimitCase(t, mk.mk, mk.buckets, false)))
+			require.NoError(t, limitExpiryHammer(t.Context(), newLimitCase(t, mk.mk, mk.buckets, rightFlush)))
 		})
 	}
 }
 
-// TestLimitExpiryHammerCatchesTheOldFlush shows that the hammer's checks
-// fail the flush that ignored the usage.
-func TestLimitExpiryHammerCatchesTheOldFlush(t *testing.T) {
-	err := limitExpiryHammer(t.Context(), newLimitCase(t, newStrategy, 0, true))
-	assert.Error(t, err)
-	t.Log("caught:", err)
+// TestLimitExpiryHammerCatchesWrongFlushes shows that the hammer's checks
+// fail the wrong flushes.
+func TestLimitExpiryHammerCatchesWrongFlushes(t *testing.T) {
+	for wname, wrong := range map[string]wrongFlush{"Old": oldFlush, "ExpiryIgnoresUsage": expiryIgnoresUsage, "ReserveKeepsNoUsage": reserveKeepsNoUsage} {
+		t.Run(wname, func(t *testing.T) {
+			t.Parallel()
+			err := limitExpiryHammer(t.Context(), newLimitCase(t, newStrategy, 0, wrong))
+			assert.Error(t, err)
+			t.Log("caught:", err)
+		})
+	}
 }

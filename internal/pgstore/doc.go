@@ -201,12 +201,14 @@
 // A request without a Buyer or Partial on a SKU kept whole without a limit
 // is taken by the same conditional UPDATE as before 0008, with
 // buyer_limit = 0 added to its WHERE; the same statements, round trips and
-// locks. The groupcommit flush neither checks a limit nor changes a usage:
-// it leaves out every request with a line of a SKU with a limit, every
+// locks. The groupcommit flush decides the lines of buyers on SKUs kept
+// whole with a limit under the same locks, in the same order: the stock
+// row, then the usage rows in buyer order (0016_groupcommit_buyers.sql). It
+// leaves out every other request with a line of a SKU with a limit, every
 // release of a reservation with a counted line and every due hold with a
 // buyer, and its caller takes or settles each of them on its own through
 // the store (0015_groupcommit_limits.sql); groupcommit takes a request
-// with a Buyer or Partial through the store's TakeStep directly.
+// with Partial through the store's TakeStep directly.
 //
 // Extend moves a held, active reservation's expiry in one conditional
 // UPDATE, to max(expiry, min(now + ttl, created_at + Options.MaxHold)).

@@ -4,13 +4,16 @@ import "context"
 
 // FlushFunction is the name of the function, created by the migrations, that
 // applies one batch of the groupcommit strategy in one statement; qualify it
-// with Table. This version takes the lines of SKUs split into stock buckets
+// with Table. This version decides in the batch the requests of buyers on
+// SKUs kept whole with a limit per buyer, its last argument the buyer of each
+// request (see 0016_groupcommit_buyers.sql); it takes the lines of SKUs split
+// into stock buckets
 // from the caller's home bucket (Store.Home), its last argument (see
 // 0011_bucket_home.sql), gives units back without waiting for a bucket
 // another transaction holds (0012_give_back_free.sql), and leaves to its
 // caller the requests on SKUs with a limit per buyer and the due holds with
 // a buyer (0015_groupcommit_limits.sql).
-const FlushFunction = "groupcommit_flush_home"
+const FlushFunction = "groupcommit_flush_buyers"
 
 // CommitError classifies err, the error of a call that sent a commit (COMMIT,
 // or a statement or batch that is its own implicit transaction) for the

@@ -206,13 +206,13 @@
 // SKUs without a limit, are batched as before, and the flush costs them one
 // more column read per SKU. On the hot SKU at 64 workers, with a limit far
 // above what any buyer takes and every cart one of 10,000 buyers (invbench
-// -limit 1000000), three runs alternated with runs without -limit (load 5
-// to 8) gave 1,707, 2,120 and 1,533 carts/s (0.95 to 1.23 times the bare
+// -limit 1000000), three runs alternated with runs without -limit (load
+// 4.8 to 5.3) gave 1,707, 2,120 and 1,533 carts/s (0.95 to 1.23 times the bare
 // UPDATE) against 4,660, 5,826 and 3,916 (2.2 to 2.7 times) without: the
 // releases and expiry of the buyers' holds, each a transaction of its own
 // on the hot row, cost the rest. Before the buyers' requests were batched,
 // taken on their own as sqlcond takes them, the same runs gave 1,000, 740
-// and 705 carts/s (0.42 to 0.50 times, load 9 to 15).
+// and 705 carts/s (0.42 to 0.50 times, load 9.1 to 12.1). See BENCHMARKS.md.
 //
 // # Failures
 //

@@ -20,6 +20,7 @@ import (
 	"github.com/oversell/inventory/internal/pgstore"
 	"github.com/oversell/inventory/internal/pgstore/pgtest"
 	"github.com/oversell/inventory/internal/testsvc"
+	"github.com/oversell/inventory/sqlcond"
 )
 
 // limitMakers are the Reservers the checks of limits per buyer run on, with
@@ -56,6 +57,9 @@ const (
 	// reserveKeepsNoUsage counts the lines of buyers but never adds them to
 	// the usage.
 	reserveKeepsNoUsage
+	// flushIgnoresLimit grants buyers' lines a thousand units past the
+	// limit.
+	flushIgnoresLimit
 )
 
 // newLimitCase makes a migrated Reserver with mk in a schema of its own,
@@ -93,6 +97,8 @@ LANGUAGE sql AS $$ SELECT e.o_n, 0::bigint, e.o_sku, e.o_bucket, e.o_qty FROM `+
 		mutate("expire_due_no_buyer(", "expire_due_all(")
 	case reserveKeepsNoUsage:
 		mutate("WHERE u.a <> u.a0 AND t.sku = u.s AND t.buyer = u.y", "WHERE false AND t.sku = u.s AND t.buyer = u.y")
+	case flushIgnoresLimit:
+		mutate("u_used[y] + l_qty[j] > lim_v[k]", "u_used[y] + l_qty[j] > lim_v[k] + 1000")
 	}
 	return limitCase{in, db, buckets}
 }
@@ -282,9 +288,10 @@ func TestUsageSettledOnce(t *testing.T) {
 // ignores the usage, one that expires holds with a buyer as plain ones, and
 // one that does not add what it grants buyers to their usage.
 func TestUsageChecksCatchWrongFlushes(t *testing.T) {
-	for wname, wrong := range map[string]wrongFlush{"Old": oldFlush, "ExpiryIgnoresUsage": expiryIgnoresUsage, "ReserveKeepsNoUsage": reserveKeepsNoUsage} {
+	for wname, wrong := range map[string]wrongFlush{"Old": oldFlush, "ExpiryIgnoresUsage": expiryIgnoresUsage,
+		"ReserveKeepsNoUsage": reserveKeepsNoUsage, "FlushIgnoresLimit": flushIgnoresLimit} {
 		for name, mk := range limitMakers {
-			if wrong == reserveKeepsNoUsage && mk.buckets > 0 {
+			if (wrong == reserveKeepsNoUsage || wrong == flushIgnoresLimit) && mk.buckets > 0 {
 				continue // a line of a SKU in buckets with a limit is taken on its own, not in the flush
 			}
 			t.Run(wname+"/"+name, func(t *testing.T) {
@@ -310,9 +317,11 @@ const (
 // SKU with a limit and one without, while a sweeper moves the clock and
 // expires what is due; then it expires everything and checks that the
 // usage agrees with the ledger, that no buyer bought more than the limit,
-// and that the units add up.
-func limitExpiryHammer(ctx context.Context, lc limitCase) error {
+// and that the units add up. Worker w runs on lc's Reserver, or with others
+// on the same schema on lc's and theirs by turns.
+func limitExpiryHammer(ctx context.Context, lc limitCase, others ...inventory.Strategy) error {
 	s := lc.Strategy
+	on := append([]inventory.Strategy{s}, others...)
 	if err := inventory.SetStockWith(ctx, s, "hot", hammerStock, inventory.StockOptions{Limit: hammerLimit, Buckets: lc.buckets}); err != nil {
 		return err
 	}
@@ -334,6 +343,7 @@ func limitExpiryHammer(ctx context.Context, lc limitCase) error {
 	notHeld := func(err error) bool { return err == nil || errors.Is(err, inventory.ErrNotHeld) }
 	for w := range hammerWorkers {
 		wg.Go(func() {
+			s := on[w%len(on)]
 			rng := rand.New(rand.NewPCG(uint64(w), 11))
 			buyer := fmt.Sprintf("buyer-%d", w%hammerBuyers)
 			for i := range hammerOps {
@@ -436,6 +446,21 @@ func TestLimitExpiryHammer(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			require.NoError(t, limitExpiryHammer(t.Context(), newLimitCase(t, mk.mk, mk.buckets, rightFlush)))
+		})
+	}
+}
+
+// TestLimitExpiryHammerBesideSqlcond runs the hammer with half the buyers on
+// sqlcond, on the same schema: the two take the same locks in the same
+// order, and keep one usage.
+func TestLimitExpiryHammerBesideSqlcond(t *testing.T) {
+	for name, mk := range limitMakers {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			lc := newLimitCase(t, mk.mk, mk.buckets, rightFlush)
+			sc, err := sqlcond.New(lc.db, &sqlcond.Options{Schema: lc.Schema, Now: lc.Clock.Now})
+			require.NoError(t, err)
+			require.NoError(t, limitExpiryHammer(t.Context(), lc, sc))
 		})
 	}
 }

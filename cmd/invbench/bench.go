@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/oversell/inventory"
+	"github.com/oversell/inventory/groupcommit"
 	"github.com/oversell/inventory/strategy"
 	"github.com/oversell/inventory/strategy/strategytest"
 )
@@ -48,6 +49,14 @@ type services struct {
 	buckets  int   // -buckets: the stock buckets of every SKU (inventory.StockOptions)
 	limit    int64 // -limit: the limit per buyer of every SKU (inventory.StockOptions)
 	home     int   // groupcommit's home bucket (strategy.Config.Home); 0: one at random
+	gc       gcOptions
+}
+
+// gcOptions are groupcommit's batching knobs from -gc-flushers and
+// -gc-maxwait; zero keeps groupcommit's default.
+type gcOptions struct {
+	flushers int
+	maxWait  time.Duration
 }
 
 // missing returns why one of the services in need cannot be used, or nil.
@@ -174,6 +183,15 @@ func targets() []target {
 			})
 			if err != nil {
 				return nil, err
+			}
+			if name == "groupcommit" && svc.gc != (gcOptions{}) {
+				// Open made the schema; a Reserver of its own on it carries the knobs.
+				s, err = groupcommit.New(svc.pg, &groupcommit.Options{Schema: schema, SKUDefaults: inventory.StockOptions{Buckets: svc.buckets}, Home: svc.home,
+					Flushers: svc.gc.flushers, MaxWait: svc.gc.maxWait})
+				if err != nil {
+					_ = closeFn(context.WithoutCancel(ctx))
+					return nil, err
+				}
 			}
 			if svc.limit > 0 {
 				s = &limited{Strategy: s, opts: inventory.StockOptions{Buckets: svc.buckets, Limit: svc.limit}}

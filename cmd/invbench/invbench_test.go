@@ -132,6 +132,12 @@ func TestPlanFromFlags(t *testing.T) {
 			assert.Equal(t, []string{rawPostgresName, pg.Name}, p.targets, "the store's baseline comes along")
 		}
 	}
+	o, err := parseFlags([]string{"-gc-flushers", "1", "-gc-maxwait", "200us"}, &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Equal(t, gcOptions{flushers: 1, maxWait: 200 * time.Microsecond}, o.gc, "groupcommit's knobs")
+	_, err = makePlan(o)
+	require.NoError(t, err)
+
 	p, err = plan("-mysql")
 	require.NoError(t, err)
 	assert.Equal(t, []string{rawMySQLName, "sqlcond-mysql", "pessimistic-mysql"}, p.targets, "-mysql: the MySQL strategies and their baseline")
@@ -139,7 +145,7 @@ func TestPlanFromFlags(t *testing.T) {
 	for _, bad := range [][]string{
 		{"-strategies", "nope"}, {"-workloads", "spiky"}, {"-workers", "0"}, {"-workers", "x"},
 		{"-stock", "scarce", "-workloads", "uniform"}, {"-stock", "lots"}, {"-zipf", "1"},
-		{"-lines", "0"}, {"-duration", "0s"}, {"-skus", "1"},
+		{"-lines", "0"}, {"-duration", "0s"}, {"-skus", "1"}, {"-gc-flushers", "-1"}, {"-gc-maxwait", "-1ms"},
 	} {
 		_, err := plan(bad...)
 		assert.Error(t, err, "%v", bad)

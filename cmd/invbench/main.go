@@ -103,6 +103,7 @@ type options struct {
 	redisCluster                          string
 	seed                                  uint64
 	procs                                 int
+	gc                                    gcOptions
 	history                               historyOptions // -history: see history.go
 	layouts                               layoutOptions  // -layouts: see layout.go
 }
@@ -124,6 +125,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Int64Var(&o.maxQty, "max-qty", 3, "each line asks 1..`N` units")
 	fs.Int64Var(&o.limit, "limit", 0, "give every SKU a limit per buyer of `N` units (inventory.StockOptions.Limit) and every cart one of "+strconv.Itoa(limitBuyers)+" buyers: the cost of the check, far from the limit; a strategy that cannot fails its run; the raw baselines ignore it")
 	fs.IntVar(&o.buckets, "buckets", 0, "split every SKU into `K` stock buckets (inventory.StockOptions.Buckets): a strategy that cannot does not run; the raw baselines ignore it")
+	fs.IntVar(&o.gc.flushers, "gc-flushers", 0, "groupcommit's flushes in flight at once per process (groupcommit.Options.Flushers); 0: its default")
+	fs.DurationVar(&o.gc.maxWait, "gc-maxwait", 0, "how long a groupcommit leader waits for a full batch (groupcommit.Options.MaxWait); 0: its default")
 	fs.IntVar(&o.pgConns, "pg-conns", 48, "size of the PostgreSQL connection pool every strategy shares")
 	fs.IntVar(&o.mysqlConns, "mysql-conns", 48, "size of the MySQL connection pool every MySQL strategy shares")
 	fs.BoolVar(&o.mysqlOnly, "mysql", false, "run the MySQL strategies (sqlcond-mysql, pessimistic-mysql) beside raw-mysql; same as -strategies sqlcond-mysql,pessimistic-mysql")
@@ -232,6 +235,8 @@ func makePlan(o *options) (plan, error) {
 		return p, errors.New("-mysql-conns must be positive")
 	case o.procs < 0:
 		return p, errors.New("-procs must not be negative")
+	case o.gc.flushers < 0 || o.gc.maxWait < 0:
+		return p, errors.New("-gc-flushers and -gc-maxwait must not be negative")
 	}
 	p.procs = o.procs
 	if o.smoke {
@@ -354,7 +359,7 @@ func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	p.pgURL, p.redisURL = pgURL, redisURL
 	defer svc.close()
-	svc.buckets, svc.limit = o.buckets, o.limit
+	svc.buckets, svc.limit, svc.gc = o.buckets, o.limit, o.gc
 
 	m := meta{
 		Command: "go run ./cmd/invbench " + strings.Join(args, " "), Started: time.Now().UTC(),

@@ -73,8 +73,10 @@ type call struct {
 }
 
 // submit queues c and returns once a flush has decided it, flushing itself
-// when a flusher slot is free or handed to it. A context that ends while c
-// is queued removes it, and submit returns ctx's error: nothing changed.
+// when a flusher slot is free or handed to it; beside a flush in flight, a
+// further slot is taken only once splitAt calls are queued (see minSplit).
+// A context that ends while c is queued removes it, and submit returns
+// ctx's error: nothing changed.
 // Once c is in a flush, the outcome is that flush's; a context that ends
 // then gets an *inventory.OutcomeUnknownError. An error submit returns is
 // the call's answer; otherwise c.outcome and c.err are.
@@ -88,7 +90,7 @@ func (r *Reserver) submit(ctx context.Context, c *call) error {
 		return fmt.Errorf("groupcommit: %s: %w: %d calls are waiting for a flush", kindOps[c.kind], inventory.ErrContended, r.maxPending)
 	}
 	r.queue = append(r.queue, c)
-	if r.flushing < r.flushers {
+	if r.flushing == 0 || r.flushing < r.flushers && len(r.queue) >= r.splitAt {
 		r.flushing++
 		c.slot = true
 		r.mu.Unlock()
@@ -269,12 +271,19 @@ func (r *Reserver) remove(c *call) {
 }
 
 // handOff gives c's flusher slot, if it holds one, to the first queued
-// caller that holds none, or frees it. Called with mu held.
+// caller that holds none, or frees it: at once when another slot is taken
+// and fewer than splitAt calls are queued, since that slot's holder hands
+// it on in turn and the calls queued now join its next flush. Called with
+// mu held.
 func (r *Reserver) handOff(c *call) {
 	if !c.slot {
 		return
 	}
 	c.slot = false
+	if r.flushing > 1 && len(r.queue) < r.splitAt {
+		r.flushing--
+		return
+	}
 	for _, q := range r.queue {
 		if !q.slot && !q.taken && q != c {
 			q.slot = true

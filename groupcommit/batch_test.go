@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -224,6 +225,66 @@ func TestContextEndedWhileQueuedChangesNothing(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(9), n)
 	assert.Zero(t, r.Stats().InFlight, "every flusher slot is free again")
+}
+
+// splitRun holds a flush in flight at the gate, queues a few reservations
+// of another SKU behind it, and reports how many were decided while the
+// gate held; then, unless always, queues more up to minSplit calls and
+// checks that those start a flush of their own beside the held one.
+func splitRun(t *testing.T, always bool) (decidedWhileHeld int64) {
+	ctx := t.Context()
+	r, schema := open(t, testsvc.Postgres(t), groupcommit.Options{Flushers: 2})
+	if always {
+		groupcommit.SplitAlways(r)
+	}
+	require.NoError(t, r.SetStock(ctx, "a", 1000))
+	g := closeGate(t, r, schema)
+	before := r.Stats().Flushes
+	var decided atomic.Int64
+	var wg sync.WaitGroup
+	reserve := func() {
+		wg.Go(func() {
+			_, err := r.Reserve(ctx, inventory.Request{ID: strategytest.RandomID(), Lines: []inventory.Line{{SKU: "a", Qty: 1}}})
+			assert.NoError(t, err)
+			decided.Add(1)
+		})
+	}
+	const few = 3
+	for range few {
+		reserve()
+	}
+	waitFor(t, "the few calls are queued or decided", func() bool { return r.Stats().Pending+int(decided.Load()) == few })
+	time.Sleep(200 * time.Millisecond) // time enough for a flush of them to be sent and answered
+	decidedWhileHeld = decided.Load()
+	if !always && decidedWhileHeld == 0 {
+		assert.Equal(t, before, r.Stats().Flushes, "no flush beside the held one for a few calls")
+		assert.Equal(t, 1, r.Stats().InFlight)
+		for range groupcommit.MinSplit - few {
+			reserve()
+		}
+		waitFor(t, "enough calls to split are decided beside the held flush", func() bool { return decided.Load() == groupcommit.MinSplit })
+		assert.Equal(t, before+1, r.Stats().Flushes, "one flush beside the held one took them all")
+	}
+	g.open()
+	wg.Wait()
+	assert.Zero(t, r.Stats().InFlight, "every flusher slot is free again")
+	n, err := r.Available(ctx, "a")
+	require.NoError(t, err)
+	assert.Equal(t, 1000-decided.Load(), n)
+	return decidedWhileHeld
+}
+
+// Beside a flush in flight, a further one starts only for a batch worth its
+// fixed cost: a few calls wait for the next flush, which takes them all, and
+// minSplit calls start one at once.
+func TestFewCallsWaitForTheFlushInFlight(t *testing.T) {
+	t.Parallel()
+	assert.Zero(t, splitRun(t, false), "a few calls were flushed beside the held flush")
+
+	t.Run("SplittingForAnyCallIsCaught", func(t *testing.T) {
+		t.Parallel()
+		assert.NotZero(t, splitRun(t, true), "a flush for any call queued decides them while the gate holds")
+	})
 }
 
 // The scheme starts no goroutine of its own: once the last call has

@@ -57,9 +57,10 @@
 // # No goroutine of its own
 //
 // The Reserver starts no goroutine and has no Close. The first caller that
-// finds one of the Flushers slots free becomes the leader: it flushes the
-// queue, batch after batch, until its own call is decided, then hands its
-// slot to the first caller still waiting, which leads from there. So a
+// finds no flush in flight, or one of the Flushers slots free and 16 calls
+// queued (see Knobs), becomes the leader: it flushes the queue, batch after
+// batch, until its own call is decided, then hands its slot to the first
+// caller still waiting, which leads from there. So a
 // user who never calls it pays nothing, and once the last call has returned
 // no goroutine of the strategy is left (a goleak check needs no Close). A
 // goroutine owned by the Reserver would have cost a Close that every user
@@ -265,7 +266,24 @@
 //     workers, with batches of about 52 calls against 27 and a third less
 //     server CPU per cart (152 to 164 against 231 to 264 microseconds), and
 //     the pairs at 512 workers and over 100 SKUs split either way: no clear
-//     winner at this load, so the default stays at two.
+//     winner at this load, so the default stays at two. A flush beside one
+//     in flight starts only once 16 calls (MaxBatch, if fewer) are queued;
+//     fewer wait for the next flush of the slot in flight, which takes
+//     them all. Two flushes of one process lock the same row (the hot SKU's,
+//     or its home bucket's), so the second waits there for the first's
+//     commit, and a batch split in two pays a flush's fixed cost twice. With
+//     64 buyers in one process both slots stay in use (batches of 29 to 30
+//     calls against 26 to 27 before; carts/s 1.00 and 1.22 times before,
+//     medians of five and four alternated rounds at load 7 to 11); four
+//     processes of 16 buyers each send one flush at a time, of 12 to 13
+//     calls against 7, and sold 1.42 times as many carts (median of five
+//     rounds), none of their flushes waiting for another of its own process
+//     at its home bucket. At load 10 to 18, with other suites running, the
+//     single-process rounds went the other way (0.53 and 0.65): with the
+//     cores that short, a second flush that waits for 16 calls starts late.
+//     Four processes still sold only 0.55 of one (0.8 was the aim): a
+//     process of 16 buyers never has more than 16 calls for a flush. See
+//     BENCHMARKS.md, "groupcommit over four processes".
 //   - Gathering, always on when MaxWait is 0: before it takes a batch, a
 //     leader yields the processor while calls keep joining the queue (at
 //     most eight times, never sleeping), so that the callers the last flush

@@ -50,7 +50,9 @@ type Options struct {
 	// errors.Is inventory.ErrContended, changing nothing. Default: 8192.
 	MaxPending int
 	// Flushers is the most flushes in flight at once, each on a connection
-	// of its own. Default: 2.
+	// of its own. A flush beside one in flight starts only once 16 calls
+	// (or MaxBatch, if fewer) are queued; fewer wait for the next flush.
+	// Default: 2.
 	Flushers int
 	// MaxWait is how long a caller that is to flush waits for more calls to
 	// join its batch before it sends it, when the batch is not full. Calls
@@ -110,6 +112,7 @@ type Reserver struct {
 	home           int32        // the flush function's p_home: the home bucket
 
 	maxBatch, maxPending, flushers int
+	splitAt                        int // queued calls that start a flush beside one in flight: min(minSplit, maxBatch)
 	maxWait, flushTimeout          time.Duration
 
 	mu       sync.Mutex
@@ -167,11 +170,24 @@ func New(db DB, opts *Options) (*Reserver, error) {
 		maxWait:      o.MaxWait,
 		flushTimeout: cmpOr(o.FlushTimeout, DefaultFlushTimeout),
 	}
+	r.splitAt = min(minSplit, r.maxBatch)
 	if o.DefaultTTL > 0 {
 		r.ttl = o.DefaultTTL
 	}
 	return r, nil
 }
+
+// minSplit is how many queued calls start a further flush beside one in
+// flight (fewer when MaxBatch is smaller: a full batch never waits for a
+// slot). Fewer wait for the next flush of the slot in flight, which takes
+// them all: two flushes of one process take the same rows (a hot SKU's, or
+// its home bucket's), so the second waits at their lock for the first's
+// commit and overlaps only its round trip, while a batch halved costs the
+// server a flush's fixed work more per call. With 16 buyers a process, as
+// each of four processes of 64 buyers has, a process never splits its
+// batch; with 64, it does as before (see "groupcommit over four processes"
+// in BENCHMARKS.md).
+const minSplit = 16
 
 func cmpOr[T int | time.Duration](v, def T) T {
 	if v == 0 {

@@ -528,7 +528,10 @@ FROM {schema}.stock s WHERE s.sku = ANY ($1)`
 	})
 	rep, err := strategytest.Hammer(ctx, strategytest.HammerConfig{
 		Strategy: b.Bucketed, Advance: b.Clock.Advance, Workers: 24, SKUs: len(skus), Stock: stock,
-		MaxQty: 3, MaxLines: 2, OpsPerWorker: 12, FixedStock: true,
+		// A run of a fixed time, not of a fixed number of carts, so that
+		// Rebalance and the watcher get their turns however loaded the
+		// machine: a loaded one made the carts before one Rebalance ran.
+		MaxQty: 3, MaxLines: 2, Duration: 1500 * time.Millisecond, FixedStock: true,
 	})
 	stop()
 	wg.Wait()

@@ -257,14 +257,15 @@ const loadBatch = 1000
 
 // loadStock writes each SKU's stock hash: its available units, version and
 // backorder as PostgreSQL's stock row has them, and the counts Levels reads:
-// sold, the units of its committed reservations, and received, available
-// plus those plus the units of its held ones (the ledger keeps every
-// reservation of this strategy: nothing purges it).
+// sold, the units of its committed reservations and of those the ledger
+// forgot (redisstock_sold: Purge, past Options.Retention), and received,
+// available plus those plus the units of its held ones.
 func (r *Reserver) loadStock(ctx context.Context, tx pgx.Tx, c redis.Cmdable) error {
-	rows, err := tx.Query(ctx, `SELECT s.sku, s.available, s.fence, s.backorder, s.buyer_limit, coalesce(x.held, 0)::bigint, coalesce(x.sold, 0)::bigint FROM `+r.store.Table("stock")+` s
+	rows, err := tx.Query(ctx, `SELECT s.sku, s.available, s.fence, s.backorder, s.buyer_limit, coalesce(x.held, 0)::bigint, (coalesce(x.sold, 0) + coalesce(f.qty, 0))::bigint FROM `+r.store.Table("stock")+` s
 LEFT JOIN (SELECT l.sku, sum(l.qty) FILTER (WHERE r.state = 1) AS held, sum(l.qty) FILTER (WHERE r.state = 2) AS sold
 	FROM `+r.store.Table("reservation_line")+` l JOIN `+r.store.Table("reservation")+` r ON r.id = l.reservation_id
-	WHERE r.state IN (1, 2) GROUP BY l.sku) x ON x.sku = s.sku`)
+	WHERE r.state IN (1, 2) GROUP BY l.sku) x ON x.sku = s.sku
+LEFT JOIN `+r.store.Table("redisstock_sold")+` f ON f.sku = s.sku`)
 	if err != nil {
 		return fmt.Errorf("redisstock: load: stock: %w", err)
 	}
@@ -295,9 +296,13 @@ LEFT JOIN (SELECT l.sku, sum(l.qty) FILTER (WHERE r.state = 1) AS held, sum(l.qt
 // loadReservations writes every reservation's record and the holds of the
 // held ones, and rebuilds each buyer's usage of the SKUs with a limit: the
 // units of the counted lines of the buyer's held and committed
-// reservations.
+// reservations, and those of the committed ones the ledger forgot
+// (buyer_usage). With Options.Retention, a settled record gets what is
+// left of its retention (by Now, from its ExpiresAt, as Purge counts it),
+// and one past it is not written: the ID is unknown, as Purge would make
+// it.
 func (r *Reserver) loadReservations(ctx context.Context, tx pgx.Tx, c redis.Cmdable) error {
-	rows, err := tx.Query(ctx, `SELECT r.id, r.state, r.expires_at, r.created_at, coalesce(r.buyer, ''), r.partial, l.sku, l.qty, coalesce(l.counted, false), coalesce(h.attempt, 1) FROM `+r.store.Table("reservation")+` r
+	rows, err := tx.Query(ctx, `SELECT r.id, r.state, r.expires_at, r.created_at, coalesce(r.settled_at, r.expires_at), coalesce(r.buyer, ''), r.partial, l.sku, l.qty, coalesce(l.counted, false), coalesce(h.attempt, 1) FROM `+r.store.Table("reservation")+` r
 LEFT JOIN `+r.store.Table("reservation_line")+` l ON l.reservation_id = r.id
 LEFT JOIN `+r.store.Table("redisstock_hold")+` h ON h.reservation_id = l.reservation_id AND h.sku = l.sku ORDER BY r.id, l.sku`)
 	if err != nil {
@@ -317,16 +322,20 @@ LEFT JOIN `+r.store.Table("redisstock_hold")+` h ON h.reservation_id = l.reserva
 		var id, buyer string
 		var sku *string
 		var st int16
-		var exp, cr time.Time
+		var exp, cr, settled time.Time
 		var qty *int64
 		var at int64
 		var partial, counted bool
-		if err := rows.Scan(&id, &st, &exp, &cr, &buyer, &partial, &sku, &qty, &counted, &at); err != nil {
+		if err := rows.Scan(&id, &st, &exp, &cr, &settled, &buyer, &partial, &sku, &qty, &counted, &at); err != nil {
 			return fmt.Errorf("redisstock: load: reservations: %w", err)
 		}
 		if cur == nil || cur.id != id {
 			flush()
 			cur = &loadedRes{id: id, st: st, exp: exp, cr: cr, buyer: buyer, partial: partial}
+			if r.keep > 0 && inventory.State(st) != inventory.Held {
+				cur.keep, cur.skip = r.keepMillis(settled)
+				cur.skip = !cur.skip
+			}
 			if p.Len() >= loadBatch {
 				if _, err := p.Exec(ctx); err != nil {
 					return fmt.Errorf("redisstock: load: reservations: %w", err)
@@ -346,6 +355,23 @@ LEFT JOIN `+r.store.Table("redisstock_hold")+` h ON h.reservation_id = l.reserva
 		return fmt.Errorf("redisstock: load: reservations: %w", err)
 	}
 	flush()
+	forgot, err := tx.Query(ctx, `SELECT sku, buyer, used FROM `+r.store.Table("buyer_usage"))
+	if err != nil {
+		return fmt.Errorf("redisstock: load: usage: %w", err)
+	}
+	for forgot.Next() {
+		var u usageOf
+		var n int64
+		if err := forgot.Scan(&u.sku, &u.buyer, &n); err != nil {
+			forgot.Close()
+			return fmt.Errorf("redisstock: load: usage: %w", err)
+		}
+		usage[u] += n
+	}
+	forgot.Close()
+	if err := forgot.Err(); err != nil {
+		return fmt.Errorf("redisstock: load: usage: %w", err)
+	}
 	for u, n := range usage {
 		p.HSet(ctx, r.usageKey(u.sku), u.buyer, n)
 		if p.Len() >= loadBatch {
@@ -369,6 +395,8 @@ type loadedRes struct {
 	partial bool
 	lines   []inventory.Line
 	counted []bool // per line: its units count against the buyer's usage
+	keep    int64  // a settled one: milliseconds left of its retention (0: for good)
+	skip    bool   // a settled one past its retention: not written
 }
 
 // countedFlags returns the counted flags of lines as the script keeps them
@@ -390,6 +418,9 @@ func countedFlags(counted []bool) string {
 // writeLoaded queues the record of a reservation, and for a held one its
 // holds and its place in the due set.
 func (r *Reserver) writeLoaded(ctx context.Context, p redis.Pipeliner, l *loadedRes) {
+	if l.skip {
+		return
+	}
 	rb := r.bucket(l.id)
 	fields := []any{"st", l.st, "at", max(l.at, 1), "exp", l.exp.UnixMicro(), "cr", l.cr.UnixMicro(), "n", len(l.lines)}
 	for i, ln := range l.lines {
@@ -407,6 +438,9 @@ func (r *Reserver) writeLoaded(ctx context.Context, p redis.Pipeliner, l *loaded
 	}
 	p.HSet(ctx, r.recordKey(l.id), fields...)
 	if inventory.State(l.st) != inventory.Held {
+		if l.keep > 0 {
+			p.PExpire(ctx, r.recordKey(l.id), time.Duration(l.keep)*time.Millisecond)
+		}
 		return
 	}
 	for _, g := range r.groups(l.lines) {

@@ -67,8 +67,13 @@ type Report struct {
 // reservations (a usage follows from the reservations). The streams must
 // be drained first (no event waiting for a writer), else it fails with
 // ErrNotDrained; a Redis that is not loaded fails with ErrNotLoaded.
-// Carts still being taken (not granted) are not compared. It reads every
-// key of the store: a maintenance task, not a hot-path call.
+// Carts still being taken (not granted) are not compared. With
+// Options.Retention, a settled reservation that one side holds and the
+// other does not is no difference once the retention has passed since it
+// was created (by Now): each side forgets it on its own, Redis on its
+// clock and the ledger when Purge runs; a held one missing on either side
+// still is. It reads every key of the store: a maintenance task, not a
+// hot-path call.
 func (r *Reserver) Reconcile(ctx context.Context, opts *ReconcileOptions) (*Report, error) {
 	if ok, err := r.Loaded(ctx); err != nil {
 		return nil, err
@@ -120,7 +125,13 @@ func (r *Reserver) Reconcile(ctx context.Context, opts *ReconcileOptions) (*Repo
 	for _, id := range unionKeys(redisRes, pgRes) {
 		rx, rok := redisRes[id]
 		rr := rx.Reservation
-		pr, pok := pgRes[id]
+		px, pok := pgRes[id]
+		pr := px.Reservation
+		if rok != pok && ((rok && r.pastRetention(rr.State, rx.cr)) || (pok && r.pastRetention(pr.State, px.cr))) {
+			// Settled, and past the retention on one side: the other may
+			// simply not have forgotten it yet.
+			continue
+		}
 		if rok && pok && rr.State == pr.State && slices.Equal(rr.Lines, pr.Lines) && rr.ExpiresAt.Equal(pr.ExpiresAt) &&
 			rr.Buyer == pr.Buyer && rr.Partial == pr.Partial {
 			continue
@@ -229,10 +240,11 @@ func (r *Reserver) redisStock(ctx context.Context) (map[string]stockRow, error) 
 }
 
 // redisRes is a reservation as Redis holds it, with the attempt of its
-// takes.
+// takes and when it was created.
 type redisRes struct {
 	inventory.Reservation
 	at int64
+	cr time.Time
 }
 
 func (r *Reserver) redisReservations(ctx context.Context) (map[string]redisRes, error) {
@@ -243,14 +255,14 @@ func (r *Reserver) redisReservations(ctx context.Context) (map[string]redisRes, 
 			if kind != "r" {
 				continue
 			}
-			res, at, err := r.lookup(ctx, id)
+			x, err := r.lookup(ctx, id)
 			if errors.Is(err, inventory.ErrNotFound) {
 				continue // pending or aborted: not a reservation yet
 			}
 			if err != nil {
 				return err
 			}
-			out[id] = redisRes{res, at}
+			out[id] = x
 		}
 		return nil
 	})
@@ -278,26 +290,28 @@ func (r *Reserver) pgStock(ctx context.Context) (map[string]stockRow, error) {
 	return out, rows.Err()
 }
 
-func (r *Reserver) pgReservations(ctx context.Context) (map[string]inventory.Reservation, error) {
-	rows, err := r.store.DB().Query(ctx, `SELECT r.id, r.state, r.expires_at, coalesce(r.buyer, ''), r.partial, l.sku, l.qty FROM `+r.store.Table("reservation")+` r
+// pgReservations reads every reservation of the ledger, with when it was
+// created.
+func (r *Reserver) pgReservations(ctx context.Context) (map[string]redisRes, error) {
+	rows, err := r.store.DB().Query(ctx, `SELECT r.id, r.state, r.expires_at, r.created_at, coalesce(r.buyer, ''), r.partial, l.sku, l.qty FROM `+r.store.Table("reservation")+` r
 LEFT JOIN `+r.store.Table("reservation_line")+` l ON l.reservation_id = r.id ORDER BY r.id, l.sku`)
 	if err != nil {
 		return nil, fmt.Errorf("redisstock: reconcile: %w", err)
 	}
 	defer rows.Close()
-	out := map[string]inventory.Reservation{}
+	out := map[string]redisRes{}
 	for rows.Next() {
 		var id, buyer string
 		var st int16
-		var exp time.Time
+		var exp, cr time.Time
 		var partial bool
 		var sku *string
 		var qty *int64
-		if err := rows.Scan(&id, &st, &exp, &buyer, &partial, &sku, &qty); err != nil {
+		if err := rows.Scan(&id, &st, &exp, &cr, &buyer, &partial, &sku, &qty); err != nil {
 			return nil, fmt.Errorf("redisstock: reconcile: %w", err)
 		}
 		res := out[id]
-		res.ID, res.State, res.ExpiresAt, res.Buyer, res.Partial = id, inventory.State(st), exp.UTC(), buyer, partial
+		res.ID, res.State, res.ExpiresAt, res.Buyer, res.Partial, res.cr = id, inventory.State(st), exp.UTC(), buyer, partial, cr.UTC()
 		if sku != nil && qty != nil { // a tombstone of Cancel has no lines
 			res.Lines = append(res.Lines, inventory.Line{SKU: *sku, Qty: *qty})
 		}
@@ -341,11 +355,14 @@ func (r *Reserver) redisUsage(ctx context.Context) (map[string]int64, error) {
 }
 
 // pgUsage sums, by SKU and buyer, the counted lines of the held and
-// committed reservations of the ledger, keyed as redisUsage keys them.
+// committed reservations of the ledger and of the committed ones it forgot
+// (buyer_usage), keyed as redisUsage keys them.
 func (r *Reserver) pgUsage(ctx context.Context) (map[string]int64, error) {
-	rows, err := r.store.DB().Query(ctx, `SELECT l.sku, r.buyer, sum(l.qty)::bigint FROM `+r.store.Table("reservation")+` r
-JOIN `+r.store.Table("reservation_line")+` l ON l.reservation_id = r.id
-WHERE r.state IN (1, 2) AND r.buyer IS NOT NULL AND l.counted GROUP BY l.sku, r.buyer`)
+	rows, err := r.store.DB().Query(ctx, `SELECT u.sku, u.buyer, sum(u.qty)::bigint FROM (
+	SELECT l.sku, r.buyer, l.qty FROM `+r.store.Table("reservation")+` r
+	JOIN `+r.store.Table("reservation_line")+` l ON l.reservation_id = r.id
+	WHERE r.state IN (1, 2) AND r.buyer IS NOT NULL AND l.counted
+	UNION ALL SELECT sku, buyer, used FROM `+r.store.Table("buyer_usage")+`) u GROUP BY u.sku, u.buyer`)
 	if err != nil {
 		return nil, fmt.Errorf("redisstock: reconcile: %w", err)
 	}

@@ -81,6 +81,23 @@ type Options struct {
 	// reserved: Extend never moves its expiry past it. Zero or negative
 	// means the default. Default: 1h.
 	MaxHold time.Duration
+	// Retention is how long a settled reservation (Committed, Released,
+	// Expired, or a tombstone of Cancel) is kept after it settled, in
+	// Redis and in the ledger; then its ID is unknown, and a Reserve with
+	// it is a new reservation: idempotency on an ID lasts as long as the
+	// retention, as in the PostgreSQL strategies. In Redis, the script that
+	// finishes a reservation (its units sold or given back, out of the due
+	// set) sets the expiry of its record and hold keys in the same step
+	// (PEXPIRE), on Redis's clock, not Now: Redis frees them with no
+	// sweeper, and the retention counts from the moment the script ran as
+	// Redis's clock has it. In PostgreSQL, Purge (which a Sweeper calls)
+	// deletes them by Now, as pgstore's Purge does. Held reservations never
+	// expire. Keep it far above the longest a client may retry a request
+	// or settle its reservation, and above the writer's lag. Every process
+	// that shares the key prefix must share it. Zero or negative keeps
+	// every reservation, in Redis and in the ledger, as the PostgreSQL
+	// strategies do by default. Default: 0.
+	Retention time.Duration
 }
 
 // DefaultWaitTimeout is the default of Options.WaitTimeout.
@@ -107,6 +124,7 @@ type Reserver struct {
 	waitN   int
 	waitFor time.Duration
 	hold    time.Duration // Options.MaxHold
+	keep    time.Duration // Options.Retention; 0: keep every reservation
 	sweep   atomic.Uint32 // the bucket the next ExpireDue starts at
 
 	maxBatch int
@@ -180,6 +198,9 @@ var script = redis.NewScript(scriptSrc)
 // client.
 func New(db DB, client redis.UniversalClient, opts *Options) (*Reserver, error) {
 	o := pgstore.Options{Name: "redisstock"}
+	if opts != nil {
+		o.Retention = opts.Retention
+	}
 	r := &Reserver{prefix: DefaultKeyPrefix, buckets: 1, ttl: pgstore.DefaultTTL, pending: DefaultPendingTimeout, now: time.Now,
 		maxBatch: DefaultMaxBatch, flushers: 2, script: script, hold: ledger.DefaultMaxHold}
 	if opts != nil {
@@ -209,6 +230,7 @@ func New(db DB, client redis.UniversalClient, opts *Options) (*Reserver, error) 
 		if opts.MaxHold > 0 {
 			r.hold = opts.MaxHold
 		}
+		r.keep = max(opts.Retention, 0)
 	}
 	if _, ok := client.(*redis.ClusterClient); ok && r.waitN > 0 {
 		return nil, &inventory.ValidationError{Field: "WaitReplicas", Reason: "not available with a Redis Cluster client"}
@@ -765,16 +787,20 @@ func (r *Reserver) finish(ctx context.Context, op, id string, at int64, lines []
 		}
 		keys = append(keys, r.recordKey(id)) // which may keep the hold itself
 		keys = r.usageKeys(keys, buyer, lines)
-		_, err := r.run(ctx, rb, keys, lineArgs([]any{op + "+done", id, at}, lines)...)
+		_, err := r.run(ctx, rb, keys, r.retention(lineArgs([]any{op + "+done", id, at}, lines))...)
 		return err
 	}
 	for _, g := range gs {
 		keys := r.usageKeys(r.groupKeys(g.bucket, id, g.lines), buyer, g.lines)
-		if _, err := r.run(ctx, g.bucket, keys, lineArgs([]any{op, id, at}, g.lines)...); err != nil {
+		if _, err := r.run(ctx, g.bucket, keys, r.retention(lineArgs([]any{op, id, at}, g.lines))...); err != nil {
 			return err
 		}
 	}
-	_, err := r.run(ctx, rb, []string{r.marker(rb), r.dueKey(rb)}, "done", id)
+	keys := []string{r.marker(rb), r.dueKey(rb)}
+	if r.keep > 0 {
+		keys = append(keys, r.recordKey(id))
+	}
+	_, err := r.run(ctx, rb, keys, r.retention([]any{"done", id})...)
 	return err
 }
 
@@ -868,7 +894,7 @@ func (r *Reserver) sweepOne(ctx context.Context, op, id string, to int) (string,
 			args = lineArgs([]any{"settle1", id, to, args[3]}, h.lines)
 		}
 	}
-	rep, err := r.run(ctx, rb, keys, args...)
+	rep, err := r.run(ctx, rb, keys, r.retention(args)...)
 	if err != nil {
 		return "", inventory.Reservation{}, err
 	}
@@ -890,6 +916,16 @@ func (r *Reserver) sweepOne(ctx context.Context, op, id string, to int) (string,
 		err = r.finish(ctx, "undo", id, at, res.Lines, res.Buyer)
 	}
 	return rep[0], res, err
+}
+
+// retention appends the retention in milliseconds to the arguments of an
+// operation that may finish a reservation (see script.lua's Retention), or
+// nothing without one.
+func (r *Reserver) retention(args []any) []any {
+	if r.keep <= 0 {
+		return args
+	}
+	return append(args, max(r.keep.Milliseconds(), 1))
 }
 
 // maxSweepPages bounds the pages of one bucket's due set one ExpireDue reads.
@@ -950,21 +986,24 @@ func (r *Reserver) Lookup(ctx context.Context, id string) (inventory.Reservation
 	if err := ctx.Err(); err != nil {
 		return inventory.Reservation{}, err
 	}
-	res, _, err := r.lookup(ctx, id)
-	return res, err
+	x, err := r.lookup(ctx, id)
+	return x.Reservation, err
 }
 
-// lookup is Lookup, with the attempt of the reservation's takes.
-func (r *Reserver) lookup(ctx context.Context, id string) (inventory.Reservation, int64, error) {
+// lookup is Lookup, with the attempt of the reservation's takes and when
+// it was created.
+func (r *Reserver) lookup(ctx context.Context, id string) (redisRes, error) {
 	rb := r.bucket(id)
 	rep, err := r.run(ctx, rb, []string{r.marker(rb), r.recordKey(id)}, "lookup")
 	if err != nil {
-		return inventory.Reservation{}, 0, failRead("lookup", id, err)
+		return redisRes{}, failRead("lookup", id, err)
 	}
 	if rep[0] == "nf" {
-		return inventory.Reservation{}, 0, fmt.Errorf("redisstock: lookup %q: %w", id, inventory.ErrNotFound)
+		return redisRes{}, fmt.Errorf("redisstock: lookup %q: %w", id, inventory.ErrNotFound)
 	}
-	return parseRecord(id, rep)
+	res, at, err := parseRecord(id, rep)
+	cr, _ := strconv.ParseInt(rep[4], 10, 64) // parseRecord checked the length
+	return redisRes{res, at, time.UnixMicro(cr).UTC()}, err
 }
 
 // Available returns the units of sku that can still be reserved.

@@ -23,6 +23,18 @@
 -- the record carries cx: a Cancel aborted it, and it becomes a tombstone
 -- once its holds are undone). A tombstone (Cancel of an ID never reserved)
 -- is a record in state 3 without lines; a Reserve of its ID is refused.
+--
+-- Retention: the operations that finish a reservation (settle, sweep,
+-- settle1, cancel, give, undo, sell, their +done forms, done) may carry,
+-- after their own arguments, the store's retention in milliseconds
+-- (Options.Retention; none, or 0, keeps everything). With it, a record
+-- leaves for good the retention after it left the due set in a final
+-- state (committed, released, expired, a tombstone, or aborted), and a
+-- hold key the retention after it was given back, undone or sold: the
+-- script that finishes it sets the key's expiry (PEXPIRE, NX: a script
+-- run again keeps the first), on Redis's clock. A record never expires
+-- while it is held, pending or in the due set: whatever is left to do
+-- for it is still there to be done.
 
 local K, A = KEYS, ARGV
 
@@ -151,12 +163,25 @@ local function write(rk, r, old)
   redis.call(unpack(args))
 end
 
+-- nextAttempt returns the attempt number of a new attempt of an ID whose
+-- record is r (nil for none) at now (microseconds, the caller's clock):
+-- past r's, and never below now. A record that expired (see Retention
+-- above) takes its attempt numbers with it; an ID taken anew then numbers
+-- its attempts past every one it had before (they came earlier), which is
+-- how the ledger's redisstock_hold rows tell the takes of the new
+-- reservation from those of the old.
+local function nextAttempt(r, now)
+  local at = tonumber(now)
+  if r and r.at >= at then at = r.at + 1 end
+  return at
+end
+
 -- begin looks for the reservation id of buyer y, partial p: 'done' for
 -- one held or settled (the caller compares it with its request), 'pending'
 -- for one whose lines are being taken under the same request, 'conflict'
 -- for one being taken under another, 'new' (with the attempt to use) when
--- the id is free.
-local function begin(rk, dk, id, ls, y, p)
+-- the id is free; now is the caller's clock (see nextAttempt).
+local function begin(rk, dk, id, ls, y, p, now)
   local r = record(rk)
   if r and ((r.st == 3 and #r.ls == 0) or (r.st == 9 and r.cx)) then return 'cancelled', r end
   if r and r.st ~= 9 then
@@ -167,9 +192,7 @@ local function begin(rk, dk, id, ls, y, p)
   -- An aborted attempt whose holds are not all undone yet: the caller
   -- undoes them first.
   if r and redis.call('ZSCORE', dk, id) then return 'busy', r end
-  local at = 1
-  if r then at = r.at + 1 end
-  return 'new', {at = at}, r
+  return 'new', {at = nextAttempt(r, now)}, r
 end
 
 -- The stock of the SKUs a script call touches (a hash per SKU: a
@@ -329,6 +352,23 @@ local function take(id, at, ls, q)
   return {'ok', vs, hq, cnt}
 end
 
+-- keepMs is the retention of the operation at hand in milliseconds (nil:
+-- none), set by dispatch (see Retention above).
+local keepMs
+
+-- retire makes key expire after the retention, once (NX).
+local function retire(key)
+  if keepMs and keepMs > 0 then redis.call('PEXPIRE', key, keepMs, 'NX') end
+end
+
+-- retireRecord retires the record rk when it is in a final state or
+-- aborted: the callers have just taken it out of the due set.
+local function retireRecord(rk)
+  if not keepMs or keepMs <= 0 or not rk then return end
+  local st = redis.call('HGET', rk, 'st')
+  if st == '2' or st == '3' or st == '4' or st == '9' then redis.call('PEXPIRE', rk, keepMs, 'NX') end
+end
+
 -- hold finds the hold of a reservation on this bucket's lines. A
 -- reservation reserved in one call on an ID new to the bucket keeps its
 -- hold in its record (field hs, under the record's attempt); any other
@@ -365,6 +405,7 @@ local function back(id, at, to, hk, first, ufirst, ls, rk, r)
     local st = move(first, ls, 1)
     use(ufirst, ls, took.c, took.y, -1)
     redis.call('HSET', key, f, to)
+    if key ~= rk then retire(key) end
     local t = 'gv'
     if to == 'U' then t = 'ud' end
     event(K[2], t, id, at, nil, nil, nil, nil, nil, ls, st)
@@ -372,6 +413,7 @@ local function back(id, at, to, hk, first, ufirst, ls, rk, r)
   end
   if to == 'U' and (not hat or hat < at) then
     redis.call('HSET', hk, 'at', fmt(at), 'st', 'U')
+    retire(hk)
   end
   return {'ok'}
 end
@@ -448,6 +490,7 @@ local function sell(at, hk, first, ls, rk, r)
   local key, f, hat, hst = hold(hk, rk, r)
   if hat == at and hst == 'T' then
     redis.call('HSET', key, f, 'S')
+    if key ~= rk then retire(key) end
     for k, l in ipairs(ls) do
       local s = stockOf(K[first + k - 1])
       if s then s.o, s.x = s.o + l[2], true end
@@ -481,6 +524,7 @@ local function features(op)
     local n = tonumber(A[4])
     sell(tonumber(A[3]), K[3], 5, lines(5, n), K[5 + n])
     redis.call('ZREM', K[4], A[2])
+    retireRecord(K[5 + n])
     return {'ok'}
 
   elseif op == 'extend' then
@@ -552,6 +596,7 @@ local function settle(op, ls)
     redis.call('HSET', K[3], 'st', fmt(to))
     if to == 2 and #r.ls == 0 then
       redis.call('ZREM', K[4], id)
+      retire(K[3])
     elseif to == 2 then
       -- The lines' units move from held to sold in their buckets
       -- ('sell'); the record stays in the due set until they have.
@@ -569,14 +614,29 @@ local function settle(op, ls)
     return reply('sell', r), r
   elseif op == 'sweep' and r.st ~= 1 then
     redis.call('ZREM', K[4], id)
+    retire(K[3])
   end
   return reply(kind, r), r
 end
+
+-- keepAt is where the retention comes in the arguments of each operation
+-- that may carry it: after the lines ('lines': A[5 + 2n], 'lines1': A[6 +
+-- 2n]) or at a fixed place.
+local keepAt = {settle = 5, sweep = 5, cancel = 5, done = 3, settle1 = 'lines1', give = 'lines', undo = 'lines', sell = 'lines',
+  ['give+done'] = 'lines', ['undo+done'] = 'lines', ['sell+done'] = 'lines'}
 
 -- dispatch runs the operation A[1] on K and A.
 local function dispatch()
   local op = A[1]
   local mk = K[1]
+  keepMs = nil
+  local kp = keepAt[op]
+  if kp == 'lines' then
+    kp = 5 + 2 * tonumber(A[4])
+  elseif kp == 'lines1' then
+    kp = 6 + 2 * tonumber(A[5])
+  end
+  if kp then keepMs = tonumber(A[kp]) end
 
   if op == 'ack' or op == 'dead' then
     -- The writer's bookkeeping. K: mk, ek, dead-letter stream. A: op,
@@ -672,12 +732,14 @@ local function dispatch()
     local id, now, exp, n = A[2], A[3], A[4], tonumber(A[5])
     local ls = lines(6, n)
     local q = ask(6 + 2*n, n)
-    local kind, r, old = begin(K[3], K[4], id, ls, q.y, q.p)
+    local kind, r, old = begin(K[3], K[4], id, ls, q.y, q.p, now)
     if kind ~= 'new' then return reply(kind, r) end
     -- An ID new to the bucket keeps its hold in its record: no attempt
-    -- before it can have left a hold here (every hold key of an ID comes
-    -- after its record, and records stay). One with an earlier attempt
-    -- keeps it in the hold key, which may hold that attempt's.
+    -- before it can have left a hold here that is still taken (every hold
+    -- key of an ID comes after its record, and a record expires only once
+    -- its holds are given back, undone or sold; such a hold key, of an
+    -- attempt below this one, expires on its own). One with an earlier
+    -- attempt keeps it in the hold key, which may hold that attempt's.
     local h
     if old then
       h = redis.call('HMGET', K[5], 'at', 'st')
@@ -718,7 +780,7 @@ local function dispatch()
     local id, now, exp, n = A[2], A[3], A[4], tonumber(A[6])
     local ls = lines(7, n)
     local q = ask(7 + 2*n, 0)
-    local kind, r, old = begin(K[2], K[3], id, ls, q.y, q.p)
+    local kind, r, old = begin(K[2], K[3], id, ls, q.y, q.p, now)
     if kind ~= 'new' then return reply(kind, r) end
     r = {st = 0, at = r.at, exp = exp, cr = now, ls = ls, y = q.y, p = q.p}
     write(K[2], r, old)
@@ -750,6 +812,7 @@ local function dispatch()
     local n = tonumber(A[4])
     back(A[2], tonumber(A[3]), to, K[3], 5, 6 + n, lines(5, n), K[5 + n])
     redis.call('ZREM', K[4], A[2])
+    retireRecord(K[5 + n])
     return {'ok'}
 
   elseif op == 'grant' then
@@ -818,6 +881,7 @@ local function dispatch()
         back(A[2], r.at, 'G', K[5], 6, 6 + #ls, ls, K[3], r)
       end
       redis.call('ZREM', K[4], A[2])
+      retire(K[3])
       out[1] = kind .. '+'
     end
     return out
@@ -842,10 +906,9 @@ local function dispatch()
     if not r or r.st == 9 then
       -- A new attempt number, so that the grant of the aborted one finds
       -- its attempt gone.
-      local at = 1
-      if r then at = r.at + 1 end
-      local t = {st = 3, at = at, exp = now, cr = now, ls = {}}
+      local t = {st = 3, at = nextAttempt(r, now), exp = now, cr = now, ls = {}}
       write(K[3], t, r)
+      retire(K[3])
       final(K[2], id, t)
       return reply('ok', t)
     end
@@ -867,8 +930,10 @@ local function dispatch()
     return reply('ok', r)
 
   elseif op == 'done' then
-    -- K: mk, due. A: op, id.
+    -- K: mk, due, and the record when the call carries the retention. A:
+    -- op, id, the retention.
     redis.call('ZREM', K[2], A[2])
+    retireRecord(K[3])
     return {'ok'}
 
   elseif op == 'due' then

@@ -127,6 +127,9 @@ type writerQueries struct {
 	// backorder keeps the backorder a stock event of SetStock, SetStockWith
 	// or AddStock carries.
 	backorder string
+	// forget deletes the settled reservations a new one takes the ID of
+	// (see Reserver.forgetSQL).
+	forget string
 	// The bucket's sequence: its row, the check that refuses a Redis that
 	// went back in time, and the advance.
 	seqRow, seqCheck, seqAdvance string
@@ -201,6 +204,7 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bool[]) ON CONFLI
 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[])
 ON CONFLICT (reservation_id, sku) DO UPDATE SET attempt = EXCLUDED.attempt, qty = EXCLUDED.qty, state = EXCLUDED.state
 WHERE h.attempt < EXCLUDED.attempt OR (h.attempt = EXCLUDED.attempt AND h.state = 'T' AND EXCLUDED.state <> 'T')`,
+		forget: r.forgetSQL(`SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::bigint[]) AS u (id, cr, before)`),
 		seqRow: `INSERT INTO ` + seqs + ` (bucket, seq, entry_ms, entry_n) VALUES ($1, 0, 0, 0) ON CONFLICT (bucket) DO NOTHING`,
 		// Within one Redis history an event's sequence number and its
 		// stream entry ID grow together, and so do the bucket's sequence and
@@ -953,6 +957,18 @@ func (w *Writer) commitBatch(ctx context.Context, b *pgx.Batch, evs []event) err
 			for _, l := range e.lines {
 				lid, lsku, lqty, lcounted = append(lid, id), append(lsku, l.sku), append(lqty, l.qty), append(lcounted, l.counted)
 			}
+		}
+		if w.r.keep > 0 {
+			// An ID taken anew after its record expired in Redis (see
+			// Options.Retention): the settled reservation the ledger still
+			// has under it, created before, is forgotten first (its sold
+			// units still count), and its takes with it; those of the new
+			// one number their attempts from its creation on.
+			befores := make([]int64, len(order))
+			for i := range order {
+				befores[i] = crs[i].UnixMicro()
+			}
+			b.Queue(w.q.forget, ids, crs, befores)
 		}
 		b.Queue(w.q.reserve, ids, states, exps, crs, buyers, parts)
 		b.Queue(w.q.lines, lid, lsku, lqty, lcounted)

@@ -1,0 +1,301 @@
+package redisstock_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/oversell/inventory"
+	"github.com/oversell/inventory/internal/testsvc"
+	"github.com/oversell/inventory/redisstock"
+	"github.com/oversell/inventory/strategy/strategytest"
+)
+
+// keysByKind counts the keys under prefix by their kind (m, e, s, u, d, r,
+// h, o), with SCAN, and sums the MEMORY USAGE of the reservations' keys
+// (records r and hold keys h).
+func keysByKind(ctx context.Context, t *testing.T, rdb redis.UniversalClient, prefix string) (map[string][]string, int64) {
+	t.Helper()
+	out := map[string][]string{}
+	var mem int64
+	iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		k := iter.Val()
+		_, rest, _ := strings.Cut(strings.TrimPrefix(k, prefix), "}:")
+		kind, name, _ := strings.Cut(rest, ":")
+		out[kind] = append(out[kind], name)
+		if kind == "r" || kind == "h" {
+			n, err := rdb.MemoryUsage(ctx, k).Result()
+			if err == nil {
+				mem += n
+			}
+		}
+	}
+	require.NoError(t, iter.Err())
+	for _, v := range out {
+		slices.Sort(v)
+	}
+	return out, mem
+}
+
+// settledGone checks that the only reservation keys left under the prefix
+// (records r, hold keys h) are those of the held reservations, and that
+// nothing else is left but the SKUs' own keys and the buckets'.
+func settledGone(keys map[string][]string, held []string) error {
+	for kind, names := range keys {
+		switch kind {
+		case "m", "e", "x", "s", "u", "d":
+		case "r", "h":
+			for _, id := range names {
+				if !slices.Contains(held, id) {
+					return fmt.Errorf("key %s:%s of a settled reservation is still there", kind, id)
+				}
+			}
+		default:
+			return fmt.Errorf("%d keys of kind %q are still there", len(names), kind)
+		}
+	}
+	for _, id := range held {
+		if !slices.Contains(keys["r"], id) {
+			return fmt.Errorf("the record of held reservation %s is gone", id)
+		}
+	}
+	return nil
+}
+
+// TestRetentionFreesSettledRecords reserves and settles reservations in
+// every way (committed, released, expired, tombstones of Cancel, and carts
+// over several buckets with their hold keys) with a retention of 300ms,
+// waits past it, and finds Redis back to the SKUs' and buckets' own keys
+// (stock, usage, streams, markers, due sets) and the held reservations,
+// counted with SCAN, and its MEMORY USAGE down with them. A retry inside
+// the window gets the first answer; once the retention has passed, the ID
+// is taken anew, in Redis and in the ledger, which then agrees with Redis.
+// The twin, without a retention, keeps every settled record, and the
+// check fails on it.
+func TestRetentionFreesSettledRecords(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name    string
+		buckets int
+		keep    time.Duration
+	}{{"OneBucket", 1, 300 * time.Millisecond}, {"FourBuckets", 4, 300 * time.Millisecond}, {"WithoutRetention", 4, 0}} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			rdb := testsvc.Redis(t)
+			in := setup(ctx, t, rdb, &redisstock.Options{Buckets: c.buckets, Retention: c.keep})
+			skus := []string{"ra", "rb", "rc", "rd"}
+			for _, s := range skus {
+				require.NoError(t, in.SetStock(ctx, s, 1000))
+			}
+			require.NoError(t, inventory.SetStockWith(ctx, in.Reserver, "rl", 1000, inventory.StockOptions{Limit: 500}))
+			base, baseMem := keysByKind(ctx, t, rdb, in.Prefix)
+			const n = 40
+			var held []string
+			var committed inventory.Request
+			for i := range n {
+				id := fmt.Sprintf("ret-%d", i)
+				if i%8 == 7 {
+					require.NoError(t, in.Cancel(ctx, id)) // a tombstone
+					continue
+				}
+				req := inventory.Request{ID: id, TTL: time.Minute,
+					Lines: []inventory.Line{{SKU: skus[i%4], Qty: 1}, {SKU: skus[(i+1)%4], Qty: 2}}}
+				if i%5 == 0 {
+					req.Buyer, req.Lines = "buyer", append(req.Lines, inventory.Line{SKU: "rl", Qty: 1})
+				}
+				if i >= n-4 {
+					req.TTL = time.Hour
+				}
+				_, err := in.Reserve(ctx, req)
+				require.NoError(t, err)
+				switch {
+				case i >= n-4:
+					held = append(held, id)
+				case i%8 == 0 || i%8 == 3:
+					require.NoError(t, in.Commit(ctx, id))
+					committed = req
+				case i%8 == 1 || i%8 == 4:
+					require.NoError(t, in.Release(ctx, id))
+				}
+			}
+			in.Clock.Advance(2 * time.Minute) // the rest of the one-minute holds are due
+			for {
+				m, err := in.ExpireDue(ctx, 100)
+				require.NoError(t, err)
+				if m == 0 {
+					break
+				}
+			}
+			slices.Sort(held)
+			peak, peakMem := keysByKind(ctx, t, rdb, in.Prefix)
+			// Inside the window, a retry gets the first answer.
+			res, err := in.Reserve(ctx, committed)
+			require.NoError(t, err)
+			assert.Equal(t, inventory.Committed, res.State, "a retry inside the retention gets the committed reservation")
+
+			time.Sleep(c.keep + 500*time.Millisecond)
+			in.Clock.Advance(time.Hour) // and by Now, for Reconcile
+			end, endMem := keysByKind(ctx, t, rdb, in.Prefix)
+			t.Logf("keep=%s buckets=%d: keys %d at first, %d after %d reservations settled (%d records), %d past the retention (%d records); MEMORY USAGE of records and hold keys %d, %d, %d bytes",
+				c.keep, c.buckets, count(base), count(peak), n-len(held), len(peak["r"]), count(end), len(end["r"]), baseMem, peakMem, endMem)
+			gone := settledGone(end, held)
+			if c.keep == 0 {
+				require.Error(t, gone, "without a retention every settled record stays, and the check says so")
+				require.Len(t, end["r"], n, "every record stays")
+				return
+			}
+			require.NoError(t, gone)
+			require.Less(t, endMem, peakMem)
+			for _, id := range held {
+				got, err := in.Lookup(ctx, id)
+				require.NoError(t, err)
+				assert.Equal(t, inventory.Held, got.State)
+			}
+			_, err = in.Lookup(ctx, committed.ID)
+			require.ErrorIs(t, err, inventory.ErrNotFound, "past the retention the ID is unknown")
+			// Taken anew: a new reservation, here and in the ledger (the
+			// writer forgets the settled one it had under the ID).
+			again := inventory.Request{ID: committed.ID, TTL: time.Hour, Lines: []inventory.Line{{SKU: "rd", Qty: 3}}}
+			res, err = in.Reserve(ctx, again)
+			require.NoError(t, err)
+			assert.Equal(t, inventory.Held, res.State, "past the retention a Reserve with the ID is a new reservation")
+			require.NoError(t, in.Writer.Drain(ctx))
+			rep, err := in.Reconcile(ctx, nil)
+			require.NoError(t, err)
+			require.Empty(t, rep.Differences, "the ledger holds the new reservation, and the settled ones Redis forgot are no difference")
+		})
+	}
+}
+
+func count(m map[string][]string) int {
+	n := 0
+	for _, v := range m {
+		n += len(v)
+	}
+	return n
+}
+
+// TestRetentionPurgeLoadAndReconcile purges the ledger past the retention
+// by Now while Redis still has the records (a retention of an hour on
+// Redis's clock), so that each side holds what the other forgot: Reconcile
+// reports no difference for the settled ones, and still reports a held
+// one missing on one side (the twin of the check: a held record deleted
+// from Redis). Load then rebuilds Redis from the purged ledger: the sold
+// units and the buyer's usage of the purged committed reservations still
+// count (Levels and the limit are as before), the held reservations are
+// back, the purged IDs are unknown, and a settled one inside its
+// retention comes back with what is left of it.
+func TestRetentionPurgeLoadAndReconcile(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	rdb := testsvc.Redis(t)
+	in := setup(ctx, t, rdb, &redisstock.Options{Buckets: 4, Retention: time.Hour})
+	require.NoError(t, inventory.SetStockWith(ctx, in.Reserver, "pa", 100, inventory.StockOptions{Limit: 5}))
+	require.NoError(t, in.SetStock(ctx, "pb", 100))
+	reserve := func(id string, ttl time.Duration, lines ...inventory.Line) {
+		t.Helper()
+		_, err := in.Reserve(ctx, inventory.Request{ID: id, TTL: ttl, Buyer: "b", Lines: lines})
+		require.NoError(t, err)
+	}
+	reserve("old-c", time.Minute, inventory.Line{SKU: "pa", Qty: 3}, inventory.Line{SKU: "pb", Qty: 2})
+	require.NoError(t, in.Commit(ctx, "old-c"))
+	reserve("old-r", time.Minute, inventory.Line{SKU: "pb", Qty: 1})
+	require.NoError(t, in.Release(ctx, "old-r"))
+	require.NoError(t, in.Cancel(ctx, "old-x"))
+	reserve("held", 10*time.Hour, inventory.Line{SKU: "pa", Qty: 1}, inventory.Line{SKU: "pb", Qty: 1})
+	levels := func() (a, b inventory.Levels) {
+		a, err := inventory.StockLevels(ctx, in.Reserver, "pa")
+		require.NoError(t, err)
+		b, err = inventory.StockLevels(ctx, in.Reserver, "pb")
+		require.NoError(t, err)
+		return a, b
+	}
+	la, lb := levels()
+	require.Equal(t, int64(3), la.Sold)
+
+	in.Clock.Advance(90 * time.Minute)
+	reserve("new-c", time.Minute, inventory.Line{SKU: "pb", Qty: 4})
+	require.NoError(t, in.Commit(ctx, "new-c"))
+	require.NoError(t, in.Writer.Drain(ctx))
+	n, err := in.Purge(ctx, 100)
+	require.NoError(t, err)
+	require.Equal(t, 3, n, "the three settled past the retention by Now (committed, released, a tombstone)")
+	n, err = in.Purge(ctx, 100)
+	require.NoError(t, err)
+	require.Zero(t, n)
+
+	rep, err := in.Reconcile(ctx, nil)
+	require.NoError(t, err)
+	require.Empty(t, rep.Differences, "settled records the ledger purged and Redis still keeps are no difference")
+	_, err = in.Lookup(ctx, "old-c")
+	require.NoError(t, err, "Redis forgets on its own clock: an hour")
+
+	// The twin of the check: a held record gone from Redis is a difference.
+	require.NoError(t, rdb.Del(ctx, in.Prefix+"{b"+fmt.Sprint(in.Bucket("held"))+"}:r:held").Err())
+	rep, err = in.Reconcile(ctx, nil)
+	require.NoError(t, err)
+	require.Len(t, rep.Differences, 1, "a held reservation missing in Redis: %v", rep.Differences)
+	assert.Equal(t, "held", rep.Differences[0].ID)
+
+	// Redis lost: Load rebuilds it from the purged ledger.
+	require.NoError(t, in.Wipe(ctx))
+	require.NoError(t, in.Load(ctx))
+	la2, lb2 := levels()
+	lb.Sold += 4
+	lb.Available -= 4
+	assert.Equal(t, la, la2, "the purged commit's sold units still count")
+	assert.Equal(t, lb, lb2)
+	got, err := in.Lookup(ctx, "held")
+	require.NoError(t, err)
+	assert.Equal(t, inventory.Held, got.State)
+	for _, id := range []string{"old-c", "old-r", "old-x"} {
+		_, err := in.Lookup(ctx, id)
+		require.ErrorIs(t, err, inventory.ErrNotFound, id)
+	}
+	got, err = in.Lookup(ctx, "new-c")
+	require.NoError(t, err)
+	assert.Equal(t, inventory.Committed, got.State)
+	ttl, err := rdb.PTTL(ctx, in.Prefix+"{b"+fmt.Sprint(in.Bucket("new-c"))+"}:r:new-c").Result()
+	require.NoError(t, err)
+	// Its ExpiresAt counts as the moment it settled (a minute after it
+	// was reserved, ten seconds ago by Now), as Purge counts it.
+	assert.True(t, ttl > 55*time.Minute && ttl <= time.Hour+time.Minute, "a settled record Load writes back keeps what is left of its retention: %s", ttl)
+	ttl, err = rdb.PTTL(ctx, in.Prefix+"{b"+fmt.Sprint(in.Bucket("held"))+"}:r:held").Result()
+	require.NoError(t, err)
+	assert.Equal(t, time.Duration(-1), ttl, "a held record never expires")
+	// The buyer's usage of pa still counts the purged commit's 3 units
+	// and the hold's 1: one more reaches the limit of 5, a second does not.
+	_, err = in.Reserve(ctx, inventory.Request{ID: strategytest.RandomID(), Buyer: "b", Lines: []inventory.Line{{SKU: "pa", Qty: 1}}})
+	require.NoError(t, err)
+	_, err = in.Reserve(ctx, inventory.Request{ID: strategytest.RandomID(), Buyer: "b", Lines: []inventory.Line{{SKU: "pa", Qty: 1}}})
+	var le *inventory.LimitError
+	require.True(t, errors.As(err, &le), "the limit counts the purged commit: %v", err)
+	require.NoError(t, in.Writer.Drain(ctx))
+	rep, err = in.Reconcile(ctx, nil)
+	require.NoError(t, err)
+	require.Empty(t, rep.Differences)
+}
+
+// TestConformanceWithRetention runs the suite with a retention (an hour of
+// Redis's clock, which the suite's manual clock does not move), so that
+// every operation that finishes a reservation carries it and the writer
+// checks every reservation event against the ledger's settled rows.
+func TestConformanceWithRetention(t *testing.T) {
+	t.Parallel()
+	mk := maker(&redisstock.Options{Buckets: 4, Retention: time.Hour})
+	strategytest.RunConformance(t, func(ctx context.Context, t *testing.T) *strategytest.Harness {
+		h := mk(ctx, t)
+		h.LinesTakenApart = "a cart over several buckets takes them one script at a time; Available sees the units of a bucket taken before the cart is refused on the next"
+		return h
+	})
+}

@@ -61,6 +61,11 @@ func (r *Reserver) SetSendAbandoned(on bool) { r.sendAbandoned = on }
 // SetBeforeCommit sets a hook that runs before each batch's transaction.
 func (w *Writer) SetBeforeCommit(f func()) { w.beforeCommit = f }
 
+// SetNoReplayGuard makes the writers made after it write again a
+// reservation Purge deleted when a batch that wrote it is applied again:
+// deliberately wrong.
+func (r *Reserver) SetNoReplayGuard(on bool) { r.noReplayGuard = on }
+
 // SetAfterCommit sets a hook that runs after each batch's COMMIT, before
 // its entries are acknowledged.
 func (w *Writer) SetAfterCommit(f func()) { w.afterCommit = f }

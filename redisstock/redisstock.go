@@ -173,6 +173,11 @@ type Reserver struct {
 	// (deliberately wrong).
 	keepOrphans bool
 
+	// noReplayGuard makes the writer write again, with a retention, a
+	// reservation (and its takes) Purge deleted when a batch that wrote it
+	// is applied again. Tests only: deliberately wrong.
+	noReplayGuard bool
+
 	// beforeGrant, when set, runs between the last take and the grant of a
 	// cart that spans buckets. Tests only: a crash there.
 	beforeGrant func(id string) error

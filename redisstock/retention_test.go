@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -128,6 +129,9 @@ func TestRetentionFreesSettledRecords(t *testing.T) {
 					require.NoError(t, in.Release(ctx, id))
 				}
 			}
+			// The writer has what it read before the clock jumps: it writes
+			// no reservation whose retention has passed by Now.
+			drained(ctx, t, in, rdb, c.buckets)
 			in.Clock.Advance(2 * time.Minute) // the rest of the one-minute holds are due
 			for {
 				m, err := in.ExpireDue(ctx, 100)
@@ -144,6 +148,7 @@ func TestRetentionFreesSettledRecords(t *testing.T) {
 			assert.Equal(t, inventory.Committed, res.State, "a retry inside the retention gets the committed reservation")
 
 			time.Sleep(c.keep + 500*time.Millisecond)
+			drained(ctx, t, in, rdb, c.buckets)
 			in.Clock.Advance(time.Hour) // and by Now, for Reconcile
 			end, endMem := keysByKind(ctx, t, rdb, in.Prefix)
 			t.Logf("keep=%s buckets=%d: keys %d at first, %d after %d reservations settled (%d records), %d past the retention (%d records); MEMORY USAGE of records and hold keys %d, %d, %d bytes",
@@ -168,12 +173,32 @@ func TestRetentionFreesSettledRecords(t *testing.T) {
 			again := inventory.Request{ID: committed.ID, TTL: time.Hour, Lines: []inventory.Line{{SKU: "rd", Qty: 3}}}
 			res, err = in.Reserve(ctx, again)
 			require.NoError(t, err)
-			assert.Equal(t, inventory.Held, res.State, "past the retention a Reserve with the ID is a new reservation")
+			require.Equal(t, inventory.Held, res.State, "past the retention a Reserve with the ID is a new reservation")
 			require.NoError(t, in.Writer.Drain(ctx))
 			rep, err := in.Reconcile(ctx, nil)
 			require.NoError(t, err)
 			require.Empty(t, rep.Differences, "the ledger holds the new reservation, and the settled ones Redis forgot are no difference")
 		})
+	}
+}
+
+// drained drains the streams of in's buckets until each is empty: the
+// writer running in the background may still be committing a batch it
+// read when Drain finds nothing more to read.
+func drained(ctx context.Context, t *testing.T, in *instance, rdb redis.UniversalClient, buckets int) {
+	t.Helper()
+	for {
+		require.NoError(t, in.Writer.Drain(ctx))
+		n := int64(0)
+		for b := range buckets {
+			l, err := rdb.XLen(ctx, fmt.Sprintf("%s{b%d}:e", in.Prefix, b)).Result()
+			require.NoError(t, err)
+			n += l
+		}
+		if n == 0 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -223,10 +248,11 @@ func TestRetentionPurgeLoadAndReconcile(t *testing.T) {
 	la, lb := levels()
 	require.Equal(t, int64(3), la.Sold)
 
+	drained(ctx, t, in, rdb, 4)
 	in.Clock.Advance(90 * time.Minute)
 	reserve("new-c", time.Minute, inventory.Line{SKU: "pb", Qty: 4})
 	require.NoError(t, in.Commit(ctx, "new-c"))
-	require.NoError(t, in.Writer.Drain(ctx))
+	drained(ctx, t, in, rdb, 4)
 	n, err := in.Purge(ctx, 100)
 	require.NoError(t, err)
 	require.Equal(t, 3, n, "the three settled past the retention by Now (committed, released, a tombstone)")
@@ -280,7 +306,7 @@ func TestRetentionPurgeLoadAndReconcile(t *testing.T) {
 	_, err = in.Reserve(ctx, inventory.Request{ID: strategytest.RandomID(), Buyer: "b", Lines: []inventory.Line{{SKU: "pa", Qty: 1}}})
 	var le *inventory.LimitError
 	require.True(t, errors.As(err, &le), "the limit counts the purged commit: %v", err)
-	require.NoError(t, in.Writer.Drain(ctx))
+	drained(ctx, t, in, rdb, 4)
 	rep, err = in.Reconcile(ctx, nil)
 	require.NoError(t, err)
 	require.Empty(t, rep.Differences)
@@ -298,4 +324,71 @@ func TestConformanceWithRetention(t *testing.T) {
 		h.LinesTakenApart = "a cart over several buckets takes them one script at a time; Available sees the units of a bucket taken before the cart is refused on the next"
 		return h
 	})
+}
+
+// TestRetentionReplayAfterPurge has a writer COMMIT a batch (a reservation
+// and its commit) and die before it acknowledges it, so the entries stay
+// pending; Purge then deletes the reservation past the retention, and the
+// writer's successor applies the batch again. The ledger does not get it
+// back: no row, no take, its sold units counted once, so that a Load of a
+// wiped Redis rebuilds the same stock and sold units. The twin writes it
+// again, as the writer without the check would: the row is back, and the
+// rebuilt stock counts its units sold twice.
+func TestRetentionReplayAfterPurge(t *testing.T) {
+	t.Parallel()
+	for _, wrong := range []bool{false, true} {
+		t.Run(fmt.Sprintf("wrong=%v", wrong), func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			in := setupBare(ctx, t, nil, &redisstock.Options{Retention: time.Hour})
+			in.SetNoReplayGuard(wrong)
+			require.NoError(t, in.SetStock(ctx, "ga", 10))
+			_, err := in.Reserve(ctx, inventory.Request{ID: "gone", TTL: time.Minute, Lines: []inventory.Line{{SKU: "ga", Qty: 3}}})
+			require.NoError(t, err)
+			require.NoError(t, in.Commit(ctx, "gone"))
+
+			// The first writer stops after its COMMIT, before it
+			// acknowledges, until the test ends (as a writer that died there
+			// would stay for good).
+			committed, hold := make(chan struct{}), make(chan struct{})
+			var once sync.Once
+			w1 := in.NewWriter(&redisstock.WriterOptions{Consumer: "w", Poll: 10 * time.Millisecond})
+			w1.SetAfterCommit(func() {
+				once.Do(func() { close(committed) })
+				<-hold
+			})
+			done := make(chan struct{})
+			go func() { defer close(done); _ = w1.Drain(ctx) }()
+			t.Cleanup(func() { close(hold); <-done })
+			<-committed
+			pg := testsvc.Postgres(t)
+			var n int
+			require.NoError(t, pg.QueryRow(ctx, "SELECT count(*) FROM "+in.Schema+".reservation WHERE id = 'gone' AND state = 2").Scan(&n))
+			require.Equal(t, 1, n, "the batch committed")
+
+			in.Clock.Advance(2 * time.Hour)
+			purged, err := in.Purge(ctx, 10)
+			require.NoError(t, err)
+			require.Equal(t, 1, purged)
+
+			w2 := in.NewWriter(&redisstock.WriterOptions{Consumer: "w", Poll: 10 * time.Millisecond})
+			require.NoError(t, w2.Drain(ctx), "the successor applies the pending batch again")
+			var rows, holds int
+			require.NoError(t, pg.QueryRow(ctx, "SELECT count(*) FROM "+in.Schema+".reservation").Scan(&rows))
+			require.NoError(t, pg.QueryRow(ctx, "SELECT count(*) FROM "+in.Schema+".redisstock_hold").Scan(&holds))
+			require.NoError(t, in.Wipe(ctx))
+			require.NoError(t, in.Load(ctx))
+			lv, err := inventory.StockLevels(ctx, in.Reserver, "ga")
+			require.NoError(t, err)
+			t.Logf("wrong=%v: after the replay the ledger holds %d reservations and %d takes; Load rebuilds %+v", wrong, rows, holds, lv)
+			if wrong {
+				require.Equal(t, 1, rows, "the twin writes the purged reservation again")
+				require.Equal(t, int64(6), lv.Sold, "and the rebuilt stock counts its units sold twice")
+				return
+			}
+			require.Zero(t, rows, "the purged reservation stays purged")
+			require.Zero(t, holds, "and so does its take")
+			require.Equal(t, inventory.Levels{Available: 7, Sold: 3}, lv)
+		})
+	}
 }

@@ -110,6 +110,11 @@ type Writer struct {
 	ownPending []atomic.Bool
 	lastClaim  []atomic.Int64
 
+	// guard: with a retention, the writer writes no reservation, nor a
+	// take, whose retention has passed and that the ledger lacks (see
+	// NewWriter).
+	guard bool
+
 	// ignoreSeq makes the writer apply events without checking the
 	// bucket's sequence. Tests only: the writer before it kept one
 	// (deliberately wrong).
@@ -224,7 +229,35 @@ SELECT ` + r.store.Table("reserve_abort") + `('` + divergedCode + `') FROM cur W
 FROM (SELECT * FROM unnest($2::bigint[], $3::bigint[], $4::bigint[]) AS e (seq, ms, n) ORDER BY seq DESC LIMIT 1) e
 WHERE b.bucket = $1 AND e.seq > b.seq`,
 	}
+	w.guard = r.keep > 0 && !r.noReplayGuard
+	if w.guard {
+		// With a retention, a reservation whose retention has passed since
+		// it was reserved, and that the ledger does not have, is written
+		// no more: it is a batch applied again (a writer died between its
+		// COMMIT and its acknowledgement) after Purge deleted what that
+		// batch wrote. Written again, a commit would count its sold units
+		// twice, and a take would hold units for no reservation, which a
+		// Load would give back though they were sold. (A return is
+		// written: with no take it gives nothing back.) $7 and $6: the
+		// moment the retention began, by Now.
+		w.q.reserve = mustReplace(w.q.reserve, ") AS u (id, st, exp, cr, y, p)\n", ") AS u (id, st, exp, cr, y, p)\nWHERE u.cr >= $7 OR EXISTS (SELECT 1 FROM "+res+" o WHERE o.id = u.id)\n")
+		w.q.lines = `INSERT INTO ` + lines + ` (reservation_id, sku, qty, counted)
+SELECT u.* FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bool[]) AS u (id, sku, qty, counted)
+WHERE EXISTS (SELECT 1 FROM ` + res + ` o WHERE o.id = u.id) ON CONFLICT DO NOTHING`
+		w.q.holds = mustReplace(w.q.holds, "SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[])\n",
+			"SELECT u.* FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[]) AS u (id, sku, at, qty, st)\nWHERE u.st <> 'T' OR u.at >= $6 OR EXISTS (SELECT 1 FROM "+res+" o WHERE o.id = u.id)\n")
+	}
 	return w
+}
+
+// mustReplace replaces the one old in s with new; an s without it is a
+// statement of this file edited without its variant, which no input can
+// cause: it comes back as it is, and the tests of the variant fail.
+func mustReplace(s, old, new string) string {
+	if strings.Count(s, old) != 1 {
+		return s
+	}
+	return strings.Replace(s, old, new, 1)
 }
 
 // Run applies events until ctx ends, one loop per bucket, and returns nil
@@ -941,7 +974,11 @@ func (w *Writer) commitBatch(ctx context.Context, b *pgx.Batch, evs []event) err
 			h := holds[k]
 			ids[i], skus[i], ats[i], qtys[i], sts[i] = k.id, k.sku, h.at, h.qty, h.st
 		}
-		b.Queue(w.q.holds, ids, skus, ats, qtys, sts)
+		if w.guard {
+			b.Queue(w.q.holds, ids, skus, ats, qtys, sts, w.r.clock().Add(-w.r.keep).UnixMicro())
+		} else {
+			b.Queue(w.q.holds, ids, skus, ats, qtys, sts)
+		}
 	}
 	if len(res) > 0 {
 		slices.Sort(order)
@@ -970,7 +1007,11 @@ func (w *Writer) commitBatch(ctx context.Context, b *pgx.Batch, evs []event) err
 			}
 			b.Queue(w.q.forget, ids, crs, befores)
 		}
-		b.Queue(w.q.reserve, ids, states, exps, crs, buyers, parts)
+		if w.guard {
+			b.Queue(w.q.reserve, ids, states, exps, crs, buyers, parts, w.r.clock().Add(-w.r.keep))
+		} else {
+			b.Queue(w.q.reserve, ids, states, exps, crs, buyers, parts)
+		}
 		b.Queue(w.q.lines, lid, lsku, lqty, lcounted)
 	}
 	if err := w.r.store.DB().SendBatch(ctx, b).Close(); err != nil {

@@ -243,6 +243,7 @@ func openRedisstock(ctx context.Context, e *env) (inventory.Strategy, error) {
 	}
 	r, err := redisstock.New(e.pool, e.redis, &redisstock.Options{
 		Schema: e.cfg.Schema, KeyPrefix: e.cfg.KeyPrefix, DefaultTTL: e.cfg.DefaultTTL, Now: e.cfg.Now, Buckets: buckets,
+		Retention: e.cfg.Retention,
 	})
 	if err != nil {
 		return nil, err

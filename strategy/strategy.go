@@ -102,7 +102,9 @@ type Config struct {
 	// ID are forgotten: memory forgets it lazily (memory.Options.Retention);
 	// sqlcond, pessimistic, groupcommit and redislock delete it from their
 	// PostgreSQL ledger when Purge runs, which a Sweeper does (their
-	// Options.Retention). The MySQL strategies and redisstock keep their
+	// Options.Retention); redisstock lets Redis expire its record once it
+	// settled and deletes it from its ledger when Purge runs
+	// (redisstock.Options.Retention). The MySQL strategies keep their
 	// ledger and ignore it. Default: 0, keep for ever.
 	Retention time.Duration
 

@@ -40,16 +40,17 @@ const (
 // services are the servers of a run. A nil client comes with the reason it
 // could not be had.
 type services struct {
-	pg       *pgxpool.Pool
-	pgErr    error
-	redis    redis.UniversalClient
-	redisErr error
-	mysql    *sql.DB
-	mysqlErr error
-	buckets  int   // -buckets: the stock buckets of every SKU (inventory.StockOptions)
-	limit    int64 // -limit: the limit per buyer of every SKU (inventory.StockOptions)
-	home     int   // groupcommit's home bucket (strategy.Config.Home); 0: one at random
-	gc       gcOptions
+	pg        *pgxpool.Pool
+	pgErr     error
+	redis     redis.UniversalClient
+	redisErr  error
+	mysql     *sql.DB
+	mysqlErr  error
+	buckets   int           // -buckets: the stock buckets of every SKU (inventory.StockOptions)
+	limit     int64         // -limit: the limit per buyer of every SKU (inventory.StockOptions)
+	retention time.Duration // -retention: strategy.Config.Retention
+	home      int           // groupcommit's home bucket (strategy.Config.Home); 0: one at random
+	gc        gcOptions
 }
 
 // gcOptions are groupcommit's batching knobs from -gc-flushers and
@@ -178,7 +179,7 @@ func targets() []target {
 		t.open = func(ctx context.Context, svc *services, schema, prefix string, drop bool) (*opened, error) {
 			s, closeFn, err := strategy.Open(ctx, name, &strategy.Config{
 				Postgres: svc.pg, Redis: svc.redis, MySQL: svc.mysql, Schema: schema, KeyPrefix: prefix, Drop: drop,
-				StockOptions: inventory.StockOptions{Buckets: svc.buckets}, Home: svc.home,
+				StockOptions: inventory.StockOptions{Buckets: svc.buckets}, Home: svc.home, Retention: svc.retention,
 				Logger: slog.Default(), // the writer's lag and drain time, on stderr
 			})
 			if err != nil {

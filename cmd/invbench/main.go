@@ -96,6 +96,7 @@ type options struct {
 	scarce, maxQty                        int64
 	pgConns, mysqlConns, buckets          int
 	limit                                 int64
+	retention                             time.Duration
 	mysqlOnly                             bool
 	containers, smoke, strict, quiet      bool
 	full                                  bool
@@ -124,6 +125,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Float64Var(&o.zipfS, "zipf", 1.1, "exponent `s` (> 1) of the zipf workload")
 	fs.Int64Var(&o.maxQty, "max-qty", 3, "each line asks 1..`N` units")
 	fs.Int64Var(&o.limit, "limit", 0, "give every SKU a limit per buyer of `N` units (inventory.StockOptions.Limit) and every cart one of "+strconv.Itoa(limitBuyers)+" buyers: the cost of the check, far from the limit; a strategy that cannot fails its run; the raw baselines ignore it")
+	fs.DurationVar(&o.retention, "retention", 0, "give every strategy that takes one this retention of settled reservations (strategy.Config.Retention): redisstock's scripts then set the expiry of every record they settle; 0: keep them all")
 	fs.IntVar(&o.buckets, "buckets", 0, "split every SKU into `K` stock buckets (inventory.StockOptions.Buckets): a strategy that cannot does not run; the raw baselines ignore it")
 	fs.IntVar(&o.gc.flushers, "gc-flushers", 0, "groupcommit's flushes in flight at once per process (groupcommit.Options.Flushers); 0: its default")
 	fs.DurationVar(&o.gc.maxWait, "gc-maxwait", 0, "how long a groupcommit leader waits for a full batch (groupcommit.Options.MaxWait); 0: its default")
@@ -359,7 +361,7 @@ func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	p.pgURL, p.redisURL = pgURL, redisURL
 	defer svc.close()
-	svc.buckets, svc.limit, svc.gc = o.buckets, o.limit, o.gc
+	svc.buckets, svc.limit, svc.gc, svc.retention = o.buckets, o.limit, o.gc, o.retention
 
 	m := meta{
 		Command: "go run ./cmd/invbench " + strings.Join(args, " "), Started: time.Now().UTC(),

@@ -139,7 +139,7 @@ func runWorker(ctx context.Context, o *options, wk *strategytest.ProcsWorker, st
 	procs := max(o.procs, 1)
 	svc := connectFor(ctx, o, []target{t}, pgURL, redisURL, max(o.pgConns/procs, 2), max(o.mysqlConns/procs, 2), wk.Workers()+32)
 	defer svc.close()
-	svc.buckets, svc.limit, svc.gc = o.buckets, o.limit, o.gc
+	svc.buckets, svc.limit, svc.gc, svc.retention = o.buckets, o.limit, o.gc, o.retention
 	// Each process on a stock bucket of its own, as a shop would number its
 	// replicas, rather than on one picked at random that another may share.
 	svc.home = wk.Index() + 1

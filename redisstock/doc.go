@@ -509,14 +509,25 @@
 //   - The writer applies every event after its record expired in Redis:
 //     a reservation event carries the whole reservation, a take or a
 //     return its lines, units and the stock versions, and the writer
-//     reads only PostgreSQL besides the streams.
+//     reads only PostgreSQL besides the streams. It writes no reservation,
+//     and no take, whose retention has passed since it was reserved (by
+//     Now) and that the ledger does not have: that is a batch applied
+//     again (a writer died between its COMMIT and its acknowledgement)
+//     after Purge deleted what it wrote, and written again a commit would
+//     count its sold units twice, and its take would hold units that a
+//     Load gives back though they were sold. TestRetentionReplayAfterPurge
+//     has a writer stop after its COMMIT, purges, and lets its successor
+//     apply the batch again: the ledger stays purged and a Load rebuilds
+//     3 units sold; its twin, which writes them again, rebuilds 6.
 //   - Keep the retention far above the longest a client may retry a
 //     request or settle its reservation, above Options.PendingTimeout
 //     and the time a call may stay in flight (a take of an undone attempt
 //     that arrives after the undo's tombstone expired would hold units for
-//     no reservation), and above the writer's lag (a Purge that deletes a
-//     row before a late event of it arrives lets the event write it
-//     again). Records settled while no retention was set keep no expiry.
+//     no reservation), and above the writer's lag: a reservation event or a
+//     take that reaches the writer later than the retention is not
+//     written, and the ledger then lacks what Redis has (Reconcile reports
+//     it, Repair writes it). Records settled while no retention was set
+//     keep no expiry.
 //
 // TestRetentionFreesSettledRecords settles 37 reservations in every way
 // (committed, released, expired, tombstones, carts over four buckets with

@@ -531,12 +531,17 @@
 //
 // TestRetentionFreesSettledRecords settles 37 reservations in every way
 // (committed, released, expired, tombstones, carts over four buckets with
-// their hold keys, a buyer with a limit) with a retention of 300ms, and
-// 800ms later SCAN finds only the SKUs' and buckets' keys and the three
-// held records: 49 keys down to 12 in one bucket (the records' and hold
-// keys' MEMORY USAGE from 7648 bytes to 552), 114 to 26 over four (15560
-// to 1416); its twin without a retention keeps all 131 keys, and the
-// check fails on it. TestRetentionPurgeLoadAndReconcile purges the ledger
+// their hold keys, a buyer with a limit) with a retention of 1s, and 1.5s
+// later SCAN finds only the SKUs' and buckets' keys and the three held
+// records: 49 keys down to 12 in one bucket (the records' and hold keys'
+// MEMORY USAGE from 7648 bytes to 552), 131 to 26 over four (18272 to
+// 1416); its twin without a retention keeps all 131 keys (18272 bytes),
+// and the check fails on it. The cost on the hot SKU at 64 workers, three
+// runs alternated with and without a retention of an hour (load 2 to 4):
+// medians of 9485 carts/s against 11629 (0.21x and 0.24x raw-redis),
+// about 18% fewer in every pair: a PEXPIRE per record and hold key in the
+// scripts that finish, and in the writer the lookups of the ledger's rows
+// under each reservation's ID (see BENCHMARKS.md). TestRetentionPurgeLoadAndReconcile purges the ledger
 // while Redis still has the records, reconciles, loads a wiped Redis from
 // the purged ledger and finds the sold units and the buyer's limit as
 // before.

@@ -3,6 +3,7 @@ package redisstock_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -14,18 +15,21 @@ import (
 
 // TestOneNodeClusterRefusesNoScript runs a hammer of multi-line carts over
 // sixteen buckets on a server in cluster mode, which fails any script whose
-// keys span slots (CROSSSLOT): every call passes keys of one slot.
+// keys span slots (CROSSSLOT): every call passes keys of one slot, with a
+// retention (whose finishing calls pass the record's key too) and without.
 func TestOneNodeClusterRefusesNoScript(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	srv := redistest.Start(t, &redistest.Options{Cluster: true})
-	in := setup(ctx, t, srv.ClusterClient(), &redisstock.Options{Buckets: 16})
-	rep, err := strategytest.Hammer(ctx, strategytest.HammerConfig{
-		Strategy: in.Reserver, Advance: in.Clock.Advance, Workers: 16, SKUs: 8, Stock: 80, MaxLines: 4, OpsPerWorker: 15,
-	})
-	require.NoError(t, err)
-	t.Log(rep)
-	assert.True(t, rep.OK(), "%v", rep.Unexpected)
+	for _, keep := range []time.Duration{0, time.Hour} {
+		in := setup(ctx, t, srv.ClusterClient(), &redisstock.Options{Buckets: 16, Retention: keep})
+		rep, err := strategytest.Hammer(ctx, strategytest.HammerConfig{
+			Strategy: in.Reserver, Advance: in.Clock.Advance, Workers: 16, SKUs: 8, Stock: 80, MaxLines: 4, OpsPerWorker: 15,
+		})
+		require.NoError(t, err)
+		t.Logf("retention %s: %v", keep, rep)
+		assert.True(t, rep.OK(), "retention %s: %v", keep, rep.Unexpected)
+	}
 }
 
 // TestConformanceCluster runs the whole suite on a Redis Cluster of three

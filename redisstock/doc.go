@@ -541,10 +541,10 @@
 // medians of 9485 carts/s against 11629 (0.21x and 0.24x raw-redis),
 // about 18% fewer in every pair: a PEXPIRE per record and hold key in the
 // scripts that finish, and in the writer the lookups of the ledger's rows
-// under each reservation's ID (see BENCHMARKS.md). TestRetentionPurgeLoadAndReconcile purges the ledger
-// while Redis still has the records, reconciles, loads a wiped Redis from
-// the purged ledger and finds the sold units and the buyer's limit as
-// before.
+// under each reservation's ID (see BENCHMARKS.md).
+// TestRetentionPurgeLoadAndReconcile purges the ledger while Redis still
+// has the records, reconciles, loads a wiped Redis from the purged ledger
+// and finds the sold units and the buyer's limit as before.
 //
 // Nothing here is refused with inventory.ErrUnsupported across Cluster
 // slots: every key a step reads or writes is in the bucket it runs on.

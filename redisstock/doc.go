@@ -537,11 +537,11 @@
 // MEMORY USAGE from 7648 bytes to 552), 131 to 26 over four (18272 to
 // 1416); its twin without a retention keeps all 131 keys (18272 bytes),
 // and the check fails on it. The cost on the hot SKU at 64 workers, three
-// runs alternated with and without a retention of an hour (load 2 to 4):
-// medians of 9485 carts/s against 11629 (0.21x and 0.24x raw-redis),
-// about 18% fewer in every pair: a PEXPIRE per record and hold key in the
-// scripts that finish, and in the writer the lookups of the ledger's rows
-// under each reservation's ID (see BENCHMARKS.md).
+// runs alternated with and without a retention of an hour: medians of
+// 12603 carts/s against 13263 at load 1 to 2 (about 5%: 4% in the
+// scripts' PEXPIREs, under 1% in the writer's lookups of the ledger's
+// rows under each reservation's ID), 9485 against 11629 at load 2 to 4
+// with the machine shared (see BENCHMARKS.md).
 // TestRetentionPurgeLoadAndReconcile purges the ledger while Redis still
 // has the records, reconciles, loads a wiped Redis from the purged ledger
 // and finds the sold units and the buyer's limit as before.

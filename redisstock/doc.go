@@ -501,7 +501,13 @@
 //     (the takes of a new reservation under the ID, which may reach the
 //     ledger before it).
 //   - Load writes a settled record with what is left of its retention, by
-//     Now from its ExpiresAt, and does not write one past it.
+//     Now from its ExpiresAt, and does not write one past it. A take
+//     numbered the retention or more after the creation of the committed
+//     reservation the ledger has under its ID is the take of a new one
+//     under that ID that PostgreSQL never got (a lost Redis): Load gives
+//     its units back, as for any such take
+//     (TestRetentionLoadGivesBackTheTakeOfAnIDTakenAnew; its twin, without
+//     a retention, keeps it, and 3 units are held by nobody).
 //   - Reconcile does not report a settled reservation one side holds and
 //     the other does not once the retention has passed since it was
 //     created: each side forgets it on its own. A held one missing on

@@ -188,7 +188,10 @@ func rollback(ctx context.Context, tx pgx.Tx) {
 //     record of that never came: it becomes released (expired when past
 //     its TTL);
 //   - a take whose reservation PostgreSQL does not have, or has in a final
-//     state, holds units for nobody: they go back to the stock row.
+//     state, holds units for nobody: they go back to the stock row; with
+//     Options.Retention, so does a take of a new reservation under the ID
+//     of a committed one the ledger still has (its attempt comes the
+//     retention or more after that one's creation).
 //
 // What remains are the takes of held and committed reservations, whose
 // attempts Load writes back to Redis; the rows of everything else are
@@ -200,13 +203,19 @@ func (r *Reserver) settleHolds(ctx context.Context, tx pgx.Tx) error {
 	b := &pgx.Batch{}
 	b.Queue(`UPDATE `+res+` r SET state = CASE WHEN r.expires_at <= $1 THEN 4 ELSE 3 END
 WHERE r.state = 1 AND EXISTS (SELECT 1 FROM `+holds+` h WHERE h.reservation_id = r.id AND h.state <> 'T')`, r.clock())
+	// With a retention ($1, in microseconds), a take numbered the
+	// retention or more past the creation of the reservation the ledger
+	// has under its ID is the take of a new one under that ID, reserved
+	// after Redis forgot the first (see script.lua's nextAttempt), which
+	// PostgreSQL never got: its units go back too.
 	b.Queue(`WITH o AS (
-	DELETE FROM ` + holds + ` h WHERE NOT EXISTS (SELECT 1 FROM ` + res + ` r WHERE r.id = h.reservation_id AND r.state IN (1, 2))
+	DELETE FROM `+holds+` h WHERE NOT EXISTS (SELECT 1 FROM `+res+` r WHERE r.id = h.reservation_id AND r.state IN (1, 2)
+		AND ($1::bigint = 0 OR h.attempt < (extract(epoch FROM r.created_at) * 1000000)::bigint + $1::bigint))
 	RETURNING h.sku, h.qty, h.state
 ), back AS (
 	SELECT sku, sum(qty)::bigint AS qty FROM o WHERE state = 'T' GROUP BY sku
 )
-UPDATE ` + stock + ` s SET available = s.available + back.qty FROM back WHERE s.sku = back.sku`)
+UPDATE `+stock+` s SET available = s.available + back.qty FROM back WHERE s.sku = back.sku`, r.keep.Microseconds())
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("redisstock: load: settle holds: %w", err)
 	}

@@ -400,3 +400,49 @@ func TestRetentionReplayAfterPurge(t *testing.T) {
 		})
 	}
 }
+
+// TestRetentionLoadGivesBackTheTakeOfAnIDTakenAnew puts the ledger where a
+// lost Redis can leave it after an ID was taken anew: the committed
+// reservation it had under the ID is still there (Purge has not run), and
+// the take of the new reservation reached PostgreSQL (its SKU's stream)
+// while the reservation did not (its ID's stream). Load gives the take's
+// units back, as it does for any take whose reservation PostgreSQL never
+// got. The twin, without a retention, takes it for a take of the
+// committed reservation and keeps it: its units are held by nobody.
+func TestRetentionLoadGivesBackTheTakeOfAnIDTakenAnew(t *testing.T) {
+	t.Parallel()
+	for _, keep := range []time.Duration{time.Hour, 0} {
+		t.Run(fmt.Sprintf("retention=%s", keep), func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			in := setupBare(ctx, t, nil, &redisstock.Options{Retention: keep})
+			require.NoError(t, in.SetStock(ctx, "na", 10))
+			res, err := in.Reserve(ctx, inventory.Request{ID: "x", TTL: time.Minute, Lines: []inventory.Line{{SKU: "na", Qty: 2}}})
+			require.NoError(t, err)
+			require.NoError(t, in.Commit(ctx, "x"))
+			require.NoError(t, in.NewWriter(nil).Drain(ctx))
+			// Two hours on, a new reservation under x takes 3 units: its
+			// take reaches the ledger (the stock row's version and the
+			// redisstock_hold row, numbered from its moment), and Redis is
+			// lost before its reservation does.
+			in.Clock.Advance(2 * time.Hour)
+			pg := testsvc.Postgres(t)
+			q := func(sql string, args ...any) {
+				_, err := pg.Exec(ctx, strings.ReplaceAll(sql, "S.", `"`+in.Schema+`".`), args...)
+				require.NoError(t, err)
+			}
+			q("UPDATE S.stock SET available = available - 3, fence = fence + 1 WHERE sku = 'na'")
+			q("UPDATE S.redisstock_hold SET attempt = $1, qty = 3, state = 'T' WHERE reservation_id = 'x' AND sku = 'na'", in.Clock.Now().UnixMicro())
+			require.NoError(t, in.Wipe(ctx))
+			require.NoError(t, in.Load(ctx))
+			lv, err := inventory.StockLevels(ctx, in.Reserver, "na")
+			require.NoError(t, err)
+			t.Logf("retention %s: the first reservation %v; after the Load %+v", keep, res.Lines, lv)
+			if keep == 0 {
+				require.Equal(t, int64(5), lv.Available, "the twin keeps the take: 3 units held by nobody")
+				return
+			}
+			require.Equal(t, inventory.Levels{Available: 8, Sold: 2}, lv, "the new reservation's take goes back, the sale stays")
+		})
+	}
+}

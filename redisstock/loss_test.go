@@ -43,12 +43,30 @@ func TestRedisLossMidSellOutOversellsNothing(t *testing.T) {
 	}{{"OneBucket", 1, false}, {"FourBuckets", 4, false}, {"FourBucketsKeepingOrphanTakes", 4, true}} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			lossMidSellOut(t, c.buckets, c.wrong)
+			if !c.wrong {
+				lossMidSellOut(t, c.buckets, false)
+				return
+			}
+			// The twin is caught only when the kill finds a take in
+			// PostgreSQL whose reservation is not there yet, which a kill
+			// at a moment the writer had caught up misses (about one run
+			// in ten): a few sales, each on a server and ledger of its
+			// own, until one is.
+			var nobody int64
+			for range 4 {
+				if nobody = lossMidSellOut(t, c.buckets, true); nobody > 0 {
+					break
+				}
+			}
+			assert.Positive(t, nobody, "the check finds the units of takes whose reservation PostgreSQL never got")
 		})
 	}
 }
 
-func lossMidSellOut(t *testing.T, buckets int, wrong bool) {
+// lossMidSellOut runs one sale with a kill of Redis in it and checks it;
+// for the twin (wrong) it checks nothing and returns the units PostgreSQL
+// has held by nobody.
+func lossMidSellOut(t *testing.T, buckets int, wrong bool) int64 {
 	ctx := t.Context()
 	srv := redistest.Start(t, nil)
 	c := srv.Client(&redis.Options{DialTimeout: 200 * time.Millisecond, MaxRetries: 2})
@@ -74,9 +92,14 @@ func lossMidSellOut(t *testing.T, buckets int, wrong bool) {
 	beforeKill := map[string]bool{} // acknowledged by the server that was killed
 	var seq, retries, notLoaded, loads atomic.Int64
 	var restarted sync.WaitGroup
+	// The sale has a bound, so that a buyer stuck on an ID fails the test
+	// with what it saw instead of running to the binary's timeout.
+	sctx, scancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer scancel()
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
+			ctx := sctx
 			for ctx.Err() == nil {
 				id := fmt.Sprintf("loss-%d", seq.Add(1))
 				for {
@@ -119,6 +142,8 @@ func lossMidSellOut(t *testing.T, buckets int, wrong bool) {
 	}
 	wg.Wait()
 	restarted.Wait()
+	require.NoError(t, sctx.Err(), "the sale did not end: %d reservations acknowledged, %d calls refused as not loaded, %d loads, %d retries",
+		len(acked), notLoaded.Load(), loads.Load(), retries.Load())
 	dctx, dcancel := context.WithTimeout(ctx, 30*time.Second)
 	defer dcancel()
 	if err := in.Writer.Drain(dctx); !wrong {
@@ -151,8 +176,7 @@ func lossMidSellOut(t *testing.T, buckets int, wrong bool) {
 	t.Logf("buckets=%d wrong=%v: %d reservations acknowledged, %d by the killed server; %d lost, %d kept; %d calls refused as not loaded, %d retries; available %d; PostgreSQL: %d units held or sold, %d available, %d held by nobody, %d oversold",
 		buckets, wrong, len(acked), len(beforeKill), lost, kept, notLoaded.Load(), retries.Load(), n, pgUnits, pgAvail, max(0, nobody), max(0, pgUnits-stock))
 	if wrong {
-		assert.Positive(t, nobody, "the check finds the units of takes whose reservation PostgreSQL never got")
-		return
+		return nobody
 	}
 	if buckets == 1 {
 		faultlog.Log(t, faultlog.Cell{Strategy: "redisstock", Fault: faultlog.RedisRestartNoAOF, Tried: int64(len(acked)) + retries.Load(),
@@ -164,4 +188,5 @@ func lossMidSellOut(t *testing.T, buckets int, wrong bool) {
 	assert.Equal(t, stock, pgUnits, "PostgreSQL holds or has sold exactly the stock: nothing oversold")
 	assert.Zero(t, nobody, "available + held + sold = stock in PostgreSQL: no unit held by nobody")
 	assert.Zero(t, lostAfter, "only reservations acknowledged by the killed server can be lost")
+	return nobody
 }

@@ -27,7 +27,10 @@
 //
 //   - commits, releases and an expiry sweep (the limits of the ExpireDue
 //     calls in the batch, summed) lock their reservation rows in ID order
-//     (expiry with SKIP LOCKED) and change their state; the units released
+//     (expiry with SKIP LOCKED) and change their state, a commit or release
+//     finding its row by primary key alone, so that a flush reads no other
+//     hold whatever the ledger's statistics said when the server planned it
+//     (0020_groupcommit_settle_by_key.sql); the units released
 //     or expired go back to stock in the same transaction, so a release
 //     costs the hot row no commit of its own;
 //   - reservations are decided one by one in arrival order (FIFO), each all

@@ -12,7 +12,9 @@ import "context"
 // 0011_bucket_home.sql), gives units back without waiting for a bucket
 // another transaction holds (0012_give_back_free.sql), and leaves to its
 // caller the requests on SKUs with a limit per buyer and the due holds with
-// a buyer (0015_groupcommit_limits.sql).
+// a buyer (0015_groupcommit_limits.sql); it settles each commit and release
+// by the primary key of its reservation, one UPDATE each, so that no plan
+// made on a small ledger reads every hold (0020_groupcommit_settle_by_key.sql).
 const FlushFunction = "groupcommit_flush_buyers"
 
 // CommitError classifies err, the error of a call that sent a commit (COMMIT,

@@ -299,8 +299,11 @@ SELECT count(*), coalesce(max(k), '-infinity') FROM d`,
 		// expire_due_lines reports the buyer whose usage each line counts
 		// against too, and stock_return takes the units off it in the
 		// lock order (see 0008_levels_limits.sql).
-		claimDue:  `SELECT o_n, o_sku, o_bucket, o_buyer, o_qty FROM ` + sc + `.expire_due_lines($1, $2)`,
-		available: `SELECT ` + sc + `.stock_available($1)`,
+		claimDue: `SELECT o_n, o_sku, o_bucket, o_buyer, o_qty FROM ` + sc + `.expire_due_lines($1, $2)`,
+		// stock_available's body, inline: a call of that SQL function is
+		// parsed and planned again on every statement, twice the server's
+		// work of this read.
+		available: `SELECT (SELECT s.available + coalesce((SELECT sum(b.available) FROM ` + sc + `.stock_bucket b WHERE b.sku = s.sku), 0)::bigint FROM ` + stock + ` s WHERE s.sku = $1)`,
 		setStock:  `SELECT ` + sc + `.stock_set_with($1, $2, $3, $4, $5, $6)`,
 		addStock:  `SELECT ` + sc + `.stock_add($1, $2, $3)`,
 		spread:    `SELECT ` + sc + `.stock_spread($1, NULL, 0, NULL, $2)`,

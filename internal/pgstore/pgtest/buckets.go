@@ -111,7 +111,8 @@ func RunBuckets(t *testing.T, mk Maker) {
 // a line is taken from the home bucket and recorded with it, Release
 // and expiry in the flush give units back to their bucket, and the expiry
 // in the flush of one Reserver never waits for the home bucket of another
-// on the same schema, held by that one's flush. Each check also runs
+// on the same schema, held by that one's flush, and a commit reads no hold
+// but its own, whatever the statistics of the ledger. Each check also runs
 // against the installed flush changed into a deliberately wrong one, and
 // must catch it.
 func RunFlushBuckets(t *testing.T, mkHome func(home int) Maker) {
@@ -146,6 +147,20 @@ func RunFlushBuckets(t *testing.T, mkHome func(home int) Maker) {
 		require.Error(t, err, "a flush that waits for another Reserver's home bucket to give expired units back went unnoticed")
 		t.Logf("caught: %v", err)
 	})
+	const byKey = "r.id = y_ AND r.state::int = 1 AND r.expires_at > now_;"
+	t.Run("CommitReadsNoOtherHold", func(t *testing.T) {
+		t.Parallel()
+		in := newBucketedOn(t, mk, Pool(t, PoolConfig{MaxConns: 1}))
+		require.NoError(t, commitByKey(t, in))
+	})
+	t.Run("CommitReadsNoOtherHoldCatchesAFlushThatReadsTheHolds", func(t *testing.T) {
+		t.Parallel()
+		in := newBucketedOn(t, mk, Pool(t, PoolConfig{MaxConns: 1}))
+		in.mutate(t, pgstore.FlushFunction, byKey, "r.id = y_ AND r.state = 1 AND r.expires_at > now_;")
+		err := commitByKey(t, in)
+		require.Error(t, err, "a flush whose commit reads the holds through reservation_held_due went unnoticed")
+		t.Logf("caught: %v", err)
+	})
 	t.Run("UnitsReturnToTheirBucketCatchesAFlushThatDropsReleases", func(t *testing.T) {
 		t.Parallel()
 		in := newBucketed(t, mk)
@@ -154,6 +169,74 @@ func RunFlushBuckets(t *testing.T, mkHome func(home int) Maker) {
 		require.Error(t, err, "a flush that drops the units released from buckets went unnoticed")
 		t.Logf("caught: %v", err)
 	})
+}
+
+// commitByKey checks that a flush that commits one hold reads no other
+// hold, however many there are: on a ledger no ANALYZE has seen (autovacuum
+// is off on it), the flushes of one session settle on a plan while it is
+// small and keep it; then 300 holds are made, one is committed, and the
+// entries of reservation_held_due that the commit read, from the server's
+// statistics of b's one connection, must be far fewer than the holds.
+func commitByKey(t *testing.T, b *bucketed) error {
+	ctx := t.Context()
+	var version int
+	require.NoError(t, b.db.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version))
+	if version < 150000 {
+		t.Skipf("reading a session's statistics at once needs pg_stat_force_next_flush, PostgreSQL 15 or later; the server is %d", version)
+	}
+	_, err := b.db.Exec(ctx, "ALTER TABLE "+b.quoted+".reservation SET (autovacuum_enabled = false)")
+	require.NoError(t, err)
+	if err := b.SetStockWith(ctx, "key", 1_000_000, inventory.StockOptions{Buckets: bucketsK}); err != nil {
+		return err
+	}
+	one := []inventory.Line{{SKU: "key", Qty: 1}}
+	for range 8 {
+		id := strategytest.RandomID()
+		if _, err := b.Reserve(ctx, inventory.Request{ID: id, Lines: one}); err != nil {
+			return err
+		}
+		if err := b.Commit(ctx, id); err != nil {
+			return err
+		}
+	}
+	const holds = 300
+	ids := make([]string, holds)
+	errs := make([]error, holds)
+	var wg sync.WaitGroup
+	for i := range ids {
+		ids[i] = strategytest.RandomID()
+		wg.Go(func() {
+			_, errs[i] = b.Reserve(ctx, inventory.Request{ID: ids[i], Lines: one})
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	read := func() (int64, error) {
+		if _, err := b.db.Exec(ctx, "SELECT pg_stat_force_next_flush()"); err != nil {
+			return 0, err
+		}
+		var n int64
+		err := b.db.QueryRow(ctx, "SELECT coalesce(sum(idx_tup_read), 0)::bigint FROM pg_stat_user_indexes WHERE schemaname = $1 AND indexrelname = 'reservation_held_due'", b.Schema).Scan(&n)
+		return n, err
+	}
+	before, err := read()
+	if err != nil {
+		return err
+	}
+	if err := b.Commit(ctx, ids[0]); err != nil {
+		return err
+	}
+	after, err := read()
+	if err != nil {
+		return err
+	}
+	t.Logf("a commit among %d holds read %d entries of reservation_held_due", holds, after-before)
+	if after-before >= holds/10 {
+		return fmt.Errorf("a commit among %d holds read %d entries of reservation_held_due", holds, after-before)
+	}
+	return nil
 }
 
 // homeTaken reserves lines of a SKU of eight buckets of ten units and
@@ -314,7 +397,12 @@ type bucketed struct {
 
 func newBucketed(t *testing.T, mk Maker) *bucketed {
 	t.Helper()
-	db := testsvc.Postgres(t)
+	return newBucketedOn(t, mk, testsvc.Postgres(t))
+}
+
+// newBucketedOn is newBucketed on db.
+func newBucketedOn(t *testing.T, mk Maker, db pgstore.DB) *bucketed {
+	t.Helper()
 	in := New(t.Context(), t, mk, db)
 	s, ok := in.Strategy.(Bucketed)
 	require.True(t, ok, "%T does not split SKUs into stock buckets", in.Strategy)

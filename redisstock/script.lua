@@ -14,7 +14,12 @@
 -- end of the script).
 --
 -- Numbers cross the script as decimal strings; they stay below 2^53, which
--- Lua's doubles hold exactly, and are written back with %d.
+-- Lua's doubles hold exactly, and are written back with %d. Every number
+-- converted costs Redis a formatting (a number passed to redis.call is
+-- written with %.17g, one in table.concat with %.14g, both slower than
+-- %d): the hot paths keep the strings they were given (a line's units as
+-- a request or a record has them, an attempt taken from the clock) and
+-- pass strings to redis.call.
 --
 -- Hold states: T taken, U undone (a refused or abandoned attempt), G given
 -- back (released or expired). Reservation states: 0 pending (lines being
@@ -40,6 +45,13 @@ local K, A = KEYS, ARGV
 
 local function fmt(n) return string.format('%d', n) end
 
+-- str returns x as a decimal string: a number written with %d, a string
+-- as it is.
+local function str(x)
+  if type(x) == 'number' then return fmt(x) end
+  return x
+end
+
 -- Numbers go to redis.call and into replies as they are: Redis writes an
 -- integral number below 2^53 as its decimal digits, and replies with it as
 -- an integer, which costs less than a conversion in Lua.
@@ -54,14 +66,20 @@ local function nm(p, k)
   return v
 end
 
--- lines reads n lines from A starting at i: sku, qty pairs.
+-- lines reads n lines from A starting at i: sku, qty pairs. A line is
+-- {sku, qty, the qty's digits}: the third, when there, is the second as
+-- the caller wrote it (see qs).
 local function lines(i, n)
   local out = {}
   for k = 1, n do
-    out[k] = {A[i + 2*k - 2], tonumber(A[i + 2*k - 1])}
+    local q = A[i + 2*k - 1]
+    out[k] = {A[i + 2*k - 2], tonumber(q), q}
   end
   return out
 end
+
+-- qs returns the units of line l as a decimal string.
+local function qs(l) return l[3] or fmt(l[2]) end
 
 -- The bucket's sequence: every event carries the next number (field sq),
 -- kept in the marker's field q. Within a script call every request is of
@@ -78,11 +96,12 @@ local function nextSeq(mk)
   return q
 end
 
--- nv returns x as table.concat writes it exactly: a number of 1e14 or
--- more (which it would write as %.14g) as its digits.
-local function nv(x)
-  if type(x) == 'number' and (x >= 1e14 or x <= -1e14) then return fmt(x) end
-  return x
+
+-- eventLine is a line's part of an event (see event): sku and qty, and
+-- with s (available and version after) those two.
+local function eventLine(l, s)
+  if s then return '\31' .. l[1] .. '\31' .. qs(l) .. '\31' .. fmt(s[1]) .. '\31' .. fmt(s[2]) end
+  return '\31' .. l[1] .. '\31' .. qs(l)
 end
 
 -- event appends an entry to the stream: one field p, the event's values
@@ -96,16 +115,25 @@ end
 -- after. K[1] is the bucket's marker, whose sequence numbers the event.
 -- (The format before, 'e1', had no y, p, l and c.)
 local function event(ek, t, id, at, st, exp, cr, vs, b, ls, stock, x)
-  x = x or {}
-  local pt = ''
-  if x.p then pt = '1' end
-  local p = {'e2', nv(nextSeq(K[1])), t, id or '', nv(at or ''), nv(st or ''), exp or '', cr or '', vs or '', nv(b or ''),
-    x.y or '', pt, nv(x.l or ''), x.c or '', #ls}
-  for k, l in ipairs(ls) do
-    p[#p+1] = l[1]; p[#p+1] = nv(l[2])
-    if stock then p[#p+1] = nv(stock[k][1]); p[#p+1] = nv(stock[k][2]) end
+  local y, pt, l, c = '', '', '', ''
+  if x then
+    y, l, c = x.y or '', str(x.l or ''), x.c or ''
+    if x.p then pt = '1' end
   end
-  redis.call('XADD', ek, '*', 'p', table.concat(p, '\31'))
+  if type(st) == 'number' then st = nm('', st) end
+  -- One concatenation of strings (no table, no number for Lua to
+  -- convert), then the lines.
+  local p = 'e2\31' .. fmt(nextSeq(K[1])) .. '\31' .. t .. '\31' .. (id or '') .. '\31' .. str(at or '') .. '\31' .. (st or '') ..
+    '\31' .. (exp or '') .. '\31' .. (cr or '') .. '\31' .. (vs or '') .. '\31' .. str(b or '') .. '\31' .. y .. '\31' .. pt ..
+    '\31' .. l .. '\31' .. c .. '\31' .. nm('', #ls)
+  if #ls == 1 then
+    p = p .. eventLine(ls[1], stock and stock[1])
+  elseif #ls > 1 then
+    local parts = {p}
+    for k, ln in ipairs(ls) do parts[k+1] = eventLine(ln, stock and stock[k]) end
+    p = table.concat(parts)
+  end
+  redis.call('XADD', ek, '*', 'p', p)
 end
 
 -- record reads a reservation record: state, attempt, exp, created, lines,
@@ -114,15 +142,15 @@ end
 -- event; nil when none counts). The first line comes with the rest, in
 -- one call.
 local function record(rk)
-  local h = redis.call('HMGET', rk, 'st', 'at', 'exp', 'cr', 'n', 'vs', 'cx', 's1', 'q1', 'hs', 'y', 'p', 'hc')
-  if not h[1] then return nil end
-  local r = {st = tonumber(h[1]), at = tonumber(h[2]), exp = h[3], cr = h[4], ls = {}, vs = h[6], cx = h[7], hs = h[10],
-    y = h[11] or '', p = h[12] == '1', hc = h[13] or nil}
-  local n = tonumber(h[5])
-  if n >= 1 then r.ls[1] = {h[8], tonumber(h[9])} end
-  for k = 2, n do
-    local l = redis.call('HMGET', rk, nm('s', k), nm('q', k))
-    r.ls[k] = {l[1], tonumber(l[2])}
+  local a = redis.call('HGETALL', rk)
+  local h = {}
+  for k = 1, #a, 2 do h[a[k]] = a[k+1] end
+  if not h.st then return nil end
+  local r = {st = tonumber(h.st), at = tonumber(h.at), as = h.at, exp = h.exp, cr = h.cr, ls = {}, vs = h.vs, cx = h.cx, hs = h.hs,
+    y = h.y or '', p = h.p == '1', hc = h.hc}
+  for k = 1, tonumber(h.n) do
+    local q = h[nm('q', k)]
+    r.ls[k] = {h[nm('s', k)], tonumber(q), q}
   end
   return r
 end
@@ -151,14 +179,16 @@ local function extra(r) return {y = r.y, p = r.p, c = r.hc} end
 -- old is the record rk held before (nil for none): its fields go first.
 local function write(rk, r, old)
   if old then redis.call('DEL', rk) end
-  local args = {'HSET', rk, 'st', r.st, 'at', r.at, 'exp', r.exp, 'cr', r.cr, 'n', #r.ls}
+  local as = r.as
+  if not as then as = fmt(r.at) end
+  local args = {'HSET', rk, 'st', nm('', r.st), 'at', as, 'exp', r.exp, 'cr', r.cr, 'n', nm('', #r.ls)}
   if r.hs then args[#args+1] = 'hs'; args[#args+1] = r.hs end
   if r.y and r.y ~= '' then args[#args+1] = 'y'; args[#args+1] = r.y end
   if r.p then args[#args+1] = 'p'; args[#args+1] = '1' end
   if r.hc then args[#args+1] = 'hc'; args[#args+1] = r.hc end
   for k, l in ipairs(r.ls) do
     args[#args+1] = nm('s', k); args[#args+1] = l[1]
-    args[#args+1] = nm('q', k); args[#args+1] = l[2]
+    args[#args+1] = nm('q', k); args[#args+1] = qs(l)
   end
   redis.call(unpack(args))
 end
@@ -170,10 +200,11 @@ end
 -- its attempts past every one it had before (they came earlier), which is
 -- how the ledger's redisstock_hold rows tell the takes of the new
 -- reservation from those of the old.
+-- The second result is the attempt's digits (now itself when it is now).
 local function nextAttempt(r, now)
   local at = tonumber(now)
-  if r and r.at >= at then at = r.at + 1 end
-  return at
+  if r and r.at >= at then return r.at + 1, fmt(r.at + 1) end
+  return at, now
 end
 
 -- begin looks for the reservation id of buyer y, partial p: 'done' for
@@ -192,7 +223,8 @@ local function begin(rk, dk, id, ls, y, p, now)
   -- An aborted attempt whose holds are not all undone yet: the caller
   -- undoes them first.
   if r and redis.call('ZSCORE', dk, id) then return 'busy', r end
-  return 'new', {at = nextAttempt(r, now)}, r
+  local at, as = nextAttempt(r, now)
+  return 'new', {at = at, as = as}, r
 end
 
 -- The stock of the SKUs a script call touches (a hash per SKU: a
@@ -273,11 +305,19 @@ end
 -- nil, or false as HMGET gives a missing field to Lua).
 local function counts(c) return type(c) == 'string' and string.find(c, '1', 1, true) ~= nil end
 
--- heldLines returns the lines of ls holding held[k] units each.
+-- heldLines returns the lines of ls holding held[k] units each: ls itself
+-- when each holds what it asked for.
 local function heldLines(ls, held)
-  local out = {}
-  for k, l in ipairs(ls) do out[k] = {l[1], held[k] or l[2]} end
-  return out
+  for k, l in ipairs(ls) do
+    if held[k] ~= nil and held[k] ~= l[2] then
+      local out = {}
+      for j, m in ipairs(ls) do
+        if held[j] == nil or held[j] == m[2] then out[j] = m else out[j] = {m[1], held[j]} end
+      end
+      return out
+    end
+  end
+  return ls
 end
 
 -- use adds sign*qty of each counted line of ls (flags c) to the usage of
@@ -754,17 +794,17 @@ local function dispatch()
     local hs
     if old then
       if h[1] then redis.call('DEL', K[5]) end
-      local args = {'HSET', K[5], 'at', r.at, 'st', 'T'}
+      local args = {'HSET', K[5], 'at', r.as, 'st', 'T'}
       if cnt then args[#args+1] = 'hc'; args[#args+1] = cnt; args[#args+1] = 'y'; args[#args+1] = q.y end
       redis.call(unpack(args))
     else
       hs = 'T'
     end
-    r = {st = 1, at = r.at, exp = exp, cr = now, ls = hl, hs = hs, y = q.y, p = q.p, hc = cnt}
+    r = {st = 1, at = r.at, as = r.as, exp = exp, cr = now, ls = hl, hs = hs, y = q.y, p = q.p, hc = cnt}
     write(K[3], r, old)
     redis.call('ZADD', K[4], exp, id)
     -- One event carries the take and the reservation.
-    event(K[2], 'rv', id, r.at, '1', exp, now, nil, nil, hl, st, extra(r))
+    event(K[2], 'rv', id, r.as, '1', exp, now, nil, nil, hl, st, extra(r))
     -- The caller knows the reservation it asked for; with partial, the
     -- units each line holds.
     if q.p then
@@ -782,7 +822,7 @@ local function dispatch()
     local q = ask(7 + 2*n, 0)
     local kind, r, old = begin(K[2], K[3], id, ls, q.y, q.p, now)
     if kind ~= 'new' then return reply(kind, r) end
-    r = {st = 0, at = r.at, exp = exp, cr = now, ls = ls, y = q.y, p = q.p}
+    r = {st = 0, at = r.at, as = r.as, exp = exp, cr = now, ls = ls, y = q.y, p = q.p}
     write(K[2], r, old)
     redis.call('ZADD', K[3], A[5], id)
     return reply('new', r)
@@ -827,7 +867,7 @@ local function dispatch()
     r.vs = A[4]
     local args = {'HSET', K[3], 'st', '1', 'vs', r.vs}
     for k, q in ipairs(split(A[5])) do
-      r.ls[k][2] = q
+      r.ls[k] = {r.ls[k][1], q}
       args[#args+1] = nm('q', k); args[#args+1] = q
     end
     if counts(A[6]) then

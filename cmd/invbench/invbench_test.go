@@ -491,6 +491,12 @@ func TestProcsMergeAddsCountsAndLatencies(t *testing.T) {
 	assert.Error(t, (&procsMerge{}).collect(0, []byte(`{"latency":{"n":2,"buckets":[[3,1]]}}`)), "a histogram that does not add up")
 }
 
+func TestWorkerProcessesShareTheCores(t *testing.T) {
+	for _, c := range []struct{ cores, procs, want int }{{2, 4, 1}, {2, 2, 1}, {2, 1, 2}, {8, 4, 2}, {8, 3, 2}, {1, 4, 1}, {4, 0, 4}} {
+		assert.Equal(t, c.want, workerProcs(c.cores, c.procs), "%d cores over %d processes", c.cores, c.procs)
+	}
+}
+
 // TestProcsRunsEndToEndAndCatchesOversell runs invbench -procs 2: sqlcond
 // and raw-postgres in two worker processes each, then a strategy that
 // oversells across them, which the parent's one check catches.

@@ -7,7 +7,9 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/oversell/inventory"
@@ -17,7 +19,8 @@ import (
 // With -procs N, the workers of every point run in N processes of their
 // own: this command run again with the same flags, each a worker of
 // strategytest's ProcsRun (the runner the suite's multi-process hammer
-// uses), with connections of its own, on the point's schema and key
+// uses), with connections of its own and its share of the cores
+// (GOMAXPROCS, unless set in the environment), on the point's schema and key
 // prefix. The parent opens the target too: it stocks the SKUs, merges what
 // the workers report into one Result (counts summed, latency histograms
 // merged, throughput over the wall time from the first worker's start to
@@ -103,6 +106,9 @@ func measureProcs(ctx context.Context, p plan, t target, o *opened, c benchCase,
 			cmd := exec.CommandContext(ctx, os.Args[0], p.args...)
 			// The servers the parent uses, wherever it found them (-containers).
 			cmd.Env = append(os.Environ(), PostgresEnv+"="+p.pgURL, RedisEnv+"="+p.redisURL, MySQLEnv+"="+mysqlURL())
+			if os.Getenv("GOMAXPROCS") == "" {
+				cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(workerProcs(runtime.GOMAXPROCS(0), p.procs)))
+			}
 			return cmd
 		},
 	}
@@ -115,6 +121,15 @@ func measureProcs(ctx context.Context, p plan, t target, o *opened, c benchCase,
 		return fmt.Errorf("procs: %w", err)
 	}
 	return nil
+}
+
+// workerProcs is the GOMAXPROCS of each of procs worker processes of a
+// parent that has cores of them: its share of the cores, at least one, as
+// replicas of a shop each have their own machine's. A process that counts
+// every core of the machine as its own keeps idle Ps spinning for work
+// on cores the other processes and the servers need.
+func workerProcs(cores, procs int) int {
+	return max(1, cores/max(procs, 1))
 }
 
 // runWorker is the command in a worker process of -procs: it opens the

@@ -409,6 +409,41 @@ local function retireRecord(rk)
   if st == '2' or st == '3' or st == '4' or st == '9' then redis.call('PEXPIRE', rk, keepMs, 'NX') end
 end
 
+-- A record state that settle decided for settle1 and has not written yet
+-- (pendSt, of the record pendKey): the hold the record keeps is written
+-- with it, in one HSET (setHold), or it goes alone (flushState), before
+-- settle1 ends; flush writes it too, should an operation fail part way.
+local pendSt, pendKey
+
+-- setState writes the state st of the record rk, or with defer leaves it
+-- pending (see pendSt).
+local function setState(rk, st, defer)
+  if defer then
+    pendSt, pendKey = st, rk
+  else
+    redis.call('HSET', rk, 'st', st)
+  end
+end
+
+-- flushState writes the pending record state, if any.
+local function flushState()
+  if pendSt then
+    redis.call('HSET', pendKey, 'st', pendSt)
+    pendSt = nil
+  end
+end
+
+-- setHold sets field f of the hold key to v, with the pending state of
+-- the record when key is that record.
+local function setHold(key, f, v)
+  if pendSt and key == pendKey then
+    redis.call('HSET', key, f, v, 'st', pendSt)
+    pendSt = nil
+  else
+    redis.call('HSET', key, f, v)
+  end
+end
+
 -- hold finds the hold of a reservation on this bucket's lines. A
 -- reservation reserved in one call on an ID new to the bucket keeps its
 -- hold in its record (field hs, under the record's attempt); any other
@@ -444,7 +479,7 @@ local function back(id, at, to, hk, first, ufirst, ls, rk, r)
     if took.q then ls = heldLines(ls, took.q) end
     local st = move(first, ls, 1)
     use(ufirst, ls, took.c, took.y, -1)
-    redis.call('HSET', key, f, to)
+    setHold(key, f, to)
     if key ~= rk then retire(key) end
     local t = 'gv'
     if to == 'U' then t = 'ud' end
@@ -529,7 +564,7 @@ end
 local function sell(at, hk, first, ls, rk, r)
   local key, f, hat, hst = hold(hk, rk, r)
   if hat == at and hst == 'T' then
-    redis.call('HSET', key, f, 'S')
+    setHold(key, f, 'S')
     if key ~= rk then retire(key) end
     for k, l in ipairs(ls) do
       local s = stockOf(K[first + k - 1])
@@ -594,7 +629,8 @@ end
 -- A: op, id, to, now. It returns the reply, and the record (nil for
 -- none). ls, when given, are the lines the caller finishes with in the
 -- same call if they are the record's: the record does not go back into
--- the due set to wait for that.
+-- the due set to wait for that, and the record's new state is left
+-- pending (see pendSt) for settle1 to write with the hold's.
 local function settle(op, ls)
   -- settle: Commit (A[3] = 2) or Release (3). sweep: whatever is due
   -- (A[3] = 0). K: mk, ek, record, due. A: op, id, to, now.
@@ -627,13 +663,13 @@ local function settle(op, ls)
     return reply('undo', r), r
   elseif r.st == 1 and tonumber(r.exp) <= now then
     r.st = 4
-    redis.call('HSET', K[3], 'st', '4')
+    setState(K[3], '4', ls ~= nil)
     if not fin then redis.call('ZADD', K[4], fmt(now), id) end
     final(K[2], id, r)
     return reply('expired', r), r
   elseif r.st == 1 and to ~= 0 then
     r.st = to
-    redis.call('HSET', K[3], 'st', fmt(to))
+    setState(K[3], nm('', to), ls ~= nil)
     if to == 2 and #r.ls == 0 then
       redis.call('ZREM', K[4], id)
       retire(K[3])
@@ -920,10 +956,12 @@ local function dispatch()
       else
         back(A[2], r.at, 'G', K[5], 6, 6 + #ls, ls, K[3], r)
       end
+      flushState()
       redis.call('ZREM', K[4], A[2])
       retire(K[3])
       out[1] = kind .. '+'
     end
+    flushState()
     return out
 
   elseif op == 'cancel' then
@@ -1008,6 +1046,7 @@ end
 -- error is raised again after it), so that Redis keeps every event's
 -- change whatever came after it.
 local function flush()
+  flushState()
   for mk, q in pairs(seqs) do redis.call('HSET', mk, 'q', fmt(q)) end
   for sk, st in pairs(stocks) do
     if st and st.x then

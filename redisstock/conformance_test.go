@@ -2,6 +2,7 @@ package redisstock_test
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -102,6 +103,27 @@ func TestConformanceBuckets(t *testing.T) {
 		h.LinesTakenApart = "a cart over several buckets takes them one script at a time; Available sees the units of a bucket taken before the cart is refused on the next"
 		return h
 	})
+}
+
+// TestConformanceStockBuckets runs the suite with every SKU SetStock
+// creates split into eight stock buckets (Options.SKUDefaults), on keys in
+// one slot and spread over sixteen.
+func TestConformanceStockBuckets(t *testing.T) {
+	t.Parallel()
+	for _, slots := range []int{1, 16} {
+		t.Run("Buckets"+strconv.Itoa(slots), func(t *testing.T) {
+			t.Parallel()
+			mk := maker(&redisstock.Options{Buckets: slots, SKUDefaults: inventory.StockOptions{Buckets: 8}})
+			strategytest.RunConformance(t, func(ctx context.Context, t *testing.T) *strategytest.Harness {
+				h := mk(ctx, t)
+				if slots > 1 {
+					h.LinesTakenApart = "a cart over several buckets takes them one script at a time; Available sees the units of a bucket taken before the cart is refused on the next"
+					h.BucketsApart = "the stock buckets of a SKU lie in several hash slots: Available reads them, and a line falls over from one to the next, one script at a time"
+				}
+				return h
+			})
+		})
+	}
 }
 
 // FuzzRequests feeds arbitrary IDs, SKUs, quantities and TTLs to the

@@ -554,8 +554,92 @@
 //
 // Nothing here is refused with inventory.ErrUnsupported across Cluster
 // slots: every key a step reads or writes is in the bucket it runs on.
-// StockOptions.Buckets above 1 is refused: this strategy spreads keys over
-// hash slots with Options.Buckets instead.
+//
+// # Stock buckets
+//
+// SetStockWith with inventory.StockOptions Buckets K > 1 (or
+// Options.SKUDefaults for every SKU SetStock creates) splits a SKU's units
+// evenly over K stocks of their own. These are not the hash slots of
+// Options.Buckets, over which every key is spread; the two work together:
+// bucket j of a SKU whose keys live in slot bucket n lives in slot
+// (n+j) mod Options.Buckets, so K buckets fill K slots (K masters of a
+// Cluster, K coalescing lanes) while K <= Options.Buckets.
+//
+//   - Layout: bucket 0 is the SKU's own stock hash, which also keeps K
+//     (field k); bucket j > 0 is the stock hash of the name
+//     sku+"\x1e"+j (byte 30, a control character no SKU may hold, and the
+//     bucket's number). A SKU kept whole has no field k and is exactly what
+//     it was: same keys, same scripts, nothing more on the hot path. To
+//     every script, the writer, Load and Reconcile a bucket is a stock of
+//     its own: its takes, gives and events carry its own available units
+//     and version, and the ledger keeps it as a stock row of that name
+//     (bucket 0 in the SKU's row), so the ledger's stock of the SKU is the
+//     sum of its rows, each kept right by its own version fence.
+//   - Reserve takes each line from one bucket: the one a hash of the
+//     reservation ID picks (so buyers in one process or many spread over
+//     them), or, for a one-line cart, the first from there that shares
+//     the hash slot of the reservation's record, so that the cart is one
+//     script call. A line its bucket refuses as short reads every bucket
+//     of the SKU (those of one slot in one script call, so in one snapshot;
+//     with Options.Buckets 1, all of them): when the SKU as a whole lacks
+//     the units, the line is refused (*inventory.InsufficientStockError
+//     with the SKU's units); else the cart is tried again with the line
+//     pointed at the first bucket from there that has them all, or, when
+//     none does, split into parts taken from several buckets, the fullest
+//     first. The parts of a line are lines of the cart to every step (one
+//     script, or the protocol of a cart over several buckets above), so
+//     they are held all or none, as any cart's lines are; a partial
+//     line's parts are each all of it or nothing. So the last unit of a
+//     SKU is sold whichever bucket a buyer starts from, and a line larger
+//     than any one bucket is served. After 16 rounds whose buckets other
+//     buyers emptied each time, Reserve fails with inventory.ErrContended.
+//   - The record's lines (and the ledger's reservation_line rows) name
+//     the bucket of each line or part, so a release, a cancel or an expiry
+//     gives the units back to the bucket they were taken from. Reserve,
+//     Lookup and Extend report the SKU, a line's parts summed.
+//   - Available and Levels sum the buckets. With the buckets in several
+//     slots they are read one slot at a time (at once, each slot at its
+//     own instant), so with buyers active the sum is not one instant's, as
+//     for carts over several buckets (the suite logs the linearizability
+//     verdict of one-line carts then; with one slot it asserts it).
+//   - SetStock and SetStockWith spread the units evenly, one script per
+//     bucket, bucket 0 (with k) last; AddStock adds to the emptiest
+//     buckets and removes from the fullest, never below zero in a bucket,
+//     one AddStock of a bucket at a time: a removal a bucket refuses
+//     (buyers took its units meanwhile) gives back what it removed from
+//     the others and plans again, and one the SKU as a whole cannot give
+//     fails with ErrInsufficientStock, changing nothing. Neither is one
+//     atomic step across the buckets: a reader may find some buckets set
+//     and others not yet.
+//   - A process learns a SKU's K from SetStockWith, SetStock, AddStock,
+//     Available, Levels or a line refused by bucket 0, the only bucket a
+//     process that has not learnt it takes from (correct, only not
+//     spread), and remembers it: K of a split SKU never changes
+//     (SetStockWith with another K, 1 included, fails with
+//     inventory.ErrUnsupported), so it never goes stale.
+//   - Load rebuilds every bucket from its stock row, with the holds and
+//     sales of the lines taken from it, and gives bucket 0 its k (one more
+//     than the last bucket's number). Reconcile compares each bucket as a
+//     stock of its own, so it reports each bucket that differs (the name
+//     carries the bucket's number) and Repair writes it.
+//   - Not offered: a limit per buyer or a backorder on a split SKU
+//     (inventory.ErrUnsupported: a usage and a backorder are kept per
+//     stock); Rebalance (the Reserver is no inventory.Rebalancer, and
+//     inventory.Rebalance fails with inventory.ErrUnsupported): a line
+//     falls over to, or is split over, the buckets that have the units
+//     instead, so no unit needs to move. A retry of a Reserve whose
+//     outcome was unknown, made after its line fell over to another
+//     bucket, may find the pending cart with other buckets than it picks
+//     and fail with inventory.ErrConflict.
+//
+// TestConformanceStockBuckets runs strategytest.RunConformance whole with
+// every SKU in eight buckets, with keys in one slot and over sixteen;
+// TestStockBuckets runs the store-neutral rules of strategytest
+// (LastUnitIsSold, UnitsReturnToTheirBucket, which pgtest runs for the
+// PostgreSQL strategies too) with their twins (a take that refuses when
+// its first bucket is short, units given back to bucket 0);
+// TestLoadRebuildsStockBuckets wipes Redis under held, split and sold
+// lines and loads it (its twin, a Load that forgets k, reads 0 units).
 //
 // # Failures
 //

@@ -111,3 +111,28 @@ func (r *Reserver) SetNoHints(on bool) { r.noHints = on }
 // PutHint plants the lines Commit and Release take for id's: a wrong one
 // stands for a guess gone stale.
 func (r *Reserver) PutHint(id string, lines []inventory.Line) { r.hints.put(id, lines, "") }
+
+// SetNoFallover makes a line refused by its stock bucket refused, however
+// many units the SKU's other buckets hold: deliberately wrong.
+func (r *Reserver) SetNoFallover(on bool) { r.noFallover = on }
+
+// SetGiveToFirst makes units given back return to bucket 0 of their SKU:
+// deliberately wrong.
+func (r *Reserver) SetGiveToFirst(on bool) { r.giveToFirst = on }
+
+// BucketUnits returns the available units of each stock bucket of sku.
+func (r *Reserver) BucketUnits(ctx context.Context, sku string) ([]int64, error) {
+	_, avail, err := r.bucketUnits(ctx, sku)
+	return avail, err
+}
+
+// StartBucket returns the stock bucket a one-line cart of sku under id
+// takes from first.
+func (r *Reserver) StartBucket(id, sku string) int {
+	_, j := splitSKU(r.place(id, []inventory.Line{{SKU: sku, Qty: 1}})[0].SKU)
+	return j
+}
+
+// SetLoadNoSplit makes Load leave out the number of stock buckets of split
+// SKUs: deliberately wrong.
+func (r *Reserver) SetLoadNoSplit(on bool) { r.loadNoSplit = on }

@@ -20,6 +20,8 @@ import (
 //	<prefix>{b<n>}:x          the bucket's dead-letter stream
 //	<prefix>{b<n>}:d          due set: reservation IDs by the time they need a sweep
 //	<prefix>{b<n>}:s:<sku>    stock of a SKU: a (available), v (version), l (limit per buyer), ...
+//	                          and k, the stock buckets of a SKU split into more than one
+//	<prefix>{b<m>}:s:<sku>\x1e<j> stock bucket j (1..k-1) of a split SKU, m = (n+j) mod Options.Buckets
 //	<prefix>{b<n>}:u:<sku>    usage of a SKU with a limit: buyer -> units held and committed
 //	<prefix>{b<n>}:h:<id>     the hold of reservation <id> on this bucket's lines
 //	<prefix>{b<n>}:r:<id>     the reservation record (and, for one reserved in one
@@ -48,8 +50,8 @@ func (r *Reserver) marker(b int) string             { return r.key(b, "m") }
 func (r *Reserver) stream(b int) string             { return r.key(b, "e") }
 func (r *Reserver) deadStream(b int) string         { return r.key(b, "x") }
 func (r *Reserver) dueKey(b int) string             { return r.key(b, "d") }
-func (r *Reserver) stockKey(sku string) string      { return r.key(r.bucket(sku), "s:"+sku) }
-func (r *Reserver) usageKey(sku string) string      { return r.key(r.bucket(sku), "u:"+sku) }
+func (r *Reserver) stockKey(sku string) string      { return r.key(r.skuBucket(sku), "s:"+sku) }
+func (r *Reserver) usageKey(sku string) string      { return r.key(r.skuBucket(sku), "u:"+sku) }
 func (r *Reserver) holdKey(b int, id string) string { return r.key(b, "h:"+id) }
 func (r *Reserver) recordKey(id string) string      { return r.key(r.bucket(id), "r:"+id) }
 
@@ -75,7 +77,7 @@ func (r *Reserver) groups(lines []inventory.Line) []group {
 	var gs []group
 	at := map[int]int{}
 	for i, l := range lines {
-		b := r.bucket(l.SKU)
+		b := r.skuBucket(l.SKU)
 		k, ok := at[b]
 		if !ok {
 			k = len(gs)

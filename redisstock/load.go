@@ -280,11 +280,15 @@ LEFT JOIN `+r.store.Table("redisstock_sold")+` f ON f.sku = s.sku`)
 	}
 	defer rows.Close()
 	p := c.Pipeline()
+	split := map[string]int{} // the k of each split SKU: one more than its last bucket's number
 	for rows.Next() {
 		var sku string
 		var a, v, bo, lim, held, sold int64
 		if err := rows.Scan(&sku, &a, &v, &bo, &lim, &held, &sold); err != nil {
 			return fmt.Errorf("redisstock: load: stock: %w", err)
+		}
+		if base, j := splitSKU(sku); j > 0 && !r.loadNoSplit {
+			split[base] = max(split[base], j+1)
 		}
 		p.HSet(ctx, r.stockKey(sku), "a", a, "v", v, "b", bo, "l", lim, "r", a+held+sold, "o", sold)
 		if p.Len() >= loadBatch {
@@ -295,6 +299,11 @@ LEFT JOIN `+r.store.Table("redisstock_sold")+` f ON f.sku = s.sku`)
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("redisstock: load: stock: %w", err)
+	}
+	// A split SKU's bucket 0 names its k: every bucket has its stock row
+	// from the moment it was split (setSplit).
+	for sku, k := range split {
+		p.HSet(ctx, r.stockKey(sku), "k", k)
 	}
 	if _, err := p.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("redisstock: load: stock: %w", err)

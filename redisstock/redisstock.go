@@ -98,6 +98,14 @@ type Options struct {
 	// every reservation, in Redis and in the ledger, as the PostgreSQL
 	// strategies do by default. Default: 0.
 	Retention time.Duration
+	// SKUDefaults are the settings SetStock gives a SKU it creates; a SKU
+	// that exists keeps its own, and SetStockWith sets them for one SKU.
+	// With Buckets > 1 every new SKU is split into that many stock buckets
+	// (see inventory.StockOptions and the package documentation); Buckets
+	// above 1 with a Limit or a Backorder fails with
+	// inventory.ErrUnsupported. Default: the zero value, every SKU kept
+	// whole.
+	SKUDefaults inventory.StockOptions
 }
 
 // DefaultWaitTimeout is the default of Options.WaitTimeout.
@@ -134,6 +142,10 @@ type Reserver struct {
 	// hints remembers the lines of reservations reserved here, for a
 	// Commit or Release in one call (see hints).
 	hints *hints
+
+	// splits remembers the stock buckets of the split SKUs seen here.
+	splits   splits
+	defaults inventory.StockOptions // Options.SKUDefaults
 
 	// noHints makes Commit and Release settle and finish in two calls even
 	// for reservations reserved here, as another process does. Tests only.
@@ -181,6 +193,20 @@ type Reserver struct {
 	// beforeGrant, when set, runs between the last take and the grant of a
 	// cart that spans buckets. Tests only: a crash there.
 	beforeGrant func(id string) error
+
+	// noFallover makes a line refused by its stock bucket refused, however
+	// many units the SKU's other buckets hold. Tests only: deliberately
+	// wrong.
+	noFallover bool
+
+	// loadNoSplit makes Load leave out the k of split SKUs. Tests only:
+	// deliberately wrong.
+	loadNoSplit bool
+
+	// giveToFirst makes the units given back return to bucket 0 of their
+	// SKU, not to the bucket they were taken from. Tests only:
+	// deliberately wrong.
+	giveToFirst bool
 }
 
 var (
@@ -236,6 +262,16 @@ func New(db DB, client redis.UniversalClient, opts *Options) (*Reserver, error) 
 			r.hold = opts.MaxHold
 		}
 		r.keep = max(opts.Retention, 0)
+		if opts.SKUDefaults.Buckets == 1 {
+			opts.SKUDefaults.Buckets = 0
+		}
+		if err := inventory.ValidateStockWith("sku", 0, opts.SKUDefaults); err != nil {
+			return nil, fmt.Errorf("redisstock: SKUDefaults: %w", err)
+		}
+		if err := refuseSplitWith(opts.SKUDefaults); err != nil {
+			return nil, err
+		}
+		r.defaults = opts.SKUDefaults
 	}
 	if _, ok := client.(*redis.ClusterClient); ok && r.waitN > 0 {
 		return nil, &inventory.ValidationError{Field: "WaitReplicas", Reason: "not available with a Redis Cluster client"}
@@ -525,7 +561,23 @@ func (r *Reserver) Reserve(ctx context.Context, req inventory.Request) (inventor
 	}
 	now := r.clock()
 	exp := now.Add(ttl)
-	lines := inventory.SortLines(req.Lines)
+	lines := r.place(req.ID, inventory.SortLines(req.Lines))
+	for range maxFallovers {
+		res, err := r.reserveLines(ctx, req, lines, now, exp)
+		if err == nil {
+			res.Lines = externalLines(res.Lines)
+			return res, nil
+		}
+		if lines, err = r.fallover(ctx, req, lines, err); err != nil {
+			return inventory.Reservation{}, err
+		}
+	}
+	return inventory.Reservation{}, fmt.Errorf("redisstock: reserve %q: %w: buyers keep emptying the stock buckets it falls over to", req.ID, inventory.ErrContended)
+}
+
+// reserveLines reserves lines, each naming the stock (a SKU, or one of its
+// buckets) it is taken from.
+func (r *Reserver) reserveLines(ctx context.Context, req inventory.Request, lines []inventory.Line, now, exp time.Time) (inventory.Reservation, error) {
 	gs := r.groups(lines)
 	rb := r.bucket(req.ID)
 	if len(gs) == 1 && gs[0].bucket == rb {
@@ -600,7 +652,7 @@ func (r *Reserver) reserved(req inventory.Request, rep []string, lines []invento
 		if err != nil {
 			return res, err
 		}
-		if err := inventory.CheckRepeat("redisstock", res, req); err != nil {
+		if err := inventory.CheckRepeat("redisstock", externalRes(res), req); err != nil {
 			return inventory.Reservation{}, err
 		}
 		return res, nil
@@ -723,7 +775,7 @@ func (r *Reserver) reserveMany(ctx context.Context, req inventory.Request, lines
 // inBucket reports whether every line's SKU lives in bucket b.
 func (r *Reserver) inBucket(b int, lines []inventory.Line) bool {
 	for _, l := range lines {
-		if r.bucket(l.SKU) != b {
+		if r.skuBucket(l.SKU) != b {
 			return false
 		}
 	}
@@ -782,6 +834,9 @@ func (r *Reserver) compensate(ctx context.Context, id string, at int64, lines []
 // keys of the lines go with them: a give or an undo takes the units the
 // hold counted off the buyer's usage in the same script.
 func (r *Reserver) finish(ctx context.Context, op, id string, at int64, lines []inventory.Line, buyer string) error {
+	if r.giveToFirst && op == "give" {
+		lines = externalLines(lines)
+	}
 	rb := r.bucket(id)
 	gs := r.groups(lines)
 	if len(gs) == 1 && gs[0].bucket == rb {
@@ -992,7 +1047,7 @@ func (r *Reserver) Lookup(ctx context.Context, id string) (inventory.Reservation
 		return inventory.Reservation{}, err
 	}
 	x, err := r.lookup(ctx, id)
-	return x.Reservation, err
+	return externalRes(x.Reservation), err
 }
 
 // lookup is Lookup, with the attempt of the reservation's takes and when
@@ -1019,14 +1074,16 @@ func (r *Reserver) Available(ctx context.Context, sku string) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	rep, err := r.run(ctx, r.bucket(sku), []string{r.marker(r.bucket(sku)), r.stockKey(sku)}, "avail")
+	// A split SKU: the sum of its buckets (see bucketUnits).
+	_, avail, err := r.bucketUnits(ctx, sku)
 	if err != nil {
-		return 0, failRead("available", sku, err)
+		return 0, err
 	}
-	if rep[0] == "unknown" {
-		return 0, &inventory.UnknownSKUError{SKU: sku}
+	var sum int64
+	for _, a := range avail {
+		sum += a
 	}
-	return strconv.ParseInt(rep[1], 10, 64)
+	return sum, nil
 }
 
 // SetStock sets the available units of sku, creating the SKU if it is new.
@@ -1039,9 +1096,21 @@ func (r *Reserver) SetStock(ctx context.Context, sku string, available int64) er
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if r.defaults != (inventory.StockOptions{}) {
+		// A SKU it creates gets Options.SKUDefaults.
+		if _, _, err := r.avail(ctx, sku); errors.Is(err, inventory.ErrUnknownSKU) {
+			return r.SetStockWith(ctx, sku, available, r.defaults)
+		} else if err != nil {
+			return fail("set stock", sku, err)
+		}
+	}
 	b := r.bucket(sku)
-	if _, err := r.run(ctx, b, []string{r.marker(b), r.stream(b), r.stockKey(sku)}, "stock", sku, available); err != nil {
+	rep, err := r.run(ctx, b, []string{r.marker(b), r.stream(b), r.stockKey(sku)}, "stock", sku, available)
+	if err != nil {
 		return fail("set stock", sku, err)
+	}
+	if rep[0] == "split" {
+		return r.setSplit(ctx, sku, available, parseK(rep, 1))
 	}
 	return nil
 }
@@ -1073,6 +1142,8 @@ func (r *Reserver) AddStock(ctx context.Context, sku string, delta int64) (int64
 	case "over":
 		avail, _ := strconv.ParseInt(rep[1], 10, 64)
 		return 0, &inventory.ValidationError{Field: "delta", Reason: fmt.Sprintf("available would be %d, over %d", avail+delta, int64(inventory.MaxStock))}
+	case "split":
+		return r.addSplit(ctx, sku, delta)
 	}
 	return strconv.ParseInt(rep[1], 10, 64)
 }

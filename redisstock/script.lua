@@ -574,19 +574,54 @@ local function sell(at, hk, first, ls, rk, r)
   return {'ok'}
 end
 
+-- Stock buckets (inventory.StockOptions.Buckets). A SKU split into k
+-- buckets keeps bucket 0 in its own stock hash, which also holds k (field
+-- k), and bucket j > 0 in the stock hash of the name sku..'\30'..j, in a
+-- bucket of its own (see keys.go): each is a stock of its own to every
+-- operation, so a take, a give, an undo and a sale of a line act on the
+-- bucket the line names, and the caller picks it. splitOf returns a SKU's
+-- k, nil for a SKU kept whole.
+local function splitOf(sk)
+  local k = redis.call('HGET', sk, 'k')
+  if k and tonumber(k) > 1 then return k end
+  return nil
+end
+
 -- features runs the operations of the features beside the contract: stock
 -- with settings, stock levels, longer holds and the sale of committed
 -- units. nil for any other operation.
 local function features(op)
   if op == 'stockwith' then
-    -- K: mk, ek, stock. A: op, sku, units on hand, backorder, limit.
+    -- K: mk, ek, stock. A: op, sku, units on hand, backorder, limit. A
+    -- SKU split into stock buckets is refused with {'split', k}: its
+    -- buckets are set one by one (see splitOf).
+    local k = splitOf(K[3])
+    if k then return {'split', k} end
     return setOnHand(A[2], tonumber(A[3]), tonumber(A[4]), tonumber(A[5] or '0'))
+
+  elseif op == 'split' then
+    -- Bucket 0 of a SKU split into k stock buckets, set last, after the
+    -- other buckets (see splitOf). K: mk, ek, stock. A: op, sku, units on
+    -- hand, k.
+    local rep = setOnHand(A[2], tonumber(A[3]), 0, 0)
+    redis.call('HSET', K[3], 'k', A[4])
+    return rep
+
+  elseif op == 'availn' then
+    -- The available units of several stock buckets of one SKU in this
+    -- bucket, in one snapshot (0 for one not there). K: mk, stock keys.
+    local out = {'ok'}
+    for k = 2, #K do
+      local s = stockOf(K[k])
+      if s then out[k] = fmt(s.a) else out[k] = '0' end
+    end
+    return out
 
   elseif op == 'levels' then
     -- K: mk, stock.
     local s = stockOf(K[2])
     if not s then return {'unknown'} end
-    return {'ok', fmt(s.a), fmt(s.r or s.a), fmt(s.o), fmt(s.b)}
+    return {'ok', fmt(s.a), fmt(s.r or s.a), fmt(s.o), fmt(s.b), splitOf(K[2])}
 
   elseif op == 'sell' then
     -- K: mk, ek, hold, stock keys from 4. A: op, id, attempt, n, lines.
@@ -768,16 +803,27 @@ local function dispatch()
     return {'ok', h[1] or '0', last, h[2] or ''}
 
   elseif op == 'stock' then
-    -- K: mk, ek, stock. A: op, sku, units on hand. The SKU keeps its
-    -- backorder (see setOnHand).
+    -- K: mk, ek, stock. A: op, sku, units on hand, and 'b' from a caller
+    -- that sets one stock bucket. The SKU keeps its backorder (see
+    -- setOnHand). A SKU split into stock buckets (field k) is refused with
+    -- {'split', k} unless the caller sets a bucket (see splitOf).
+    if A[4] ~= 'b' then
+      local k = splitOf(K[3])
+      if k then return {'split', k} end
+    end
     return setOnHand(A[2], tonumber(A[3]), nil, nil)
 
   elseif op == 'add' then
-    -- K: mk, ek, stock, op token key. A: op, sku, delta, max.
+    -- K: mk, ek, stock, op token key. A: op, sku, delta, max, and 'b'
+    -- from a caller that adds to one stock bucket (see 'stock').
     local done = redis.call('GET', K[4])
     if done then return {'ok', done} end
     local s = stockOf(K[3])
     if not s then return {'unknown'} end
+    if A[5] ~= 'b' then
+      local k = splitOf(K[3])
+      if k then return {'split', k} end
+    end
     local a = fmt(s.a)
     local na = s.a + tonumber(A[3])
     if na < 0 then return {'short', a} end
@@ -789,10 +835,11 @@ local function dispatch()
     return {'ok', fmt(na)}
 
   elseif op == 'avail' then
-    -- K: mk, stock.
+    -- K: mk, stock. The reply carries the SKU's stock buckets when it is
+    -- split (see splitOf).
     local s = stockOf(K[2])
     if not s then return {'unknown'} end
-    return {'ok', fmt(s.a)}
+    return {'ok', fmt(s.a), splitOf(K[2])}
 
   elseif op == 'lookup' then
     -- K: mk, record.

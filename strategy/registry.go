@@ -111,8 +111,9 @@ func init() {
 			},
 		},
 		{
-			info: Info{Name: "redisstock", Summary: "stock in Redis (Lua), every change streamed and written behind to PostgreSQL", Services: []Service{Redis, Postgres}},
-			open: openRedisstock,
+			info:         Info{Name: "redisstock", Summary: "stock in Redis (Lua), every change streamed and written behind to PostgreSQL", Services: []Service{Redis, Postgres}},
+			open:         openRedisstock,
+			stockOptions: true,
 		},
 		{
 			info:     Info{Name: "token", Summary: "idempotency tokens in front of " + defaultTokenInner},
@@ -243,7 +244,7 @@ func openRedisstock(ctx context.Context, e *env) (inventory.Strategy, error) {
 	}
 	r, err := redisstock.New(e.pool, e.redis, &redisstock.Options{
 		Schema: e.cfg.Schema, KeyPrefix: e.cfg.KeyPrefix, DefaultTTL: e.cfg.DefaultTTL, Now: e.cfg.Now, Buckets: buckets,
-		Retention: e.cfg.Retention,
+		Retention: e.cfg.Retention, SKUDefaults: e.cfg.StockOptions,
 	})
 	if err != nil {
 		return nil, err

@@ -109,12 +109,13 @@ type Config struct {
 	Retention time.Duration
 
 	// StockOptions are the settings every SKU gets that SetStock creates,
-	// for the strategies that take them: sqlcond and groupcommit split each
-	// into StockOptions.Buckets stock buckets; memory accepts them and keeps
-	// each SKU whole, which behaves the same. Open fails with an error that
-	// errors.Is inventory.ErrUnsupported for any other strategy unless
-	// StockOptions is the zero value. Default: the zero value, every SKU
-	// kept whole.
+	// for the strategies that take them: sqlcond, groupcommit and
+	// redisstock split each into StockOptions.Buckets stock buckets
+	// (redisstock refuses them with a limit or a backorder); memory accepts
+	// them and keeps each SKU whole, which behaves the same. Open fails
+	// with an error that errors.Is inventory.ErrUnsupported for any other
+	// strategy unless StockOptions is the zero value. Default: the zero
+	// value, every SKU kept whole.
 	StockOptions inventory.StockOptions
 	// Home is the home bucket of groupcommit (groupcommit.Options.Home):
 	// give the processes that share a schema different values 1..K to keep

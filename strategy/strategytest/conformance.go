@@ -642,7 +642,7 @@ var behaviours = []behaviour{
 			Tried: rep.Reserves, Oversold: rep.Oversold, Lost: rep.Lost})
 	}},
 	{"LinearizableOneLineCarts", func(ctx context.Context, t *testing.T, s *suite) {
-		s.linearizable(ctx, t, linConfig{SKUs: []string{"a", "b", "c"}}, "")
+		s.linearizable(ctx, t, linConfig{SKUs: []string{"a", "b", "c"}}, s.BucketsApart)
 	}},
 	{"LinearizableTwoLineCarts", func(ctx context.Context, t *testing.T, s *suite) {
 		s.linearizable(ctx, t, linConfig{

@@ -37,6 +37,14 @@ type Harness struct {
 	// verdict must be Ok).
 	LinesTakenApart string
 
+	// BucketsApart, when set, says why the strategy reads or takes the
+	// stock buckets of one SKU one at a time (buckets in several hash
+	// slots), so that Available sums them at several instants and a line
+	// may be refused on such a sum. The history of one-line carts is then
+	// still recorded and checked, and its verdict logged with this reason
+	// instead of failing the test. Default: "" (the verdict must be Ok).
+	BucketsApart string
+
 	// MaxHold is the strategy's Options.MaxHold, the longest Extend keeps
 	// a hold from the moment it was reserved. Default: 1h, the default of
 	// every strategy that offers Extend.

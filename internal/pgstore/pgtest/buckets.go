@@ -43,13 +43,13 @@ func RunBuckets(t *testing.T, mk Maker) {
 	t.Run("LastUnitIsSold", func(t *testing.T) {
 		t.Parallel()
 		in := newBucketed(t, mk)
-		require.NoError(t, lastUnit(t.Context(), in))
+		require.NoError(t, strategytest.LastUnitIsSold(t.Context(), in.probe()))
 	})
 	t.Run("LastUnitIsSoldCatchesARefusalByOneBucket", func(t *testing.T) {
 		t.Parallel()
 		in := newBucketed(t, mk)
 		in.replace(t, wrongTake)
-		err := lastUnit(t.Context(), in)
+		err := strategytest.LastUnitIsSold(t.Context(), in.probe())
 		require.Error(t, err, "a take that refuses when its first bucket is short went unnoticed")
 		t.Logf("caught: %v", err)
 	})
@@ -57,20 +57,20 @@ func RunBuckets(t *testing.T, mk Maker) {
 		t.Parallel()
 		in := newBucketed(t, mk)
 		in.replace(t, wrongMore)
-		err := lastUnit(t.Context(), in)
+		err := strategytest.LastUnitIsSold(t.Context(), in.probe())
 		require.Error(t, err, "a fall-over that looks at no other bucket went unnoticed")
 		t.Logf("caught: %v", err)
 	})
 	t.Run("UnitsReturnToTheirBucket", func(t *testing.T) {
 		t.Parallel()
 		in := newBucketed(t, mk)
-		require.NoError(t, unitsReturn(t.Context(), in))
+		require.NoError(t, strategytest.UnitsReturnToTheirBucket(t.Context(), in.probe()))
 	})
 	t.Run("UnitsReturnToTheirBucketCatchesTheWrongBucket", func(t *testing.T) {
 		t.Parallel()
 		in := newBucketed(t, mk)
 		in.replace(t, wrongGive)
-		err := unitsReturn(t.Context(), in)
+		err := strategytest.UnitsReturnToTheirBucket(t.Context(), in.probe())
 		require.Error(t, err, "units given back to the next bucket went unnoticed")
 		t.Logf("caught: %v", err)
 	})
@@ -165,7 +165,7 @@ func RunFlushBuckets(t *testing.T, mkHome func(home int) Maker) {
 		t.Parallel()
 		in := newBucketed(t, mk)
 		in.mutate(t, pgstore.FlushFunction, dropRelease, "NULL;")
-		err := unitsReturn(t.Context(), in)
+		err := strategytest.UnitsReturnToTheirBucket(t.Context(), in.probe())
 		require.Error(t, err, "a flush that drops the units released from buckets went unnoticed")
 		t.Logf("caught: %v", err)
 	})
@@ -409,6 +409,11 @@ func newBucketedOn(t *testing.T, mk Maker, db pgstore.DB) *bucketed {
 	return &bucketed{Bucketed: s, Instance: in, db: db, quoted: pgx.Identifier{in.Schema}.Sanitize()}
 }
 
+// probe is b to the store-neutral bucket rules of strategytest.
+func (b *bucketed) probe() *strategytest.BucketProbe {
+	return &strategytest.BucketProbe{Strategy: b.Bucketed, Advance: b.Clock.Advance, Buckets: b.buckets, IDStartingAt: idStartingAt}
+}
+
 // replace runs sql, with {schema} the quoted schema, to put a wrong
 // function in place of a right one.
 func (b *bucketed) replace(t *testing.T, sql string) {
@@ -453,112 +458,6 @@ func idStartingAt(k int, tag string) string {
 			return id
 		}
 	}
-}
-
-// lastUnit sells a SKU of eight buckets of one unit each to its last unit,
-// each buyer starting from a bucket already empty, then a line of all eight
-// units of another such SKU; it returns what went wrong.
-func lastUnit(ctx context.Context, b *bucketed) error {
-	if err := b.SetStockWith(ctx, "last", bucketsK, inventory.StockOptions{Buckets: bucketsK}); err != nil {
-		return err
-	}
-	for sold := range bucketsK {
-		per, err := b.buckets(ctx, "last")
-		if err != nil {
-			return err
-		}
-		empty := -1
-		for k, n := range per {
-			if n == 0 {
-				empty = k
-				break
-			}
-		}
-		if empty < 0 {
-			empty = (sold + 1) % bucketsK // nothing sold yet: any bucket but the one the rest start from
-		}
-		id := idStartingAt(empty, strategytest.RandomID())
-		if _, err := b.Reserve(ctx, inventory.Request{ID: id, Lines: []inventory.Line{{SKU: "last", Qty: 1}}}); err != nil {
-			return fmt.Errorf("unit %d of %d, buckets %v, the buyer starting at empty bucket %d: %w", sold+1, bucketsK, per, empty, err)
-		}
-	}
-	if n, err := b.Available(ctx, "last"); err != nil || n != 0 {
-		return fmt.Errorf("after the last unit: available %d, %v", n, err)
-	}
-	_, err := b.Reserve(ctx, inventory.Request{ID: strategytest.RandomID(), Lines: []inventory.Line{{SKU: "last", Qty: 1}}})
-	if !errors.Is(err, inventory.ErrInsufficientStock) {
-		return fmt.Errorf("a unit past the last: %v, want insufficient stock", err)
-	}
-
-	if err := b.SetStockWith(ctx, "whole", bucketsK, inventory.StockOptions{Buckets: bucketsK}); err != nil {
-		return err
-	}
-	id := strategytest.RandomID()
-	if _, err := b.Reserve(ctx, inventory.Request{ID: id, Lines: []inventory.Line{{SKU: "whole", Qty: bucketsK}}}); err != nil {
-		return fmt.Errorf("a line of every unit, one in each bucket: %w", err)
-	}
-	if err := b.Release(ctx, id); err != nil {
-		return err
-	}
-	if n, err := b.Available(ctx, "whole"); err != nil || n != bucketsK {
-		return fmt.Errorf("after releasing the line of every unit: available %d, %v", n, err)
-	}
-	return nil
-}
-
-// unitsReturn takes a line from a SKU of eight buckets of ten units, then
-// gives it back by Release, by Cancel and by expiry, and checks each time
-// that the units left one bucket and came back to it; it returns what went
-// wrong.
-func unitsReturn(ctx context.Context, b *bucketed) error {
-	const per = 10
-	if err := b.SetStockWith(ctx, "ret", bucketsK*per, inventory.StockOptions{Buckets: bucketsK}); err != nil {
-		return err
-	}
-	for _, how := range []string{"release", "cancel", "expire"} {
-		req := inventory.Request{ID: strategytest.RandomID(), Lines: []inventory.Line{{SKU: "ret", Qty: 3}}, TTL: time.Minute}
-		if _, err := b.Reserve(ctx, req); err != nil {
-			return err
-		}
-		held, err := b.buckets(ctx, "ret")
-		if err != nil {
-			return err
-		}
-		taken := 0
-		for _, n := range held {
-			if n != per {
-				taken++
-				if n != per-3 {
-					return fmt.Errorf("%s: buckets %v after a line of 3 from buckets of %d", how, held, per)
-				}
-			}
-		}
-		if taken != 1 {
-			return fmt.Errorf("%s: the line of 3 left %d buckets: %v", how, taken, held)
-		}
-		switch how {
-		case "release":
-			err = b.Release(ctx, req.ID)
-		case "cancel":
-			err = b.Cancel(ctx, req.ID)
-		case "expire":
-			b.Clock.Advance(2 * time.Minute)
-			_, err = b.ExpireDue(ctx, 10)
-		}
-		if err != nil {
-			return err
-		}
-		back, err := b.buckets(ctx, "ret")
-		if err != nil {
-			return err
-		}
-		for k, n := range back {
-			if n != per {
-				return fmt.Errorf("%s: buckets %v after the line came back (bucket %d is off), taken from %v", how, back, k, held)
-			}
-		}
-	}
-	return nil
 }
 
 // rebalanceHammer runs buyers on two SKUs of eight buckets with the stock

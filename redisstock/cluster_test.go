@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/oversell/inventory"
 	"github.com/oversell/inventory/internal/redistest"
 	"github.com/oversell/inventory/redisstock"
 	"github.com/oversell/inventory/strategy/strategytest"
@@ -43,6 +44,22 @@ func TestConformanceCluster(t *testing.T) {
 	strategytest.RunConformance(t, func(ctx context.Context, t *testing.T) *strategytest.Harness {
 		in := setup(ctx, t, rdb, opts)
 		return &strategytest.Harness{Strategy: in.Reserver, Advance: in.Clock.Advance,
-			LinesTakenApart: "a cart over several buckets takes them one script at a time; Available sees the units of a bucket taken before the cart is refused on the next"}
+			LinesTakenApart: linesApart}
+	})
+}
+
+// TestConformanceClusterStockBuckets runs the whole suite on a Redis
+// Cluster of three masters with every SKU SetStock creates split into
+// eight stock buckets, which lie in eight hash slots over every master.
+func TestConformanceClusterStockBuckets(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t)
+	rdb := c.Client(nil)
+	opts := &redisstock.Options{Buckets: 16, SKUDefaults: inventory.StockOptions{Buckets: 8}}
+	strategytest.RunConformance(t, func(ctx context.Context, t *testing.T) *strategytest.Harness {
+		in := setup(ctx, t, rdb, opts)
+		return &strategytest.Harness{Strategy: in.Reserver, Advance: in.Clock.Advance,
+			LinesTakenApart: linesApart,
+			BucketsApart:    bucketsApart}
 	})
 }

@@ -1079,11 +1079,7 @@ func (r *Reserver) Available(ctx context.Context, sku string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	var sum int64
-	for _, a := range avail {
-		sum += a
-	}
-	return sum, nil
+	return total(avail), nil
 }
 
 // SetStock sets the available units of sku, creating the SKU if it is new.

@@ -329,7 +329,7 @@ func TestConformanceWithRetention(t *testing.T) {
 	mk := maker(&redisstock.Options{Buckets: 4, Retention: time.Hour})
 	strategytest.RunConformance(t, func(ctx context.Context, t *testing.T) *strategytest.Harness {
 		h := mk(ctx, t)
-		h.LinesTakenApart = "a cart over several buckets takes them one script at a time; Available sees the units of a bucket taken before the cart is refused on the next"
+		h.LinesTakenApart = linesApart
 		return h
 	})
 }

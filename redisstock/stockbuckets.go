@@ -226,10 +226,7 @@ func (r *Reserver) fallover(ctx context.Context, req inventory.Request, lines []
 	if k <= 1 {
 		return nil, externalErr(err)
 	}
-	var sum int64
-	for _, a := range avail {
-		sum += a
-	}
+	sum := total(avail)
 	need, floor := want, int64(0)
 	if req.Partial && hi == lo+1 {
 		// A partial line holds what the SKU has, down to its Min.
@@ -344,6 +341,15 @@ func (r *Reserver) avail(ctx context.Context, name string) (int64, int, error) {
 	return a, parseK(rep, 2), nil
 }
 
+// total sums the units of a SKU's buckets.
+func total(avail []int64) int64 {
+	var sum int64
+	for _, a := range avail {
+		sum += a
+	}
+	return sum
+}
+
 // shares splits n units evenly over k buckets: n/k each, one more for the
 // first n mod k.
 func shares(n int64, k int) []int64 {
@@ -443,14 +449,11 @@ func level(a []int64, delta int64) []int64 {
 // of the buckets' units after their adds, those it did not touch as read.
 func (r *Reserver) addSplit(ctx context.Context, sku string, delta int64) (int64, error) {
 	for range maxFallovers {
-		k, avail, err := r.bucketUnits(ctx, sku)
+		_, avail, err := r.bucketUnits(ctx, sku)
 		if err != nil {
 			return 0, err
 		}
-		var sum int64
-		for _, a := range avail {
-			sum += a
-		}
+		sum := total(avail)
 		if sum+delta < 0 {
 			return 0, &inventory.InsufficientStockError{SKU: sku, Requested: -delta, Available: sum}
 		}
@@ -458,9 +461,6 @@ func (r *Reserver) addSplit(ctx context.Context, sku string, delta int64) (int64
 			return 0, &inventory.ValidationError{Field: "delta", Reason: fmt.Sprintf("available would be %d, over %d", sum+delta, int64(inventory.MaxStock))}
 		}
 		d := level(avail, delta)
-		if k == 1 {
-			d = []int64{delta}
-		}
 		done := map[int]int64{}
 		short := false
 		for j, x := range d {
@@ -478,11 +478,7 @@ func (r *Reserver) addSplit(ctx context.Context, sku string, delta int64) (int64
 			done[j], avail[j] = x, a
 		}
 		if !short {
-			sum = 0
-			for _, a := range avail {
-				sum += a
-			}
-			return sum, nil
+			return total(avail), nil
 		}
 		for j, x := range done {
 			if _, _, err := r.addBucket(ctx, sku, j, -x); err != nil {

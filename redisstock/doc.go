@@ -648,7 +648,8 @@
 //     and fail with inventory.ErrConflict.
 //
 // TestConformanceStockBuckets runs strategytest.RunConformance whole with
-// every SKU in eight buckets, with keys in one slot and over sixteen;
+// every SKU in eight buckets, with keys in one slot and over sixteen, and
+// TestConformanceClusterStockBuckets on a Redis Cluster of three masters;
 // TestStockBuckets runs the store-neutral rules of strategytest
 // (LastUnitIsSold, UnitsReturnToTheirBucket, which pgtest runs for the
 // PostgreSQL strategies too) with their twins (a take that refuses when

@@ -637,15 +637,33 @@
 //     than the last bucket's number). Reconcile compares each bucket as a
 //     stock of its own, so it reports each bucket that differs (the name
 //     carries the bucket's number) and Repair writes it.
+//   - Rebalance spreads a SKU's available units evenly over its buckets
+//     again (a line falls over to the buckets that have the units anyway,
+//     so it is for spreading the load, not for selling the last unit). It
+//     reads the buckets and makes each planned move of q units from bucket
+//     F to bucket T in four script calls, each on one slot and each
+//     harmless when run again: arm a token of the move in T's slot; take
+//     up to q units from F (what F still has: buyers never find a bucket
+//     below zero) and record the move (to, units, token) in F's slot, in
+//     its due set 30 s on; add the units to T while the token is armed,
+//     disarming it; delete the record, then the token. Between the take
+//     and the add the units are on the way, counted by neither bucket (an
+//     Available meanwhile reads them as gone, as with a cart over several
+//     buckets). A move cut off there (a crash, a cut connection) stays in
+//     the due set, and ExpireDue finishes it: the add happens once, since
+//     the token it disarms is there until the record is gone.
+//     TestRebalance checks the spread, every unit while buyers reserve,
+//     and moves cut off after the take and after the add, finished by
+//     ExpireDue; its twins (a move that takes units its bucket no longer
+//     has, a move with no record of the units on the way, a finish that
+//     adds them whatever the token says) are caught. A Redis that loses
+//     its data with a move on the way loses those units as it loses any
+//     change not yet written behind (Loss detection above).
 //   - Not offered: a limit per buyer or a backorder on a split SKU
 //     (inventory.ErrUnsupported: a usage and a backorder are kept per
-//     stock); Rebalance (the Reserver is no inventory.Rebalancer, and
-//     inventory.Rebalance fails with inventory.ErrUnsupported): a line
-//     falls over to, or is split over, the buckets that have the units
-//     instead, so no unit needs to move. A retry of a Reserve whose
-//     outcome was unknown, made after its line fell over to another
-//     bucket, may find the pending cart with other buckets than it picks
-//     and fail with inventory.ErrConflict.
+//     stock). A retry of a Reserve whose outcome was unknown, made after
+//     its line fell over to another bucket, may find the pending cart with
+//     other buckets than it picks and fail with inventory.ErrConflict.
 //
 // TestConformanceStockBuckets runs strategytest.RunConformance whole with
 // every SKU in eight buckets, with keys in one slot and over sixteen, and

@@ -136,3 +136,38 @@ func (r *Reserver) StartBucket(id, sku string) int {
 // SetLoadNoSplit makes Load leave out the number of stock buckets of split
 // SKUs: deliberately wrong.
 func (r *Reserver) SetLoadNoSplit(on bool) { r.loadNoSplit = on }
+
+// SetMoveCut makes a move between stock buckets end after step ("out":
+// the units taken and the move recorded; "in": the units added too) as a
+// crash would; "" lets moves finish.
+func (r *Reserver) SetMoveCut(step string) { r.moveCut = step }
+
+// SetPlainMove makes a move two AddStocks of the buckets, with no record
+// of the units on the way: deliberately wrong.
+func (r *Reserver) SetPlainMove(on bool) { r.plainMove = on }
+
+// SetPlainMoveIn makes the finish of a move add its units whatever its
+// token says: deliberately wrong.
+func (r *Reserver) SetPlainMoveIn(on bool) { r.plainMoveIn = on }
+
+// MoveRecords returns how many moves between stock buckets are recorded
+// and not finished.
+func (r *Reserver) MoveRecords(ctx context.Context) (int, error) {
+	n := 0
+	for b := range r.buckets {
+		m, err := r.rdb.ZCount(ctx, r.dueKey(b), "-inf", "+inf").Result()
+		if err != nil {
+			return 0, err
+		}
+		ids, err := r.rdb.ZRange(ctx, r.dueKey(b), 0, m).Result()
+		if err != nil {
+			return 0, err
+		}
+		for _, id := range ids {
+			if len(id) > 0 && id[0] == moveMember[0] {
+				n++
+			}
+		}
+	}
+	return n, nil
+}

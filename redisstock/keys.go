@@ -18,7 +18,7 @@ import (
 //	<prefix>{b<n>}:m          the bucket's loaded marker (the epoch of the last Load)
 //	<prefix>{b<n>}:e          the bucket's event stream (consumer group "writer")
 //	<prefix>{b<n>}:x          the bucket's dead-letter stream
-//	<prefix>{b<n>}:d          due set: reservation IDs by the time they need a sweep
+//	<prefix>{b<n>}:d          due set: reservation IDs (and moves, \x1e<token>) by the time they need a sweep
 //	<prefix>{b<n>}:s:<sku>    stock of a SKU: a (available), v (version), l (limit per buyer), ...
 //	                          and k, the stock buckets of a SKU split into more than one
 //	<prefix>{b<m>}:s:<sku>\x1e<j> stock bucket j (1..k-1) of a split SKU, m = (n+j) mod Options.Buckets
@@ -27,6 +27,8 @@ import (
 //	<prefix>{b<n>}:r:<id>     the reservation record (and, for one reserved in one
 //	                          call under an ID new to the bucket, its hold: field hs)
 //	<prefix>{b<n>}:o:<token>  the answer of one AddStock call, for its retries
+//	<prefix>{b<n>}:v:<token>  a move of units from a stock bucket here to another, until it is finished
+//	<prefix>{b<n>}:w:<token>  the token of a move of units to a stock bucket here: armed, then in
 //
 // The hash tag is the first {...} of a key, and the prefix holds no brace, so
 // a SKU or an ID (which may hold any byte) never changes a key's slot. Keys

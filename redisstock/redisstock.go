@@ -198,6 +198,13 @@ type Reserver struct {
 	// many units the SKU's other buckets hold. Tests only: deliberately
 	// wrong.
 	noFallover bool
+	// moveCut, when set, ends a move between stock buckets after the step
+	// it names ("out" or "in") as a crash would; plainMove makes a move
+	// two AddStocks of the buckets with no record between them, and
+	// plainMoveIn adds a move's units without its token: deliberately wrong.
+	moveCut     string
+	plainMove   bool
+	plainMoveIn bool
 
 	// loadNoSplit makes Load leave out the k of split SKUs. Tests only:
 	// deliberately wrong.
@@ -214,6 +221,7 @@ var (
 	_ inventory.StockConfigurer = (*Reserver)(nil)
 	_ inventory.Leveler         = (*Reserver)(nil)
 	_ inventory.Extender        = (*Reserver)(nil)
+	_ inventory.Rebalancer      = (*Reserver)(nil)
 )
 
 //go:embed script.lua
@@ -312,7 +320,7 @@ func cmpOr(v, def time.Duration) time.Duration {
 
 // reads are the operations that change nothing: they never wait for
 // replicas.
-var reads = map[string]bool{"lookup": true, "avail": true, "due": true}
+var reads = map[string]bool{"lookup": true, "avail": true, "due": true, "mvread": true}
 
 // exec runs one operation of the script, on its own, and returns its reply
 // as strings.
@@ -1020,6 +1028,13 @@ func (r *Reserver) ExpireDue(ctx context.Context, limit int) (int, error) {
 				}
 				if err := ctx.Err(); err != nil {
 					return n, err
+				}
+				if tok, ok := strings.CutPrefix(id, moveMember); ok {
+					// A move between stock buckets cut off part way.
+					if err := r.finishMove(ctx, b, tok); err != nil {
+						return n, fail("expire", "", err)
+					}
+					continue
 				}
 				kind, _, err := r.sweepOne(ctx, "sweep", id, 0)
 				if err != nil {

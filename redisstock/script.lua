@@ -361,6 +361,15 @@ local function move(first, ls, sign)
   return out
 end
 
+-- addUnits adds d units (d < 0 takes them) to the stock s at K[3], named
+-- name, with its event: an AddStock, or one step of a move between stock
+-- buckets. The caller checked that the stock keeps within its bounds.
+local function addUnits(s, name, d)
+  s.r, s.x = (s.r or s.a) + d, true
+  local st = move(3, {{name, d}}, 1)
+  event(K[2], 'st', nil, nil, nil, nil, nil, nil, s.b, {{name, 0}}, st, {l = s.l})
+end
+
 -- take holds the lines in this bucket under id and attempt for the
 -- request q (see ask). K: mk, ek, hold, stock keys from 4, with a buyer
 -- the usage keys after them. The hold keeps, beside its attempt and
@@ -828,11 +837,65 @@ local function dispatch()
     local na = s.a + tonumber(A[3])
     if na < 0 then return {'short', a} end
     if na > tonumber(A[4]) + s.b then return {'over', a} end
-    s.r, s.x = (s.r or s.a) + tonumber(A[3]), true
-    local st = move(3, {{A[2], tonumber(A[3])}}, 1)
-    event(K[2], 'st', nil, nil, nil, nil, nil, nil, s.b, {{A[2], 0}}, st, {l = s.l})
+    addUnits(s, A[2], tonumber(A[3]))
     redis.call('SET', K[4], fmt(na), 'EX', 3600)
     return {'ok', fmt(na)}
+
+  -- A move of units between two stock buckets of one SKU (Rebalance), in
+  -- four steps on two buckets, each once whatever is run again: 'mvarm'
+  -- arms the move's token in the bucket the units go to; 'mvout' takes
+  -- them from the bucket they leave and records the move there (to, q, t),
+  -- due for a sweeper to finish; 'mvin' adds them to the other bucket
+  -- while its token is armed, and disarms it; 'mvend' deletes the record,
+  -- and 'mvdrop' the token. A move cut off after 'mvout' is finished by
+  -- ExpireDue from its due time on ('mvread' reads its record): 'mvin'
+  -- adds its units once, since the token it disarms is there until the
+  -- record is gone.
+  elseif op == 'mvarm' then
+    -- K: mk, token.
+    redis.call('SET', K[2], 'armed', 'NX')
+    return {'ok'}
+
+  elseif op == 'mvout' then
+    -- K: mk, ek, stock, move record, due. A: op, bucket name, units, the
+    -- name of the bucket they go to, token key, due time, due member. It
+    -- takes what the bucket has, up to the units, and answers how many.
+    local q = redis.call('HGET', K[4], 'q')
+    if q then return {'ok', q} end
+    local s = stockOf(K[3])
+    if not s then return {'unknown'} end
+    local n = math.min(s.a, tonumber(A[3]))
+    if n <= 0 then return {'short', fmt(s.a)} end
+    addUnits(s, A[2], -n)
+    redis.call('HSET', K[4], 'to', A[4], 'q', fmt(n), 't', A[5])
+    redis.call('ZADD', K[5], A[6], A[7])
+    return {'ok', fmt(n)}
+
+  elseif op == 'mvread' then
+    -- K: mk, move record.
+    local h = redis.call('HMGET', K[2], 'to', 'q', 't')
+    if not h[1] then return {'nf'} end
+    return {'ok', h[1], h[2], h[3]}
+
+  elseif op == 'mvin' then
+    -- K: mk, ek, stock, token. A: op, bucket name, units.
+    if redis.call('GET', K[4]) ~= 'armed' then return {'done'} end
+    local s = stockOf(K[3])
+    if not s then return {'unknown'} end
+    addUnits(s, A[2], tonumber(A[3]))
+    redis.call('SET', K[4], 'in')
+    return {'ok'}
+
+  elseif op == 'mvend' then
+    -- K: mk, move record, due. A: op, due member.
+    redis.call('DEL', K[2])
+    redis.call('ZREM', K[3], A[2])
+    return {'ok'}
+
+  elseif op == 'mvdrop' then
+    -- K: mk, token.
+    redis.call('DEL', K[2])
+    return {'ok'}
 
   elseif op == 'avail' then
     -- K: mk, stock. The reply carries the SKU's stock buckets when it is

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/oversell/inventory"
 	"github.com/oversell/inventory/internal/pgstore"
@@ -528,4 +529,178 @@ func refuseSplitWith(opts inventory.StockOptions) error {
 		return fmt.Errorf("redisstock: %w: stock buckets (StockOptions.Buckets %d) with a limit per buyer or a backorder", inventory.ErrUnsupported, opts.Buckets)
 	}
 	return nil
+}
+
+// Rebalance spreads the available units of sku evenly over its stock
+// buckets again, as inventory.Rebalancer documents: buyers take from the
+// bucket a hash of their reservation ID picks and fall over to the others,
+// so the buckets that sold most are the ones short, and they get units back
+// from the fullest. It reads the buckets, plans the moves, and makes each
+// as a move of its own (see moveUnits): a move takes only what its bucket
+// still has when it runs, so buyers meanwhile never find a bucket below
+// zero, and the SKU has as many units after it as before. A SKU kept whole
+// has nothing to move. An unknown SKU fails with an
+// *inventory.UnknownSKUError.
+func (r *Reserver) Rebalance(ctx context.Context, sku string) error {
+	if err := inventory.ValidateSKU(sku); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	k, avail, err := r.bucketUnits(ctx, sku)
+	if err != nil || k <= 1 {
+		return externalErr(err)
+	}
+	for _, m := range planMoves(avail) {
+		if err := r.moveUnits(ctx, sku, m.from, m.to, m.q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unitMove is q units to move from one stock bucket to another.
+type unitMove struct {
+	from, to int
+	q        int64
+}
+
+// planMoves returns the moves that spread the units of buckets holding
+// avail evenly (as shares does), each from a bucket over its share to one
+// under it.
+func planMoves(avail []int64) []unitMove {
+	want := shares(total(avail), len(avail))
+	var out []unitMove
+	to := 0
+	for from := range avail {
+		for over := avail[from] - want[from]; over > 0; {
+			for avail[to] >= want[to] {
+				to++
+			}
+			q := min(over, want[to]-avail[to])
+			out = append(out, unitMove{from: from, to: to, q: q})
+			avail[from] -= q
+			avail[to] += q
+			over -= q
+		}
+	}
+	return out
+}
+
+// moveMember prefixes the token of a move in its due set: no reservation
+// ID holds a control character, so a move is never taken for one.
+const moveMember = "\x1e"
+
+// moveGrace is how long after its start a move cut off part way becomes
+// due for ExpireDue to finish. A move not cut off finishes long before.
+const moveGrace = 30 * time.Second
+
+// moveUnits moves up to q units from bucket from of sku to bucket to, in
+// the steps of script.lua's moves, each one script call on one bucket: arm
+// the move's token on to's bucket; take the units from from's bucket and
+// record the move there, due at moveGrace; then finishMove. Every step may
+// be run again, by this call or by a sweeper, without moving a unit twice,
+// so a move cut off anywhere (a crash, a cut connection, a context ended)
+// loses no unit for good and makes none: its units are on the way, counted
+// by neither bucket, until ExpireDue finishes it. A bucket that buyers
+// emptied meanwhile gives what it has left, or nothing.
+func (r *Reserver) moveUnits(ctx context.Context, sku string, from, to int, q int64) error {
+	fn, tn := bucketSKU(sku, from), bucketSKU(sku, to)
+	if r.plainMove {
+		_, ok, err := r.addBucket(ctx, sku, from, -q)
+		if err != nil || !ok || r.moveCut == "out" {
+			return errors.Join(err, errMoveCut(r.moveCut))
+		}
+		_, _, err = r.addBucket(ctx, sku, to, q)
+		return err
+	}
+	fb, tb := r.skuBucket(fn), r.skuBucket(tn)
+	tok := make([]byte, 12)
+	_, _ = rand.Read(tok)
+	t := hex.EncodeToString(tok)
+	tk := r.key(tb, "w:"+t)
+	if _, err := r.run(ctx, tb, []string{r.marker(tb), tk}, "mvarm"); err != nil {
+		return fail("rebalance", sku, err)
+	}
+	rep, err := r.run(ctx, fb, []string{r.marker(fb), r.stream(fb), r.stockKey(fn), r.key(fb, "v:"+t), r.dueKey(fb)},
+		"mvout", fn, q, tn, tk, r.clock().Add(moveGrace).UnixMicro(), moveMember+t)
+	if err != nil {
+		// Whether the units left: if they did, ExpireDue finishes the move.
+		return fail("rebalance", sku, err)
+	}
+	if rep[0] != "ok" {
+		_, _ = r.run(context.WithoutCancel(ctx), tb, []string{r.marker(tb), tk}, "mvdrop")
+		if rep[0] == "unknown" {
+			return &inventory.UnknownSKUError{SKU: sku}
+		}
+		return nil // short: buyers took the bucket's units meanwhile
+	}
+	if r.moveCut == "out" {
+		return errMoveCut("out")
+	}
+	// The units are on the way: finish whatever the caller's context does.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), compensateTimeout)
+	defer cancel()
+	if err := r.finishMove(fctx, fb, t); err != nil {
+		return fail("rebalance", sku, err)
+	}
+	return nil
+}
+
+// finishMove finishes the move under token t recorded in hash-slot bucket
+// fb, as far as it went: adds its units to the bucket they go to (once:
+// while its token there is armed), then deletes its record and its due
+// entry, then its token. A move already finished is found gone, and only
+// its due entry, if any, is deleted.
+func (r *Reserver) finishMove(ctx context.Context, fb int, t string) error {
+	rk := r.key(fb, "v:"+t)
+	rep, err := r.run(ctx, fb, []string{r.marker(fb), rk}, "mvread")
+	if err != nil {
+		return err
+	}
+	var tb int
+	var tk string
+	if rep[0] == "ok" && len(rep) == 4 {
+		tn, q := rep[1], rep[2]
+		sku, _ := splitSKU(tn)
+		tb, tk = r.skuBucket(tn), rep[3]
+		if r.plainMoveIn {
+			n, _ := strconv.ParseInt(q, 10, 64)
+			_, j := splitSKU(tn)
+			if _, _, err := r.addBucket(ctx, sku, j, n); err != nil {
+				return err
+			}
+		} else {
+			in, err := r.run(ctx, tb, []string{r.marker(tb), r.stream(tb), r.stockKey(tn), tk}, "mvin", tn, q)
+			if err != nil {
+				return err
+			}
+			if in[0] == "unknown" {
+				// The bucket's stock is gone: the record keeps the units.
+				return &inventory.UnknownSKUError{SKU: sku}
+			}
+		}
+		if r.moveCut == "in" {
+			return errMoveCut("in")
+		}
+	}
+	if _, err := r.run(ctx, fb, []string{r.marker(fb), rk, r.dueKey(fb)}, "mvend", moveMember+t); err != nil {
+		return err
+	}
+	if tk != "" {
+		if _, err := r.run(ctx, tb, []string{r.marker(tb), tk}, "mvdrop"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// errMoveCut is the error of a move a test cut off after step (nil for
+// none).
+func errMoveCut(step string) error {
+	if step == "" {
+		return nil
+	}
+	return fmt.Errorf("redisstock: move cut off after its %q step", step)
 }

@@ -656,7 +656,9 @@
 //     and moves cut off after the take and after the add, finished by
 //     ExpireDue; its twins (a move that takes units its bucket no longer
 //     has, a move with no record of the units on the way, a finish that
-//     adds them whatever the token says) are caught. A Redis that loses
+//     adds them whatever the token says) are caught; TestRebalanceCluster
+//     runs the first and the last on a Redis Cluster of three masters,
+//     where a move crosses masters. A Redis that loses
 //     its data with a move on the way loses those units as it loses any
 //     change not yet written behind (Loss detection above).
 //   - Not offered: a limit per buyer or a backorder on a split SKU

@@ -12,10 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/oversell/inventory"
+	"github.com/oversell/inventory/internal/redistest"
 	"github.com/oversell/inventory/redisstock"
 	"github.com/oversell/inventory/strategy/strategytest"
 )
@@ -23,10 +25,10 @@ import (
 // rebalanced is a store whose SKU "s" holds 80 units in eight stock
 // buckets, of which a committed reservation took 10 from bucket 0: 70
 // available, bucket 0 empty.
-func rebalanced(t *testing.T, slots int) *instance {
+func rebalanced(t *testing.T, rdb redis.UniversalClient, slots int) *instance {
 	t.Helper()
 	ctx := t.Context()
-	in := setup(ctx, t, nil, &redisstock.Options{Buckets: slots})
+	in := setup(ctx, t, rdb, &redisstock.Options{Buckets: slots})
 	require.NoError(t, in.SetStockWith(ctx, "s", 80, inventory.StockOptions{Buckets: strategytest.BucketsK}))
 	id := ""
 	for i := 0; id == ""; i++ {
@@ -59,7 +61,7 @@ func TestRebalance(t *testing.T) {
 			t.Run("SpreadsTheUnitsEvenly", func(t *testing.T) {
 				t.Parallel()
 				ctx := t.Context()
-				in := rebalanced(t, slots)
+				in := rebalanced(t, nil, slots)
 				require.NoError(t, in.Rebalance(ctx, "s"))
 				per, err := in.BucketUnits(ctx, "s")
 				require.NoError(t, err)
@@ -97,7 +99,7 @@ func TestRebalance(t *testing.T) {
 			for _, step := range []string{"out", "in"} {
 				t.Run("CutOffAfter_"+step+"_IsFinishedByExpireDue", func(t *testing.T) {
 					t.Parallel()
-					require.NoError(t, cutMove(t, rebalanced(t, slots), step))
+					require.NoError(t, cutMove(t, rebalanced(t, nil, slots), step))
 				})
 			}
 			t.Run("CutOffAfter_out_CatchesAMoveWithNoRecord", func(t *testing.T) {
@@ -116,6 +118,26 @@ func TestRebalance(t *testing.T) {
 				require.Error(t, err, "a finish that adds a move's units whatever its token says went unnoticed")
 				t.Logf("caught: %v", err)
 			})
+		})
+	}
+}
+
+// TestRebalanceCluster moves units between the masters of a Redis Cluster
+// of three: under buyers, and a move cut off after each step, finished by
+// ExpireDue (TestRebalance has the twins these checks catch).
+func TestRebalanceCluster(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t)
+	rdb := c.Client(nil)
+	t.Run("UnderBuyersKeepsEveryUnit", func(t *testing.T) {
+		t.Parallel()
+		in := setup(t.Context(), t, rdb, &redisstock.Options{Buckets: 16, SKUDefaults: inventory.StockOptions{Buckets: strategytest.BucketsK}})
+		require.NoError(t, rebalanceHammer(t.Context(), in))
+	})
+	for _, step := range []string{"out", "in"} {
+		t.Run("CutOffAfter_"+step+"_IsFinishedByExpireDue", func(t *testing.T) {
+			t.Parallel()
+			require.NoError(t, cutMove(t, rebalanced(t, rdb, 16), step))
 		})
 	}
 }

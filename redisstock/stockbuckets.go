@@ -603,7 +603,9 @@ const moveGrace = 30 * time.Second
 // be run again, by this call or by a sweeper, without moving a unit twice,
 // so a move cut off anywhere (a crash, a cut connection, a context ended)
 // loses no unit for good and makes none: its units are on the way, counted
-// by neither bucket, until ExpireDue finishes it. A bucket that buyers
+// by neither bucket, until ExpireDue finishes it. A move once begun does not
+// stop for the end of ctx (within 5 s), so a Rebalance cancelled leaves no
+// units on the way. A bucket that buyers
 // emptied meanwhile gives what it has left, or nothing.
 func (r *Reserver) moveUnits(ctx context.Context, sku string, from, to int, q int64) error {
 	fn, tn := bucketSKU(sku, from), bucketSKU(sku, to)
@@ -615,6 +617,13 @@ func (r *Reserver) moveUnits(ctx context.Context, sku string, from, to int, q in
 		_, _, err = r.addBucket(ctx, sku, to, q)
 		return err
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// A move once begun runs to its end whatever the caller's context
+	// does, so that a Rebalance cancelled leaves no units on the way.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), compensateTimeout)
+	defer cancel()
 	fb, tb := r.skuBucket(fn), r.skuBucket(tn)
 	tok := make([]byte, 12)
 	_, _ = rand.Read(tok)
@@ -630,7 +639,7 @@ func (r *Reserver) moveUnits(ctx context.Context, sku string, from, to int, q in
 		return fail("rebalance", sku, err)
 	}
 	if rep[0] != "ok" {
-		_, _ = r.run(context.WithoutCancel(ctx), tb, []string{r.marker(tb), tk}, "mvdrop")
+		_, _ = r.run(ctx, tb, []string{r.marker(tb), tk}, "mvdrop")
 		if rep[0] == "unknown" {
 			return &inventory.UnknownSKUError{SKU: sku}
 		}
@@ -639,10 +648,7 @@ func (r *Reserver) moveUnits(ctx context.Context, sku string, from, to int, q in
 	if r.moveCut == "out" {
 		return errMoveCut("out")
 	}
-	// The units are on the way: finish whatever the caller's context does.
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), compensateTimeout)
-	defer cancel()
-	if err := r.finishMove(fctx, fb, t); err != nil {
+	if err := r.finishMove(ctx, fb, t); err != nil {
 		return fail("rebalance", sku, err)
 	}
 	return nil

@@ -155,11 +155,7 @@ func (r *Reserver) SetPlainMoveIn(on bool) { r.plainMoveIn = on }
 func (r *Reserver) MoveRecords(ctx context.Context) (int, error) {
 	n := 0
 	for b := range r.buckets {
-		m, err := r.rdb.ZCount(ctx, r.dueKey(b), "-inf", "+inf").Result()
-		if err != nil {
-			return 0, err
-		}
-		ids, err := r.rdb.ZRange(ctx, r.dueKey(b), 0, m).Result()
+		ids, err := r.rdb.ZRange(ctx, r.dueKey(b), 0, -1).Result()
 		if err != nil {
 			return 0, err
 		}

@@ -22,13 +22,25 @@ import (
 	"github.com/oversell/inventory/strategy/strategytest"
 )
 
-// rebalanced is a store whose SKU "s" holds 80 units in eight stock
-// buckets, of which a committed reservation took 10 from bucket 0: 70
-// available, bucket 0 empty.
+// rebalanced is a store on rdb (the shared Redis when nil) whose SKU "s"
+// holds 80 units in eight stock buckets, of which a committed reservation
+// took 10 from bucket 0: 70 available, bucket 0 empty.
 func rebalanced(t *testing.T, rdb redis.UniversalClient, slots int) *instance {
 	t.Helper()
+	return withDrainedSKU(t, setup(t.Context(), t, rdb, &redisstock.Options{Buckets: slots}))
+}
+
+// rebalancedBare is rebalanced on a store whose ledger is not compared
+// with Redis at the end: for the wrong twins, which make the two differ.
+func rebalancedBare(t *testing.T, slots int) *instance {
+	t.Helper()
+	return withDrainedSKU(t, setupBare(t.Context(), t, nil, &redisstock.Options{Buckets: slots}))
+}
+
+// withDrainedSKU gives in the SKU "s" of rebalanced.
+func withDrainedSKU(t *testing.T, in *instance) *instance {
+	t.Helper()
 	ctx := t.Context()
-	in := setup(ctx, t, rdb, &redisstock.Options{Buckets: slots})
 	require.NoError(t, in.SetStockWith(ctx, "s", 80, inventory.StockOptions{Buckets: strategytest.BucketsK}))
 	id := ""
 	for i := 0; id == ""; i++ {
@@ -139,23 +151,6 @@ func TestRebalanceCluster(t *testing.T) {
 			t.Parallel()
 			require.NoError(t, cutMove(t, rebalanced(t, rdb, 16), step))
 		})
-	}
-}
-
-// rebalancedBare is rebalanced on a store whose ledger is not compared
-// with Redis at the end: for the wrong twins, which make the two differ.
-func rebalancedBare(t *testing.T, slots int) *instance {
-	t.Helper()
-	ctx := t.Context()
-	in := setupBare(ctx, t, nil, &redisstock.Options{Buckets: slots})
-	require.NoError(t, in.SetStockWith(ctx, "s", 80, inventory.StockOptions{Buckets: strategytest.BucketsK}))
-	for i := 0; ; i++ {
-		if id := fmt.Sprintf("drain-%d", i); in.StartBucket(id, "s") == 0 {
-			_, err := in.Reserve(ctx, inventory.Request{ID: id, Lines: []inventory.Line{{SKU: "s", Qty: 10}}, TTL: time.Hour})
-			require.NoError(t, err)
-			require.NoError(t, in.Commit(ctx, id))
-			return in
-		}
 	}
 }
 
